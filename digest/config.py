@@ -1,0 +1,138 @@
+"""The one settings class. Every tunable comes from the environment (prefix ``DIGEST_``)
+or a ``.env`` file; nothing else in the package reads ``os.environ``."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from digest.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: The repository root: templates/ and migrations/ live beside the package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Secrets that must never protect a real list.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "please-change", "changethis", "demo", "test"}
+)
+DEMO_SECRET = "demo-only-secret-not-for-production-use-0000000000"
+
+
+class Settings(BaseSettings):
+    """Configuration of one deployment. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGEST_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = "sqlite:///digest.db"
+    transport: str = "maildir"
+    outbox: Path = Path("outbox")
+
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_timeout: float = 30.0
+    smtp_connections: int = Field(default=1, ge=1, le=64)
+    smtp_ca_file: Path | None = None
+
+    from_address: str = Field(
+        default="Weekly AI Tool Verdicts <digest@localhost>",
+        validation_alias=AliasChoices("DIGEST_FROM", "from_address"),
+    )
+    reply_to: str | None = None
+    bounce_address: str | None = None
+    base_url: str = "http://localhost:8000"
+    site_url: str = "https://verdicts.example.com"
+    secret_key: SecretStr | None = None
+    postal_address: str = "Weekly Verdicts, 1 Example Street, Springfield, USA"
+    list_name: str = "Weekly AI Tool Verdicts"
+    list_id: str | None = None
+    unsubscribe_mailto: str | None = None
+    timezone: str = "UTC"
+    send_cron: str = "0 9 * * mon"
+    misfire_grace_seconds: int = 3600
+
+    full_cards: int = Field(default=5, ge=0, le=50)
+    max_comparisons: int = Field(default=20, ge=1, le=200)
+    quote_max_chars: int = Field(default=280, ge=60, le=2000)
+
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+    lease_seconds: int = Field(default=60, ge=2)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    rate_limit: float | None = Field(default=None, gt=0)
+
+    demo: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("base_url", "site_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def from_domain(self) -> str:
+        from email.utils import parseaddr
+
+        addr = parseaddr(self.from_address)[1]
+        return addr.rpartition("@")[2] or "localhost"
+
+    @property
+    def effective_list_id(self) -> str:
+        return self.list_id or f"weekly-verdicts.{self.from_domain}"
+
+    @property
+    def effective_unsubscribe_mailto(self) -> str:
+        return self.unsubscribe_mailto or f"unsubscribe@{self.from_domain}"
+
+    def signing_key(self) -> str:
+        """The secret that signs every token, refusing placeholders outside the demo."""
+        if self.secret_key is not None:
+            value = self.secret_key.get_secret_value()
+            if value.strip().lower() not in PLACEHOLDER_SECRETS and len(value) >= 16:
+                return value
+            if not self.demo:
+                raise ConfigError(
+                    "DIGEST_SECRET_KEY is a placeholder or shorter than 16 characters; "
+                    'set a random value, e.g. python -c "import secrets; '
+                    'print(secrets.token_urlsafe(32))"'
+                )
+        if self.demo:
+            return DEMO_SECRET
+        raise ConfigError(
+            "DIGEST_SECRET_KEY is not set; it signs unsubscribe and confirmation links. "
+            'Generate one: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` instead)."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc

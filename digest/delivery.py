@@ -1,0 +1,400 @@
+"""The send loop: enqueue set-wise, claim batches under a lease, record per recipient.
+
+Guarantees (the README's "Delivery guarantees" paragraph is the user-facing version):
+
+- one ``Delivery`` row per (issue, subscriber), unique in the database: nobody is
+  enqueued twice, however often a send is started;
+- a row is marked ``sent`` only after the server accepted that recipient;
+- a claimed batch carries a lease; if the process dies, the lease expires and the rows
+  go back to the queue — at-least-once, with the duplicate window of one in-flight
+  batch, and the same Message-ID on both copies;
+- a subscriber who stopped being ``active`` before their batch is claimed is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from digest.config import Settings
+from digest.exceptions import TransientTransportError, TransportConfigError
+from digest.message import IssueMessage, Recipient
+from digest.models import Delivery, DeliveryState, Issue, IssueState
+from digest.timeutil import utcnow
+from digest.transports.base import SendResult, SendStatus, Transport
+from subscribers.models import Subscriber, SubscriberStatus
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+D = Delivery.__table__  # type: ignore[attr-defined]
+S = Subscriber.__table__  # type: ignore[attr-defined]
+I = Issue.__table__  # type: ignore[attr-defined]  # noqa: E741
+
+OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.RETRY, DeliveryState.SENDING)
+
+
+@dataclass
+class SendReport:
+    """What one run of the send loop did."""
+
+    week: str
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    batches: int = 0
+    elapsed: float = 0.0
+    stopped: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+    def summary(self) -> str:
+        line = (
+            f"issue {self.week}: {self.sent} sent, {self.failed} failed, "
+            f"{self.skipped} skipped, {self.retried} retries in {self.elapsed:.1f}s"
+        )
+        if self.sent and self.elapsed:
+            line += f" ({self.rate:.0f}/s)"
+        if self.stopped:
+            line += f"; stopped: {self.stopped}"
+        return line
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+# ---------------------------------------------------------------- enqueue
+
+
+def enqueue(conn: Connection, issue_id: int) -> int:
+    """One queued row per active subscriber not yet queued, in one INSERT … SELECT."""
+    now = utcnow()
+    already = (
+        select(D.c.id)
+        .where(D.c.issue_id == issue_id, D.c.subscriber_id == S.c.id)
+        .exists()
+    )
+    source = select(
+        literal(issue_id),
+        S.c.id,
+        literal(DeliveryState.QUEUED.value),
+        literal(0),
+        literal(now, type_=D.c.updated_at.type),
+    ).where(S.c.status == SubscriberStatus.ACTIVE.value, ~already)
+    stmt = insert(D).from_select(
+        ["issue_id", "subscriber_id", "state", "attempts", "updated_at"], source
+    )
+    added = conn.execute(stmt).rowcount or 0
+    logger.info("issue %s: enqueued %d deliveries", issue_id, added)
+    return added
+
+
+def counts(conn: Connection, issue_id: int) -> dict[str, int]:
+    rows = conn.execute(
+        select(D.c.state, func.count()).where(D.c.issue_id == issue_id).group_by(D.c.state)
+    ).all()
+    result = {state.value: 0 for state in DeliveryState}
+    result.update({state: n for state, n in rows})
+    return result
+
+
+# ---------------------------------------------------------------- claim and record
+
+
+def _claimable(issue_id: int, now: datetime) -> Any:
+    return and_(
+        D.c.issue_id == issue_id,
+        or_(
+            and_(
+                D.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
+                or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
+            ),
+            and_(D.c.state == DeliveryState.SENDING.value, D.c.lease_expires_at < now),
+        ),
+    )
+
+
+def claim_batch(
+    engine: Engine, issue_id: int, owner: str, size: int, lease_seconds: int
+) -> tuple[list[Recipient], int]:
+    """Lease up to ``size`` deliveries to ``owner``.
+
+    Returns the recipients to send to and how many claimed rows were skipped because
+    the subscriber is no longer active (unsubscribed mid-send).
+    """
+    now = utcnow()
+    lease = f"{owner}/{uuid.uuid4().hex[:8]}"
+    pick = select(D.c.id).where(_claimable(issue_id, now)).order_by(D.c.id).limit(size)
+    if engine.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    with engine.begin() as conn:
+        conn.execute(
+            update(D)
+            .where(D.c.id.in_(pick.scalar_subquery()), _claimable(issue_id, now))
+            .values(
+                state=DeliveryState.SENDING.value,
+                lease_owner=lease,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=D.c.attempts + 1,
+                updated_at=now,
+            )
+        )
+        rows = conn.execute(
+            select(D.c.id, D.c.subscriber_id, S.c.email, S.c.name, S.c.status)
+            .join(S, S.c.id == D.c.subscriber_id)
+            .where(D.c.lease_owner == lease, D.c.state == DeliveryState.SENDING.value)
+            .order_by(D.c.id)
+        ).all()
+        inactive = [r.id for r in rows if r.status != SubscriberStatus.ACTIVE.value]
+        if inactive:
+            conn.execute(
+                update(D)
+                .where(D.c.id.in_(inactive))
+                .values(
+                    state=DeliveryState.SKIPPED.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error="subscriber no longer active",
+                    updated_at=now,
+                )
+            )
+    return [
+        Recipient(subscriber_id=r.subscriber_id, email=r.email, name=r.name, delivery_id=r.id)
+        for r in rows
+        if r.status == SubscriberStatus.ACTIVE.value
+    ], len(inactive)
+
+
+def backoff_seconds(attempt: int, base: float = 30.0, cap: float = 3600.0) -> float:
+    """Exponential backoff with full jitter: attempt 1 → up to 30 s, 2 → 60 s, …"""
+    return random.uniform(base / 2, min(cap, base * 2 ** max(attempt - 1, 0)))
+
+
+def record_results(
+    engine: Engine, results: Sequence[SendResult], settings: Settings
+) -> tuple[int, int, int]:
+    """Write each recipient's outcome; returns (sent, retried, failed)."""
+    now = utcnow()
+    sent_rows: list[dict[str, Any]] = []
+    retry_rows: list[dict[str, Any]] = []
+    failed_rows: list[dict[str, Any]] = []
+    for result in results:
+        rid = result.recipient.delivery_id
+        if result.status is SendStatus.SENT:
+            sent_rows.append({"b_id": rid, "b_provider": result.provider_id})
+        elif result.status is SendStatus.RETRY:
+            retry_rows.append({"b_id": rid, "b_error": (result.error or "")[:2000],
+                               "b_retry_after": result.retry_after})
+        else:
+            failed_rows.append({"b_id": rid, "b_error": (result.error or "")[:2000],
+                                "b_sub": result.recipient.subscriber_id})
+    retried = failed_retry = 0
+    with engine.begin() as conn:
+        if sent_rows:
+            conn.execute(
+                update(D)
+                .where(D.c.id == bindparam("b_id"))
+                .values(
+                    state=DeliveryState.SENT.value,
+                    provider_id=bindparam("b_provider"),
+                    sent_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error=None,
+                    updated_at=now,
+                ),
+                sent_rows,
+            )
+        if retry_rows:
+            attempts = dict(
+                conn.execute(
+                    select(D.c.id, D.c.attempts).where(D.c.id.in_([r["b_id"] for r in retry_rows]))
+                ).all()
+            )
+            for row in retry_rows:
+                n = attempts.get(row["b_id"], 1)
+                if n >= settings.max_attempts:
+                    failed_rows.append({"b_id": row["b_id"], "b_sub": None,
+                                        "b_error": f"gave up after {n} attempts: {row['b_error']}"})
+                    failed_retry += 1
+                    continue
+                delay = row.pop("b_retry_after") or backoff_seconds(n)
+                row["b_next"] = now + timedelta(seconds=delay)
+                retried += 1
+            retry_rows = [r for r in retry_rows if "b_next" in r]
+            if retry_rows:
+                conn.execute(
+                    update(D)
+                    .where(D.c.id == bindparam("b_id"))
+                    .values(
+                        state=DeliveryState.RETRY.value,
+                        next_attempt_at=bindparam("b_next"),
+                        last_error=bindparam("b_error"),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                    ),
+                    [{k: r[k] for k in ("b_id", "b_next", "b_error")} for r in retry_rows],
+                )
+        if failed_rows:
+            conn.execute(
+                update(D)
+                .where(D.c.id == bindparam("b_id"))
+                .values(
+                    state=DeliveryState.FAILED.value,
+                    last_error=bindparam("b_error"),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                ),
+                [{"b_id": r["b_id"], "b_error": r["b_error"]} for r in failed_rows],
+            )
+            # A permanent refusal means the address does not work: stop mailing it.
+            bounced = [{"b_sub": r["b_sub"]} for r in failed_rows if r["b_sub"]]
+            if bounced:
+                conn.execute(
+                    update(S)
+                    .where(S.c.id == bindparam("b_sub"),
+                           S.c.status == SubscriberStatus.ACTIVE.value)
+                    .values(status=SubscriberStatus.BOUNCED.value, updated_at=now),
+                    bounced,
+                )
+    return len(sent_rows), retried, len(failed_rows)
+
+
+def release(engine: Engine, recipients: Sequence[Recipient]) -> None:
+    """Give claimed rows back untouched (the send stopped before trying them)."""
+    ids = [r.delivery_id for r in recipients if r.delivery_id is not None]
+    if not ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(D)
+            .where(D.c.id.in_(ids), D.c.state == DeliveryState.SENDING.value)
+            .values(
+                state=DeliveryState.QUEUED.value,
+                attempts=D.c.attempts - 1,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _issue_state(engine: Engine, issue_id: int) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(select(I.c.state).where(I.c.id == issue_id)).scalar_one())
+
+
+def set_issue_state(
+    engine: Engine, issue_id: int, state: IssueState, reason: str | None = None
+) -> None:
+    values: dict[str, Any] = {"state": state.value, "state_reason": reason, "updated_at": utcnow()}
+    if state is IssueState.SENT:
+        values["finished_at"] = utcnow()
+    with engine.begin() as conn:
+        conn.execute(update(I).where(I.c.id == issue_id).values(**values))
+
+
+def _next_wakeup(engine: Engine, issue_id: int) -> float | None:
+    """Seconds until some open delivery becomes claimable; None when none is open."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(
+                func.min(D.c.next_attempt_at),
+                func.min(D.c.lease_expires_at),
+                func.count(),
+            ).where(D.c.issue_id == issue_id, D.c.state.in_([s.value for s in OPEN_STATES]))
+        ).one()
+    if not row[2]:
+        return None
+    now = utcnow()
+    moments = [m for m in (row[0], row[1]) if m is not None]
+    if not moments:
+        return 0.0
+    soonest = min(m if m.tzinfo else m.replace(tzinfo=now.tzinfo) for m in moments)
+    return max(0.0, (soonest - now).total_seconds())
+
+
+def deliver(
+    engine: Engine,
+    issue_id: int,
+    message: IssueMessage,
+    transport: Transport,
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    max_wait: float = 600.0,
+) -> SendReport:
+    """Send every open delivery of ``issue_id``; returns when none is left open, or when
+    the issue is paused or cancelled, or when waiting for retries would exceed
+    ``max_wait`` seconds (the next run picks them up)."""
+    owner = worker_id()
+    report = SendReport(week=message.week)
+    started = time.monotonic()
+    waited = 0.0
+    with transport:
+        while True:
+            state = _issue_state(engine, issue_id)
+            if state != IssueState.SENDING:
+                report.stopped = f"issue is {state}"
+                break
+            batch, skipped = claim_batch(
+                engine, issue_id, owner, settings.batch_size, settings.lease_seconds
+            )
+            report.skipped += skipped
+            if progress and skipped:
+                progress(skipped)
+            if not batch:
+                wait = _next_wakeup(engine, issue_id)
+                if wait is None:
+                    set_issue_state(engine, issue_id, IssueState.SENT)
+                    break
+                if waited + wait > max_wait:
+                    report.stopped = f"retries pending; next in {wait:.0f}s"
+                    break
+                time.sleep(min(wait, 5.0) + 0.05)
+                waited += min(wait, 5.0) + 0.05
+                continue
+            report.batches += 1
+            for start in range(0, len(batch), transport.max_batch):
+                chunk = batch[start : start + transport.max_batch]
+                try:
+                    results = transport.send_batch(message, chunk)
+                except TransientTransportError as exc:
+                    results = [SendResult.retry(r, str(exc), exc.retry_after) for r in chunk]
+                except TransportConfigError as exc:
+                    release(engine, batch[start:])
+                    set_issue_state(engine, issue_id, IssueState.PAUSED, str(exc))
+                    report.stopped = str(exc)
+                    report.errors.append(str(exc))
+                    report.elapsed = time.monotonic() - started
+                    raise
+                sent, retried, failed = record_results(engine, results, settings)
+                report.sent += sent
+                report.retried += retried
+                report.failed += failed
+                if progress:
+                    progress(sent + failed)
+    report.elapsed = time.monotonic() - started
+    logger.info(report.summary())
+    return report

@@ -1,0 +1,94 @@
+"""``digest demo``: the weekly job end to end on bundled sample data.
+
+A fresh SQLite database and Maildir outbox under ``demo-data/`` (``DIGEST_DATABASE_URL``
+and ``DIGEST_OUTBOX`` override them), the sample comparisons dated into last week,
+the sample subscribers, the weekly job, a preview, and a summary of where to look.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mailbox
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from digest.config import Settings
+from digest.exceptions import DigestError
+from digest.importer import import_comparisons
+from digest.jobs import current_week, open_store, weekly_job
+from digest.preview import write_preview
+from digest.timeutil import window
+from subscribers.service import import_csv
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+DEMO_DIR = Path("demo-data")
+
+
+def _fresh_sqlite(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        db = Path(parsed.database)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def demo_settings(base: Settings) -> Settings:
+    """The demo's settings: the user's, with demo-data/ locations unless they set theirs."""
+    overrides: dict[str, object] = {"demo": True, "transport": "maildir"}
+    if "database_url" not in base.model_fields_set:
+        overrides["database_url"] = f"sqlite:///{DEMO_DIR / 'digest.db'}"
+    if "outbox" not in base.model_fields_set:
+        overrides["outbox"] = DEMO_DIR / "outbox"
+    return base.model_copy(update=overrides)
+
+
+def dated_samples(settings: Settings, week: str, target: Path) -> Path:
+    """The sample comparisons with publication times spread over ``week``'s window."""
+    items = json.loads((SAMPLE_DIR / "comparisons.json").read_text(encoding="utf-8"))
+    start, cutoff = window(week, settings.tz)
+    span = (cutoff - start) / (len(items) + 1)
+    for index, item in enumerate(items):
+        item["published_at"] = (cutoff - span * (index + 1) - timedelta(minutes=7)).isoformat()
+    target.write_text(json.dumps(items, indent=2), encoding="utf-8")
+    return target
+
+
+def run_demo(base: Settings) -> str:
+    settings = demo_settings(base)
+    _fresh_sqlite(settings.database_url)
+    if settings.outbox.exists():
+        shutil.rmtree(settings.outbox)
+    work = (DEMO_DIR if "outbox" not in base.model_fields_set else settings.outbox.parent)
+    work.mkdir(parents=True, exist_ok=True)
+
+    engine = open_store(settings)
+    week = current_week(settings)
+    samples = dated_samples(settings, week, work / "sample-comparisons.json")
+    imported = import_comparisons(engine, [samples])
+    people = import_csv(engine, SAMPLE_DIR / "subscribers.csv", source="demo sample")
+    result = weekly_job(settings, engine=engine, week=week)
+    preview_dir = work / "preview"
+    write_preview(engine, settings, week, preview_dir)
+
+    box = mailbox.Maildir(settings.outbox, create=False)
+    in_box = len(box)
+    if result.report is None:
+        raise DigestError(f"demo did not send: {result.summary()}")
+    return "\n".join(
+        [
+            f"demo: {imported.created} comparisons, {people.added} subscribers, issue {week}",
+            result.summary(),
+            f"outbox (Maildir, {in_box} messages): {settings.outbox.resolve()}",
+            f"   read it with: mutt -f {settings.outbox}   (one file per message in new/)",
+            f"preview: {(preview_dir / 'digest.html').resolve()} (and digest.txt, digest.eml)",
+            f"database: {settings.database_url}",
+            f"next: digest status --json  (with DIGEST_DATABASE_URL={settings.database_url})",
+        ]
+    )

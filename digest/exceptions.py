@@ -1,0 +1,92 @@
+"""The project's one error tree.
+
+Every error the package raises on purpose derives from :class:`DigestError`, so the CLI,
+the scheduler and the web app can catch one type and show its message::
+
+    DigestError
+    ├── ConfigError                 settings missing, malformed or unsafe
+    ├── StoreError                  database unreachable, migration failed
+    ├── ImportValidationError       an import file is wrong; nothing was written
+    ├── SelectionError              no issue can be built for the requested week
+    ├── RenderError                 a template failed (names the template)
+    ├── SubscriberError             an address is invalid, suppressed or unknown
+    │   └── TokenError              a signed link is forged, expired or for another purpose
+    ├── IssueStateError             the issue is not in a state that allows the action
+    └── TransportError              the mail transport failed as a whole
+        ├── TransientTransportError     worth retrying: 4xx, timeouts, dropped connections
+        └── PermanentTransportError     retrying will not help
+            └── TransportConfigError    bad credentials or sender: stop the whole send
+
+Per-recipient outcomes are *not* exceptions: transports return one
+:class:`digest.transports.base.SendResult` per recipient.
+"""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """Base class of every error the digest raises on purpose."""
+
+
+class ConfigError(DigestError):
+    """A setting is missing, malformed or unsafe."""
+
+
+class StoreError(DigestError):
+    """The database could not be opened, migrated or written."""
+
+
+class ImportValidationError(DigestError):
+    """One or more import files are invalid; the store was left unchanged.
+
+    ``problems`` lists one human-readable line per problem, each naming the file and
+    the line or field.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class SelectionError(DigestError):
+    """No issue can be built for the requested week."""
+
+
+class RenderError(DigestError):
+    """A template failed to render or compile."""
+
+    def __init__(self, template: str, reason: str) -> None:
+        self.template = template
+        super().__init__(f"template {template}: {reason}")
+
+
+class SubscriberError(DigestError):
+    """An address is invalid, suppressed or unknown."""
+
+
+class TokenError(SubscriberError):
+    """A signed token is forged, expired, reused or meant for another purpose."""
+
+
+class IssueStateError(DigestError):
+    """The issue is not in a state that allows the requested action."""
+
+
+class TransportError(DigestError):
+    """The transport failed as a whole (not one recipient)."""
+
+
+class TransientTransportError(TransportError):
+    """A failure worth retrying later: 4xx replies, timeouts, dropped connections."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentTransportError(TransportError):
+    """A failure that retrying will not fix."""
+
+
+class TransportConfigError(PermanentTransportError):
+    """Credentials or the sender were rejected: the whole send must stop."""

@@ -1,0 +1,151 @@
+"""Per-recipient MIME messages from an issue compiled once.
+
+:class:`IssueMessage` holds everything that is the same for every recipient (subject,
+compiled HTML and text with placeholders, list headers, the date); per recipient only
+the name, address, unsubscribe URL and Message-ID change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+
+from markupsafe import escape
+
+from digest.config import Settings
+from digest.render import PER_RECIPIENT, one_line, placeholder
+from digest.timeutil import utcnow
+from digest.tokens import make_token, stable_digest
+
+logger = logging.getLogger(__name__)
+
+#: CRLF line ends and 78-column folding: what SMTP and every provider expects.
+MAIL_POLICY = policy.SMTP
+DEFAULT_GREETING_NAME = "there"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One addressee. ``subscriber_id`` 0 is a test copy that belongs to nobody."""
+
+    subscriber_id: int
+    email: str
+    name: str = ""
+    delivery_id: int | None = None
+
+
+class IssueMessage:
+    """The issue's email, prepared once; :meth:`as_bytes` makes one recipient's copy."""
+
+    def __init__(
+        self,
+        *,
+        issue_id: int,
+        week: str,
+        subject: str,
+        html: str,
+        text: str,
+        settings: Settings,
+        date: datetime | None = None,
+        test: bool = False,
+    ) -> None:
+        self.issue_id = issue_id
+        self.week = week
+        self.settings = settings
+        self.subject = one_line(("[TEST] " if test else "") + subject, 250)
+        self.html = html
+        self.text = text
+        self.date = date or utcnow()
+        self.date_header = format_datetime(self.date.astimezone(), usegmt=False)
+        self.from_header = settings.from_address
+        self.list_id = f"{one_line(settings.list_name, 100)} <{settings.effective_list_id}>"
+        self.mailto = settings.effective_unsubscribe_mailto
+        self.domain = settings.from_domain
+        self.boundary = "=_digest_" + stable_digest(settings, "boundary", issue_id, length=24)
+
+    # ------------------------------------------------------------ per recipient values
+
+    def message_id(self, recipient: Recipient) -> str:
+        """Deterministic per (issue, subscriber): a resent copy carries the same id."""
+        digest = stable_digest(self.settings, "message-id", self.issue_id, recipient.subscriber_id)
+        return f"<{self.week}.{digest}@{self.domain}>"
+
+    def unsubscribe_url(self, recipient: Recipient) -> str:
+        token = make_token(self.settings, "unsubscribe", recipient.subscriber_id)
+        return f"{self.settings.base_url}/unsubscribe/{token}"
+
+    def list_unsubscribe(self, recipient: Recipient) -> str:
+        return f"<{self.unsubscribe_url(recipient)}>, <mailto:{self.mailto}?subject=unsubscribe>"
+
+    def greeting_name(self, recipient: Recipient) -> str:
+        return one_line(recipient.name, 100) or DEFAULT_GREETING_NAME
+
+    def values(self, recipient: Recipient) -> dict[str, str]:
+        """Plain-text values for every placeholder."""
+        return {
+            "name": self.greeting_name(recipient),
+            "unsubscribe_url": self.unsubscribe_url(recipient),
+        }
+
+    def html_for(self, recipient: Recipient) -> str:
+        html = self.html
+        for key, value in self.values(recipient).items():
+            html = html.replace(placeholder(key), str(escape(value)))
+        return html
+
+    def text_for(self, recipient: Recipient) -> str:
+        text = self.text
+        for key, value in self.values(recipient).items():
+            text = text.replace(placeholder(key), value)
+        return text
+
+    def to_header(self, recipient: Recipient) -> str:
+        name = one_line(recipient.name, 100)
+        return formataddr((name, recipient.email)) if name else recipient.email
+
+    def headers(self, recipient: Recipient) -> dict[str, str]:
+        """Every header of one recipient's copy, in order (unencoded values)."""
+        headers = {
+            "From": self.from_header,
+            "To": self.to_header(recipient),
+            "Subject": self.subject,
+            "Date": self.date_header,
+            "Message-ID": self.message_id(recipient),
+            "List-Id": self.list_id,
+            "List-Unsubscribe": self.list_unsubscribe(recipient),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        if self.settings.reply_to:
+            headers["Reply-To"] = self.settings.reply_to
+        return headers
+
+    # ------------------------------------------------------------ the stdlib path
+
+    def build(self, recipient: Recipient) -> EmailMessage:
+        """One recipient's message through the stdlib ``email`` package."""
+        msg = EmailMessage(policy=MAIL_POLICY)
+        for key, value in self.headers(recipient).items():
+            if key == "To":
+                # Address objects encode a non-ASCII display name (RFC 2047) correctly.
+                name = one_line(recipient.name, 100)
+                msg[key] = Address(display_name=name, addr_spec=recipient.email)
+            else:
+                msg[key] = value
+        msg.set_content(
+            self.text_for(recipient), subtype="plain", charset="utf-8", cte="quoted-printable"
+        )
+        msg.add_alternative(
+            self.html_for(recipient), subtype="html", charset="utf-8", cte="quoted-printable"
+        )
+        # A fixed boundary per issue keeps every copy's bytes reproducible.
+        msg.set_boundary(self.boundary)
+        return msg
+
+    def as_bytes(self, recipient: Recipient) -> bytes:
+        return self.build(recipient).as_bytes(policy=MAIL_POLICY)
+

@@ -1,0 +1,160 @@
+"""The store: comparisons with their two tools and eight reviews, issues, deliveries.
+
+Subscribers live in :mod:`subscribers.models`; both register on ``SQLModel.metadata``.
+(No ``from __future__ import annotations`` here: SQLModel resolves relationships from
+real annotations.)
+"""
+
+from datetime import datetime
+from typing import Optional
+from enum import StrEnum
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, Relationship, SQLModel
+
+from digest.timeutil import UTCDateTime, utcnow
+
+LENSES: tuple[str, ...] = ("dx", "competition", "thesis", "business")
+LENS_TITLES = {
+    "dx": "Developer experience",
+    "competition": "Competition",
+    "thesis": "Thesis",
+    "business": "Business",
+}
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Column[datetime]:
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class Comparison(SQLModel, table=True):
+    """One "Tool A vs Tool B" page."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(max_length=200, unique=True, index=True)
+    title: str = Field(max_length=500)
+    standfirst: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    url: str | None = Field(default=None, max_length=2000)
+    published_at: datetime = Field(sa_column=_ts(index=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+    tools: list["Tool"] = Relationship(
+        back_populates="comparison",
+        sa_relationship_kwargs={
+            "cascade": "all, delete-orphan",
+            "order_by": "Tool.position",
+            "lazy": "selectin",
+        },
+    )
+
+
+class Tool(SQLModel, table=True):
+    """One side of a comparison (position 0 is tool A)."""
+
+    __table_args__ = (UniqueConstraint("comparison_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True, ondelete="CASCADE")
+    position: int
+    name: str = Field(max_length=300)
+    tagline: str = Field(default="", max_length=1000)
+    category: str = Field(default="", max_length=200)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    panel_ship_pct: int | None = None
+    community_pct: int | None = None
+    entry: str = Field(default="", max_length=100)
+
+    comparison: Optional["Comparison"] = Relationship(back_populates="tools")
+    reviews: list["Review"] = Relationship(
+        back_populates="tool",
+        sa_relationship_kwargs={
+            "cascade": "all, delete-orphan",
+            "order_by": "Review.position",
+            "lazy": "selectin",
+        },
+    )
+
+
+class Review(SQLModel, table=True):
+    """One reviewer's quote on one tool through one lens."""
+
+    __table_args__ = (UniqueConstraint("tool_id", "lens"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tool_id: int = Field(foreign_key="tool.id", index=True, ondelete="CASCADE")
+    position: int
+    lens: str = Field(max_length=20)
+    quote: str = Field(sa_column=Column(Text, nullable=False))
+    verdict: str | None = Field(default=None, max_length=10)
+
+    tool: Optional["Tool"] = Relationship(back_populates="reviews")
+
+
+class IssueState(StrEnum):
+    DRAFT = "draft"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class Issue(SQLModel, table=True):
+    """One week's digest, frozen: what an editor previews is what is sent."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    week: str = Field(max_length=10, unique=True, index=True)
+    cutoff: datetime = Field(sa_column=_ts())
+    state: str = Field(default=IssueState.DRAFT, max_length=20, index=True)
+    state_reason: str | None = Field(default=None, max_length=1000)
+    subject: str = Field(max_length=300)
+    preheader: str = Field(default="", max_length=300)
+    intro: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    html: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class IssueComparison(SQLModel, table=True):
+    """Which comparisons an issue features, in order; ``full`` = full card, else a link."""
+
+    __tablename__ = "issue_comparison"
+
+    issue_id: int = Field(foreign_key="issue.id", primary_key=True, ondelete="CASCADE")
+    comparison_id: int = Field(foreign_key="comparison.id", primary_key=True, index=True)
+    position: int
+    full: bool = True
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRY = "retry"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Delivery(SQLModel, table=True):
+    """One recipient of one issue; unique per (issue, subscriber) so nobody gets two."""
+
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        Index("ix_delivery_claim", "issue_id", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", ondelete="CASCADE")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    state: str = Field(default=DeliveryState.QUEUED, max_length=20)
+    attempts: int = 0
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    provider_id: str | None = Field(default=None, max_length=300)
+    last_error: str | None = Field(default=None, max_length=2000)
+    sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

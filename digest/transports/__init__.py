@@ -1,0 +1,35 @@
+"""Mail transports behind one contract (:mod:`digest.transports.base`).
+
+``make_transport(settings)`` builds the one ``DIGEST_TRANSPORT`` names. Provider
+modules register themselves in :data:`FACTORIES` by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from digest.config import Settings
+from digest.exceptions import ConfigError
+from digest.transports.base import SendResult, SendStatus, Transport
+from digest.transports.maildir import MaildirTransport
+from digest.transports.memory import MemoryTransport
+from digest.transports.smtp import SMTPTransport
+
+__all__ = ["FACTORIES", "SendResult", "SendStatus", "Transport", "make_transport"]
+
+FACTORIES: dict[str, Callable[[Settings], Transport]] = {
+    "maildir": lambda s: MaildirTransport(s.outbox),
+    "smtp": SMTPTransport,
+    "memory": lambda s: MemoryTransport(),
+}
+
+
+def make_transport(settings: Settings) -> Transport:
+    try:
+        factory = FACTORIES[settings.transport]
+    except KeyError:
+        known = ", ".join(sorted(FACTORIES))
+        raise ConfigError(
+            f"unknown DIGEST_TRANSPORT {settings.transport!r}; choose one of {known}"
+        ) from None
+    return factory(settings)

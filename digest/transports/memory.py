@@ -1,0 +1,36 @@
+"""An in-memory transport: keeps every message it is given (tests, dry runs)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from digest.message import IssueMessage, Recipient
+from digest.transports.base import SendResult, Transport
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    recipient: Recipient
+    message_id: str
+    raw: bytes
+
+
+class MemoryTransport(Transport):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.outbox: list[StoredMessage] = []
+
+    def send_batch(
+        self, message: IssueMessage, recipients: Sequence[Recipient]
+    ) -> list[SendResult]:
+        results = []
+        for recipient in recipients:
+            message_id = message.message_id(recipient)
+            self.outbox.append(StoredMessage(recipient, message_id, message.as_bytes(recipient)))
+            results.append(SendResult.sent(recipient, provider_id=message_id))
+        return results

@@ -1,0 +1,1 @@
+"""The FastAPI app: public subscriber routes, the archive, the operator console."""

@@ -1,0 +1,27 @@
+"""Alembic environment: the engine comes from digest.db (never a second config file)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import digest.models  # noqa: F401
+import subscribers.models  # noqa: F401
+from digest.config import get_settings
+from digest.db import make_engine
+
+target_metadata = SQLModel.metadata
+
+
+def run_migrations_online() -> None:
+    engine = context.config.attributes.get("engine") or make_engine(get_settings().database_url)
+    with engine.begin() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        context.run_migrations()
+
+
+run_migrations_online()

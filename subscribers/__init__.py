@@ -1,0 +1,1 @@
+"""The subscriber lifecycle: model, states, import and export."""

@@ -1,0 +1,182 @@
+"""Adding, importing and listing subscribers.
+
+Addresses are validated and normalised with email-validator (no DNS look-ups: a
+newsletter must not hang on a resolver). Suppressed addresses (unsubscribed, bounced,
+complained) are never reactivated here: only a new double opt-in brings them back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from digest.db import session_scope
+from digest.exceptions import SubscriberError
+from digest.render import one_line
+from digest.timeutil import utcnow
+from subscribers.models import SUPPRESSED_STATES, Subscriber, SubscriberStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_NAME = 200
+MAX_CSV_BYTES = 200 * 1024 * 1024
+
+
+def normalize_email(raw: str) -> str:
+    """The canonical form of an address, or SubscriberError saying what is wrong."""
+    if any(ch in raw for ch in "\r\n\x00"):
+        raise SubscriberError("address contains line breaks or NUL")
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise SubscriberError(f"invalid address {raw.strip()[:80]!r}: {exc}") from exc
+    # The domain is case-insensitive; the local part is kept as given except for case
+    # folding, which every real mailbox provider treats as equal.
+    return result.normalized.lower()
+
+
+def clean_name(raw: str | None) -> str:
+    name = one_line(raw or "", MAX_NAME + 1)
+    if len(name) > MAX_NAME:
+        raise SubscriberError(f"name is longer than {MAX_NAME} characters")
+    return name
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber | None:
+    return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+
+
+def add_subscriber(
+    session: Session,
+    email: str,
+    name: str | None = None,
+    *,
+    status: SubscriberStatus = SubscriberStatus.ACTIVE,
+    source: str = "cli",
+) -> tuple[Subscriber, bool]:
+    """Add (or find) a subscriber; returns (subscriber, created)."""
+    address = normalize_email(email)
+    existing = find_subscriber(session, address)
+    if existing is not None:
+        if existing.status in SUPPRESSED_STATES:
+            raise SubscriberError(
+                f"{address} is {existing.status}; only a new double opt-in can bring it back"
+            )
+        return existing, False
+    now = utcnow()
+    subscriber = Subscriber(
+        email=address,
+        name=clean_name(name),
+        status=status,
+        source=source[:200],
+        created_at=now,
+        updated_at=now,
+        confirmed_at=now if status == SubscriberStatus.ACTIVE else None,
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber, True
+
+
+@dataclass
+class CsvImportReport:
+    added: int = 0
+    existing: int = 0
+    suppressed: list[str] = field(default_factory=list)
+
+
+def read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a subscriber CSV with their line numbers; SubscriberError on bad shape."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SubscriberError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(data) > MAX_CSV_BYTES:
+        raise SubscriberError(f"{path}: larger than 200 MB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SubscriberError(f"{path}:{line}: invalid UTF-8") from exc
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if "email" not in header:
+        raise SubscriberError(f"{path}:1: header row must name an 'email' column")
+    reader.fieldnames = header
+    try:
+        for row in reader:
+            yield reader.line_num, {k: (v or "") for k, v in row.items() if k}
+    except csv.Error as exc:
+        raise SubscriberError(f"{path}:{reader.line_num}: {exc}") from exc
+
+
+def import_csv(
+    engine: Engine,
+    path: Path,
+    *,
+    source: str = "csv import",
+    progress: Callable[[int], None] | None = None,
+) -> CsvImportReport:
+    """All-or-nothing: every row is checked first; one bad row → nothing is written."""
+    problems: list[str] = []
+    rows: dict[str, tuple[int, str]] = {}
+    for line, row in read_csv(path):
+        try:
+            address = normalize_email(row.get("email", ""))
+            name = clean_name(row.get("name"))
+        except SubscriberError as exc:
+            problems.append(f"{path}:{line}: {exc}")
+            continue
+        rows.setdefault(address, (line, name))
+    if problems:
+        raise SubscriberError("\n".join(problems))
+    report = CsvImportReport()
+    with session_scope(engine) as session:
+        known = {}
+        addresses = list(rows)
+        for start in range(0, len(addresses), 500):
+            chunk = addresses[start : start + 500]
+            for sub in session.exec(select(Subscriber).where(col(Subscriber.email).in_(chunk))):
+                known[sub.email] = sub
+        now = utcnow()
+        for address, (_line, name) in rows.items():
+            existing = known.get(address)
+            if existing is not None:
+                if existing.status in SUPPRESSED_STATES:
+                    report.suppressed.append(address)
+                else:
+                    report.existing += 1
+            else:
+                session.add(
+                    Subscriber(
+                        email=address, name=name, status=SubscriberStatus.ACTIVE,
+                        source=source[:200], created_at=now, updated_at=now, confirmed_at=now,
+                    )
+                )
+                report.added += 1
+            if progress:
+                progress(1)
+    return report
+
+
+def list_subscribers(session: Session) -> Iterator[Subscriber]:
+    yield from session.exec(select(Subscriber).order_by(col(Subscriber.id)))
+
+
+def subscriber_to_dict(sub: Subscriber) -> dict[str, object]:
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status,
+        "source": sub.source,
+        "created_at": sub.created_at.isoformat(),
+        "confirmed_at": sub.confirmed_at.isoformat() if sub.confirmed_at else None,
+    }
