@@ -33,6 +33,7 @@ from digest.message import IssueMessage, Recipient
 from digest.models import Delivery, DeliveryState, Issue, IssueState
 from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus, Transport
+from subscribers.lifecycle import suppress
 from subscribers.models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
@@ -267,15 +268,9 @@ def record_results(
                 [{"b_id": r["b_id"], "b_error": r["b_error"]} for r in failed_rows],
             )
             # A permanent refusal means the address does not work: stop mailing it.
-            bounced = [{"b_sub": r["b_sub"]} for r in failed_rows if r["b_sub"]]
-            if bounced:
-                conn.execute(
-                    update(S)
-                    .where(S.c.id == bindparam("b_sub"),
-                           S.c.status == SubscriberStatus.ACTIVE.value)
-                    .values(status=SubscriberStatus.BOUNCED.value, updated_at=now),
-                    bounced,
-                )
+            bounced = [r["b_sub"] for r in failed_rows if r["b_sub"]]
+            suppress(conn, bounced, SubscriberStatus.BOUNCED, source="smtp",
+                     detail="permanent refusal during send")
     return len(sent_rows), retried, len(failed_rows)
 
 
