@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,6 +32,9 @@ from sqlmodel import Session
 from digest.config import Settings, get_settings
 from digest.exceptions import DigestError
 from digest.timeutil import parse_week
+
+if TYPE_CHECKING:
+    from digest.jobs import JobResult
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ app.add_typer(comparisons_app, name="comparisons")
 app.add_typer(subscribers_app, name="subscribers")
 
 err = Console(stderr=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 WeekOpt = Annotated[
     str | None,
@@ -62,7 +66,11 @@ WeekOpt = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # Escaped: file names and JSON paths like "x.json[0]" or "pages[draft].txt" are not
+    # markup. soft_wrap: a long path must stay on one line to be copied or grepped.
+    err.print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True
+    )
     raise typer.Exit(code)
 
 
@@ -243,17 +251,31 @@ def subscribers_add(
 @subscribers_app.command("import")
 def subscribers_import(
     csv_path: Annotated[Path, typer.Argument(help="CSV with a header row: email[,name].")],
+    consent_source: Annotated[
+        str | None,
+        typer.Option(
+            "--consent-source",
+            help="Where and how these people agreed (logged per row in the consent log), "
+            "e.g. 'signup sheet, PyCon 2026'. Default: 'CSV import of FILE'.",
+        ),
+    ] = None,
 ) -> None:
-    """Import subscribers from CSV; any invalid row → nothing is written.
+    """Import active subscribers from CSV; any invalid row → nothing is written.
 
-    Example: digest subscribers import readers.csv
+    Suppressed addresses (unsubscribed, bounced, complained, forgotten) are skipped:
+    only a new double opt-in brings them back.
+
+    Example: digest subscribers import readers.csv --consent-source "signup sheet, PyCon 2026"
     """
     from subscribers.service import import_csv
 
+    source = consent_source.strip() if consent_source else f"CSV import of {csv_path.name}"
+    if not source:
+        fail("--consent-source must not be empty", 2)
     engine = _engine(settings())
     try:
         with progress_bar("importing") as bar:
-            report = import_csv(engine, csv_path, progress=bar.advance)
+            report = import_csv(engine, csv_path, source=source, progress=bar.advance)
     except DigestError as exc:
         fail(f"import failed, nothing was written:\n{exc}")
     out.print(
@@ -261,6 +283,109 @@ def subscribers_import(
         f"{len(report.suppressed)} suppressed left as they are",
         highlight=False,
     )
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one subscriber with the consent log: who consented, when, how, from where.
+
+    Example: digest subscribers show ada@example.com --json
+    """
+    from subscribers.privacy import show
+
+    engine = _engine(settings())
+    try:
+        info = show(engine, email)
+    except DigestError as exc:
+        fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        return
+    if not info["known"]:
+        out.print(f"{info['email']}: forgotten; on the suppression list ({info['suppressed']})",
+                  highlight=False, markup=False)
+        return
+    out.print(f"{info['email']}  {info['status']}  {info['name']}", highlight=False,
+              markup=False)
+    out.print(f"consent: {info['confirmed_at'] or 'none yet'}  source: {info['source']}",
+              highlight=False, markup=False)
+    for ev in info["events"]:
+        out.print(
+            f"  {ev['at']}  {ev['action']:<11} {ev['source']}  ip={ev['ip'] or '-'}  "
+            f"{ev['detail']}  ua={ev['user_agent'] or '-'}",
+            highlight=False, markup=False,
+        )
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    csv_path: Annotated[Path, typer.Argument(help="File to write (replaced atomically).")],
+) -> None:
+    """Write every subscriber with state and consent time (and its source) to CSV.
+
+    Example: digest subscribers export subscribers-2026-11.csv
+    """
+    from subscribers.privacy import export_csv
+
+    engine = _engine(settings())
+    try:
+        count = export_csv(engine, csv_path)
+    except OSError as exc:
+        fail(f"cannot write {csv_path}: {exc.strerror}")
+    out.print(f"wrote {count} subscribers to {csv_path}", highlight=False, markup=False)
+
+
+@subscribers_app.command("unsubscribe")
+def subscribers_unsubscribe(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    source: Annotated[
+        str, typer.Option(help="How the request reached you (logged in the consent log).")
+    ] = "mailto request",
+) -> None:
+    """Unsubscribe an address at once, e.g. after a request to the List-Unsubscribe mailto.
+
+    Example: digest subscribers unsubscribe ada@example.com --source "mail to unsubscribe@"
+    """
+    from subscribers.privacy import unsubscribe_address
+
+    engine = _engine(settings())
+    try:
+        changed = unsubscribe_address(engine, email, source=source)
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(("unsubscribed " if changed else "already not subscribed: ") + email.strip(),
+              highlight=False, markup=False)
+
+
+@subscribers_app.command("forget")
+def subscribers_forget(
+    email: Annotated[str, typer.Argument(help="The address to erase.")],
+) -> None:
+    """Erase a person (right to erasure): their record, consent log and deliveries.
+
+    Only a hash of the address stays, on the suppression list, so no import or CLI add
+    can bring them back; a new double opt-in still can.
+
+    Example: digest subscribers forget ada@example.com
+    """
+    from subscribers.privacy import forget
+
+    engine = _engine(settings())
+    try:
+        result = forget(engine, email)
+    except DigestError as exc:
+        fail(str(exc))
+    if result.erased:
+        out.print(f"forgot {result.email}; its hash stays on the suppression list "
+                  f"({result.suppressed_as})", highlight=False, markup=False)
+    elif result.suppressed_as:
+        out.print(f"nothing stored for {result.email} beyond its hash on the suppression list",
+                  highlight=False, markup=False)
+    else:
+        out.print(f"nothing stored for {result.email}", highlight=False, markup=False)
 
 
 @subscribers_app.command("list")
@@ -339,8 +464,14 @@ def send(
             result = weekly_job(s, week=_week(week), dry_run=dry_run, test_to=to, progress=bar)
     except DigestError as exc:
         fail(str(exc))
+    _finish_send(result)
+
+
+def _finish_send(result: JobResult) -> None:
+    """The summary line always; exit 3 when the send stopped short (paused, cancelled)."""
     out.print(result.summary(), highlight=False)
-    if result.report is not None and result.report.stopped and "retries pending" not in result.report.stopped:
+    stopped = result.report.stopped if result.report is not None else None
+    if stopped and "retries pending" not in stopped:
         raise typer.Exit(3)
 
 
@@ -372,6 +503,77 @@ def status(
               highlight=False)
     if info.get("state_reason"):
         out.print(f"reason: {info['state_reason']}", highlight=False)
+    if info.get("rate") is not None:
+        eta = info.get("eta_seconds")
+        out.print(
+            f"sending at {info['rate']:.1f}/s; {info['remaining']} to go"
+            + (f", about {eta:.0f}s left" if eta is not None else ""),
+            highlight=False,
+        )
+
+
+@app.command()
+def pause(week: WeekOpt = None) -> None:
+    """Pause a send: the sender stops after its current batch (default: the newest issue).
+
+    Example: digest pause --week 2026-W47
+    """
+    from digest.control import pause_issue
+
+    try:
+        result = pause_issue(_engine(settings()), _week(week))
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(result.summary(), highlight=False)
+
+
+@app.command()
+def resume(
+    week: WeekOpt = None,
+    send_now: Annotated[
+        bool,
+        typer.Option("--send/--no-send", help="Continue sending here (default), or leave it "
+                     "to `digest send --yes` / the scheduler."),
+    ] = True,
+) -> None:
+    """Resume a paused send where it stopped; nobody is sent the issue twice.
+
+    Example: digest resume --week 2026-W47
+    """
+    from digest.control import resume_issue
+    from digest.jobs import weekly_job
+
+    s = settings()
+    try:
+        result = resume_issue(_engine(s), _week(week))
+        out.print(result.summary(), highlight=False)
+        if not send_now:
+            return
+        with progress_bar("sending") as bar:
+            job = weekly_job(s, week=result.week, progress=bar)
+    except DigestError as exc:
+        fail(str(exc))
+    _finish_send(job)
+
+
+@app.command()
+def cancel(
+    week: WeekOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm: cannot be undone.")] = False,
+) -> None:
+    """Cancel a send for good: every delivery not yet sent is skipped.
+
+    Example: digest cancel --week 2026-W47 --yes
+    """
+    from digest.control import cancel_issue
+
+    if not yes:
+        fail("cancelling cannot be undone; add --yes (or use `digest pause`)", 2)
+    try:
+        result = cancel_issue(_engine(settings()), _week(week))
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(result.summary(), highlight=False)
 
 
 @app.command()
@@ -392,7 +594,12 @@ def serve(
         application = create_app(s)
     except DigestError as exc:
         fail(str(exc))
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    # X-Forwarded-For is trusted only from DIGEST_FORWARDED_ALLOW_IPS (the rate limit
+    # and the consent log use the client address).
+    uvicorn.run(
+        application, host=host, port=port, log_level="info",
+        proxy_headers=True, forwarded_allow_ips=s.forwarded_allow_ips,
+    )
 
 
 @app.command()
@@ -408,6 +615,37 @@ def demo() -> None:
     except DigestError as exc:
         fail(str(exc))
     out.print(summary, highlight=False)
+
+
+@app.command()
+def edit(
+    week: WeekOpt = None,
+    subject: Annotated[str | None, typer.Option(help="New subject line.")] = None,
+    preheader: Annotated[str | None, typer.Option(help="New preheader (inbox preview).")] = None,
+    intro: Annotated[str | None, typer.Option(help="New intro paragraph.")] = None,
+) -> None:
+    """Adjust an unsent issue's subject, preheader or intro; the email is re-compiled.
+
+    Example: digest edit --week 2026-W47 --subject "Two coding copilots, one verdict"
+    """
+    from digest.db import session_scope
+    from digest.issues import edit_issue, freeze_issue
+    from digest.jobs import current_week
+
+    if subject is None and preheader is None and intro is None:
+        fail("nothing to change: give --subject, --preheader or --intro", 2)
+    s = settings()
+    engine = _engine(s)
+    target = _week(week) or current_week(s)
+    try:
+        with session_scope(engine) as session:
+            issue = freeze_issue(session, target, s)
+            if issue is None:
+                fail(f"no new comparisons for {target}: there is no issue to edit")
+            edit_issue(session, issue, s, subject=subject, preheader=preheader, intro=intro)
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(f"issue {target} updated: {issue.subject}", highlight=False)
 
 
 def main() -> None:

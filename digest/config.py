@@ -71,6 +71,45 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=60, ge=2)
     max_attempts: int = Field(default=5, ge=1, le=50)
     rate_limit: float | None = Field(default=None, gt=0)
+    # Delivery engine (docs/delivery.md).
+    smtp_max_per_connection: int = Field(default=1000, ge=1)
+    pause_after_failures: int = Field(default=100, ge=1)
+    retry_base_seconds: float = Field(default=10.0, gt=0)
+    retry_max_seconds: float = Field(default=600.0, gt=0)
+
+    # Transactional email APIs (docs/providers.md). *_base_url: EU regions, local servers.
+    http_timeout: float = Field(default=30.0, gt=0)
+    postmark_token: SecretStr | None = None
+    postmark_stream: str = "broadcast"
+    postmark_base_url: str = "https://api.postmarkapp.com"
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    mailgun_api_key: SecretStr | None = None
+    mailgun_domain: str | None = None
+    mailgun_base_url: str = "https://api.mailgun.net"
+    resend_api_key: SecretStr | None = None
+    resend_base_url: str = "https://api.resend.com"
+    ses_region: str = "us-east-1"
+    ses_base_url: str | None = None
+    ses_access_key_id: str | None = None
+    ses_secret_access_key: SecretStr | None = None
+    ses_configuration_set: str | None = None
+    # Provider webhooks (POST /webhooks/{provider}); unset secret = that webhook refuses all.
+    postmark_webhook_user: str | None = None
+    postmark_webhook_password: SecretStr | None = None
+    sendgrid_webhook_public_key: str | None = None
+    mailgun_webhook_signing_key: SecretStr | None = None
+    resend_webhook_secret: SecretStr | None = None
+    ses_sns_topic_arns: str | None = None  # comma-separated; only these topics are trusted
+    webhook_max_age_seconds: int = Field(default=300, ge=30)
+    soft_bounce_limit: int = Field(default=3, ge=1)
+    soft_bounce_window_days: int = Field(default=30, ge=1)
+
+    # Public subscriber web (docs/subscribers.md).
+    confirm_link_hours: int = Field(default=72, ge=1, le=24 * 30)
+    subscribe_rate_limit: int = Field(default=5, ge=1, le=100_000)  # per client IP per window
+    subscribe_rate_window: int = Field(default=600, ge=1)  # seconds
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For uvicorn trusts
 
     demo: bool = False
 
@@ -86,6 +125,18 @@ class Settings(BaseSettings):
     @field_validator("base_url", "site_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator(
+        "postmark_base_url", "sendgrid_base_url", "mailgun_base_url", "resend_base_url",
+        "ses_base_url",
+    )
+    @classmethod
+    def _provider_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")

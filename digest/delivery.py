@@ -1,6 +1,7 @@
-"""The send loop: enqueue set-wise, claim batches under a lease, record per recipient.
+"""The delivery store: enqueue set-wise, claim batches under a lease, record per recipient.
 
-Guarantees (the README's "Delivery guarantees" paragraph is the user-facing version):
+The loop that drives these is :func:`digest.workers.deliver`. Guarantees (the
+"Delivery guarantees" paragraph of docs/delivery.md is the operator's version):
 
 - one ``Delivery`` row per (issue, subscriber), unique in the database: nobody is
   enqueued twice, however often a send is started;
@@ -8,7 +9,8 @@ Guarantees (the README's "Delivery guarantees" paragraph is the user-facing vers
 - a claimed batch carries a lease; if the process dies, the lease expires and the rows
   go back to the queue — at-least-once, with the duplicate window of one in-flight
   batch, and the same Message-ID on both copies;
-- a subscriber who stopped being ``active`` before their batch is claimed is skipped.
+- a subscriber who stopped being ``active`` before their batch is claimed is skipped;
+- a live worker renews its lease, so only a dead worker's rows are taken over.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import logging
 import os
 import random
 import socket
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +29,10 @@ from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, upda
 from sqlalchemy.engine import Connection, Engine
 
 from digest.config import Settings
-from digest.exceptions import TransientTransportError, TransportConfigError
-from digest.message import IssueMessage, Recipient
+from digest.message import Recipient
 from digest.models import Delivery, DeliveryState, Issue, IssueState
 from digest.timeutil import utcnow
-from digest.transports.base import SendResult, SendStatus, Transport
+from digest.transports.base import SendResult, SendStatus
 from subscribers.lifecycle import suppress
 from subscribers.models import Subscriber, SubscriberStatus
 
@@ -57,6 +57,7 @@ class SendReport:
     failed: int = 0
     skipped: int = 0
     batches: int = 0
+    throttled: int = 0
     elapsed: float = 0.0
     stopped: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -102,7 +103,13 @@ def enqueue(conn: Connection, issue_id: int) -> int:
     stmt = insert(D).from_select(
         ["issue_id", "subscriber_id", "state", "attempts", "updated_at"], source
     )
-    added = conn.execute(stmt).rowcount or 0
+    def queued() -> int:
+        return int(conn.execute(select(func.count()).where(D.c.issue_id == issue_id)).scalar_one())
+
+    # Some drivers report -1 for INSERT … SELECT: count instead of trusting rowcount.
+    before = queued()
+    conn.execute(stmt)
+    added = queued() - before
     logger.info("issue %s: enqueued %d deliveries", issue_id, added)
     return added
 
@@ -132,6 +139,15 @@ def _claimable(issue_id: int, now: datetime) -> Any:
     )
 
 
+@dataclass
+class Claim:
+    """One leased batch: who to send to, how many were skipped, and the lease's name."""
+
+    recipients: list[Recipient]
+    skipped: int
+    lease: str
+
+
 def claim_batch(
     engine: Engine, issue_id: int, owner: str, size: int, lease_seconds: int
 ) -> tuple[list[Recipient], int]:
@@ -140,15 +156,29 @@ def claim_batch(
     Returns the recipients to send to and how many claimed rows were skipped because
     the subscriber is no longer active (unsubscribed mid-send).
     """
+    claim = claim_leased(engine, issue_id, owner, size, lease_seconds)
+    return claim.recipients, claim.skipped
+
+
+def claim_leased(
+    engine: Engine, issue_id: int, owner: str, size: int, lease_seconds: int
+) -> Claim:
+    """:func:`claim_batch`, also naming the lease (for :func:`renew_lease`)."""
     now = utcnow()
     lease = f"{owner}/{uuid.uuid4().hex[:8]}"
     pick = select(D.c.id).where(_claimable(issue_id, now)).order_by(D.c.id).limit(size)
     if engine.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     with engine.begin() as conn:
+        # Pick the ids first (a batch, not the list): PostgreSQL may run a LIMIT … SKIP
+        # LOCKED subquery inside UPDATE … IN more than once and take too many rows.
+        # The UPDATE re-checks claimability, so a row picked by two workers goes to one.
+        ids = list(conn.execute(pick).scalars())
+        if not ids:
+            return Claim([], 0, lease)
         conn.execute(
             update(D)
-            .where(D.c.id.in_(pick.scalar_subquery()), _claimable(issue_id, now))
+            .where(D.c.id.in_(ids), _claimable(issue_id, now))
             .values(
                 state=DeliveryState.SENDING.value,
                 lease_owner=lease,
@@ -176,16 +206,32 @@ def claim_batch(
                     updated_at=now,
                 )
             )
-    return [
+    recipients = [
         Recipient(subscriber_id=r.subscriber_id, email=r.email, name=r.name, delivery_id=r.id)
         for r in rows
         if r.status == SubscriberStatus.ACTIVE.value
-    ], len(inactive)
+    ]
+    return Claim(recipients, len(inactive), lease)
 
 
-def backoff_seconds(attempt: int, base: float = 30.0, cap: float = 3600.0) -> float:
-    """Exponential backoff with full jitter: attempt 1 → up to 30 s, 2 → 60 s, …"""
-    return random.uniform(base / 2, min(cap, base * 2 ** max(attempt - 1, 0)))
+def renew_lease(engine: Engine, lease: str, lease_seconds: int) -> int:
+    """Push the lease's expiry out again (the worker is alive); returns rows renewed."""
+    now = utcnow()
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                update(D)
+                .where(D.c.lease_owner == lease, D.c.state == DeliveryState.SENDING.value)
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            ).rowcount
+            or 0
+        )
+
+
+def backoff_seconds(attempt: int, base: float = 10.0, cap: float = 600.0) -> float:
+    """Exponential backoff with jitter: attempt 1 → base/2…base, 2 → …2·base, …, ≤ cap."""
+    high = min(cap, base * 2 ** max(attempt - 1, 0))
+    return random.uniform(min(base / 2, high), high)
 
 
 def record_results(
@@ -224,9 +270,11 @@ def record_results(
                 sent_rows,
             )
         if retry_rows:
-            attempts = dict(
+            attempts: dict[int, int] = dict(
                 conn.execute(
-                    select(D.c.id, D.c.attempts).where(D.c.id.in_([r["b_id"] for r in retry_rows]))
+                    select(D.c.id, D.c.attempts).where(
+                        D.c.id.in_([r["b_id"] for r in retry_rows])
+                    )
                 ).all()
             )
             for row in retry_rows:
@@ -236,7 +284,9 @@ def record_results(
                                         "b_error": f"gave up after {n} attempts: {row['b_error']}"})
                     failed_retry += 1
                     continue
-                delay = row.pop("b_retry_after") or backoff_seconds(n)
+                delay = row.pop("b_retry_after") or backoff_seconds(
+                    n, settings.retry_base_seconds, settings.retry_max_seconds
+                )
                 row["b_next"] = now + timedelta(seconds=delay)
                 retried += 1
             retry_rows = [r for r in retry_rows if "b_next" in r]
@@ -295,7 +345,7 @@ def release(engine: Engine, recipients: Sequence[Recipient]) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def _issue_state(engine: Engine, issue_id: int) -> str:
+def issue_state(engine: Engine, issue_id: int) -> str:
     with engine.connect() as conn:
         return str(conn.execute(select(I.c.state).where(I.c.id == issue_id)).scalar_one())
 
@@ -310,7 +360,7 @@ def set_issue_state(
         conn.execute(update(I).where(I.c.id == issue_id).values(**values))
 
 
-def _next_wakeup(engine: Engine, issue_id: int) -> float | None:
+def next_wakeup(engine: Engine, issue_id: int) -> float | None:
     """Seconds until some open delivery becomes claimable; None when none is open."""
     with engine.connect() as conn:
         row = conn.execute(
@@ -328,68 +378,3 @@ def _next_wakeup(engine: Engine, issue_id: int) -> float | None:
         return 0.0
     soonest = min(m if m.tzinfo else m.replace(tzinfo=now.tzinfo) for m in moments)
     return max(0.0, (soonest - now).total_seconds())
-
-
-def deliver(
-    engine: Engine,
-    issue_id: int,
-    message: IssueMessage,
-    transport: Transport,
-    settings: Settings,
-    *,
-    progress: Progress | None = None,
-    max_wait: float = 600.0,
-) -> SendReport:
-    """Send every open delivery of ``issue_id``; returns when none is left open, or when
-    the issue is paused or cancelled, or when waiting for retries would exceed
-    ``max_wait`` seconds (the next run picks them up)."""
-    owner = worker_id()
-    report = SendReport(week=message.week)
-    started = time.monotonic()
-    waited = 0.0
-    with transport:
-        while True:
-            state = _issue_state(engine, issue_id)
-            if state != IssueState.SENDING:
-                report.stopped = f"issue is {state}"
-                break
-            batch, skipped = claim_batch(
-                engine, issue_id, owner, settings.batch_size, settings.lease_seconds
-            )
-            report.skipped += skipped
-            if progress and skipped:
-                progress(skipped)
-            if not batch:
-                wait = _next_wakeup(engine, issue_id)
-                if wait is None:
-                    set_issue_state(engine, issue_id, IssueState.SENT)
-                    break
-                if waited + wait > max_wait:
-                    report.stopped = f"retries pending; next in {wait:.0f}s"
-                    break
-                time.sleep(min(wait, 5.0) + 0.05)
-                waited += min(wait, 5.0) + 0.05
-                continue
-            report.batches += 1
-            for start in range(0, len(batch), transport.max_batch):
-                chunk = batch[start : start + transport.max_batch]
-                try:
-                    results = transport.send_batch(message, chunk)
-                except TransientTransportError as exc:
-                    results = [SendResult.retry(r, str(exc), exc.retry_after) for r in chunk]
-                except TransportConfigError as exc:
-                    release(engine, batch[start:])
-                    set_issue_state(engine, issue_id, IssueState.PAUSED, str(exc))
-                    report.stopped = str(exc)
-                    report.errors.append(str(exc))
-                    report.elapsed = time.monotonic() - started
-                    raise
-                sent, retried, failed = record_results(engine, results, settings)
-                report.sent += sent
-                report.retried += retried
-                report.failed += failed
-                if progress:
-                    progress(sent + failed)
-    report.elapsed = time.monotonic() - started
-    logger.info(report.summary())
-    return report

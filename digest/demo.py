@@ -65,7 +65,7 @@ def run_demo(base: Settings) -> str:
     _fresh_sqlite(settings.database_url)
     if settings.outbox.exists():
         shutil.rmtree(settings.outbox)
-    work = (DEMO_DIR if "outbox" not in base.model_fields_set else settings.outbox.parent)
+    work = DEMO_DIR if "outbox" not in base.model_fields_set else settings.outbox.parent
     work.mkdir(parents=True, exist_ok=True)
 
     engine = open_store(settings)

@@ -12,10 +12,13 @@ the scheduler and the web app can catch one type and show its message::
     ├── SubscriberError             an address is invalid, suppressed or unknown
     │   └── TokenError              a signed link is forged, expired or for another purpose
     ├── IssueStateError             the issue is not in a state that allows the action
+    ├── WebhookError                a provider webhook request was refused
+    │   └── WebhookVerificationError    unsigned, forged, stale or not configured
     └── TransportError              the mail transport failed as a whole
         ├── TransientTransportError     worth retrying: 4xx, timeouts, dropped connections
         └── PermanentTransportError     retrying will not help
             └── TransportConfigError    bad credentials or sender: stop the whole send
+                └── SendStopped         the same, mid-batch: carries the results so far
 
 Per-recipient outcomes are *not* exceptions: transports return one
 :class:`digest.transports.base.SendResult` per recipient.
@@ -72,6 +75,22 @@ class IssueStateError(DigestError):
     """The issue is not in a state that allows the requested action."""
 
 
+class WebhookError(DigestError):
+    """A provider webhook request was refused; ``status`` is the HTTP answer to give."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class WebhookVerificationError(WebhookError):
+    """The request is not provably from the provider (401), or the webhook is not
+    configured (403): nothing in it may change the store."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message, status)
+
+
 class TransportError(DigestError):
     """The transport failed as a whole (not one recipient)."""
 
@@ -90,3 +109,15 @@ class PermanentTransportError(TransportError):
 
 class TransportConfigError(PermanentTransportError):
     """Credentials or the sender were rejected: the whole send must stop."""
+
+
+class SendStopped(TransportConfigError):
+    """A batch stopped part-way on a fatal answer (login or sender refused).
+
+    ``results`` holds the per-recipient results of the messages tried before it, so
+    that what the server accepted is recorded and not sent again.
+    """
+
+    def __init__(self, message: str, results: list[object]) -> None:
+        self.results = results
+        super().__init__(message)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from digest.db import session_scope
 from digest.exceptions import ImportValidationError
@@ -62,9 +62,7 @@ def _decode(path: Path, data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ValueError(
-            f"line {line}: invalid UTF-8 at byte {exc.start} ({exc.reason})"
-        ) from exc
+        raise ValueError(f"line {line}: invalid UTF-8 at byte {exc.start} ({exc.reason})") from exc
 
 
 def _is_json(path: Path, text: str) -> bool:
@@ -103,7 +101,9 @@ def parse_json(where: str, text: str, default_published_at: datetime) -> list[Co
         item = dict(item)
         if "slug" not in item and isinstance(item.get("title"), str):
             item["slug"] = slugify(item["title"])
-        item.setdefault("published_at", default_published_at.isoformat())
+        if item.get("published_at") is None:
+            # Optional (DESIGN §2): absent and null both mean "use --published-at".
+            item["published_at"] = default_published_at.isoformat()
         try:
             result.append(ComparisonIn.model_validate(item))
         except ValidationError as exc:
@@ -211,9 +211,7 @@ def parse_page(text: str) -> dict[str, Any]:
     expected = 2 * len(LENSES)
     if len(quotes) != expected:
         where = quotes[-1][0] if quotes else scorecard_line
-        raise _PageError(
-            where, f"reviewer scorecard needs {expected} quotes, found {len(quotes)}"
-        )
+        raise _PageError(where, f"reviewer scorecard needs {expected} quotes, found {len(quotes)}")
     # Quotes alternate tool A, tool B within each lens, lenses in LENSES order.
     for index, (_, quote) in enumerate(quotes):
         lens = LENSES[index // 2]
@@ -278,7 +276,9 @@ def load_files(paths: Sequence[Path], default_published_at: datetime) -> list[Co
 def _apply(session: Session, item: ComparisonIn) -> bool:
     """Insert or update one comparison; True when it was new."""
     existing = session.exec(select(Comparison).where(Comparison.slug == item.slug)).first()
-    comparison = existing or Comparison(slug=item.slug, title=item.title, published_at=item.published_at)
+    comparison = existing or Comparison(
+        slug=item.slug, title=item.title, published_at=item.published_at
+    )
     comparison.title = item.title
     comparison.standfirst = item.standfirst
     comparison.url = item.url
@@ -289,8 +289,10 @@ def _apply(session: Session, item: ComparisonIn) -> bool:
         # new ones can take their (comparison, position) slots.
         comparison.tools = []
         session.flush()
+    # The foreign keys (comparison_id, tool_id) are filled in by the relationships at
+    # flush time; mypy's view of the model constructor cannot know that.
     comparison.tools = [
-        Tool(
+        Tool(  # type: ignore[call-arg]
             position=position,
             name=tool.name,
             tagline=tool.tagline,
@@ -300,7 +302,9 @@ def _apply(session: Session, item: ComparisonIn) -> bool:
             community_pct=tool.community_pct,
             entry=tool.entry,
             reviews=[
-                Review(position=i, lens=r.lens, quote=r.quote, verdict=r.verdict)
+                Review(  # type: ignore[call-arg]
+                    position=i, lens=r.lens, quote=r.quote, verdict=r.verdict
+                )
                 for i, r in enumerate(tool.reviews)
             ],
         )
@@ -333,5 +337,5 @@ def import_comparisons(
 
 def list_comparisons(session: Session) -> Iterable[Comparison]:
     return session.exec(
-        select(Comparison).order_by(Comparison.published_at.desc(), Comparison.id)  # type: ignore[attr-defined]
+        select(Comparison).order_by(col(Comparison.published_at).desc(), col(Comparison.id))
     )

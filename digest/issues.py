@@ -67,7 +67,9 @@ def freeze_issue(session: Session, week: str, settings: Settings) -> Issue | Non
         # Another process froze the same week a moment ago: use theirs.
         session.rollback()
         return find_issue(session, week)
+    assert issue.id is not None  # flushed above
     for position, comparison in enumerate(selection.all):
+        assert comparison.id is not None  # loaded from the store
         session.add(
             IssueComparison(
                 issue_id=issue.id,

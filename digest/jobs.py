@@ -13,11 +13,11 @@ from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from digest.config import Settings, get_settings
 from digest.db import make_engine, migrate, session_scope
-from digest.delivery import SendReport, counts, deliver, enqueue, set_issue_state
+from digest.delivery import SendReport, counts, enqueue
 from digest.exceptions import IssueStateError
 from digest.issues import find_issue, freeze_issue, issue_message
 from digest.message import Recipient
@@ -26,6 +26,7 @@ from digest.render import render_issue
 from digest.selection import select_comparisons
 from digest.timeutil import utcnow, week_of
 from digest.transports import Transport, make_transport
+from digest.workers import deliver
 from subscribers.models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class JobResult:
     enqueued: int = 0
     recipients: int = 0
     report: SendReport | None = None
+    reason: str | None = None
 
     def summary(self) -> str:
         if self.outcome == "nothing-new":
@@ -63,8 +65,12 @@ class JobResult:
             )
         if self.outcome == "test-sent":
             return f"week {self.week}: test copy sent; nothing recorded"
-        if self.outcome in ("already-sent", "cancelled", "paused"):
-            return f"week {self.week}: issue is {self.outcome.replace('already-', '')}; nothing to send"
+        if self.outcome == "paused":
+            why = f" ({self.reason})" if self.reason else ""
+            return f"week {self.week}: issue is paused{why}; `digest resume` continues it"
+        if self.outcome in ("already-sent", "cancelled"):
+            state = self.outcome.replace("already-", "")
+            return f"week {self.week}: issue is {state}; nothing to send"
         if self.report is not None:
             return self.report.summary()
         return f"week {self.week}: {self.outcome}"
@@ -84,7 +90,7 @@ def current_week(settings: Settings, now: datetime | None = None) -> str:
 def active_count(session: Session) -> int:
     return int(
         session.exec(  # type: ignore[call-overload]
-            select(func.count()).where(Subscriber.status == SubscriberStatus.ACTIVE.value)
+            select(func.count()).where(col(Subscriber.status) == SubscriberStatus.ACTIVE.value)
         ).one()[0]
     )
 
@@ -115,19 +121,21 @@ def weekly_job(
             logger.info("week %s: no new comparisons; no issue", week)
             return JobResult(week=week, outcome="nothing-new")
         assert issue.id is not None
-        issue_id, state = issue.id, issue.state
+        issue_id, state, reason = issue.id, issue.state, issue.state_reason
         if test_to is not None:
             transport = transport or make_transport(settings)
             message = issue_message(issue, settings, test=True)
             with transport:
                 results = transport.send_batch(message, [Recipient(0, test_to, "")])
             if results[0].status != "sent":
-                raise IssueStateError(f"test copy to {test_to} was not accepted: {results[0].error}")
+                raise IssueStateError(
+                    f"test copy to {test_to} was not accepted: {results[0].error}"
+                )
             return JobResult(week=week, outcome="test-sent", issue_id=issue_id)
         if state == IssueState.SENT:
             return JobResult(week=week, outcome="already-sent", issue_id=issue_id)
         if state in (IssueState.CANCELLED, IssueState.PAUSED):
-            return JobResult(week=week, outcome=str(state), issue_id=issue_id)
+            return JobResult(week=week, outcome=str(state), issue_id=issue_id, reason=reason)
         if state == IssueState.DRAFT:
             issue.state = IssueState.SENDING
             issue.started_at = utcnow()
@@ -136,7 +144,8 @@ def weekly_job(
 
     with engine.begin() as conn:
         added = enqueue(conn, issue_id)
-        open_now = sum(n for s, n in counts(conn, issue_id).items() if s in ("queued", "retry", "sending"))
+        by_state = counts(conn, issue_id)
+        open_now = sum(n for s, n in by_state.items() if s in ("queued", "retry", "sending"))
     progress.start(open_now)
     report = deliver(
         engine,

@@ -69,7 +69,9 @@ def _defuse(value: Any) -> Any:
 def _environment(autoescape: bool) -> Environment:
     return Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
-        autoescape=select_autoescape(default=True) if autoescape else False,
+        # The text environment renders text/plain, where HTML escaping would corrupt
+        # names like "R&D"; every HTML template goes through the autoescaping one.
+        autoescape=select_autoescape(default=True) if autoescape else False,  # noqa: S701
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -242,7 +244,8 @@ def render_issue(
         "site_host": urlsplit(settings.site_url).hostname or settings.site_url,
         "postal_address": settings.postal_address,
         "archive_url": f"{settings.base_url}/archive/{week}",
-        "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},
+        # Our own constant tokens, never content: safe to mark as markup.
+        "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},  # noqa: S704
     }
     html = compile_mjml(_render(_HTML_ENV, f"{template}.mjml", context), f"{template}.mjml")
     text = _render(_TEXT_ENV, f"{template}.txt", context)
@@ -251,7 +254,16 @@ def render_issue(
     if size > GMAIL_CLIP_BYTES * 0.8:
         warnings.append(f"HTML is {size // 1024} KB; Gmail clips messages over 102 KB")
         logger.warning("issue %s: %s", week, warnings[-1])
-    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text, warnings=warnings)
+    return RenderedIssue(
+        subject=subject, preheader=preheader, html=html, text=text, warnings=warnings
+    )
+
+
+def render_email(template: str, context: dict[str, Any]) -> tuple[str, str]:
+    """Any email template pair (``{template}.mjml`` compiled, ``{template}.txt``) with
+    ``context``: the same environments, escaping and MJML settings as the digest."""
+    html = compile_mjml(_render(_HTML_ENV, f"{template}.mjml", context), f"{template}.mjml")
+    return html, _render(_TEXT_ENV, f"{template}.txt", context)
 
 
 def template_path(name: str) -> Path:

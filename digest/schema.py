@@ -63,9 +63,7 @@ class ToolIn(_Strict):
     entry: Annotated[str, StringConstraints(max_length=100)] = ""
     reviews: list[ReviewIn]
 
-    _single_lines = field_validator("name", "tagline", "category", "entry")(
-        lambda v: _one_line(v)
-    )
+    _single_lines = field_validator("name", "tagline", "category", "entry")(lambda v: _one_line(v))
     _check_description = field_validator("description")(lambda v: _text(v))
 
     @field_validator("reviews")

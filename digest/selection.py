@@ -37,9 +37,9 @@ class Selection:
 def select_comparisons(session: Session, week: str, settings: Settings) -> Selection:
     start, cutoff = window(week, settings.tz)
     featured_elsewhere = exists().where(
-        IssueComparison.comparison_id == Comparison.id,
-        IssueComparison.issue_id == Issue.id,
-        Issue.week != week,
+        col(IssueComparison.comparison_id) == col(Comparison.id),
+        col(IssueComparison.issue_id) == col(Issue.id),
+        col(Issue.week) != week,
     )
     rows = session.exec(
         select(Comparison)

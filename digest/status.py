@@ -2,23 +2,68 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from digest.delivery import counts
+from digest.delivery import D, counts
+from digest.events import provider_events
 from digest.issues import find_issue, latest_issue
+from digest.models import DeliveryState, IssueState
+from digest.timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+#: The rate is measured over the last minute of sending (or since the start, if shorter).
+RATE_WINDOW_SECONDS = 60
+OPEN = ("queued", "retry", "sending")
+
+
+def send_rate(
+    conn: Connection, issue_id: int, started_at: datetime | None, now: datetime | None = None
+) -> float:
+    """Messages per second recently accepted for ``issue_id``."""
+    now = now or utcnow()
+    since = now - timedelta(seconds=RATE_WINDOW_SECONDS)
+    if started_at is not None:
+        started = started_at if started_at.tzinfo else started_at.replace(tzinfo=now.tzinfo)
+        since = max(since, started)
+    window = (now - since).total_seconds()
+    if window <= 0:
+        return 0.0
+    sent = conn.execute(
+        select(func.count()).where(
+            D.c.issue_id == issue_id,
+            D.c.state == DeliveryState.SENT.value,
+            D.c.sent_at >= since,
+        )
+    ).scalar_one()
+    return float(sent) / window
 
 
 def issue_status(engine: Engine, week: str | None = None) -> dict[str, Any] | None:
-    """The issue's week, state and delivery counts by state; None when there is no issue."""
+    """The issue's week, state and delivery counts by state; None when there is no issue.
+
+    While the issue is sending, also ``rate`` (messages/s over the last minute),
+    ``remaining`` and ``eta_seconds`` (None until there is a rate).
+    """
     with Session(engine) as session:
         issue = find_issue(session, week) if week else latest_issue(session)
         if issue is None:
             return None
         assert issue.id is not None
-        by_state = counts(session.connection(), issue.id)
+        conn = session.connection()
+        by_state = counts(conn, issue.id)
+        remaining = sum(by_state.get(s, 0) for s in OPEN)
+        rate: float | None = None
+        eta: float | None = None
+        if issue.state == IssueState.SENDING:
+            rate = round(send_rate(conn, issue.id, issue.started_at), 2)
+            eta = round(remaining / rate, 1) if rate > 0 else None
         return {
             "week": issue.week,
             "state": issue.state,
@@ -28,4 +73,8 @@ def issue_status(engine: Engine, week: str | None = None) -> dict[str, Any] | No
             "finished_at": issue.finished_at.isoformat() if issue.finished_at else None,
             "total": sum(by_state.values()),
             "counts": by_state,
+            "remaining": remaining,
+            "rate": rate,
+            "eta_seconds": eta,
+            **provider_events(conn, issue.id),
         }

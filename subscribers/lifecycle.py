@@ -1,21 +1,36 @@
 """State changes every part of the system shares: suppression after an unsubscribe,
 a bounce or a complaint. The send loop, the web routes and the provider webhooks all
-call :func:`suppress`, so a suppressed address is suppressed the same way everywhere."""
+call :func:`suppress`, so a suppressed address is suppressed the same way everywhere:
+the state changes, the address joins the suppression list, any outstanding
+confirmation link is retired and the consent log records why."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from digest.timeutil import utcnow
-from subscribers.models import SUPPRESSED_STATES, Subscriber, SubscriberStatus
+from subscribers.consent import add_suppressions, log_events
+from subscribers.models import (
+    SUPPRESSED_STATES,
+    ConsentAction,
+    Subscriber,
+    SubscriberStatus,
+)
 
 logger = logging.getLogger(__name__)
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
+
+_ACTION = {
+    SubscriberStatus.UNSUBSCRIBED: ConsentAction.UNSUBSCRIBE,
+    SubscriberStatus.BOUNCED: ConsentAction.BOUNCE,
+    SubscriberStatus.COMPLAINED: ConsentAction.COMPLAINT,
+}
+_MOVABLE = [SubscriberStatus.ACTIVE.value, SubscriberStatus.PENDING.value]
 
 
 def suppress(
@@ -25,27 +40,44 @@ def suppress(
     *,
     source: str,
     detail: str = "",
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> int:
     """Move subscribers to a suppressed ``status``; returns how many changed.
 
     Only ``pending`` and ``active`` subscribers move: an address already suppressed
-    keeps its first reason (a complaint is not downgraded to a bounce).
+    keeps its first reason (a complaint is not downgraded to a bounce). Runs inside the
+    caller's transaction.
     """
     if status not in SUPPRESSED_STATES:
         raise ValueError(f"{status} is not a suppressed state")
     if not subscriber_ids:
         return 0
+    ids = list(dict.fromkeys(subscriber_ids))
+    changed_rows: list[tuple[int, str]] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        query = select(S.c.id, S.c.email).where(S.c.id.in_(chunk), S.c.status.in_(_MOVABLE))
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        changed_rows.extend((int(r.id), str(r.email)) for r in conn.execute(query))
+    if not changed_rows:
+        return 0
     now = utcnow()
-    values: dict[str, object] = {"status": status.value, "updated_at": now}
+    values: dict[str, object] = {"status": status.value, "updated_at": now, "confirm_nonce": None}
     if status == SubscriberStatus.UNSUBSCRIBED:
         values["unsubscribed_at"] = now
-    changed = conn.execute(
-        update(S)
-        .where(
-            S.c.id.in_(list(subscriber_ids)),
-            S.c.status.in_([SubscriberStatus.ACTIVE.value, SubscriberStatus.PENDING.value]),
+    changed_ids = [sid for sid, _ in changed_rows]
+    for start in range(0, len(changed_ids), 500):
+        conn.execute(
+            update(S)
+            .where(S.c.id.in_(changed_ids[start : start + 500]), S.c.status.in_(_MOVABLE))
+            .values(**values)
         )
-        .values(**values)
-    ).rowcount
-    logger.info("suppressed %d subscribers as %s (%s: %s)", changed, status, source, detail)
-    return int(changed or 0)
+    add_suppressions(conn, [email for _, email in changed_rows], status.value, source=source)
+    log_events(conn, changed_ids, _ACTION[status], source=source, ip=ip,
+               user_agent=user_agent, detail=detail, when=now)
+    logger.info(
+        "suppressed %d subscribers as %s (%s: %s)", len(changed_ids), status, source, detail
+    )
+    return len(changed_ids)

@@ -29,11 +29,61 @@ class Subscriber(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     status: str = Field(default=SubscriberStatus.PENDING, max_length=20, index=True)
     source: str = Field(default="", max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
     confirmed_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
     unsubscribed_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+    # Single-use binding of the newest confirmation link (digest.tokens); cleared when
+    # the link is used or the address is suppressed, which retires every older link.
+    confirm_nonce: str | None = Field(default=None, max_length=32)
+    confirm_sent_at: datetime | None = Field(
+        default=None, sa_column=Column(UTCDateTime(), nullable=True)
+    )
+
+
+class ConsentAction(StrEnum):
+    SUBSCRIBE = "subscribe"
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    IMPORT = "import"
+    ADD = "add"
+
+
+class ConsentEvent(SQLModel, table=True):
+    """One entry of the consent log: who did what to a subscription, when, from where."""
+
+    __tablename__ = "consent_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    action: str = Field(max_length=20)
+    source: str = Field(default="", max_length=200)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
+    detail: str = Field(default="", max_length=500)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class Suppression(SQLModel, table=True):
+    """An address that must not be mailed without a new double opt-in, kept only as a
+    SHA-256 hash so it survives ``digest subscribers forget``."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email_hash: str = Field(max_length=64, unique=True, index=True)
+    reason: str = Field(max_length=20)
+    source: str = Field(default="", max_length=200)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from digest.db import session_scope
 from digest.exceptions import SubscriberError
 from digest.render import one_line
 from digest.timeutil import utcnow
-from subscribers.models import SUPPRESSED_STATES, Subscriber, SubscriberStatus
+from subscribers.consent import log_event, log_event_rows, suppressed_among, suppression_of
+from subscribers.models import SUPPRESSED_STATES, ConsentAction, Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,11 @@ def add_subscriber(
     status: SubscriberStatus = SubscriberStatus.ACTIVE,
     source: str = "cli",
 ) -> tuple[Subscriber, bool]:
-    """Add (or find) a subscriber; returns (subscriber, created)."""
+    """Add (or find) a subscriber; returns (subscriber, created).
+
+    Refuses an address that is suppressed, including one only the suppression list
+    still knows (a forgotten person): only a new double opt-in brings it back.
+    """
     address = normalize_email(email)
     existing = find_subscriber(session, address)
     if existing is not None:
@@ -71,6 +77,12 @@ def add_subscriber(
                 f"{address} is {existing.status}; only a new double opt-in can bring it back"
             )
         return existing, False
+    reason = suppression_of(session.connection(), address)
+    if reason is not None:
+        raise SubscriberError(
+            f"{address} is on the suppression list ({reason}); "
+            "only a new double opt-in can bring it back"
+        )
     now = utcnow()
     subscriber = Subscriber(
         email=address,
@@ -83,6 +95,9 @@ def add_subscriber(
     )
     session.add(subscriber)
     session.flush()
+    assert subscriber.id is not None
+    log_event(session.connection(), subscriber.id, ConsentAction.ADD, source=source,
+              detail=f"added as {status}", when=now)
     return subscriber, True
 
 
@@ -125,7 +140,12 @@ def import_csv(
     source: str = "csv import",
     progress: Callable[[int], None] | None = None,
 ) -> CsvImportReport:
-    """All-or-nothing: every row is checked first; one bad row → nothing is written."""
+    """All-or-nothing: every row is checked first; one bad row → nothing is written.
+
+    ``source`` is the consent source (where and how these people agreed); it is
+    logged per added row with the file's line number. Addresses that are suppressed
+    — by state, or only by hash after ``forget`` — are never added.
+    """
     problems: list[str] = []
     rows: dict[str, tuple[int, str]] = {}
     for line, row in read_csv(path):
@@ -139,31 +159,54 @@ def import_csv(
     if problems:
         raise SubscriberError("\n".join(problems))
     report = CsvImportReport()
-    with session_scope(engine) as session:
-        known = {}
+    consent_source = one_line(source, 200) or "csv import"
+    S = Subscriber.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
         addresses = list(rows)
         for start in range(0, len(addresses), 500):
             chunk = addresses[start : start + 500]
-            for sub in session.exec(select(Subscriber).where(col(Subscriber.email).in_(chunk))):
-                known[sub.email] = sub
-        now = utcnow()
-        for address, (_line, name) in rows.items():
-            existing = known.get(address)
-            if existing is not None:
-                if existing.status in SUPPRESSED_STATES:
-                    report.suppressed.append(address)
-                else:
-                    report.existing += 1
-            else:
-                session.add(
-                    Subscriber(
-                        email=address, name=name, status=SubscriberStatus.ACTIVE,
-                        source=source[:200], created_at=now, updated_at=now, confirmed_at=now,
-                    )
+            known = {
+                r.email: r.status
+                for r in conn.execute(
+                    sa_select(S.c.email, S.c.status).where(S.c.email.in_(chunk))
                 )
-                report.added += 1
+            }
+            unknown = [a for a in chunk if a not in known]
+            listed = suppressed_among(conn, unknown)
+            now = utcnow()
+            fresh = []
+            for address in chunk:
+                if address in listed or known.get(address) in SUPPRESSED_STATES:
+                    report.suppressed.append(address)
+                elif address in known:
+                    report.existing += 1
+                else:
+                    fresh.append(address)
+            if fresh:
+                conn.execute(
+                    insert(S),
+                    [
+                        {"email": a, "name": rows[a][1], "status": SubscriberStatus.ACTIVE.value,
+                         "source": consent_source, "created_at": now, "updated_at": now,
+                         "confirmed_at": now}
+                        for a in fresh
+                    ],
+                )
+                ids: dict[str, int] = dict(
+                    conn.execute(
+                        sa_select(S.c.email, S.c.id).where(S.c.email.in_(fresh))
+                    ).all()
+                )
+                log_event_rows(
+                    conn,
+                    [(ids[a], f"{path.name} line {rows[a][0]}") for a in fresh],
+                    ConsentAction.IMPORT,
+                    source=consent_source,
+                    when=now,
+                )
+                report.added += len(fresh)
             if progress:
-                progress(1)
+                progress(len(chunk))
     return report
 
 

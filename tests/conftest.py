@@ -40,3 +40,9 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 def postgres_url() -> str | None:
     return os.environ.get("DIGEST_TEST_POSTGRES_URL")
+
+
+# Shared fixtures defined in helper modules (tests/ is on sys.path, it has no __init__).
+from cli_support import digest_cli  # noqa: E402,F401
+from servers import smtp_server  # noqa: E402,F401
+from subscriber_support import sqlite_web, store, web  # noqa: E402,F401

@@ -12,7 +12,12 @@ from digest.config import Settings
 from digest.exceptions import ConfigError
 from digest.transports.base import SendResult, SendStatus, Transport
 from digest.transports.maildir import MaildirTransport
+from digest.transports.mailgun import MailgunTransport
 from digest.transports.memory import MemoryTransport
+from digest.transports.postmark import PostmarkTransport
+from digest.transports.resend import ResendTransport
+from digest.transports.sendgrid import SendGridTransport
+from digest.transports.ses import SESTransport
 from digest.transports.smtp import SMTPTransport
 
 __all__ = ["FACTORIES", "SendResult", "SendStatus", "Transport", "make_transport"]
@@ -21,6 +26,11 @@ FACTORIES: dict[str, Callable[[Settings], Transport]] = {
     "maildir": lambda s: MaildirTransport(s.outbox),
     "smtp": SMTPTransport,
     "memory": lambda s: MemoryTransport(),
+    "postmark": PostmarkTransport,
+    "sendgrid": SendGridTransport,
+    "mailgun": MailgunTransport,
+    "resend": ResendTransport,
+    "ses": SESTransport,
 }
 
 

@@ -1,0 +1,70 @@
+"""Shared set-up for the delivery benchmarks: a store with the demo digest's issue."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import insert  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+from digest.config import Settings  # noqa: E402
+from digest.db import make_engine, migrate, session_scope  # noqa: E402
+from digest.importer import import_comparisons  # noqa: E402
+from digest.issues import freeze_issue, issue_message  # noqa: E402
+from digest.message import IssueMessage  # noqa: E402
+from digest.timeutil import utcnow, window  # noqa: E402
+from subscribers.models import Subscriber  # noqa: E402
+
+WEEK = "2026-W47"
+SECRET = "bench-secret-key-0123456789abcdef"
+SAMPLE = ROOT / "digest" / "sample" / "comparisons.json"
+
+
+def bench_settings(workdir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": f"sqlite:///{workdir / 'bench.db'}",
+        "secret_key": SECRET,
+        "base_url": "https://verdicts.example.com",
+        "from_address": "Weekly AI Tool Verdicts <digest@verdicts.example.com>",
+        "timezone": "UTC",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def seed(settings: Settings, workdir: Path, subscribers: int) -> Engine:
+    """The sample comparisons dated into WEEK and ``subscribers`` active readers."""
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    items = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    start, _ = window(WEEK, settings.tz)
+    for index, item in enumerate(items):
+        item["published_at"] = (start + timedelta(hours=10 + index)).isoformat()
+    source = workdir / "comparisons.json"
+    source.write_text(json.dumps(items), encoding="utf-8")
+    import_comparisons(engine, [source])
+    now = utcnow()
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    chunk = 10_000
+    for first in range(0, subscribers, chunk):
+        rows = [
+            {"email": f"reader{i:07d}@example.com", "name": f"Reader {i}", "status": "active",
+             "source": "bench", "created_at": now, "updated_at": now, "confirmed_at": now}
+            for i in range(first, min(first + chunk, subscribers))
+        ]
+        with engine.begin() as conn:
+            conn.execute(insert(table), rows)
+    return engine
+
+
+def demo_message(settings: Settings, engine: Engine) -> IssueMessage:
+    with session_scope(engine) as session:
+        issue = freeze_issue(session, WEEK, settings)
+        assert issue is not None
+        return issue_message(issue, settings)

@@ -1,0 +1,125 @@
+"""Operator controls: pause, resume and cancel an issue's send.
+
+The state lives in the database (``issue.state``); a running sender reads it between
+batches and stops cleanly — its in-flight batch is finished and recorded first. Every
+change is one conditional UPDATE, so two operators (or an operator and the sender
+pausing itself) cannot interleave into a state nobody asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import Engine
+
+from digest.exceptions import IssueStateError
+from digest.models import Delivery, DeliveryState, Issue, IssueState
+from digest.timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+D = Delivery.__table__  # type: ignore[attr-defined]
+I = Issue.__table__  # type: ignore[attr-defined]  # noqa: E741
+
+PAUSABLE = (IssueState.DRAFT, IssueState.SENDING)
+CANCELLABLE = (IssueState.DRAFT, IssueState.SENDING, IssueState.PAUSED)
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    week: str
+    previous: str
+    state: str
+    detail: str = ""
+
+    def summary(self) -> str:
+        line = f"issue {self.week}: {self.previous} → {self.state}"
+        return f"{line}; {self.detail}" if self.detail else line
+
+
+def _target(engine: Engine, week: str | None) -> tuple[int, str, str]:
+    query = select(I.c.id, I.c.week, I.c.state)
+    query = query.where(I.c.week == week) if week else query.order_by(I.c.week.desc())
+    with engine.connect() as conn:
+        row = conn.execute(query.limit(1)).first()
+    if row is None:
+        raise IssueStateError(f"no issue for week {week}" if week else "no issue yet")
+    return int(row.id), str(row.week), str(row.state)
+
+
+def _move(
+    engine: Engine,
+    week: str | None,
+    allowed: tuple[IssueState, ...],
+    to: IssueState,
+    reason: str | None,
+    verb: str,
+) -> tuple[int, ControlResult]:
+    issue_id, name, state = _target(engine, week)
+    now = utcnow()
+    values: dict[str, object] = {"state": to.value, "state_reason": reason, "updated_at": now}
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(I)
+            .where(I.c.id == issue_id, I.c.state.in_([s.value for s in allowed]))
+            .values(**values)
+        ).rowcount
+        if not changed:
+            current = conn.execute(select(I.c.state).where(I.c.id == issue_id)).scalar_one()
+            can = " or ".join(s.value for s in allowed)
+            raise IssueStateError(f"issue {name} is {current}; only a {can} issue can be {verb}")
+        if to is IssueState.SENDING:
+            conn.execute(
+                update(I)
+                .where(I.c.id == issue_id, I.c.started_at.is_(None))
+                .values(started_at=now)
+            )
+    logger.info("issue %s: %s → %s (%s)", name, state, to.value, reason or verb)
+    return issue_id, ControlResult(name, state, to.value)
+
+
+def pause_issue(
+    engine: Engine, week: str | None = None, reason: str = "paused by the operator"
+) -> ControlResult:
+    """Stop sending after the batch in flight; ``resume`` continues where it stopped."""
+    _, result = _move(engine, week, PAUSABLE, IssueState.PAUSED, reason, "paused")
+    return ControlResult(result.week, result.previous, result.state,
+                         "the sender stops after its current batch")
+
+
+def resume_issue(engine: Engine, week: str | None = None) -> ControlResult:
+    """Let a paused issue send again (the caller then runs the send loop)."""
+    _, result = _move(engine, week, (IssueState.PAUSED,), IssueState.SENDING, None, "resumed")
+    return result
+
+
+def cancel_issue(engine: Engine, week: str | None = None) -> ControlResult:
+    """Stop for good: every delivery not yet sent is marked skipped."""
+    issue_id, result = _move(
+        engine, week, CANCELLABLE, IssueState.CANCELLED, "cancelled by the operator", "cancelled"
+    )
+    now = utcnow()
+    with engine.begin() as conn:
+        # In-flight rows of a live sender are left to it (it records what the server
+        # said); rows of a dead one, and everything still queued, are skipped.
+        skipped = conn.execute(
+            update(D)
+            .where(
+                D.c.issue_id == issue_id,
+                or_(
+                    D.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
+                    and_(D.c.state == DeliveryState.SENDING.value, D.c.lease_expires_at < now),
+                ),
+            )
+            .values(
+                state=DeliveryState.SKIPPED.value,
+                last_error="issue cancelled",
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        ).rowcount
+    return ControlResult(result.week, result.previous, result.state,
+                         f"{skipped or 0} unsent deliveries skipped")

@@ -1,0 +1,181 @@
+"""The MIME skeleton of one issue: prepared once, filled per recipient by byte joins.
+
+:meth:`MessageSkeleton.compile` builds the stdlib message for a probe recipient, keeps
+every header that is the same for everyone as folded bytes, cuts the static glue
+(blank line, boundaries, part headers) out of the reference bytes, and turns the text
+and HTML bodies into :class:`digest.mimefast.QPTemplate` objects. It then checks its
+own output against the stdlib path for a few probes and refuses (the caller falls
+back to the stdlib path) if a single byte differs. Per recipient only the To,
+Message-ID and List-Unsubscribe headers and the placeholder lines are produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from email.headerregistry import Address
+
+from markupsafe import escape
+
+from digest import mimefast
+from digest.message import DEFAULT_GREETING_NAME, MAIL_POLICY, IssueMessage, Recipient
+from digest.render import one_line, placeholder
+
+logger = logging.getLogger(__name__)
+
+#: Headers whose value differs per recipient; every other header is folded once.
+DYNAMIC_HEADERS = ("To", "Message-ID", "List-Unsubscribe")
+PROBES = (
+    Recipient(subscriber_id=1, email="probe.reader@example.com", name="Probe Reader"),
+    Recipient(subscriber_id=22, email="probe@example.com", name=""),
+    Recipient(subscriber_id=333, email="p@example.com", name='Zoë "Q" O\'Brien-Ünïcode'),
+)
+_STANDARD_VALUES = ["name", "unsubscribe_url"]
+#: Characters quoted-printable leaves alone (anything else goes through the table).
+_QP_UNSAFE = re.compile(r"[^\t -<>-~]")
+
+
+def _qp(value: str) -> str:
+    return mimefast.qp_translate(value) if _QP_UNSAFE.search(value) else value
+
+
+class MessageSkeleton:
+    """One issue's message with the per-recipient parts left open."""
+
+    def __init__(self, message: IssueMessage, text: str, html: str) -> None:
+        self.message = message
+        self.headers: list[bytes | str] = []
+        tokens = {key: placeholder(key) for key in message.values(PROBES[0])}
+        # The standard pair of values is computed inline (one name clean-up, one token
+        # per recipient); anything else goes through IssueMessage.values().
+        self.standard = list(tokens) == _STANDARD_VALUES
+        self.text = mimefast.QPTemplate(text, tokens)
+        self.html = mimefast.QPTemplate(html, tokens)
+        self.after_headers = b""
+        self.between = b""
+        self.tail = b""
+        self._mid = message.message_id(PROBES[0])
+        self._mid_shape: tuple[bytes, bytes, int] | None = None
+        self._lu_shape: dict[int, tuple[bytes, bytes]] = {}
+
+    # ------------------------------------------------------------ compile
+
+    @classmethod
+    def compile(cls, message: IssueMessage) -> MessageSkeleton:
+        probe = PROBES[0]
+        reference = message.build(probe)
+        skeleton = cls(message, message.text, message.html)
+        for name, value in reference.raw_items():
+            if name in DYNAMIC_HEADERS:
+                skeleton.headers.append(name)
+            else:
+                skeleton.headers.append(MAIL_POLICY.fold_binary(name, value))
+        skeleton._learn_message_id()
+        raw = reference.as_bytes(policy=MAIL_POLICY)
+        values = message.values(probe)
+        text_values, html_values = cls._body_values(values)
+        head = b"".join(skeleton._headers(probe, values))
+        text_parts: list[bytes] = []
+        html_parts: list[bytes] = []
+        skeleton.text.render(text_values, text_parts)
+        skeleton.html.render(html_values, html_parts)
+        text, html = b"".join(text_parts), b"".join(html_parts)
+        at_text = raw.find(text, len(head))
+        at_html = raw.find(html, at_text + len(text))
+        if not raw.startswith(head) or at_text < 0 or at_html < 0:
+            raise ValueError("the skeleton does not line up with the stdlib message")
+        skeleton.after_headers = raw[len(head) : at_text]
+        skeleton.between = raw[at_text + len(text) : at_html]
+        skeleton.tail = raw[at_html + len(html) :]
+        for other in PROBES:
+            if skeleton.render(other) != message.as_bytes_slow(other):
+                raise ValueError(f"fast bytes differ from the stdlib's for {other.email}")
+        return skeleton
+
+    def _learn_message_id(self) -> None:
+        # Every Message-ID of an issue has one shape (week, 20 hex digits, domain):
+        # when the probe's folds plainly, keep the bytes around the digest.
+        folded = mimefast.fold_message_id("Message-ID", self._mid)
+        digest = self._mid.partition(".")[2].partition("@")[0]
+        if folded is None or len(digest) != 20 or folded.count(digest.encode()) != 1:
+            return
+        before, _, after = folded.partition(digest.encode())
+        self._mid_shape = (before, after, len(digest))
+
+    # ------------------------------------------------------------ per recipient
+
+    @staticmethod
+    def _body_values(values: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        text = {k: _qp(v) for k, v in values.items()}
+        html = {k: _qp(str(escape(v))) for k, v in values.items()}
+        return text, html
+
+    def _values(self, recipient: Recipient) -> tuple[str, dict[str, str]]:
+        name = one_line(recipient.name, 100)
+        if self.standard:
+            url = self.message.unsubscribe_url(recipient)
+            return name, {"name": name or DEFAULT_GREETING_NAME, "unsubscribe_url": url}
+        return name, self.message.values(recipient)
+
+    def _message_id(self, recipient: Recipient) -> bytes:
+        value = self.message.message_id(recipient)
+        if self._mid_shape is not None:
+            before, after, size = self._mid_shape
+            digest = value.partition(".")[2].partition("@")[0]
+            if len(digest) == size and len(value) == len(self._mid):
+                return before + digest.encode("ascii") + after
+        return mimefast.fold_message_id("Message-ID", value) or mimefast.fold_stdlib(
+            MAIL_POLICY, "Message-ID", value
+        )
+
+    def _list_unsubscribe(self, recipient: Recipient, url: str) -> bytes:
+        value = self.message.list_unsubscribe(recipient, url)
+        if not value.isascii():
+            return mimefast.fold_stdlib(MAIL_POLICY, "List-Unsubscribe", value)
+        # The fold depends only on the entries' lengths, and the URL is one entry.
+        shape = self._lu_shape.get(len(url))
+        if shape is None and ", " not in url and len(self._lu_shape) < 16:
+            folded = mimefast.fold_list_header("List-Unsubscribe", value).encode("ascii")
+            before, found, after = folded.partition(url.encode("ascii"))
+            if found:
+                shape = self._lu_shape[len(url)] = (before, after)
+            return folded
+        if shape is None:
+            return mimefast.fold_list_header("List-Unsubscribe", value).encode("ascii")
+        return shape[0] + url.encode("ascii") + shape[1]
+
+    def _headers(
+        self, recipient: Recipient, values: dict[str, str], name: str | None = None
+    ) -> list[bytes]:
+        if name is None:
+            name = one_line(recipient.name, 100)
+        out: list[bytes] = []
+        for item in self.headers:
+            if isinstance(item, bytes):
+                out.append(item)
+            elif item == "To":
+                out.append(
+                    mimefast.fold_address("To", name, recipient.email)
+                    or mimefast.fold_stdlib(
+                        MAIL_POLICY, "To", Address(display_name=name, addr_spec=recipient.email)
+                    )
+                )
+            elif item == "Message-ID":
+                out.append(self._message_id(recipient))
+            else:
+                out.append(self._list_unsubscribe(recipient, values["unsubscribe_url"]))
+        return out
+
+    def render(self, recipient: Recipient) -> bytes | None:
+        """The recipient's bytes; None when a value is outside what the skeleton handles."""
+        name, values = self._values(recipient)
+        if any("\n" in v or "\r" in v for v in values.values()):
+            return None
+        text_values, html_values = self._body_values(values)
+        parts = self._headers(recipient, values, name)
+        parts.append(self.after_headers)
+        self.text.render(text_values, parts)
+        parts.append(self.between)
+        self.html.render(html_values, parts)
+        parts.append(self.tail)
+        return b"".join(parts)

@@ -1,0 +1,122 @@
+"""The public archive: an index of issues that went out, each issue's web version
+(the digest's "view in browser" link) and an Atom feed.
+
+An issue is public once its send has started (``sending``, ``paused`` or ``sent``):
+readers follow "view in browser" while the send is still running. Drafts and
+cancelled issues are not public. The web version is the stored email HTML with the
+per-recipient placeholders replaced by values that belong to nobody — a generic
+greeting and the generic unsubscribe page — so no personal data is in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session, col, select
+
+from digest.config import Settings
+from digest.models import Issue, IssueState
+from digest.render import placeholder, week_label
+from digest.timeutil import parse_week, utcnow
+from digest.web.pages import ARCHIVE_CSP, page, render_template
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+PUBLIC_STATES = (IssueState.SENDING.value, IssueState.PAUSED.value, IssueState.SENT.value)
+GENERIC_NAME = "there"
+_ANY_PLACEHOLDER = re.compile(r"\[\[%[a-z_]{1,40}%\]\]")
+FEED_ENTRIES = 50
+
+
+def _public_issues(request: Request, limit: int | None = None) -> list[Issue]:
+    with Session(request.app.state.engine) as session:
+        query = (
+            select(Issue)
+            .where(col(Issue.state).in_(PUBLIC_STATES))
+            .order_by(col(Issue.week).desc())
+        )
+        if limit:
+            query = query.limit(limit)
+        return list(session.exec(query))
+
+
+def _issue_view(issue: Issue, settings: Settings) -> dict[str, Any]:
+    published = issue.started_at or issue.created_at
+    return {
+        "week": issue.week,
+        "label": week_label(issue.week),
+        "subject": issue.subject,
+        "preheader": issue.preheader,
+        "url": f"{settings.base_url}/archive/{issue.week}",
+        "published": published,
+        "updated": issue.finished_at or published,
+    }
+
+
+def public_html(issue: Issue, settings: Settings) -> str:
+    """The issue's email HTML with placeholders replaced by non-personal values."""
+    html = issue.html
+    html = html.replace(placeholder("name"), GENERIC_NAME)
+    html = html.replace(placeholder("unsubscribe_url"), f"{settings.base_url}/unsubscribe")
+    # Any per-recipient placeholder added later must not show raw (or personal) either.
+    return _ANY_PLACEHOLDER.sub("", html)
+
+
+@router.get("/archive", response_class=HTMLResponse, summary="Index of published issues")
+def archive_index(request: Request) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    issues = [_issue_view(i, settings) for i in _public_issues(request)]
+    return page(request, "archive_index.html", settings, issues=issues)
+
+
+@router.get("/archive/feed.atom", summary="Atom feed of published issues")
+def archive_feed(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    issues = [_issue_view(i, settings) for i in _public_issues(request, FEED_ENTRIES)]
+    updated: datetime = max((i["updated"] for i in issues), default=utcnow())
+    body = render_template(
+        "feed.xml",
+        {
+            "list_name": settings.list_name,
+            "base_url": settings.base_url,
+            "feed_id": f"{settings.base_url}/archive/feed.atom",
+            "updated": updated,
+            "issues": issues,
+        },
+    )
+    return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+
+@router.get(
+    "/archive/{week}",
+    response_class=HTMLResponse,
+    summary="One issue's web version (the email's 'view in browser' link)",
+    responses={404: {"description": "No published issue for that week."}},
+)
+def archive_issue(week: str, request: Request) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    try:
+        parse_week(week)
+    except ValueError:
+        return _not_found(request, settings)
+    with Session(request.app.state.engine) as session:
+        issue = session.exec(select(Issue).where(Issue.week == week.strip())).first()
+    if issue is None or issue.state not in PUBLIC_STATES:
+        return _not_found(request, settings)
+    response = HTMLResponse(public_html(issue, settings))
+    response.headers["Content-Security-Policy"] = ARCHIVE_CSP
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def _not_found(request: Request, settings: Settings) -> HTMLResponse:
+    return page(request, "link_problem.html", settings, status_code=404,
+                title="No such issue", reason="there is no published issue for that week",
+                subscribe_again=False)

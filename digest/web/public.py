@@ -1,0 +1,316 @@
+"""Public subscriber routes: subscribe (double opt-in), confirm, one-click unsubscribe.
+
+No route sets or reads a cookie and none redirects: every state change needs either
+a secret token from an email (confirm, unsubscribe) or only triggers a confirmation
+email (subscribe), so a cross-site form post can do no harm without the token and
+the forms need no CSRF token or JavaScript.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from digest.config import Settings
+from digest.exceptions import DigestError, SubscriberError, TokenError
+from digest.message import Recipient
+from digest.web.pages import client_ip, page, user_agent
+from digest.web.ratelimit import RateLimiter
+from subscribers.mail import TransportFactory, send_confirmation
+from subscribers.optin import (
+    Requester,
+    confirm,
+    mark_confirmation_sent,
+    request_subscription,
+    unsubscribe,
+    unsubscribe_status,
+)
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+HONEYPOT = "website"
+ACCEPTED = (
+    "Thanks! If this address can receive mail, a confirmation link is on its way. "
+    "Click it to start getting the digest."
+)
+_FIELDS = {
+    "type": "object",
+    "required": ["email"],
+    "properties": {
+        "email": {"type": "string", "maxLength": 320, "description": "The address to subscribe."},
+        "name": {"type": "string", "maxLength": 200, "description": "Optional display name."},
+    },
+}
+_SUBSCRIBE_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _FIELDS},
+            "application/x-www-form-urlencoded": {"schema": _FIELDS},
+        },
+    },
+    "responses": {
+        "200": {"description": "Form post: a page saying a confirmation may be on its way.",
+                "content": {"text/html": {}}},
+        "202": {"description": "JSON post: the same answer whether or not the address is known.",
+                "content": {"application/json": {}}},
+        "400": {"description": "The body could not be parsed."},
+        "413": {"description": "The body is larger than 64 KB."},
+        "415": {"description": "Neither JSON nor a form."},
+        "422": {"description": "The address or name is invalid; the reason is given."},
+        "429": {"description": "Too many requests from this client; see Retry-After."},
+    },
+}
+_ONE_CLICK = {
+    "type": "object",
+    "required": ["List-Unsubscribe"],
+    "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}},
+}
+_UNSUBSCRIBE_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": _ONE_CLICK},
+            "multipart/form-data": {"schema": _ONE_CLICK},
+        },
+    },
+    "responses": {
+        "200": {"description": "Unsubscribed (or already not subscribed). Never a redirect.",
+                "content": {"text/html": {}}},
+        "400": {"description": "The link is not valid, or the body is not "
+                               "List-Unsubscribe=One-Click."},
+    },
+}
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _who(request: Request, source: str) -> Requester:
+    return Requester(source=source, ip=client_ip(request), user_agent=user_agent(request))
+
+
+# ---------------------------------------------------------------- subscribe
+
+
+@router.get("/", response_class=HTMLResponse, summary="The subscribe page")
+@router.get("/subscribe", response_class=HTMLResponse, summary="The subscribe page")
+def subscribe_page(request: Request) -> HTMLResponse:
+    return page(request, "subscribe.html", _settings(request), error=None, email="", name="")
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(reason)
+
+
+async def _subscribe_fields(request: Request) -> tuple[dict[str, Any], bool]:
+    """The posted fields and whether the client speaks JSON; _BadRequest otherwise."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _BadRequest(400, "the body is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise _BadRequest(422, "the JSON body must be an object with an 'email' field")
+        return data, True
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        if any(isinstance(v, UploadFile) for _, v in form.multi_items()):
+            raise _BadRequest(422, "files are not accepted")
+        return {k: v for k, v in form.items()}, False
+    raise _BadRequest(415, "send a form (application/x-www-form-urlencoded) or JSON")
+
+
+def _text_field(data: dict[str, Any], key: str, *, required: bool) -> str | None:
+    value = data.get(key)
+    if value is None or (value == "" and not required):
+        if required:
+            raise SubscriberError(f"'{key}' is required")
+        return None
+    if not isinstance(value, str):
+        raise SubscriberError(f"'{key}' must be a string")
+    if required and not value.strip():
+        raise SubscriberError(f"'{key}' is required")
+    return value
+
+
+@router.post(
+    "/subscribe",
+    summary="Ask to subscribe (double opt-in)",
+    openapi_extra=_SUBSCRIBE_OPENAPI,
+    response_model=None,
+)
+async def subscribe(request: Request, background: BackgroundTasks) -> Response:
+    settings = _settings(request)
+    limiter: RateLimiter = request.app.state.subscribe_limiter
+    wait = limiter.hit(client_ip(request))
+    wants_json = "json" in request.headers.get("content-type", "")
+    if wait is not None:
+        reason = "too many subscribe requests from your network; try again later"
+        headers = {"Retry-After": str(int(wait) + 1)}
+        if wants_json:
+            return JSONResponse({"detail": reason}, status_code=429, headers=headers)
+        response = page(request, "subscribe.html", settings, status_code=429, error=reason,
+                        email="", name="")
+        response.headers.update(headers)
+        return response
+    try:
+        data, wants_json = await _subscribe_fields(request)
+    except _BadRequest as exc:
+        if wants_json or exc.status == 415:
+            return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+        return page(request, "subscribe.html", settings, status_code=exc.status,
+                    error=exc.reason, email="", name="")
+
+    def answer() -> Response:
+        if wants_json:
+            return JSONResponse({"status": "accepted", "detail": ACCEPTED}, status_code=202)
+        return page(request, "subscribe_done.html", settings)
+
+    raw_email = data.get("email") if isinstance(data.get("email"), str) else ""
+    raw_name = data.get("name") if isinstance(data.get("name"), str) else ""
+    try:
+        email = _text_field(data, "email", required=True)
+        name = _text_field(data, "name", required=False)
+        honeypot = data.get(HONEYPOT)
+        assert email is not None
+        if honeypot:
+            # A person never sees this field; answer as if all went well so the bot
+            # learns nothing, and store and send nothing.
+            logger.info("honeypot filled from %s; request ignored", client_ip(request))
+            return answer()
+        who = _who(request, "web form" if not wants_json else "web api")
+        outcome = await run_in_threadpool(
+            request_subscription, _engine(request), email, name, who
+        )
+    except SubscriberError as exc:
+        reason = str(exc)
+        if wants_json:
+            return JSONResponse({"detail": reason}, status_code=422)
+        return page(request, "subscribe.html", settings, status_code=422, error=reason,
+                    email=str(raw_email)[:320], name=str(raw_name)[:200])
+    if outcome.recipient is not None and outcome.nonce is not None:
+        # After the answer has gone out: the reply takes the same time whether or not
+        # an email is sent, so its timing does not reveal whether the address is known.
+        background.add_task(
+            _send_confirmation, settings, _engine(request),
+            request.app.state.transport_factory, outcome.recipient, outcome.nonce,
+        )
+    return answer()
+
+
+def _send_confirmation(
+    settings: Settings,
+    engine: Engine,
+    factory: TransportFactory | None,
+    recipient: Recipient,
+    nonce: str,
+) -> None:
+    try:
+        if send_confirmation(settings, recipient, nonce, factory):
+            mark_confirmation_sent(engine, recipient.subscriber_id)
+    except DigestError:
+        logger.exception("could not send the confirmation to subscriber %s",
+                         recipient.subscriber_id)
+
+
+# ---------------------------------------------------------------- confirm
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse, summary="Confirm a subscription")
+def confirm_link(token: str, request: Request) -> HTMLResponse:
+    settings = _settings(request)
+    try:
+        confirm(_engine(request), settings, token, _who(request, "confirmation link"))
+    except TokenError as exc:
+        return page(request, "link_problem.html", settings, status_code=400,
+                    title="This confirmation link does not work", reason=str(exc),
+                    subscribe_again=True)
+    return page(request, "confirmed.html", settings)
+
+
+# ---------------------------------------------------------------- unsubscribe
+
+
+@router.get("/unsubscribe", response_class=HTMLResponse, summary="How to unsubscribe")
+def unsubscribe_help(request: Request) -> HTMLResponse:
+    settings = _settings(request)
+    return page(request, "unsubscribe_help.html", settings,
+                mailto=settings.effective_unsubscribe_mailto)
+
+
+@router.get(
+    "/unsubscribe/{token}",
+    response_class=HTMLResponse,
+    summary="The unsubscribe page (one button; a GET never unsubscribes)",
+)
+def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
+    settings = _settings(request)
+    try:
+        status = unsubscribe_status(_engine(request), settings, token)
+    except TokenError as exc:
+        return page(request, "link_problem.html", settings, status_code=400,
+                    title="This unsubscribe link does not work", reason=str(exc),
+                    subscribe_again=False)
+    if status in ("active", "pending"):
+        return page(request, "unsubscribe.html", settings)
+    return page(request, "unsubscribed.html", settings, already=True)
+
+
+async def _one_click_fields(request: Request) -> dict[str, list[str]]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form()
+        return {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form}
+    body = (await request.body()).decode("utf-8", "replace")
+    return parse_qs(body, keep_blank_values=True)
+
+
+@router.post(
+    "/unsubscribe/{token}",
+    response_class=HTMLResponse,
+    summary="RFC 8058 one-click unsubscribe (body List-Unsubscribe=One-Click)",
+    openapi_extra=_UNSUBSCRIBE_OPENAPI,
+)
+async def one_click(token: str, request: Request) -> HTMLResponse:
+    settings = _settings(request)
+    fields = await _one_click_fields(request)
+    if "One-Click" not in fields.get("List-Unsubscribe", []):
+        return page(request, "link_problem.html", settings, status_code=400,
+                    title="Nothing was changed",
+                    reason="an unsubscribe request must carry List-Unsubscribe=One-Click",
+                    subscribe_again=False)
+    source = (
+        "unsubscribe page" if "page" in fields.get("via", [])
+        else "List-Unsubscribe one-click (RFC 8058)"
+    )
+    try:
+        await run_in_threadpool(
+            unsubscribe, _engine(request), settings, token, _who(request, source)
+        )
+    except TokenError as exc:
+        return page(request, "link_problem.html", settings, status_code=400,
+                    title="This unsubscribe link does not work", reason=str(exc),
+                    subscribe_again=False)
+    return page(request, "unsubscribed.html", settings, already=False)

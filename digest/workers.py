@@ -1,0 +1,247 @@
+"""The send loop: claim a batch, send it, record every answer, check the controls.
+
+One batch is in flight at a time, shared out over the transport's connections (the
+SMTP pool), so a crash can duplicate at most that one batch. Between batches the loop
+reads the issue's state (``digest pause`` / ``cancel`` take effect there), and while a
+batch is out a heartbeat thread renews its lease, so only a dead worker's rows are
+ever taken over. Transient answers go back to the queue with backoff and are retried
+in the same run; throttling also slows the shared rate down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from types import TracebackType
+
+from sqlalchemy.engine import Engine
+
+from digest.config import Settings
+from digest.delivery import (
+    Progress,
+    SendReport,
+    claim_leased,
+    issue_state,
+    next_wakeup,
+    record_results,
+    release,
+    renew_lease,
+    set_issue_state,
+    worker_id,
+)
+from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
+from digest.message import IssueMessage, Recipient
+from digest.models import IssueState
+from digest.ratelimit import RateLimiter, is_throttle
+from digest.transports.base import SendResult, SendStatus, Transport
+
+logger = logging.getLogger(__name__)
+
+#: Longest single sleep while waiting for retries: pause/cancel stay responsive.
+POLL_SECONDS = 1.0
+
+
+class Heartbeat:
+    """Renews the current batch's lease every third of its length, in a thread."""
+
+    def __init__(self, engine: Engine, lease_seconds: int) -> None:
+        self.engine = engine
+        self.lease_seconds = lease_seconds
+        self.lease: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(self.lease_seconds / 3, 0.2)):
+            lease = self.lease
+            if lease is None:
+                continue
+            try:
+                renew_lease(self.engine, lease, self.lease_seconds)
+            except Exception:  # a missed renewal only risks a duplicate; keep beating
+                logger.exception("could not renew lease %s", lease)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class _Loop:
+    def __init__(
+        self,
+        engine: Engine,
+        issue_id: int,
+        message: IssueMessage,
+        transport: Transport,
+        settings: Settings,
+        progress: Progress | None,
+    ) -> None:
+        self.engine = engine
+        self.issue_id = issue_id
+        self.message = message
+        self.transport = transport
+        self.settings = settings
+        self.progress = progress
+        self.report = SendReport(week=message.week)
+        self.limiter = RateLimiter(settings.rate_limit)
+        # A pooled transport paces each message itself; others are paced per chunk.
+        self.paced_inside = hasattr(transport, "rate_limiter")
+        if self.paced_inside:
+            transport.rate_limiter = self.limiter  # type: ignore[attr-defined]
+        self.consecutive_failed = 0
+
+    def _tick(self, n: int) -> None:
+        if self.progress and n:
+            self.progress(n)
+
+    def _chunks(self, batch: list[Recipient]) -> list[tuple[int, list[Recipient]]]:
+        size = self.transport.max_batch
+        if not self.paced_inside and self.limiter.rate is not None:
+            # About a quarter second's worth per call keeps the pace smooth.
+            size = max(1, min(size, int(self.limiter.rate / 4)))
+        return [(i, batch[i : i + size]) for i in range(0, len(batch), size)]
+
+    def send_batch(self, batch: list[Recipient]) -> str | None:
+        """Send and record one claimed batch; returns a reason when the send must stop."""
+        for start, chunk in self._chunks(batch):
+            if not self.paced_inside:
+                self.limiter.acquire(len(chunk))
+            try:
+                results = self.transport.send_batch(self.message, chunk)
+            except TransientTransportError as exc:
+                results = [SendResult.retry(r, str(exc), exc.retry_after) for r in chunk]
+            except SendStopped as exc:
+                done = [r for r in exc.results if isinstance(r, SendResult)]
+                self._record(done)
+                tried = {id(r.recipient) for r in done}
+                release(self.engine, [r for r in batch[start:] if id(r) not in tried])
+                raise
+            except TransportConfigError:
+                release(self.engine, batch[start:])
+                raise
+            reason = self._record(results)
+            if reason:
+                release(self.engine, batch[start + len(chunk) :])
+                return reason
+        return None
+
+    def _record(self, results: list[SendResult]) -> str | None:
+        sent, retried, failed = record_results(self.engine, results, self.settings)
+        report = self.report
+        report.sent += sent
+        report.retried += retried
+        report.failed += failed
+        self._tick(sent + failed)
+        throttled = sum(
+            1 for r in results if r.status is SendStatus.RETRY and is_throttle(r.error)
+        )
+        if throttled:
+            report.throttled += throttled
+            self.limiter.throttle()
+        elif sent:
+            self.limiter.success(sent)
+        last_error = ""
+        for result in results:
+            if result.status is SendStatus.FAILED:
+                self.consecutive_failed += 1
+                last_error = result.error or ""
+            elif result.status is SendStatus.SENT:
+                self.consecutive_failed = 0
+        limit = self.settings.pause_after_failures
+        if self.consecutive_failed >= limit:
+            return (
+                f"paused after {self.consecutive_failed} permanent failures in a row "
+                f"(last: {last_error[:200]}); check the list or the server, then "
+                "`digest resume`"
+            )
+        return None
+
+    def run(self, max_wait: float) -> SendReport:
+        report = self.report
+        owner = worker_id()
+        started = time.monotonic()
+        waited = 0.0
+        with self.transport, Heartbeat(self.engine, self.settings.lease_seconds) as beat:
+            while True:
+                state = issue_state(self.engine, self.issue_id)
+                if state != IssueState.SENDING:
+                    report.stopped = f"issue is {state}"
+                    break
+                claim = claim_leased(
+                    self.engine, self.issue_id, owner, self.settings.batch_size,
+                    self.settings.lease_seconds,
+                )
+                report.skipped += claim.skipped
+                self._tick(claim.skipped)
+                if not claim.recipients:
+                    if claim.skipped:
+                        continue
+                    wait = next_wakeup(self.engine, self.issue_id)
+                    if wait is None:
+                        set_issue_state(self.engine, self.issue_id, IssueState.SENT)
+                        break
+                    if waited + wait > max_wait:
+                        report.stopped = f"retries pending; next in {wait:.0f}s"
+                        logger.info("issue %s: %s", report.week, report.stopped)
+                        break
+                    nap = min(wait, POLL_SECONDS) + 0.02
+                    time.sleep(nap)
+                    waited += nap
+                    continue
+                report.batches += 1
+                beat.lease = claim.lease
+                try:
+                    reason = self.send_batch(claim.recipients)
+                except TransportConfigError as exc:
+                    set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, str(exc))
+                    report.stopped = str(exc)
+                    report.errors.append(str(exc))
+                    report.elapsed = time.monotonic() - started
+                    raise
+                finally:
+                    beat.lease = None
+                if reason:
+                    set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, reason)
+                    report.stopped = reason
+                    logger.warning("issue %s: %s", report.week, reason)
+                    break
+        report.elapsed = time.monotonic() - started
+        logger.info(report.summary())
+        return report
+
+
+def deliver(
+    engine: Engine,
+    issue_id: int,
+    message: IssueMessage,
+    transport: Transport,
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    max_wait: float | None = None,
+) -> SendReport:
+    """Send every open delivery of ``issue_id``.
+
+    Returns when none is left open; when the issue is paused or cancelled (checked
+    between batches) or pauses itself after ``DIGEST_PAUSE_AFTER_FAILURES`` permanent
+    failures in a row; or when waiting for retries would exceed ``max_wait`` seconds
+    (default: long enough for every attempt and for a dead worker's leases to expire;
+    the next run picks up whatever is left). Raises
+    :class:`TransportConfigError` (after pausing the issue) when the server refuses the
+    login or the sender.
+    """
+    if max_wait is None:
+        # Long enough for every retry, and for a crashed worker's leases to run out.
+        max_wait = settings.max_attempts * settings.retry_max_seconds + 2 * settings.lease_seconds
+    loop = _Loop(engine, issue_id, message, transport, settings, progress)
+    return loop.run(max_wait)

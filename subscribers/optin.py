@@ -1,0 +1,192 @@
+"""Double opt-in and one-click unsubscribe: the state changes behind the public web.
+
+``pending`` → (confirmation link) → ``active`` → (one-click) → ``unsubscribed``.
+A suppressed address (unsubscribed, bounced, complained, or forgotten and known only
+by hash) keeps its state when someone asks to subscribe it: only the click on the
+new confirmation link makes it ``active`` again and lifts the suppression.
+
+Every function here answers the same way for a known and an unknown address when the
+caller is the public (no enumeration): the outcome only says whether to send a
+confirmation email, which the web layer does after answering.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from digest.config import Settings
+from digest.exceptions import SubscriberError, TokenError
+from digest.message import Recipient
+from digest.timeutil import utcnow
+from digest.tokens import address_binding, binding_matches, new_nonce, read_claims
+from subscribers.consent import lift_suppression, log_event
+from subscribers.lifecycle import suppress
+from subscribers.models import SUPPRESSED_STATES, ConsentAction, Subscriber, SubscriberStatus
+from subscribers.service import clean_name, normalize_email
+
+logger = logging.getLogger(__name__)
+
+S = Subscriber.__table__  # type: ignore[attr-defined]
+
+#: One confirmation email per address per this many seconds, whatever the number of
+#: requests or client IPs: the form must not become a way to mail-bomb someone.
+CONFIRM_RESEND_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, for the consent log."""
+
+    source: str
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscribeOutcome:
+    """``recipient`` and ``nonce`` are set when a confirmation email should go out."""
+
+    recipient: Recipient | None = None
+    nonce: str | None = None
+
+
+def _row(conn: Connection, where: Any) -> Any:
+    query = select(S).where(where)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def request_subscription(
+    engine: Engine, email: str, name: str | None, who: Requester
+) -> SubscribeOutcome:
+    """Record a subscribe request; SubscriberError if the address or name is invalid."""
+    address = normalize_email(email)
+    clean = clean_name(name)
+    for _attempt in range(2):
+        try:
+            with engine.begin() as conn:
+                return _request(conn, address, clean, who)
+        except IntegrityError:
+            # Two requests for a new address at once: the other created the row.
+            logger.info("concurrent subscribe for one address; retrying")
+    raise SubscriberError("too many simultaneous requests for this address; try again")
+
+
+def _request(conn: Connection, address: str, name: str, who: Requester) -> SubscribeOutcome:
+    now = utcnow()
+    row = _row(conn, S.c.email == address)
+    if row is None:
+        nonce = new_nonce()
+        key = conn.execute(
+            insert(S).values(
+                email=address, name=name, status=SubscriberStatus.PENDING.value,
+                source=who.source[:200], created_at=now, updated_at=now, confirm_nonce=nonce,
+            )
+        ).inserted_primary_key
+        assert key is not None
+        sid = int(key[0])
+        log_event(conn, sid, ConsentAction.SUBSCRIBE, source=who.source, ip=who.ip,
+                  user_agent=who.user_agent, detail="new address; confirmation requested")
+        return SubscribeOutcome(Recipient(sid, address, name), nonce)
+
+    def log(detail: str) -> None:
+        log_event(conn, row.id, ConsentAction.SUBSCRIBE, source=who.source, ip=who.ip,
+                  user_agent=who.user_agent, detail=detail)
+
+    if row.status == SubscriberStatus.ACTIVE:
+        log("already active; nothing sent")
+        return SubscribeOutcome()
+    recent = row.confirm_sent_at is not None and now - row.confirm_sent_at < timedelta(
+        seconds=CONFIRM_RESEND_SECONDS
+    )
+    nonce = row.confirm_nonce or new_nonce()
+    values: dict[str, Any] = {"confirm_nonce": nonce, "updated_at": now}
+    if row.status == SubscriberStatus.PENDING and name:
+        # Nobody has confirmed this row yet, so the newest request may name it.
+        values["name"] = name
+    conn.execute(update(S).where(S.c.id == row.id).values(**values))
+    state = "pending" if row.status == SubscriberStatus.PENDING else f"{row.status}, re-opt-in"
+    if recent and row.confirm_nonce is not None:
+        log(f"{state}; a confirmation went out less than 10 minutes ago, not resent")
+        return SubscribeOutcome()
+    log(f"{state}; confirmation requested")
+    return SubscribeOutcome(Recipient(row.id, address, values.get("name", row.name)), nonce)
+
+
+def mark_confirmation_sent(engine: Engine, subscriber_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(S).where(S.c.id == subscriber_id).values(confirm_sent_at=utcnow()))
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    email: str
+    name: str
+
+
+def confirm(engine: Engine, settings: Settings, token: str, who: Requester) -> ConfirmOutcome:
+    """Activate the subscriber a confirmation link names.
+
+    TokenError (nothing changed) when the link is forged, expired, for another
+    purpose, already used, superseded by a suppression, or its subscriber is gone.
+    """
+    claims = read_claims(settings, "confirm", token, max_age=settings.confirm_link_hours * 3600)
+    with engine.begin() as conn:
+        row = _row(conn, S.c.id == claims.subscriber_id)
+        if row is None:
+            raise TokenError("this link is not valid")
+        if row.confirm_nonce is None or not binding_matches(
+            bytes.fromhex(row.confirm_nonce), claims
+        ):
+            if row.status == SubscriberStatus.ACTIVE:
+                raise TokenError("this link has already been used; your subscription is active")
+            raise TokenError("this link has already been used or was replaced by a newer one")
+        now = utcnow()
+        was = row.status
+        conn.execute(
+            update(S)
+            .where(S.c.id == row.id)
+            .values(status=SubscriberStatus.ACTIVE.value, confirmed_at=now, updated_at=now,
+                    confirm_nonce=None, unsubscribed_at=None)
+        )
+        lift_suppression(conn, row.email)
+        detail = "double opt-in completed" + (f" (was {was})" if was in SUPPRESSED_STATES else "")
+        log_event(conn, row.id, ConsentAction.CONFIRM, source=who.source, ip=who.ip,
+                  user_agent=who.user_agent, detail=detail, when=now)
+    logger.info("subscriber %s confirmed", row.id)
+    return ConfirmOutcome(row.email, row.name)
+
+
+def unsubscribe_status(engine: Engine, settings: Settings, token: str) -> str | None:
+    """The state of the subscriber an unsubscribe link names (None: nobody any more);
+    TokenError when the link is forged. Changes nothing."""
+    claims = read_claims(settings, "unsubscribe", token)
+    with engine.connect() as conn:
+        row = conn.execute(select(S.c.email, S.c.status).where(S.c.id == claims.subscriber_id))
+        found = row.first()
+    if found is None or not binding_matches(address_binding(settings, found.email), claims):
+        return None
+    return str(found.status)
+
+
+def unsubscribe(engine: Engine, settings: Settings, token: str, who: Requester) -> bool:
+    """Unsubscribe whoever the link names, at once; True if this call changed a state.
+
+    A link whose subscriber is gone (forgotten) or already suppressed changes nothing.
+    """
+    claims = read_claims(settings, "unsubscribe", token)
+    with engine.begin() as conn:
+        row = _row(conn, S.c.id == claims.subscriber_id)
+        if row is None or not binding_matches(address_binding(settings, row.email), claims):
+            return False
+        changed = suppress(conn, [row.id], SubscriberStatus.UNSUBSCRIBED, source=who.source,
+                           detail="unsubscribe link", ip=who.ip, user_agent=who.user_agent)
+    return changed > 0

@@ -1,0 +1,125 @@
+"""Claims, leases and records on the real store — SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from smtp_faults import FaultHandler, FaultPlan, fault_smtp, seed_issue_store, smtp_settings
+from sqlalchemy import select, update
+from store_support import WEEK
+from subscriber_support import Store
+
+from digest.db import session_scope
+from digest.delivery import claim_leased, enqueue, record_results, renew_lease
+from digest.issues import freeze_issue, issue_message
+from digest.models import Delivery, DeliveryState, IssueState
+from digest.timeutil import utcnow
+from digest.transports.base import SendResult
+from digest.transports.smtp import SMTPTransport
+from digest.workers import deliver
+from subscribers.models import Subscriber
+
+D = Delivery.__table__  # type: ignore[attr-defined]
+S = Subscriber.__table__  # type: ignore[attr-defined]
+
+
+def _issue(store: Store, tmp_path: Path, n: int) -> tuple[int, list[str]]:
+    emails = seed_issue_store(store.engine, store.settings, tmp_path, n)
+    with session_scope(store.engine) as session:
+        issue = freeze_issue(session, WEEK, store.settings)
+        assert issue is not None and issue.id is not None
+        issue.state = IssueState.SENDING
+        session.add(issue)
+        issue_id = issue.id
+    with store.engine.begin() as conn:
+        assert enqueue(conn, issue_id) == n
+        assert enqueue(conn, issue_id) == 0  # idempotent
+    return issue_id, emails
+
+
+def test_leases_renewal_and_takeover(store: Store, tmp_path: Path) -> None:
+    issue_id, _ = _issue(store, tmp_path, 30)
+    engine = store.engine
+    a = claim_leased(engine, issue_id, "worker-a", 10, 60)
+    b = claim_leased(engine, issue_id, "worker-b", 10, 60)
+    assert len(a.recipients) == len(b.recipients) == 10
+    assert not {r.delivery_id for r in a.recipients} & {r.delivery_id for r in b.recipients}
+    assert renew_lease(engine, a.lease, 60) == 10
+    # Worker A dies: its lease runs out and its rows go to the next claimant.
+    with engine.begin() as conn:
+        conn.execute(
+            update(D).where(D.c.lease_owner == a.lease)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    c = claim_leased(engine, issue_id, "worker-c", 30, 60)
+    ids = {r.delivery_id for r in c.recipients}
+    assert {r.delivery_id for r in a.recipients} <= ids
+    assert not ids & {r.delivery_id for r in b.recipients}
+    with engine.connect() as conn:
+        attempts = conn.execute(
+            select(D.c.attempts).where(D.c.id == a.recipients[0].delivery_id)
+        ).scalar_one()
+    assert attempts == 2
+
+
+def test_unsubscribed_before_claim_is_skipped_and_retries_give_up(
+    store: Store, tmp_path: Path
+) -> None:
+    issue_id, emails = _issue(store, tmp_path, 5)
+    engine = store.engine
+    with engine.begin() as conn:
+        conn.execute(update(S).where(S.c.email == emails[0]).values(status="unsubscribed"))
+    settings = store.settings.model_copy(update={"max_attempts": 2, "retry_base_seconds": 0.01})
+    claim = claim_leased(engine, issue_id, "w", 10, 60)
+    assert claim.skipped == 1 and len(claim.recipients) == 4
+    retry = [SendResult.retry(r, "451 later") for r in claim.recipients]
+    assert record_results(engine, retry, settings) == (0, 4, 0)
+    with engine.begin() as conn:
+        conn.execute(update(D).values(next_attempt_at=None))
+    again = claim_leased(engine, issue_id, "w", 10, 60)
+    assert len(again.recipients) == 4
+    retry = [SendResult.retry(r, "451 later") for r in again.recipients]
+    assert record_results(engine, retry, settings) == (0, 0, 4)
+    with engine.connect() as conn:
+        rows = conn.execute(select(D.c.state, D.c.last_error)).all()
+    assert sorted(r.state for r in rows) == ["failed"] * 4 + ["skipped"]
+    assert all("gave up after 2 attempts" in r.last_error for r in rows if r.state == "failed")
+    # Giving up on a transient answer is not a bounce: nobody is suppressed for it.
+    with engine.connect() as conn:
+        assert conn.execute(select(S.c.status).where(S.c.email == emails[1])).scalar_one() == (
+            "active"
+        )
+
+
+def test_two_workers_at_once_send_each_address_once(store: Store, tmp_path: Path) -> None:
+    issue_id, emails = _issue(store, tmp_path, 240)
+    with fault_smtp(FaultHandler(FaultPlan(rate_451=0.05, permanent=0.02))) as server:
+        s = smtp_settings(store.settings, server, batch_size=15, smtp_connections=2)
+        with session_scope(store.engine) as session:
+            from digest.models import Issue
+
+            issue = session.get(Issue, issue_id)
+            assert issue is not None
+            message = issue_message(issue, s)
+        reports = []
+
+        def work() -> None:
+            reports.append(deliver(store.engine, issue_id, message, SMTPTransport(s), s))
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    plan = server.handler.plan
+    bounced = {e for e in emails if plan.is_permanent(e)}
+    copies = server.handler.copies()
+    assert set(copies) == set(emails) - bounced and set(copies.values()) == {1}
+    assert sum(r.sent for r in reports) == len(emails) - len(bounced)
+    assert all(r.batches > 0 for r in reports), [r.summary() for r in reports]
+    with store.engine.connect() as conn:
+        states = dict(conn.execute(select(S.c.email, D.c.state).join(
+            S, S.c.id == D.c.subscriber_id)).all())
+    assert {e for e, st in states.items() if st == DeliveryState.FAILED} == bounced

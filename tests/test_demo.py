@@ -1,0 +1,69 @@
+"""``digest demo`` as a new user runs it: the installed console script in a fresh folder."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import subprocess
+import sys
+from collections import Counter
+from email import message_from_bytes, policy
+from email.utils import parseaddr
+from pathlib import Path
+
+import pytest
+from store_support import sample_emails
+
+pytestmark = pytest.mark.slow
+
+DIGEST = Path(sys.executable).with_name("digest")
+
+
+def _run_demo(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    clean.update(env)
+    return subprocess.run(
+        [str(DIGEST), "demo"], cwd=cwd, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+def _recipients(outbox: Path) -> Counter[str]:
+    box = mailbox.Maildir(outbox, create=False)
+    found: Counter[str] = Counter()
+    for key in box.iterkeys():
+        msg = message_from_bytes(box.get_bytes(key), policy=policy.default)
+        found[parseaddr(str(msg["To"]))[1]] += 1
+    return found
+
+
+@pytest.mark.skipif(not DIGEST.exists(), reason=f"console script not installed at {DIGEST}")
+def test_demo_leaves_one_message_per_sample_subscriber(tmp_path: Path) -> None:
+    outbox = tmp_path / "mail"
+    db = tmp_path / "state" / "demo.db"
+    env = {"DIGEST_DATABASE_URL": f"sqlite:///{db}", "DIGEST_OUTBOX": str(outbox)}
+
+    first = _run_demo(tmp_path, **env)
+    assert first.returncode == 0, first.stderr
+    emails = sample_emails()
+    assert _recipients(outbox) == Counter({e: 1 for e in emails})
+    assert db.exists()
+    summary = first.stdout
+    assert f"{len(emails)} sent" in summary
+    assert str(outbox.resolve()) in summary
+    assert "preview" in summary and "database" in summary
+
+    # Run again: a fresh database and outbox, still exactly one each.
+    second = _run_demo(tmp_path, **env)
+    assert second.returncode == 0, second.stderr
+    assert _recipients(outbox) == Counter({e: 1 for e in emails})
+
+
+@pytest.mark.skipif(not DIGEST.exists(), reason=f"console script not installed at {DIGEST}")
+def test_demo_defaults_to_demo_data_in_the_working_folder(tmp_path: Path) -> None:
+    result = _run_demo(tmp_path)
+    assert result.returncode == 0, result.stderr
+    base = tmp_path / "demo-data"
+    assert (base / "digest.db").exists()
+    assert sum(_recipients(base / "outbox").values()) == len(sample_emails())
+    for name in ("digest.html", "digest.txt", "digest.eml"):
+        assert (base / "preview" / name).stat().st_size > 0

@@ -1,0 +1,141 @@
+"""The fast message path gives exactly the stdlib path's bytes, for everyone."""
+
+from __future__ import annotations
+
+import random
+from email import message_from_bytes, policy, quoprimime
+from email.headerregistry import Address
+
+import pytest
+from conftest import TEST_SECRET
+from smtp_faults import seed_issue_store
+from store_support import WEEK
+
+from digest import mimefast
+from digest.config import Settings
+from digest.db import make_engine, migrate, session_scope
+from digest.issues import freeze_issue, issue_message
+from digest.message import MAIL_POLICY, IssueMessage, Recipient
+from digest.render import placeholder
+
+NAMES = [
+    "",
+    "Ada",
+    "Ada Lovelace",
+    "Zoë Ångström",
+    'Zoë "Q" O\'Brien',
+    "J. R. R. Tolkien",
+    "Smith, John",
+    "=?utf-8?q?not_an_encoded_word?=",
+    "李小龙",
+    "Ünïcödé " * 12,
+    "x" * 95,
+    "a-b_c 'quoted' name with several words that goes on and on past the fold",
+    "   spaced\tout\nname  ",
+    "<script>alert(1)</script> & co",
+    "emoji 🎉 party",
+    "trailing space ",
+    "=3D tricky = equals =",
+]
+
+
+@pytest.fixture(scope="module")
+def message(tmp_path_factory: pytest.TempPathFactory) -> IssueMessage:
+    tmp = tmp_path_factory.mktemp("fastpath")
+    settings = Settings(
+        database_url=f"sqlite:///{tmp / 'digest.db'}",
+        secret_key=TEST_SECRET,
+        base_url="https://digest.example.org/a/rather/long/base/path",
+        from_address="Weekly AI Tool Verdicts <digest@verdicts.test>",
+        reply_to="editors@verdicts.test",
+    )
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    seed_issue_store(engine, settings, tmp, 0)
+    with session_scope(engine) as session:
+        issue = freeze_issue(session, WEEK, settings)
+        assert issue is not None
+        built = issue_message(issue, settings)
+    engine.dispose()
+    return built
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_bytes_equal_stdlib_bytes(message: IssueMessage, name: str) -> None:
+    for sid, email in ((7, "reader@example.com"), (123456789, "o'brien+tag@mail.example.org")):
+        recipient = Recipient(subscriber_id=sid, email=email, name=name)
+        assert message.as_bytes(recipient) == message.as_bytes_slow(recipient)
+    assert message._skeleton is not None, "the fast path must be in use"
+
+
+def test_fast_path_across_many_recipients(message: IssueMessage) -> None:
+    rng = random.Random(3)
+    alphabet = "abcXYZ é'\"=.,-_ü李🎉"
+    for sid in range(1, 50):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 90)))
+        recipient = Recipient(sid * 7919, f"r{sid}@example.com", name)
+        assert message.as_bytes(recipient) == message.as_bytes_slow(recipient), name
+
+
+def test_message_is_well_formed(message: IssueMessage) -> None:
+    recipient = Recipient(42, "ada@example.com", 'Zoë "Q" O\'Brien')
+    raw = message.as_bytes(recipient)
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["To"].addresses[0].display_name == 'Zoë "Q" O\'Brien'
+    unsubscribe = message.unsubscribe_url(recipient)
+    # RFC 2369: the URL stays a URL (never an RFC 2047 encoded word).
+    assert f"<{unsubscribe}>".encode() in raw
+    assert str(parsed["List-Unsubscribe"]).startswith(f"<{unsubscribe}>")
+    text = parsed.get_body(("plain",))
+    html = parsed.get_body(("html",))
+    assert text is not None and html is not None
+    assert 'Zoë "Q" O\'Brien' in text.get_content()
+    assert "Zo\u00eb &#34;Q&#34; O&#39;Brien" in html.get_content()
+    assert unsubscribe in html.get_content()
+    assert parsed["Message-ID"] == message.message_id(recipient)
+
+
+def test_same_recipient_same_bytes(message: IssueMessage) -> None:
+    recipient = Recipient(5, "b@example.com", "B")
+    assert message.as_bytes(recipient) == message.as_bytes(recipient)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_qp_template_matches_quoprimime(seed: int) -> None:
+    rng = random.Random(seed)
+    pieces = ["a", "b ", "=", "é", "\t", " ", "€", "x" * 50, "[[%name%]]", "[[%url%]]"]
+    lines = []
+    for _ in range(rng.randint(1, 6)):
+        lines.append("".join(rng.choice(pieces) for _ in range(rng.randint(0, 400))))
+    body = "\n".join(lines) + rng.choice(["", "\n", " \n"])
+    tokens = {"name": placeholder("name"), "url": placeholder("url")}
+    template = mimefast.QPTemplate(body, tokens)
+    for _ in range(5):
+        values = {
+            "name": "".join(rng.choice("ab= é\t") for _ in range(rng.randint(0, 120))),
+            "url": "https://x.test/u/" + "Q" * rng.randint(0, 90),
+        }
+        filled = body.replace(tokens["name"], values["name"]).replace(tokens["url"], values["url"])
+        lines_b = filled.encode("utf-8").splitlines()
+        expected = quoprimime.body_encode(
+            (b"\n".join(lines_b) + b"\n").decode("latin-1"), 78, eol="\r\n"
+        )
+        out: list[bytes] = []
+        template.render({k: mimefast.qp_translate(v) for k, v in values.items()}, out)
+        assert b"".join(out).decode("ascii") == expected
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_header_shortcuts_match_the_stdlib_folder(seed: int) -> None:
+    rng = random.Random(seed)
+    words = ["w" * rng.randint(1, 60) for _ in range(rng.randint(1, 5))]
+    value = " ".join(words)
+    folded = mimefast.fold_unstructured("X-Thing", value)
+    if folded is not None:
+        assert folded == mimefast.fold_stdlib(MAIL_POLICY, "X-Thing", value)
+    name = " ".join("N" * rng.randint(1, 12) for _ in range(rng.randint(1, 4)))
+    short = mimefast.fold_address("To", name, "a.b@example.com")
+    if short is not None:
+        address = Address(name, addr_spec="a.b@example.com")
+        assert short == mimefast.fold_stdlib(MAIL_POLICY, "To", address)

@@ -1,0 +1,197 @@
+"""Jinja + MJML rendering: content, escaping, size, subject, trimming, template errors."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from store_support import WEEK, dated, sample_items, write_json
+
+from digest.config import Settings
+from digest.exceptions import RenderError
+from digest.importer import import_comparisons
+from digest.models import Comparison
+from digest.render import (
+    GMAIL_CLIP_BYTES,
+    comparison_link,
+    compile_mjml,
+    placeholder,
+    render_issue,
+    trim_quote,
+)
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def _eight(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The seven samples plus one whose tool is named like an XSS probe."""
+    probe = copy.deepcopy(items[0])
+    probe["slug"] = "script-probe"
+    probe["title"] = f"{SCRIPT} vs Plain Tool"
+    probe["tools"][0]["name"] = SCRIPT
+    probe["tools"][0]["tagline"] = 'Tagline with "quotes" & <b>tags</b>'
+    return [*items, probe]
+
+
+def _stored(
+    engine: Engine, settings: Settings, tmp_path: Path, items: list[dict[str, Any]]
+) -> list[Comparison]:
+    src = write_json(tmp_path / "render.json", dated(items, settings))
+    import_comparisons(engine, [src])
+    with Session(engine) as session:
+        rows = session.exec(select(Comparison).order_by(col(Comparison.published_at).desc())).all()
+        for c in rows:  # load relationships before the session closes
+            for t in c.tools:
+                _ = t.reviews
+        return list(rows)
+
+
+@pytest.fixture
+def eight(engine: Engine, settings: Settings, tmp_path: Path) -> list[Comparison]:
+    comparisons = _stored(engine, settings, tmp_path, _eight(sample_items()))
+    assert len(comparisons) == 8
+    return comparisons
+
+
+def test_script_tool_name_is_escaped_in_html_and_raw_in_text(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    rendered = render_issue(week=WEEK, full=eight, links=[], settings=settings)
+    assert "<script" not in rendered.html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
+    assert "<b>tags</b>" not in rendered.html
+    assert "&lt;b&gt;tags&lt;/b&gt;" in rendered.html
+    assert SCRIPT in rendered.text  # plain text is not HTML: raw is right there
+
+
+def test_eight_comparisons_stay_well_under_gmail_clip(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    everything_full = settings.model_copy(update={"full_cards": 8})
+    rendered = render_issue(week=WEEK, full=eight, links=[], settings=everything_full)
+    size = len(rendered.html.encode("utf-8"))
+    assert size < GMAIL_CLIP_BYTES * 0.75, size
+    assert rendered.warnings == []
+    default = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=settings)
+    assert len(default.html.encode("utf-8")) < size
+
+
+def test_subject_names_lead_and_counts_the_rest(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    rendered = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=settings)
+    assert rendered.subject == f"{eight[0].title} and 7 more"
+    single = render_issue(week=WEEK, full=eight[:1], links=[], settings=settings)
+    assert single.subject == eight[0].title
+    assert rendered.preheader and rendered.preheader in rendered.html
+
+
+def test_each_card_carries_every_part(eight: list[Comparison], settings: Settings) -> None:
+    rendered = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=settings)
+    html, text = rendered.html, rendered.text
+    for comparison in eight[:5]:
+        link = comparison_link(comparison, settings.site_url)
+        assert html.count(f'href="{link}"') >= 2  # the title and the "read" link
+        assert f"Read the full comparison: {link}" in text
+        for tool in comparison.tools:
+            for part in (tool.tagline, tool.entry):
+                if "<" not in part:
+                    assert part in text
+            assert f"Panel ship: {tool.panel_ship_pct}%" in text
+            community = "no votes yet" if tool.community_pct is None else f"{tool.community_pct}%"
+            assert f"Community: {community}" in text
+    for comparison in eight[5:]:  # the rest are links, not cards
+        assert f"* {comparison.title}: {comparison_link(comparison, settings.site_url)}" in text
+        assert "Panel ship" not in text.split(comparison.title, 1)[1].split("\n", 1)[0]
+    assert "Also new this week" in html and "Also new this week" in text
+    assert "no votes yet" in html
+    assert "The panel's split:" in html and "the panel leans" in html
+    # Two columns on desktop, stacked on phones: MJML's 50% columns plus its media query.
+    assert html.count("mj-column-per-50") >= 2 * 5
+    assert re.search(r"@media only screen and \(min-width:\s*480px\)", html)
+
+
+def test_footer_has_why_unsubscribe_address_and_browser_link(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    custom = settings.model_copy(update={"postal_address": "Verdicts Ltd, 9 Quay Road, Cork"})
+    rendered = render_issue(week=WEEK, full=eight[:2], links=[], settings=custom)
+    for body in (rendered.html, rendered.text):
+        assert "You get this email because you subscribed" in body
+        assert "Verdicts Ltd, 9 Quay Road, Cork" in body
+        assert placeholder("unsubscribe_url") in body
+        assert f"{settings.base_url}/archive/{WEEK}" in body
+        assert placeholder("name") in body
+
+
+def test_pull_quotes_are_trimmed_at_sentence_boundaries(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    items = sample_items()[:1]
+    long_quote = " ".join(f"Sentence number {i} says something useful." for i in range(30))
+    items[0]["tools"][0]["reviews"][0]["quote"] = long_quote
+    [comparison] = _stored(engine, settings, tmp_path, items)
+    rendered = render_issue(week=WEEK, full=[comparison], links=[], settings=settings)
+    match = re.search(r"“(Sentence number 0[^”]*)”", rendered.text)
+    assert match is not None
+    shown = match.group(1)
+    assert len(shown) <= settings.quote_max_chars
+    assert shown.endswith("something useful.")
+    assert long_quote.startswith(shown)
+
+
+def test_trim_quote() -> None:
+    text = "First sentence here. Second one is longer than that! Third? Fourth."
+    assert trim_quote(text, 200) == text
+    assert trim_quote(text, 40) == "First sentence here."
+    assert trim_quote(text, 55) == "First sentence here. Second one is longer than that!"
+    cut = trim_quote("A single sentence that goes on and on without stopping at all", 30)
+    assert cut.endswith("…") and len(cut) <= 30 and " " not in cut[-2:]
+    assert trim_quote("  Spaces   collapse\n here.  ", 100) == "Spaces collapse here."
+    # An abbreviation-like "3.5" is not a sentence end (no space after the dot).
+    assert (
+        trim_quote("Version 3.5 is out. It is fast and small enough.", 25) == "Version 3.5 is out."
+    )
+
+
+def test_content_cannot_forge_a_per_recipient_placeholder(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    items = sample_items()[:1]
+    items[0]["tools"][0]["tagline"] = f"sneaky {placeholder('unsubscribe_url')}"
+    [comparison] = _stored(engine, settings, tmp_path, items)
+    rendered = render_issue(week=WEEK, full=[comparison], links=[], settings=settings)
+    # Exactly the template's own placeholder remains (footer), not the smuggled one.
+    assert rendered.text.count(placeholder("unsubscribe_url")) == 1
+    assert rendered.html.count(placeholder("unsubscribe_url")) == 1
+
+
+def test_missing_template_raises_render_error_naming_it(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    with pytest.raises(RenderError) as info:
+        render_issue(week=WEEK, full=eight[:1], links=[], settings=settings, template="email/nope")
+    assert info.value.template == "email/nope.mjml"
+    assert "email/nope.mjml" in str(info.value)
+
+
+def test_broken_mjml_raises_render_error_naming_it() -> None:
+    with pytest.raises(RenderError) as info:
+        compile_mjml("<mjml><mj-body><mj-section><mj-column>", "email/broken.mjml")
+    assert info.value.template == "email/broken.mjml"
+
+
+def test_mj_include_cannot_leave_the_templates_folder() -> None:
+    source = '<mjml><mj-head><mj-include path="../../pyproject.toml" /></mj-head><mj-body /></mjml>'
+    with pytest.raises(RenderError):
+        compile_mjml(source, "email/evil.mjml")
+
+
+def test_an_issue_needs_a_comparison(settings: Settings) -> None:
+    with pytest.raises(RenderError):
+        render_issue(week=WEEK, full=[], links=[], settings=settings)

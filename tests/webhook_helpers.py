@@ -1,0 +1,41 @@
+"""Shared pieces of the webhook tests: an app on a real store, readers, lookups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from provider_server import configure
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from digest.config import Settings
+from digest.db import session_scope
+from digest.events import MailEventRecord
+from digest.web.app import create_app
+from subscribers.models import Subscriber
+from subscribers.service import add_subscriber
+
+
+def client_for(settings: Settings, engine: Engine, **webhook_settings: Any) -> TestClient:
+    app = create_app(configure(settings, **webhook_settings), engine=engine)
+    return TestClient(app)
+
+
+def add_reader(engine: Engine, email: str) -> int:
+    with session_scope(engine) as session:
+        sub, _ = add_subscriber(session, email, "Reader")
+        assert sub.id is not None
+        return sub.id
+
+
+def status_of(engine: Engine, email: str) -> str:
+    with engine.connect() as conn:
+        table = Subscriber.__table__  # type: ignore[attr-defined]
+        return str(conn.execute(select(table.c.status).where(table.c.email == email)).scalar_one())
+
+
+def event_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        table = MailEventRecord.__table__  # type: ignore[attr-defined]
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
