@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     base_url: str = "http://localhost:8000"
     site_url: str = "https://verdicts.example.com"
     secret_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
     postal_address: str = "Weekly Verdicts, 1 Example Street, Springfield, USA"
     list_name: str = "Weekly AI Tool Verdicts"
     list_id: str | None = None
