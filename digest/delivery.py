@@ -139,6 +139,42 @@ def _claimable(issue_id: int, now: datetime) -> Any:
     )
 
 
+def _pick(conn: Connection, issue_id: int, now: datetime, size: int) -> list[int]:
+    """Up to ``size`` claimable ids: expired leases first (a dead worker's batch), then
+    retries that are due, then fresh rows in id order.
+
+    Three narrow queries instead of one ``OR``: each walks an index
+    (``ix_delivery_claim`` or ``ix_delivery_queue``) and stops after ``size`` rows,
+    so claiming costs the same at the last batch of 100,000 as at the first.
+    """
+    mine = D.c.issue_id == issue_id
+    queries = [
+        select(D.c.id).where(
+            mine, D.c.state == DeliveryState.SENDING.value, D.c.lease_expires_at < now
+        ),
+        select(D.c.id)
+        .where(
+            mine,
+            D.c.state == DeliveryState.RETRY.value,
+            or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
+        )
+        .order_by(D.c.next_attempt_at),
+        select(D.c.id)
+        .where(mine, D.c.state == DeliveryState.QUEUED.value)
+        .order_by(D.c.id),
+    ]
+    ids: list[int] = []
+    for query in queries:
+        room = size - len(ids)
+        if room <= 0:
+            break
+        query = query.limit(room)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids.extend(conn.execute(query).scalars())
+    return ids
+
+
 @dataclass
 class Claim:
     """One leased batch: who to send to, how many were skipped, and the lease's name."""
@@ -166,14 +202,11 @@ def claim_leased(
     """:func:`claim_batch`, also naming the lease (for :func:`renew_lease`)."""
     now = utcnow()
     lease = f"{owner}/{uuid.uuid4().hex[:8]}"
-    pick = select(D.c.id).where(_claimable(issue_id, now)).order_by(D.c.id).limit(size)
-    if engine.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
     with engine.begin() as conn:
         # Pick the ids first (a batch, not the list): PostgreSQL may run a LIMIT … SKIP
         # LOCKED subquery inside UPDATE … IN more than once and take too many rows.
         # The UPDATE re-checks claimability, so a row picked by two workers goes to one.
-        ids = list(conn.execute(pick).scalars())
+        ids = _pick(conn, issue_id, now, size)
         if not ids:
             return Claim([], 0, lease)
         conn.execute(
@@ -190,7 +223,11 @@ def claim_leased(
         rows = conn.execute(
             select(D.c.id, D.c.subscriber_id, S.c.email, S.c.name, S.c.status)
             .join(S, S.c.id == D.c.subscriber_id)
-            .where(D.c.lease_owner == lease, D.c.state == DeliveryState.SENDING.value)
+            .where(
+                D.c.id.in_(ids),
+                D.c.lease_owner == lease,
+                D.c.state == DeliveryState.SENDING.value,
+            )
             .order_by(D.c.id)
         ).all()
         inactive = [r.id for r in rows if r.status != SubscriberStatus.ACTIVE.value]

@@ -23,15 +23,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index, Integer, UniqueConstraint, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import Field, SQLModel
 
 from digest.config import Settings
-from digest.models import Delivery
-from digest.timeutil import UTCDateTime, utcnow
+from digest.models import Delivery, MailEventRecord
+from digest.timeutil import utcnow
 from subscribers.lifecycle import suppress
 from subscribers.models import Subscriber, SubscriberStatus
 
@@ -67,30 +66,6 @@ class MailEvent:
     detail: str = ""
     #: our metadata echoed back by the provider (untrusted until matched to a delivery)
     hints: dict[str, str] = field(default_factory=dict)
-
-
-class MailEventRecord(SQLModel, table=True):
-    """A processed provider event (migration 0004)."""
-
-    __tablename__ = "mail_event"
-    __table_args__ = (
-        UniqueConstraint("provider", "event_id", name="uq_mail_event_provider_event"),
-        Index("ix_mail_event_subscriber", "subscriber_id", "kind", "occurred_at"),
-        Index("ix_mail_event_issue", "issue_id", "kind"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    provider: str = Field(max_length=20)
-    event_id: str = Field(max_length=300)
-    kind: str = Field(max_length=20)
-    email: str = Field(default="", max_length=320)
-    subscriber_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
-    issue_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
-    delivery_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
-    provider_message_id: str | None = Field(default=None, max_length=300)
-    detail: str = Field(default="", max_length=1000)
-    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
-    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 E = MailEventRecord.__table__  # type: ignore[attr-defined]

@@ -6,10 +6,10 @@ real annotations.)
 """
 
 from datetime import datetime
-from typing import Optional
 from enum import StrEnum
+from typing import Optional
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
 from digest.timeutil import UTCDateTime, utcnow
@@ -144,6 +144,9 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_delivery_claim", "issue_id", "state", "next_attempt_at"),
+        # Fresh rows are claimed in id order; leases are renewed and read by owner.
+        Index("ix_delivery_queue", "issue_id", "state", "id"),
+        Index("ix_delivery_lease_owner", "lease_owner"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -158,3 +161,28 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=2000)
     sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class MailEventRecord(SQLModel, table=True):
+    """A processed provider webhook event (digest/events.py): one row per provider
+    event id, so a replayed event changes nothing."""
+
+    __tablename__ = "mail_event"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_mail_event_provider_event"),
+        Index("ix_mail_event_subscriber", "subscriber_id", "kind", "occurred_at"),
+        Index("ix_mail_event_issue", "issue_id", "kind"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)
+    event_id: str = Field(max_length=300)
+    kind: str = Field(max_length=20)
+    email: str = Field(default="", max_length=320)
+    subscriber_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    issue_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    delivery_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    provider_message_id: str | None = Field(default=None, max_length=300)
+    detail: str = Field(default="", max_length=1000)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

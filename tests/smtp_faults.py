@@ -90,6 +90,8 @@ class FaultHandler:
     plan: FaultPlan = field(default_factory=FaultPlan)
     #: "550 …" to refuse every MAIL FROM (a rejected sender)
     reject_sender: str | None = None
+    #: advertise PIPELINING (RFC 2920) so the client's pipelined path is what runs
+    pipelining: bool = True
     #: called (in the server's thread) with the number of messages delivered so far
     on_delivered: Callable[[int], None] | None = None
     delivered: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
@@ -138,6 +140,8 @@ class FaultHandler:
         with self.lock:
             self.connections += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(

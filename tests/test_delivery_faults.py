@@ -38,13 +38,14 @@ def subscriber_status(engine: Engine) -> dict[str, str]:
         return dict(conn.execute(select(S.c.email, S.c.status)).all())
 
 
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
 def test_faults_end_in_exactly_the_specified_states(
-    tmp_path: Path, settings: Settings, engine: Engine
+    tmp_path: Path, settings: Settings, engine: Engine, pipelining: bool
 ) -> None:
     emails = seed_issue_store(engine, settings, tmp_path, 300)
     plan = FaultPlan(rate_421=0.05, rate_451=0.08, rate_454=0.005, rate_disconnect=0.05,
                      rate_slow=0.05, permanent=0.04, max_transient=2)
-    with fault_smtp(FaultHandler(plan)) as server:
+    with fault_smtp(FaultHandler(plan, pipelining=pipelining)) as server:
         s = smtp_settings(settings, server, pause_after_failures=1000)
         result = weekly_job(s, engine=engine, week=WEEK)
     handler = server.handler

@@ -19,6 +19,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parseaddr
 from pathlib import Path
@@ -101,28 +102,64 @@ def connect(settings: Settings) -> smtplib.SMTP:
     return conn
 
 
+def _fail_refused(conn: smtplib.SMTP, code: int, error: smtplib.SMTPException) -> NoReturn:
+    if code == 421:  # the server is closing the connection
+        conn.close()
+    else:
+        conn.rset()
+    raise error
+
+
+def _pipelined_replies(conn: smtplib.SMTP, count: int) -> list[tuple[int, bytes]]:
+    """Read ``count`` replies; a server that said 421 may close before the rest."""
+    replies: list[tuple[int, bytes]] = []
+    for _ in range(count):
+        try:
+            replies.append(conn.getreply())
+        except smtplib.SMTPServerDisconnected:
+            if not any(code == 421 for code, _ in replies):
+                raise
+            conn.close()
+            replies.append((421, b"connection closed by the server"))
+    return replies
+
+
 def transaction(conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> None:
     """``SMTP.sendmail`` for one plain-address recipient, without its per-message
     address parsing and regex dot-stuffing (both cost more than building the message).
-    Raises what ``sendmail`` raises."""
+
+    When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one
+    write and their replies are read together: two round trips per message instead of
+    four, which is most of a send's time on a fast server. Raises what ``sendmail``
+    raises."""
     options = f" SIZE={len(raw)}" if conn.does_esmtp and conn.has_extn("size") else ""
-    code, resp = conn.docmd("mail", f"FROM:<{sender}>{options}")
-    if code != 250:
-        if code == 421:
-            conn.close()
-        else:
-            conn.rset()
-        raise smtplib.SMTPSenderRefused(code, resp, sender)
-    code, resp = conn.docmd("rcpt", f"TO:<{recipient}>")
-    if code not in (250, 251):
-        if code == 421:
-            conn.close()
-        else:
-            conn.rset()
-        raise smtplib.SMTPRecipientsRefused({recipient: (code, resp)})
-    code, resp = conn.docmd("data")
-    if code != 354:
-        raise smtplib.SMTPDataError(code, resp)
+    mail_cmd, rcpt_cmd = f"MAIL FROM:<{sender}>{options}", f"RCPT TO:<{recipient}>"
+    if conn.does_esmtp and conn.has_extn("pipelining"):
+        conn.send(f"{mail_cmd}\r\n{rcpt_cmd}\r\nDATA\r\n")
+        (mail, mail_resp), (rcpt, rcpt_resp), (data, data_resp) = _pipelined_replies(conn, 3)
+        if data == 354 and (mail != 250 or rcpt not in (250, 251)):
+            # A server should refuse DATA without a valid recipient; if it did not,
+            # end the empty message so the session stays in step.
+            conn.send(".\r\n")
+            conn.getreply()
+        if mail != 250:
+            _fail_refused(conn, mail, smtplib.SMTPSenderRefused(mail, mail_resp, sender))
+        if rcpt not in (250, 251):
+            _fail_refused(
+                conn, rcpt, smtplib.SMTPRecipientsRefused({recipient: (rcpt, rcpt_resp)})
+            )
+    else:
+        mail, mail_resp = conn.docmd(mail_cmd)
+        if mail != 250:
+            _fail_refused(conn, mail, smtplib.SMTPSenderRefused(mail, mail_resp, sender))
+        rcpt, rcpt_resp = conn.docmd(rcpt_cmd)
+        if rcpt not in (250, 251):
+            _fail_refused(
+                conn, rcpt, smtplib.SMTPRecipientsRefused({recipient: (rcpt, rcpt_resp)})
+            )
+        data, data_resp = conn.docmd("DATA")
+    if data != 354:
+        raise smtplib.SMTPDataError(data, data_resp)
     # Dot-stuffing ((?m)^\. → ..) with bytes.replace: MJML's CSS starts lines with dots.
     raw = raw.replace(b"\n.", b"\n..")
     if raw.startswith(b"."):
