@@ -54,8 +54,15 @@ def seed(settings: Settings, workdir: Path, subscribers: int) -> Engine:
     chunk = 10_000
     for first in range(0, subscribers, chunk):
         rows = [
-            {"email": f"reader{i:07d}@example.com", "name": f"Reader {i}", "status": "active",
-             "source": "bench", "created_at": now, "updated_at": now, "confirmed_at": now}
+            {
+                "email": f"reader{i:07d}@example.com",
+                "name": f"Reader {i}",
+                "status": "active",
+                "source": "bench",
+                "created_at": now,
+                "updated_at": now,
+                "confirmed_at": now,
+            }
             for i in range(first, min(first + chunk, subscribers))
         ]
         with engine.begin() as conn:

@@ -91,14 +91,19 @@ def run_one(subscribers: int, connections: int, sink: str, source: str) -> Resul
         work = Path(tmp)
         settings = bench_settings(work)
         engine = seed(settings, work, subscribers)
-        size = len(demo_message(settings, engine).as_bytes(
-            Recipient(1, "reader0000000@example.com", "Reader 0")))
+        size = len(
+            demo_message(settings, engine).as_bytes(
+                Recipient(1, "reader0000000@example.com", "Reader 0")
+            )
+        )
         engine.dispose()
         port = free_port()
         sink_proc = subprocess.Popen(
-            [sink, "-u", "postfix", f"127.0.0.1:{port}", "1024"] if os.geteuid() == 0
+            [sink, "-u", "postfix", f"127.0.0.1:{port}", "1024"]
+            if os.geteuid() == 0
             else [sink, f"127.0.0.1:{port}", "1024"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             time.sleep(0.3)
@@ -115,8 +120,13 @@ def run_one(subscribers: int, connections: int, sink: str, source: str) -> Resul
             )
             digest = Path(sys.executable).parent / "digest"
             started = time.monotonic()
-            proc = subprocess.Popen([str(digest), "send", "--week", WEEK, "--yes"], env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+            proc = subprocess.Popen(
+                [str(digest), "send", "--week", WEEK, "--yes"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=ROOT,
+            )
             assert proc.stdout is not None and proc.stderr is not None
             _, status, usage = os.wait4(proc.pid, 0)
             digest_wall = time.monotonic() - started
@@ -127,17 +137,38 @@ def run_one(subscribers: int, connections: int, sink: str, source: str) -> Resul
             loop_rate = float(loop.group(1).replace(",", "")) if loop else 0.0
             started = time.monotonic()
             subprocess.run(
-                [source, "-d", "-s", str(connections), "-m", str(subscribers), "-l", str(size),
-                 "-f", "digest@verdicts.example.com", "-t", "reader@example.com",
-                 f"127.0.0.1:{port}"],
-                check=True, stdout=subprocess.DEVNULL,
+                [
+                    source,
+                    "-d",
+                    "-s",
+                    str(connections),
+                    "-m",
+                    str(subscribers),
+                    "-l",
+                    str(size),
+                    "-f",
+                    "digest@verdicts.example.com",
+                    "-t",
+                    "reader@example.com",
+                    f"127.0.0.1:{port}",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
             source_wall = time.monotonic() - started
         finally:
             sink_proc.terminate()
             sink_proc.wait(timeout=10)
-    return Result(subscribers, connections, size, digest_wall, loop_rate,
-                  usage.ru_maxrss / 1024, source_wall, output.splitlines()[-1])
+    return Result(
+        subscribers,
+        connections,
+        size,
+        digest_wall,
+        loop_rate,
+        usage.ru_maxrss / 1024,
+        source_wall,
+        output.splitlines()[-1],
+    )
 
 
 def main(argv: list[str] | None = None) -> list[Result]:

@@ -44,8 +44,7 @@ def _answer(provider: str, path: str, body: bytes) -> tuple[int, dict[str, str],
     if provider in ("postmark", "resend"):
         n = len(json.loads(body))
         if provider == "postmark":
-            out: Any = [{"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{i}"}
-                        for i in range(n)]
+            out: Any = [{"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{i}"} for i in range(n)]
         else:
             out = {"data": [{"id": f"re-{i}"} for i in range(n)]}
         return 200, {}, json.dumps(out).encode()
@@ -105,7 +104,8 @@ def sample_issue(workdir: Path) -> tuple[Settings, IssueMessage]:
     settings = Settings(
         database_url=f"sqlite:///{workdir / 'bench.db'}",
         secret_key="bench-secret-0123456789abcdef",
-        base_url="https://verdicts.example.com", from_address="Verdicts <digest@bench.test>",
+        base_url="https://verdicts.example.com",
+        from_address="Verdicts <digest@bench.test>",
     )
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -127,11 +127,18 @@ def provider_settings(base: Settings, provider: str, url: str) -> Settings:
     extra: dict[str, Any] = {
         "postmark": {"postmark_token": "bench", "postmark_base_url": url},
         "sendgrid": {"sendgrid_api_key": "bench", "sendgrid_base_url": url},
-        "mailgun": {"mailgun_api_key": "bench", "mailgun_domain": "mg.bench.test",
-                    "mailgun_base_url": url},
+        "mailgun": {
+            "mailgun_api_key": "bench",
+            "mailgun_domain": "mg.bench.test",
+            "mailgun_base_url": url,
+        },
         "resend": {"resend_api_key": "bench", "resend_base_url": url},
-        "ses": {"ses_base_url": url, "ses_access_key_id": "AKIDBENCH",
-                "ses_secret_access_key": "bench", "ses_region": "eu-west-1"},
+        "ses": {
+            "ses_base_url": url,
+            "ses_access_key_id": "AKIDBENCH",
+            "ses_secret_access_key": "bench",
+            "ses_region": "eu-west-1",
+        },
     }[provider]
     return Settings(**(base.model_dump() | {"transport": provider} | extra))
 
@@ -145,14 +152,18 @@ def run(provider: str, base: Settings, message: IssueMessage, n: int) -> dict[st
         started = time.perf_counter()
         with transport:
             for start in range(0, n, transport.max_batch):
-                results = transport.send_batch(message, people[start:start + transport.max_batch])
+                results = transport.send_batch(message, people[start : start + transport.max_batch])
                 sent += sum(1 for r in results if r.status == "sent")
         elapsed = time.perf_counter() - started
     finally:
         sink.close()
     return {
-        "provider": provider, "recipients": n, "sent": sent, "seconds": round(elapsed, 2),
-        "recipients_per_s": round(n / elapsed), "requests": sink.requests,
+        "provider": provider,
+        "recipients": n,
+        "sent": sent,
+        "seconds": round(elapsed, 2),
+        "recipients_per_s": round(n / elapsed),
+        "requests": sink.requests,
         "bytes_per_recipient": round(sink.bytes / n),
     }
 
@@ -168,13 +179,20 @@ def main(argv: list[str] | None = None) -> None:
         base, message = sample_issue(Path(tmp))
         html_kb = len(message.html.encode()) / 1024
         if not args.json:
-            print(f"issue HTML {html_kb:.1f} KiB, text {len(message.text.encode()) / 1024:.1f} KiB;"
-                  f" {args.recipients} recipients per provider")
+            print(
+                f"issue HTML {html_kb:.1f} KiB, text {len(message.text.encode()) / 1024:.1f} KiB;"
+                f" {args.recipients} recipients per provider"
+            )
             print(f"{'provider':<10}{'recipients/s':>14}{'requests':>10}{'bytes/recipient':>17}")
         show: Callable[[dict[str, Any]], None] = (
-            (lambda r: print(json.dumps(r))) if args.json else
-            (lambda r: print(f"{r['provider']:<10}{r['recipients_per_s']:>14,}"
-                             f"{r['requests']:>10,}{r['bytes_per_recipient']:>17,}"))
+            (lambda r: print(json.dumps(r)))
+            if args.json
+            else (
+                lambda r: print(
+                    f"{r['provider']:<10}{r['recipients_per_s']:>14,}"
+                    f"{r['requests']:>10,}{r['bytes_per_recipient']:>17,}"
+                )
+            )
         )
         for provider in args.provider or PROVIDERS:
             show(run(provider, base, message, args.recipients))

@@ -23,7 +23,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "please-change", "changethis", "demo", "test"}
 )
-DEMO_SECRET = "demo-only-secret-not-for-production-use-0000000000"
+#: Signs links only under ``digest demo`` (``signing_key`` refuses it otherwise).
+DEMO_SECRET = "demo-only-secret-not-for-production-use-0000000000"  # noqa: S105
 
 
 class Settings(BaseSettings):
@@ -131,7 +132,10 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @field_validator(
-        "postmark_base_url", "sendgrid_base_url", "mailgun_base_url", "resend_base_url",
+        "postmark_base_url",
+        "sendgrid_base_url",
+        "mailgun_base_url",
+        "resend_base_url",
         "ses_base_url",
     )
     @classmethod

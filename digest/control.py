@@ -72,9 +72,7 @@ def _move(
             raise IssueStateError(f"issue {name} is {current}; only a {can} issue can be {verb}")
         if to is IssueState.SENDING:
             conn.execute(
-                update(I)
-                .where(I.c.id == issue_id, I.c.started_at.is_(None))
-                .values(started_at=now)
+                update(I).where(I.c.id == issue_id, I.c.started_at.is_(None)).values(started_at=now)
             )
     logger.info("issue %s: %s → %s (%s)", name, state, to.value, reason or verb)
     return issue_id, ControlResult(name, state, to.value)
@@ -85,8 +83,9 @@ def pause_issue(
 ) -> ControlResult:
     """Stop sending after the batch in flight; ``resume`` continues where it stopped."""
     _, result = _move(engine, week, PAUSABLE, IssueState.PAUSED, reason, "paused")
-    return ControlResult(result.week, result.previous, result.state,
-                         "the sender stops after its current batch")
+    return ControlResult(
+        result.week, result.previous, result.state, "the sender stops after its current batch"
+    )
 
 
 def resume_issue(engine: Engine, week: str | None = None) -> ControlResult:
@@ -121,5 +120,6 @@ def cancel_issue(engine: Engine, week: str | None = None) -> ControlResult:
                 updated_at=now,
             )
         ).rowcount
-    return ControlResult(result.week, result.previous, result.state,
-                         f"{skipped or 0} unsent deliveries skipped")
+    return ControlResult(
+        result.week, result.previous, result.state, f"{skipped or 0} unsent deliveries skipped"
+    )

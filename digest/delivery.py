@@ -88,11 +88,7 @@ def worker_id() -> str:
 def enqueue(conn: Connection, issue_id: int) -> int:
     """One queued row per active subscriber not yet queued, in one INSERT … SELECT."""
     now = utcnow()
-    already = (
-        select(D.c.id)
-        .where(D.c.issue_id == issue_id, D.c.subscriber_id == S.c.id)
-        .exists()
-    )
+    already = select(D.c.id).where(D.c.issue_id == issue_id, D.c.subscriber_id == S.c.id).exists()
     source = select(
         literal(issue_id),
         S.c.id,
@@ -103,6 +99,7 @@ def enqueue(conn: Connection, issue_id: int) -> int:
     stmt = insert(D).from_select(
         ["issue_id", "subscriber_id", "state", "attempts", "updated_at"], source
     )
+
     def queued() -> int:
         return int(conn.execute(select(func.count()).where(D.c.issue_id == issue_id)).scalar_one())
 
@@ -159,9 +156,7 @@ def _pick(conn: Connection, issue_id: int, now: datetime, size: int) -> list[int
             or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
         )
         .order_by(D.c.next_attempt_at),
-        select(D.c.id)
-        .where(mine, D.c.state == DeliveryState.QUEUED.value)
-        .order_by(D.c.id),
+        select(D.c.id).where(mine, D.c.state == DeliveryState.QUEUED.value).order_by(D.c.id),
     ]
     ids: list[int] = []
     for query in queries:
@@ -196,9 +191,7 @@ def claim_batch(
     return claim.recipients, claim.skipped
 
 
-def claim_leased(
-    engine: Engine, issue_id: int, owner: str, size: int, lease_seconds: int
-) -> Claim:
+def claim_leased(engine: Engine, issue_id: int, owner: str, size: int, lease_seconds: int) -> Claim:
     """:func:`claim_batch`, also naming the lease (for :func:`renew_lease`)."""
     now = utcnow()
     lease = f"{owner}/{uuid.uuid4().hex[:8]}"
@@ -284,11 +277,21 @@ def record_results(
         if result.status is SendStatus.SENT:
             sent_rows.append({"b_id": rid, "b_provider": result.provider_id})
         elif result.status is SendStatus.RETRY:
-            retry_rows.append({"b_id": rid, "b_error": (result.error or "")[:2000],
-                               "b_retry_after": result.retry_after})
+            retry_rows.append(
+                {
+                    "b_id": rid,
+                    "b_error": (result.error or "")[:2000],
+                    "b_retry_after": result.retry_after,
+                }
+            )
         else:
-            failed_rows.append({"b_id": rid, "b_error": (result.error or "")[:2000],
-                                "b_sub": result.recipient.subscriber_id})
+            failed_rows.append(
+                {
+                    "b_id": rid,
+                    "b_error": (result.error or "")[:2000],
+                    "b_sub": result.recipient.subscriber_id,
+                }
+            )
     retried = failed_retry = 0
     with engine.begin() as conn:
         if sent_rows:
@@ -309,16 +312,19 @@ def record_results(
         if retry_rows:
             attempts: dict[int, int] = dict(
                 conn.execute(
-                    select(D.c.id, D.c.attempts).where(
-                        D.c.id.in_([r["b_id"] for r in retry_rows])
-                    )
+                    select(D.c.id, D.c.attempts).where(D.c.id.in_([r["b_id"] for r in retry_rows]))
                 ).all()
             )
             for row in retry_rows:
                 n = attempts.get(row["b_id"], 1)
                 if n >= settings.max_attempts:
-                    failed_rows.append({"b_id": row["b_id"], "b_sub": None,
-                                        "b_error": f"gave up after {n} attempts: {row['b_error']}"})
+                    failed_rows.append(
+                        {
+                            "b_id": row["b_id"],
+                            "b_sub": None,
+                            "b_error": f"gave up after {n} attempts: {row['b_error']}",
+                        }
+                    )
                     failed_retry += 1
                     continue
                 delay = row.pop("b_retry_after") or backoff_seconds(
@@ -356,8 +362,13 @@ def record_results(
             )
             # A permanent refusal means the address does not work: stop mailing it.
             bounced = [r["b_sub"] for r in failed_rows if r["b_sub"]]
-            suppress(conn, bounced, SubscriberStatus.BOUNCED, source="smtp",
-                     detail="permanent refusal during send")
+            suppress(
+                conn,
+                bounced,
+                SubscriberStatus.BOUNCED,
+                source="smtp",
+                detail="permanent refusal during send",
+            )
     return len(sent_rows), retried, len(failed_rows)
 
 

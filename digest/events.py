@@ -81,8 +81,12 @@ class ApplyReport:
     unknown: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"recorded": self.recorded, "duplicates": self.duplicates,
-                "suppressed": self.suppressed, "unknown": self.unknown}
+        return {
+            "recorded": self.recorded,
+            "duplicates": self.duplicates,
+            "suppressed": self.suppressed,
+            "unknown": self.unknown,
+        }
 
 
 def _int(value: str | None) -> int | None:
@@ -126,14 +130,15 @@ def _insert(conn: Connection, values: dict[str, Any]) -> bool:
         stmt = None
     if stmt is not None:
         # Race-free: two workers delivering the same replayed event store it once.
-        stmt = stmt.values(**values).on_conflict_do_nothing(
-            index_elements=["provider", "event_id"]
-        ).returning(E.c.id)
+        stmt = (
+            stmt.values(**values)
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            .returning(E.c.id)
+        )
         # RETURNING, not rowcount: some drivers count a skipped conflicting row.
         return conn.execute(stmt).first() is not None
     exists = conn.execute(
-        select(E.c.id).where(E.c.provider == values["provider"],
-                             E.c.event_id == values["event_id"])
+        select(E.c.id).where(E.c.provider == values["provider"], E.c.event_id == values["event_id"])
     ).first()
     if exists:
         return False
@@ -151,19 +156,22 @@ def apply_events(engine: Engine, events: list[MailEvent], settings: Settings) ->
             if issue_id is None:
                 issue_id = _int(event.hints.get("digest_issue"))
             occurred = min(event.occurred_at, now)
-            stored = _insert(conn, {
-                "provider": event.provider,
-                "event_id": event.event_id[:300],
-                "kind": event.kind.value,
-                "email": event.email[:320],
-                "subscriber_id": sid,
-                "issue_id": issue_id,
-                "delivery_id": delivery_id,
-                "provider_message_id": (event.provider_message_id or "")[:300] or None,
-                "detail": event.detail[:1000],
-                "occurred_at": occurred,
-                "received_at": now,
-            })
+            stored = _insert(
+                conn,
+                {
+                    "provider": event.provider,
+                    "event_id": event.event_id[:300],
+                    "kind": event.kind.value,
+                    "email": event.email[:320],
+                    "subscriber_id": sid,
+                    "issue_id": issue_id,
+                    "delivery_id": delivery_id,
+                    "provider_message_id": (event.provider_message_id or "")[:300] or None,
+                    "detail": event.detail[:1000],
+                    "occurred_at": occurred,
+                    "received_at": now,
+                },
+            )
             if not stored:
                 report.duplicates += 1
                 continue
@@ -176,9 +184,7 @@ def apply_events(engine: Engine, events: list[MailEvent], settings: Settings) ->
     return report
 
 
-def _apply(
-    conn: Connection, event: MailEvent, sid: int, settings: Settings, now: datetime
-) -> int:
+def _apply(conn: Connection, event: MailEvent, sid: int, settings: Settings, now: datetime) -> int:
     source = f"webhook:{event.provider}"
     status = SUPPRESS_AT_ONCE.get(event.kind)
     if status is not None:

@@ -167,4 +167,3 @@ def _dry_run(engine: Engine, settings: Settings, week: str) -> JobResult:
                 return JobResult(week=week, outcome="nothing-new")
             render_issue(week=week, full=selection.full, links=selection.links, settings=settings)
         return JobResult(week=week, outcome="dry-run", recipients=active_count(session))
-

@@ -34,7 +34,6 @@ from digest.tokens import address_binding, make_token, stable_digest
 logger = logging.getLogger(__name__)
 
 
-
 class _ListHeader(UnstructuredHeader):
     """List-Unsubscribe and friends: entries are URLs in angle brackets and must never
     be folded into RFC 2047 encoded words (the stdlib does that to a long URL)."""
@@ -215,7 +214,8 @@ class _MessageIds:
         self.settings = settings
         self.issue_id = issue_id
         self._mac: hmac.HMAC | None = hmac.new(
-            settings.signing_key().encode(), f"message-id\x1f{issue_id}\x1f".encode(),
+            settings.signing_key().encode(),
+            f"message-id\x1f{issue_id}\x1f".encode(),
             hashlib.sha256,
         )
         if self.digest(1) != stable_digest(settings, "message-id", issue_id, 1):

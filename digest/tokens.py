@@ -139,9 +139,7 @@ def read_claims(
     return TokenClaims(subscriber_id, claim[_CLAIM.size :], issued_at)
 
 
-def read_token(
-    settings: Settings, purpose: str, token: str, max_age: int | None = None
-) -> int:
+def read_token(settings: Settings, purpose: str, token: str, max_age: int | None = None) -> int:
     """The subscriber id in ``token``; TokenError if forged, expired or for another purpose."""
     return read_claims(settings, purpose, token, max_age).subscriber_id
 

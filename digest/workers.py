@@ -142,9 +142,7 @@ class _Loop:
         report.retried += retried
         report.failed += failed
         self._tick(sent + failed)
-        throttled = sum(
-            1 for r in results if r.status is SendStatus.RETRY and is_throttle(r.error)
-        )
+        throttled = sum(1 for r in results if r.status is SendStatus.RETRY and is_throttle(r.error))
         if throttled:
             report.throttled += throttled
             self.limiter.throttle()
@@ -178,7 +176,10 @@ class _Loop:
                     report.stopped = f"issue is {state}"
                     break
                 claim = claim_leased(
-                    self.engine, self.issue_id, owner, self.settings.batch_size,
+                    self.engine,
+                    self.issue_id,
+                    owner,
+                    self.settings.batch_size,
                     self.settings.lease_seconds,
                 )
                 report.skipped += claim.skipped

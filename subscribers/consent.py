@@ -54,8 +54,16 @@ def log_event(
     detail: str = "",
     when: datetime | None = None,
 ) -> None:
-    log_events(conn, [subscriber_id], action, source=source, ip=ip, user_agent=user_agent,
-               detail=detail, when=when)
+    log_events(
+        conn,
+        [subscriber_id],
+        action,
+        source=source,
+        ip=ip,
+        user_agent=user_agent,
+        detail=detail,
+        when=when,
+    )
 
 
 def log_events(
@@ -103,8 +111,15 @@ def log_event_rows(
         conn.execute(
             insert(C),
             [
-                {"subscriber_id": sid, "action": action.value, "source": src, "ip": None,
-                 "user_agent": None, "detail": _clip(detail, 500) or "", "created_at": now}
+                {
+                    "subscriber_id": sid,
+                    "action": action.value,
+                    "source": src,
+                    "ip": None,
+                    "user_agent": None,
+                    "detail": _clip(detail, 500) or "",
+                    "created_at": now,
+                }
                 for sid, detail in items
             ],
         )
@@ -127,23 +142,25 @@ def events_for(conn: Connection, subscriber_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def add_suppressions(
-    conn: Connection, emails: Sequence[str], reason: str, *, source: str
-) -> None:
+def add_suppressions(conn: Connection, emails: Sequence[str], reason: str, *, source: str) -> None:
     """Put addresses on the list; an address already there keeps its first reason."""
     if not emails:
         return
     now = utcnow()
     rows = {
-        email_hash(e): {"email_hash": email_hash(e), "reason": reason,
-                        "source": one_line(source, 200), "created_at": now}
+        email_hash(e): {
+            "email_hash": email_hash(e),
+            "reason": reason,
+            "source": one_line(source, 200),
+            "created_at": now,
+        }
         for e in emails
     }
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
         # ON CONFLICT DO NOTHING: two processes suppressing the same address at once
         # (a webhook and the send loop) must not fail the caller's transaction.
-        ins = (sqlite.insert(X) if dialect == "sqlite" else postgresql.insert(X))
+        ins = sqlite.insert(X) if dialect == "sqlite" else postgresql.insert(X)
         conn.execute(ins.on_conflict_do_nothing(index_elements=["email_hash"]), list(rows.values()))
         return
     query = select(X.c.email_hash).where(X.c.email_hash.in_(list(rows)))

@@ -75,8 +75,16 @@ def suppress(
             .values(**values)
         )
     add_suppressions(conn, [email for _, email in changed_rows], status.value, source=source)
-    log_events(conn, changed_ids, _ACTION[status], source=source, ip=ip,
-               user_agent=user_agent, detail=detail, when=now)
+    log_events(
+        conn,
+        changed_ids,
+        _ACTION[status],
+        source=source,
+        ip=ip,
+        user_agent=user_agent,
+        detail=detail,
+        when=now,
+    )
     logger.info(
         "suppressed %d subscribers as %s (%s: %s)", len(changed_ids), status, source, detail
     )

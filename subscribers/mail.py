@@ -47,7 +47,8 @@ def _compiled(list_name: str, site_host: str, postal_address: str, hours: int) -
         "hours": hours,
         # Constant markers, not user data: html_for() substitutes the escaped values.
         "placeholders": {
-            k: Markup(placeholder(k)) for k in ("name", "confirm_url")  # noqa: S704
+            k: Markup(placeholder(k))  # noqa: S704
+            for k in ("name", "confirm_url")
         },
     }
     return render_email(TEMPLATE, context)
@@ -85,8 +86,12 @@ class ConfirmationMessage(IssueMessage):
         text = text.replace(placeholder("confirm_url"), confirm_link)
         text = text.replace(placeholder("name"), name)
         super().__init__(
-            issue_id=0, week="confirm", subject=confirm_subject(settings.list_name),
-            html=html, text=text, settings=settings,
+            issue_id=0,
+            week="confirm",
+            subject=confirm_subject(settings.list_name),
+            html=html,
+            text=text,
+            settings=settings,
         )
         self.recipient = recipient
         self.confirm_link = confirm_link
@@ -161,7 +166,8 @@ def send_confirmation(
     with transport:
         result = transport.send_batch(message, [recipient])[0]
     if result.status != SendStatus.SENT:
-        logger.warning("confirmation to subscriber %s not accepted: %s",
-                       recipient.subscriber_id, result.error)
+        logger.warning(
+            "confirmation to subscriber %s not accepted: %s", recipient.subscriber_id, result.error
+        )
         return False
     return True

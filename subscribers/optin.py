@@ -87,19 +87,38 @@ def _request(conn: Connection, address: str, name: str, who: Requester) -> Subsc
         nonce = new_nonce()
         key = conn.execute(
             insert(S).values(
-                email=address, name=name, status=SubscriberStatus.PENDING.value,
-                source=who.source[:200], created_at=now, updated_at=now, confirm_nonce=nonce,
+                email=address,
+                name=name,
+                status=SubscriberStatus.PENDING.value,
+                source=who.source[:200],
+                created_at=now,
+                updated_at=now,
+                confirm_nonce=nonce,
             )
         ).inserted_primary_key
         assert key is not None
         sid = int(key[0])
-        log_event(conn, sid, ConsentAction.SUBSCRIBE, source=who.source, ip=who.ip,
-                  user_agent=who.user_agent, detail="new address; confirmation requested")
+        log_event(
+            conn,
+            sid,
+            ConsentAction.SUBSCRIBE,
+            source=who.source,
+            ip=who.ip,
+            user_agent=who.user_agent,
+            detail="new address; confirmation requested",
+        )
         return SubscribeOutcome(Recipient(sid, address, name), nonce)
 
     def log(detail: str) -> None:
-        log_event(conn, row.id, ConsentAction.SUBSCRIBE, source=who.source, ip=who.ip,
-                  user_agent=who.user_agent, detail=detail)
+        log_event(
+            conn,
+            row.id,
+            ConsentAction.SUBSCRIBE,
+            source=who.source,
+            ip=who.ip,
+            user_agent=who.user_agent,
+            detail=detail,
+        )
 
     if row.status == SubscriberStatus.ACTIVE:
         log("already active; nothing sent")
@@ -154,13 +173,26 @@ def confirm(engine: Engine, settings: Settings, token: str, who: Requester) -> C
         conn.execute(
             update(S)
             .where(S.c.id == row.id)
-            .values(status=SubscriberStatus.ACTIVE.value, confirmed_at=now, updated_at=now,
-                    confirm_nonce=None, unsubscribed_at=None)
+            .values(
+                status=SubscriberStatus.ACTIVE.value,
+                confirmed_at=now,
+                updated_at=now,
+                confirm_nonce=None,
+                unsubscribed_at=None,
+            )
         )
         lift_suppression(conn, row.email)
         detail = "double opt-in completed" + (f" (was {was})" if was in SUPPRESSED_STATES else "")
-        log_event(conn, row.id, ConsentAction.CONFIRM, source=who.source, ip=who.ip,
-                  user_agent=who.user_agent, detail=detail, when=now)
+        log_event(
+            conn,
+            row.id,
+            ConsentAction.CONFIRM,
+            source=who.source,
+            ip=who.ip,
+            user_agent=who.user_agent,
+            detail=detail,
+            when=now,
+        )
     logger.info("subscriber %s confirmed", row.id)
     return ConfirmOutcome(row.email, row.name)
 
@@ -187,6 +219,13 @@ def unsubscribe(engine: Engine, settings: Settings, token: str, who: Requester) 
         row = _row(conn, S.c.id == claims.subscriber_id)
         if row is None or not binding_matches(address_binding(settings, row.email), claims):
             return False
-        changed = suppress(conn, [row.id], SubscriberStatus.UNSUBSCRIBED, source=who.source,
-                           detail="unsubscribe link", ip=who.ip, user_agent=who.user_agent)
+        changed = suppress(
+            conn,
+            [row.id],
+            SubscriberStatus.UNSUBSCRIBED,
+            source=who.source,
+            detail="unsubscribe link",
+            ip=who.ip,
+            user_agent=who.user_agent,
+        )
     return changed > 0

@@ -26,7 +26,13 @@ logger = logging.getLogger(__name__)
 S = Subscriber.__table__  # type: ignore[attr-defined]
 
 EXPORT_COLUMNS = (
-    "email", "name", "status", "consent_at", "consent_source", "created_at", "unsubscribed_at"
+    "email",
+    "name",
+    "status",
+    "consent_at",
+    "consent_source",
+    "created_at",
+    "unsubscribed_at",
 )
 
 
@@ -46,8 +52,13 @@ def show(engine: Engine, email: str) -> dict[str, Any]:
         if row is None:
             if suppressed is None:
                 raise SubscriberError(f"no subscriber {address}")
-            return {"email": address, "status": None, "known": False,
-                    "suppressed": suppressed, "events": []}
+            return {
+                "email": address,
+                "status": None,
+                "known": False,
+                "suppressed": suppressed,
+                "events": [],
+            }
         return {
             "email": row.email,
             "name": row.name,
@@ -82,11 +93,17 @@ def export_csv(engine: Engine, target: Path) -> int:
                     select(S).order_by(S.c.id)
                 )
                 for row in rows:
-                    writer.writerow([
-                        row.email, _safe_cell(row.name), row.status, _iso(row.confirmed_at) or "",
-                        _safe_cell(row.source), _iso(row.created_at) or "",
-                        _iso(row.unsubscribed_at) or "",
-                    ])
+                    writer.writerow(
+                        [
+                            row.email,
+                            _safe_cell(row.name),
+                            row.status,
+                            _iso(row.confirmed_at) or "",
+                            _safe_cell(row.source),
+                            _iso(row.created_at) or "",
+                            _iso(row.unsubscribed_at) or "",
+                        ]
+                    )
                     count += 1
         os.replace(tmp, target)
     except BaseException:
@@ -118,9 +135,7 @@ def forget(engine: Engine, email: str) -> ForgetResult:
         if row is None:
             return ForgetResult(address, False, suppression_of(conn, address))
         reason = (
-            row.status
-            if row.status in SUPPRESSED_STATES
-            else SubscriberStatus.UNSUBSCRIBED.value
+            row.status if row.status in SUPPRESSED_STATES else SubscriberStatus.UNSUBSCRIBED.value
         )
         add_suppressions(conn, [address], reason, source="forget")
         # Consent events and deliveries go by ON DELETE CASCADE; delete them explicitly
@@ -141,6 +156,11 @@ def unsubscribe_address(engine: Engine, email: str, *, source: str, detail: str 
         sid = conn.execute(select(S.c.id).where(S.c.email == address)).scalar()
         if sid is None:
             raise SubscriberError(f"no subscriber {address}")
-        changed = suppress(conn, [sid], SubscriberStatus.UNSUBSCRIBED, source=source,
-                           detail=detail or "unsubscribed by the operator")
+        changed = suppress(
+            conn,
+            [sid],
+            SubscriberStatus.UNSUBSCRIBED,
+            source=source,
+            detail=detail or "unsubscribed by the operator",
+        )
     return changed > 0

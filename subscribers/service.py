@@ -96,8 +96,14 @@ def add_subscriber(
     session.add(subscriber)
     session.flush()
     assert subscriber.id is not None
-    log_event(session.connection(), subscriber.id, ConsentAction.ADD, source=source,
-              detail=f"added as {status}", when=now)
+    log_event(
+        session.connection(),
+        subscriber.id,
+        ConsentAction.ADD,
+        source=source,
+        detail=f"added as {status}",
+        when=now,
+    )
     return subscriber, True
 
 
@@ -167,9 +173,7 @@ def import_csv(
             chunk = addresses[start : start + 500]
             known = {
                 r.email: r.status
-                for r in conn.execute(
-                    sa_select(S.c.email, S.c.status).where(S.c.email.in_(chunk))
-                )
+                for r in conn.execute(sa_select(S.c.email, S.c.status).where(S.c.email.in_(chunk)))
             }
             unknown = [a for a in chunk if a not in known]
             listed = suppressed_among(conn, unknown)
@@ -186,16 +190,20 @@ def import_csv(
                 conn.execute(
                     insert(S),
                     [
-                        {"email": a, "name": rows[a][1], "status": SubscriberStatus.ACTIVE.value,
-                         "source": consent_source, "created_at": now, "updated_at": now,
-                         "confirmed_at": now}
+                        {
+                            "email": a,
+                            "name": rows[a][1],
+                            "status": SubscriberStatus.ACTIVE.value,
+                            "source": consent_source,
+                            "created_at": now,
+                            "updated_at": now,
+                            "confirmed_at": now,
+                        }
                         for a in fresh
                     ],
                 )
                 ids: dict[str, int] = dict(
-                    conn.execute(
-                        sa_select(S.c.email, S.c.id).where(S.c.email.in_(fresh))
-                    ).all()
+                    conn.execute(sa_select(S.c.email, S.c.id).where(S.c.email.in_(fresh))).all()
                 )
                 log_event_rows(
                     conn,

@@ -86,8 +86,10 @@ class ProviderServer:
                     owner.release.wait(30)
                     self.close_connection = True
                     return
-                raw = reply.body if isinstance(reply.body, bytes) else (
-                    b"" if reply.body is None else json.dumps(reply.body).encode()
+                raw = (
+                    reply.body
+                    if isinstance(reply.body, bytes)
+                    else (b"" if reply.body is None else json.dumps(reply.body).encode())
                 )
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
@@ -128,16 +130,24 @@ def configure(settings: Settings, **changes: Any) -> Settings:
 
 def issue_message(settings: Settings, issue_id: int = 7) -> IssueMessage:
     return IssueMessage(
-        issue_id=issue_id, week="2026-W47", subject="This week: A vs B",
-        html=HTML, text=TEXT, settings=settings,
+        issue_id=issue_id,
+        week="2026-W47",
+        subject="This week: A vs B",
+        html=HTML,
+        text=TEXT,
+        settings=settings,
     )
 
 
 def recipients(n: int, start: int = 1) -> list[Recipient]:
-    names = ["Ann & Bob <Team>", "", "Zoë, \"Q\""]
+    names = ["Ann & Bob <Team>", "", 'Zoë, "Q"']
     return [
-        Recipient(subscriber_id=i, email=f"reader{i}@example.com",
-                  name=names[i % len(names)], delivery_id=1000 + i)
+        Recipient(
+            subscriber_id=i,
+            email=f"reader{i}@example.com",
+            name=names[i % len(names)],
+            delivery_id=1000 + i,
+        )
         for i in range(start, start + n)
     ]
 

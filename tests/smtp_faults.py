@@ -245,8 +245,15 @@ def seed_issue_store(
     now = utcnow()
     emails = [address(i) for i in range(subscribers)]
     rows = [
-        {"email": e, "name": f"Reader {i}", "status": "active", "source": "test",
-         "created_at": now, "updated_at": now, "confirmed_at": now}
+        {
+            "email": e,
+            "name": f"Reader {i}",
+            "status": "active",
+            "source": "test",
+            "created_at": now,
+            "updated_at": now,
+            "confirmed_at": now,
+        }
         for i, e in enumerate(emails)
     ]
     if rows:

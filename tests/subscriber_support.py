@@ -121,8 +121,9 @@ def sqlite_web(settings: Settings, engine: Engine) -> WebApp:
 SAMPLE = Path(__file__).resolve().parent.parent / "digest" / "sample" / "comparisons.json"
 
 
-def import_sample(engine: Engine, settings: Settings, tmp_path: Path, week: str,
-                  count: int = 2) -> None:
+def import_sample(
+    engine: Engine, settings: Settings, tmp_path: Path, week: str, count: int = 2
+) -> None:
     """``count`` sample comparisons published inside ``week``'s window (own slugs)."""
     items = json.loads(SAMPLE.read_text(encoding="utf-8"))[:count]
     start, _ = window(week, settings.tz)

@@ -58,9 +58,7 @@ def test_pause_mid_send_then_resume_sends_everyone_exactly_once(
     assert status["eta_seconds"] is not None and status["remaining"] > 0
 
 
-def test_cancel_mid_send_skips_the_rest(
-    tmp_path: Path, settings: Settings, engine: Engine
-) -> None:
+def test_cancel_mid_send_skips_the_rest(tmp_path: Path, settings: Settings, engine: Engine) -> None:
     seed_issue_store(engine, settings, tmp_path, 300)
 
     def cancel_at(count: int) -> None:

@@ -70,8 +70,9 @@ def test_sigkill_at_random_points_then_resume_misses_nobody(
         target = 0
         for _ in range(3):
             target += rng.randint(40, 130)
-            proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
             try:
                 if _wait_for(handler, target, proc):
                     # A random moment inside the next message or two.

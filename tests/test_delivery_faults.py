@@ -43,8 +43,15 @@ def test_faults_end_in_exactly_the_specified_states(
     tmp_path: Path, settings: Settings, engine: Engine, pipelining: bool
 ) -> None:
     emails = seed_issue_store(engine, settings, tmp_path, 300)
-    plan = FaultPlan(rate_421=0.05, rate_451=0.08, rate_454=0.005, rate_disconnect=0.05,
-                     rate_slow=0.05, permanent=0.04, max_transient=2)
+    plan = FaultPlan(
+        rate_421=0.05,
+        rate_451=0.08,
+        rate_454=0.005,
+        rate_disconnect=0.05,
+        rate_slow=0.05,
+        permanent=0.04,
+        max_transient=2,
+    )
     with fault_smtp(FaultHandler(plan, pipelining=pipelining)) as server:
         s = smtp_settings(settings, server, pause_after_failures=1000)
         result = weekly_job(s, engine=engine, week=WEEK)
@@ -117,9 +124,7 @@ def test_rejected_login_stops_the_send_with_a_clear_message(
     assert info["counts"]["queued"] == 20 and info["counts"]["sent"] == 0
 
 
-def test_rejected_sender_stops_the_send(
-    tmp_path: Path, settings: Settings, engine: Engine
-) -> None:
+def test_rejected_sender_stops_the_send(tmp_path: Path, settings: Settings, engine: Engine) -> None:
     seed_issue_store(engine, settings, tmp_path, 20)
     handler = FaultHandler(reject_sender="553 5.7.1 sender address rejected")
     with fault_smtp(handler) as server:

@@ -50,7 +50,8 @@ def test_leases_renewal_and_takeover(store: Store, tmp_path: Path) -> None:
     # Worker A dies: its lease runs out and its rows go to the next claimant.
     with engine.begin() as conn:
         conn.execute(
-            update(D).where(D.c.lease_owner == a.lease)
+            update(D)
+            .where(D.c.lease_owner == a.lease)
             .values(lease_expires_at=utcnow() - timedelta(seconds=1))
         )
     c = claim_leased(engine, issue_id, "worker-c", 30, 60)
@@ -120,6 +121,7 @@ def test_two_workers_at_once_send_each_address_once(store: Store, tmp_path: Path
     assert sum(r.sent for r in reports) == len(emails) - len(bounced)
     assert all(r.batches > 0 for r in reports), [r.summary() for r in reports]
     with store.engine.connect() as conn:
-        states = dict(conn.execute(select(S.c.email, D.c.state).join(
-            S, S.c.id == D.c.subscriber_id)).all())
+        states = dict(
+            conn.execute(select(S.c.email, D.c.state).join(S, S.c.id == D.c.subscriber_id)).all()
+        )
     assert {e for e, st in states.items() if st == DeliveryState.FAILED} == bounced

@@ -40,8 +40,9 @@ def mailgun(req: Captured) -> Reply:
     if len(to) > 1000:
         return Reply(400, {"message": "Too many recipients"})
     if any("invalid" in t for t in to):
-        return Reply(400, {"message": "'to' parameter is not a valid address. "
-                                      "please check documentation"})
+        return Reply(
+            400, {"message": "'to' parameter is not a valid address. please check documentation"}
+        )
     return Reply(200, {"id": "<20261123.1.abc@mg.verdicts.test>", "message": "Queued. Thank you."})
 
 
@@ -53,14 +54,21 @@ def expand(req: Captured) -> dict[str, dict[str, str]]:
     for address, values in variables.items():
         out[address] = {
             k: _VAR.sub(lambda m, v=values: v[m.group(1)], value)  # type: ignore[misc]
-            for k, value in fields if k != "to" and k != "recipient-variables"
+            for k, value in fields
+            if k != "to" and k != "recipient-variables"
         }
     return out
 
 
 def mg_settings(settings: Settings, url: str, **kw: object) -> Settings:
-    return configure(settings, transport="mailgun", mailgun_api_key=KEY, mailgun_domain=DOMAIN,
-                     mailgun_base_url=url, **kw)
+    return configure(
+        settings,
+        transport="mailgun",
+        mailgun_api_key=KEY,
+        mailgun_domain=DOMAIN,
+        mailgun_base_url=url,
+        **kw,
+    )
 
 
 def test_one_request_with_recipient_variables(settings: Settings) -> None:
@@ -70,7 +78,8 @@ def test_one_request_with_recipient_variables(settings: Settings) -> None:
         with make_transport(s) as transport:
             results = transport.send_batch(message, rcpts)
     assert [(r.status, r.provider_id) for r in results] == [
-        (SendStatus.SENT, "20261123.1.abc@mg.verdicts.test")] * 3
+        (SendStatus.SENT, "20261123.1.abc@mg.verdicts.test")
+    ] * 3
     (req,) = server.requests
     assert req.headers["Content-Type"].startswith("multipart/form-data")
     fields = req.form()
@@ -101,20 +110,28 @@ def test_rejected_address_is_isolated(settings: Settings) -> None:
     assert [r.status for r in results].count(SendStatus.SENT) == 7
     assert results[5].status is SendStatus.FAILED
     # Every good address went out exactly once.
-    sent_to = [v for req in server.requests if "invalid" not in str(req.form())
-               for k, v in req.form() if k == "to"]
+    sent_to = [
+        v
+        for req in server.requests
+        if "invalid" not in str(req.form())
+        for k, v in req.form()
+        if k == "to"
+    ]
     assert sorted(sent_to) == sorted(
-        issue_message(settings).to_header(r) for i, r in enumerate(rcpts) if i != 5)
+        issue_message(settings).to_header(r) for i, r in enumerate(rcpts) if i != 5
+    )
 
 
 def test_unknown_domain_and_bad_key_stop_the_send(settings: Settings) -> None:
     with ProviderServer(mailgun) as server:
-        wrong_domain = MailgunTransport(configure(
-            mg_settings(settings, server.url), mailgun_domain="other.test"))
+        wrong_domain = MailgunTransport(
+            configure(mg_settings(settings, server.url), mailgun_domain="other.test")
+        )
         with wrong_domain, pytest.raises(TransportConfigError, match="DIGEST_MAILGUN_DOMAIN"):
             wrong_domain.send_batch(issue_message(settings), recipients(1))
-        bad_key = MailgunTransport(configure(
-            mg_settings(settings, server.url), mailgun_api_key="nope"))
+        bad_key = MailgunTransport(
+            configure(mg_settings(settings, server.url), mailgun_api_key="nope")
+        )
         with bad_key, pytest.raises(TransportConfigError):
             bad_key.send_batch(issue_message(settings), recipients(1))
     with pytest.raises(ConfigError, match="DIGEST_MAILGUN_DOMAIN"):

@@ -41,17 +41,24 @@ def postmark(req: Captured) -> Reply:
     out = []
     for msg in batch:
         if "bounced" in msg["To"]:
-            out.append({"ErrorCode": 406, "Message": "You tried to send to an inactive recipient",
-                        "To": msg["To"]})
+            out.append(
+                {
+                    "ErrorCode": 406,
+                    "Message": "You tried to send to an inactive recipient",
+                    "To": msg["To"],
+                }
+            )
         else:
-            out.append({"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{next(_ids)}",
-                        "To": msg["To"]})
+            out.append(
+                {"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{next(_ids)}", "To": msg["To"]}
+            )
     return Reply(200, out)
 
 
 def pm_settings(settings: Settings, url: str, **kw: object) -> Settings:
-    return configure(settings, transport="postmark", postmark_token=TOKEN,
-                     postmark_base_url=url, **kw)
+    return configure(
+        settings, transport="postmark", postmark_token=TOKEN, postmark_base_url=url, **kw
+    )
 
 
 def test_exact_request_one_message_per_recipient(settings: Settings) -> None:
@@ -99,8 +106,10 @@ def test_partial_failure_in_a_200_answer(settings: Settings) -> None:
     ("reply", "error"),
     [
         (Reply(401, {"ErrorCode": 10, "Message": "Bad token"}), TransportConfigError),
-        (Reply(422, {"ErrorCode": 400, "Message": "Sender signature not defined"}),
-         TransportConfigError),
+        (
+            Reply(422, {"ErrorCode": 400, "Message": "Sender signature not defined"}),
+            TransportConfigError,
+        ),
         (Reply(429, {"Message": "slow down"}, {"Retry-After": "7"}), TransientTransportError),
         (Reply(503, b"unavailable"), TransientTransportError),
     ],

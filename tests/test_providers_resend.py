@@ -71,7 +71,10 @@ def test_exact_request(settings: Settings) -> None:
         with transport:
             results = transport.send_batch(message, rcpts)
     assert [(r.status, r.provider_id) for r in results] == [
-        (SendStatus.SENT, "re-1"), (SendStatus.SENT, "re-2"), (SendStatus.SENT, "re-3")]
+        (SendStatus.SENT, "re-1"),
+        (SendStatus.SENT, "re-2"),
+        (SendStatus.SENT, "re-3"),
+    ]
     (req,) = server.requests
     assert req.headers["x-batch-validation"] == "permissive"
     assert req.headers["Idempotency-Key"].startswith("digest-7-")
@@ -104,8 +107,10 @@ def test_timeout_then_retry_is_answered_from_the_idempotency_record(settings: Se
                 transport.send_batch(message, rcpts)
             results = transport.send_batch(message, rcpts)
     assert len(server.requests) == 2
-    assert server.requests[0].headers["Idempotency-Key"] == (
-        server.requests[1].headers["Idempotency-Key"])
+    assert (
+        server.requests[0].headers["Idempotency-Key"]
+        == (server.requests[1].headers["Idempotency-Key"])
+    )
     assert len(fake.delivered) == 3  # not 6: the retry did not send again
     assert [r.provider_id for r in results] == ["re-1", "re-2", "re-3"]
 
@@ -118,18 +123,30 @@ def test_permissive_batch_fails_only_the_rejected_entry(settings: Settings) -> N
         with transport:
             results = transport.send_batch(issue_message(transport.settings), rcpts)
     assert [(r.status, r.provider_id) for r in results] == [
-        (SendStatus.SENT, "re-1"), (SendStatus.FAILED, None), (SendStatus.SENT, "re-2")]
+        (SendStatus.SENT, "re-1"),
+        (SendStatus.FAILED, None),
+        (SendStatus.SENT, "re-2"),
+    ]
 
 
 @pytest.mark.parametrize(
     ("reply", "error", "retry_after"),
     [
-        (Reply(429, {"message": "Too many requests"}, {"retry-after": "2"}),
-         TransientTransportError, 2.0),
-        (Reply(429, {"message": "Too many requests"}, {"ratelimit-reset": "4"}),
-         TransientTransportError, 4.0),
-        (Reply(409, {"name": "concurrent_idempotent_requests", "message": "concurrent"}),
-         TransientTransportError, 5.0),
+        (
+            Reply(429, {"message": "Too many requests"}, {"retry-after": "2"}),
+            TransientTransportError,
+            2.0,
+        ),
+        (
+            Reply(429, {"message": "Too many requests"}, {"ratelimit-reset": "4"}),
+            TransientTransportError,
+            4.0,
+        ),
+        (
+            Reply(409, {"name": "concurrent_idempotent_requests", "message": "concurrent"}),
+            TransientTransportError,
+            5.0,
+        ),
         (Reply(500, {"message": "internal"}), TransientTransportError, None),
         (Reply(401, {"message": "API key is invalid"}), TransportConfigError, None),
         (Reply(403, {"message": "domain not verified"}), TransportConfigError, None),

@@ -33,8 +33,10 @@ def sendgrid(req: Captured) -> Reply:
     if not 1 <= len(people) <= 1000:
         return Reply(400, {"errors": [{"message": "too many", "field": "personalizations"}]})
     bad = [
-        {"message": "Does not contain a valid address.",
-         "field": f"personalizations.{i}.to.0.email"}
+        {
+            "message": "Does not contain a valid address.",
+            "field": f"personalizations.{i}.to.0.email",
+        }
         for i, p in enumerate(people)
         if "@" not in p["to"][0]["email"]
     ]
@@ -66,10 +68,14 @@ def test_one_body_and_a_personalization_per_recipient(settings: Settings) -> Non
     body = req.json()
     assert body["from"] == {"email": "digest@verdicts.test", "name": "Weekly AI Tool Verdicts"}
     assert len(body["content"]) == 2 and [c["type"] for c in body["content"]] == [
-        "text/plain", "text/html"]
+        "text/plain",
+        "text/html",
+    ]
     assert placeholder("name") in body["content"][0]["value"]
-    assert body["headers"] == {"List-Id": message.list_id,
-                               "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    assert body["headers"] == {
+        "List-Id": message.list_id,
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
     for i, rcpt in enumerate(rcpts):
         person = body["personalizations"][i]
         assert person["to"][0]["email"] == rcpt.email
@@ -90,7 +96,11 @@ def test_rejected_recipient_fails_alone_and_the_rest_are_sent(settings: Settings
         with transport:
             results = transport.send_batch(issue_message(transport.settings), rcpts)
     assert [r.status for r in results] == [
-        SendStatus.SENT, SendStatus.SENT, SendStatus.FAILED, SendStatus.SENT]
+        SendStatus.SENT,
+        SendStatus.SENT,
+        SendStatus.FAILED,
+        SendStatus.SENT,
+    ]
     assert "valid address" in (results[2].error or "")
     assert [len(r.json()["personalizations"]) for r in server.requests] == [4, 3]
 
@@ -108,8 +118,7 @@ def test_batch_limit(settings: Settings) -> None:
 
 def test_rate_limit_reset_header_sets_the_wait(settings: Settings) -> None:
     reset = str(int(time.time()) + 30)
-    reply = Reply(429, {"errors": [{"message": "too many requests"}]},
-                  {"X-RateLimit-Reset": reset})
+    reply = Reply(429, {"errors": [{"message": "too many requests"}]}, {"X-RateLimit-Reset": reset})
     with ProviderServer(lambda req: reply) as server:
         transport = transport_for(settings, server.url)
         with transport, pytest.raises(TransientTransportError) as info:
@@ -119,8 +128,10 @@ def test_rate_limit_reset_header_sets_the_wait(settings: Settings) -> None:
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_credentials_or_sender_rejected(settings: Settings, status: int) -> None:
-    reply = Reply(status, {"errors": [{"message": "The from address does not match a "
-                                                  "verified Sender Identity."}]})
+    reply = Reply(
+        status,
+        {"errors": [{"message": "The from address does not match a verified Sender Identity."}]},
+    )
     with ProviderServer(lambda req: reply) as server:
         transport = transport_for(settings, server.url)
         with transport, pytest.raises(TransportConfigError, match="Sender Identity"):
@@ -136,14 +147,18 @@ def test_server_error_retries_but_gateway_timeout_is_uncertain(settings: Setting
         transport = transport_for(settings, server.url)
         with transport:
             results = transport.send_batch(issue_message(transport.settings), recipients(2))
-    assert all(r.status is SendStatus.SENT and "outcome unknown" in (r.error or "")
-               for r in results)
+    assert all(
+        r.status is SendStatus.SENT and "outcome unknown" in (r.error or "") for r in results
+    )
 
 
 def test_read_timeout_is_not_resent(settings: Settings) -> None:
     with ProviderServer(lambda req: Reply(hang=True)) as server:
-        transport = SendGridTransport(configure(
-            settings, sendgrid_api_key=KEY, sendgrid_base_url=server.url, http_timeout=0.3))
+        transport = SendGridTransport(
+            configure(
+                settings, sendgrid_api_key=KEY, sendgrid_base_url=server.url, http_timeout=0.3
+            )
+        )
         with transport:
             results = transport.send_batch(issue_message(transport.settings), recipients(2))
     assert len(server.requests) == 1

@@ -54,8 +54,15 @@ def ses(req: Captured) -> Reply:
 
 
 def ses_settings(settings: Settings, url: str, **kw: object) -> Settings:
-    return configure(settings, transport="ses", ses_region="eu-west-1", ses_base_url=url,
-                     ses_access_key_id="AKIDTEST", ses_secret_access_key="dummy-secret", **kw)
+    return configure(
+        settings,
+        transport="ses",
+        ses_region="eu-west-1",
+        ses_base_url=url,
+        ses_access_key_id="AKIDTEST",
+        ses_secret_access_key="dummy-secret",
+        **kw,
+    )
 
 
 def test_raw_message_per_recipient(settings: Settings) -> None:
@@ -88,7 +95,11 @@ def test_rejection_is_per_recipient_and_throttling_retries_the_rest(settings: Se
         with transport:
             results = transport.send_batch(issue_message(settings), rcpts)
     assert [r.status for r in results] == [
-        SendStatus.SENT, SendStatus.FAILED, SendStatus.RETRY, SendStatus.RETRY]
+        SendStatus.SENT,
+        SendStatus.FAILED,
+        SendStatus.RETRY,
+        SendStatus.RETRY,
+    ]
     assert results[2].retry_after == 1.0
     assert len(server.requests) == 3  # the fourth was not tried while throttled
 

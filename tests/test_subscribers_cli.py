@@ -10,10 +10,13 @@ from subscriber_support import write
 
 
 def test_import_show_export_forget(digest_cli: DigestCLI, tmp_path: Path) -> None:
-    people = write(tmp_path / "people.csv",
-                   "email,name\nada@example.com,Ada <Lovelace>\nbob@example.com,[bold]Bob[/]\n")
-    out = digest_cli.ok("subscribers", "import", people, "--consent-source",
-                        "signup sheet, PyCon 2026").stdout
+    people = write(
+        tmp_path / "people.csv",
+        "email,name\nada@example.com,Ada <Lovelace>\nbob@example.com,[bold]Bob[/]\n",
+    )
+    out = digest_cli.ok(
+        "subscribers", "import", people, "--consent-source", "signup sheet, PyCon 2026"
+    ).stdout
     assert "imported 2 new subscribers" in out
 
     shown = digest_cli.json("subscribers", "show", "ADA@example.com", "--json")
@@ -21,7 +24,10 @@ def test_import_show_export_forget(digest_cli: DigestCLI, tmp_path: Path) -> Non
     assert shown["name"] == "Ada <Lovelace>" and shown["confirmed_at"]
     [event] = shown["events"]
     assert (event["action"], event["source"], event["detail"]) == (
-        "import", "signup sheet, PyCon 2026", "people.csv line 2")
+        "import",
+        "signup sheet, PyCon 2026",
+        "people.csv line 2",
+    )
     plain = digest_cli.ok("subscribers", "show", "bob@example.com").stdout
     assert "[bold]Bob[/]" in plain  # names are printed, never interpreted as markup
 
@@ -35,11 +41,16 @@ def test_import_show_export_forget(digest_cli: DigestCLI, tmp_path: Path) -> Non
     ]
     assert all(r["consent_at"] for r in rows)
 
-    assert "forgot ada@example.com" in digest_cli.ok("subscribers", "forget",
-                                                     "ada@example.com").stdout
+    assert (
+        "forgot ada@example.com" in digest_cli.ok("subscribers", "forget", "ada@example.com").stdout
+    )
     assert digest_cli.json("subscribers", "show", "ada@example.com", "--json") == {
-        "email": "ada@example.com", "status": None, "known": False,
-        "suppressed": "unsubscribed", "events": []}
+        "email": "ada@example.com",
+        "status": None,
+        "known": False,
+        "suppressed": "unsubscribed",
+        "events": [],
+    }
     # Neither an import nor `subscribers add` brings a forgotten person back.
     again = digest_cli.ok("subscribers", "import", people).stdout
     assert "0 new subscribers" in again and "1 suppressed" in again
@@ -55,8 +66,13 @@ def test_clear_errors(digest_cli: DigestCLI, tmp_path: Path) -> None:
     bad = digest_cli("subscribers", "show", "not an address")
     assert bad.exit_code == 1 and "invalid address" in bad.output
     assert "nothing stored" in digest_cli.ok("subscribers", "forget", "x@example.com").stdout
-    empty = digest_cli("subscribers", "import", write(tmp_path / "p.csv", "email\na@b.co\n"),
-                       "--consent-source", "  ")
+    empty = digest_cli(
+        "subscribers",
+        "import",
+        write(tmp_path / "p.csv", "email\na@b.co\n"),
+        "--consent-source",
+        "  ",
+    )
     assert empty.exit_code == 2 and "must not be empty" in empty.output
 
 
@@ -67,7 +83,9 @@ def test_operator_unsubscribe_for_mailto_requests(digest_cli: DigestCLI) -> None
     shown = digest_cli.json("subscribers", "show", "carol@example.com", "--json")
     assert shown["status"] == "unsubscribed" and shown["suppressed"] == "unsubscribed"
     assert shown["events"][-1]["source"] == "mailto request"
-    assert "already not subscribed" in digest_cli.ok(
-        "subscribers", "unsubscribe", "carol@example.com").stdout
+    assert (
+        "already not subscribed"
+        in digest_cli.ok("subscribers", "unsubscribe", "carol@example.com").stdout
+    )
     unknown = digest_cli("subscribers", "unsubscribe", "dan@example.com")
     assert unknown.exit_code == 1 and "no subscriber" in unknown.output

@@ -39,15 +39,22 @@ def _status(store: Store, email: str) -> str | None:
 def test_suppress_lists_logs_and_keeps_first_reason(store: Store) -> None:
     a, b = _add(store, "a@example.com"), _add(store, "b@example.com")
     with store.engine.begin() as conn:
-        assert suppress(conn, [a, b, a], SubscriberStatus.BOUNCED, source="smtp",
-                        detail="550 no such user") == 2
+        assert (
+            suppress(
+                conn, [a, b, a], SubscriberStatus.BOUNCED, source="smtp", detail="550 no such user"
+            )
+            == 2
+        )
         # Already suppressed: a complaint later does not change the first reason.
         assert suppress(conn, [a], SubscriberStatus.COMPLAINED, source="webhook") == 0
         assert suppression_of(conn, "a@example.com") == "bounced"
     assert _status(store, "a@example.com") == "bounced"
     events = show(store.engine, "a@example.com")["events"]
     assert [(e["action"], e["source"], e["detail"]) for e in events][-1] == (
-        "bounce", "smtp", "550 no such user")
+        "bounce",
+        "smtp",
+        "550 no such user",
+    )
 
 
 def test_csv_import_respects_suppression_and_logs_consent_source(
@@ -58,9 +65,11 @@ def test_csv_import_respects_suppression_and_logs_consent_source(
         suppress(conn, [gone], SubscriberStatus.UNSUBSCRIBED, source="test")
     _add(store, "forgotten@example.com")
     forget(store.engine, "forgotten@example.com")
-    csv_path = write(tmp_path / "people.csv",
-                     "email,name\nnew@example.com,New Person\nGONE@example.com,\n"
-                     "forgotten@example.com,Back Again\n")
+    csv_path = write(
+        tmp_path / "people.csv",
+        "email,name\nnew@example.com,New Person\nGONE@example.com,\n"
+        "forgotten@example.com,Back Again\n",
+    )
     report = import_csv(store.engine, csv_path, source="signup sheet, meetup 12")
     assert report.added == 1
     assert sorted(report.suppressed) == ["forgotten@example.com", "gone@example.com"]
@@ -76,8 +85,10 @@ def test_csv_import_respects_suppression_and_logs_consent_source(
 def test_cli_add_refuses_a_forgotten_address(store: Store) -> None:
     _add(store, "ada@example.com", "Ada")
     forget(store.engine, "ada@example.com")
-    with pytest.raises(SubscriberError, match="suppression list"), \
-            session_scope(store.engine) as session:
+    with (
+        pytest.raises(SubscriberError, match="suppression list"),
+        session_scope(store.engine) as session,
+    ):
         add_subscriber(session, "Ada@Example.com")
 
 
@@ -90,14 +101,19 @@ def test_forget_erases_everything_but_a_hash(store: Store) -> None:
         assert conn.execute(select(S).where(S.c.id == sid)).first() is None
         hashes = conn.execute(select(Suppression.email_hash)).scalars().all()  # type: ignore[call-overload]
         for table in (ConsentEvent.__table__, Delivery.__table__):  # type: ignore[attr-defined]
-            assert conn.execute(
-                select(func.count()).where(table.c.subscriber_id == sid)
-            ).scalar() == 0
+            assert (
+                conn.execute(select(func.count()).where(table.c.subscriber_id == sid)).scalar() == 0
+            )
     assert hashes == [email_hash("ada@example.com")]
     assert "ada" not in "".join(hashes)
     info = show(store.engine, "ada@example.com")
-    assert info == {"email": "ada@example.com", "status": None, "known": False,
-                    "suppressed": "unsubscribed", "events": []}
+    assert info == {
+        "email": "ada@example.com",
+        "status": None,
+        "known": False,
+        "suppressed": "unsubscribed",
+        "events": [],
+    }
     # Forgetting twice is harmless.
     assert not forget(store.engine, "ada@example.com").erased
 
@@ -120,7 +136,7 @@ def test_new_double_opt_in_brings_a_suppressed_address_back(store: Store) -> Non
 
 
 def test_export_writes_state_and_consent_time(store: Store, tmp_path: Path) -> None:
-    _add(store, "ada@example.com", "=HYPERLINK(\"http://evil\")")
+    _add(store, "ada@example.com", '=HYPERLINK("http://evil")')
     request_subscription(store.engine, "bob@example.com", "Bob", WHO)
     target = tmp_path / "out" / "subs.csv"
     assert export_csv(store.engine, target) == 2

@@ -26,8 +26,11 @@ from digest.web.app import create_app
 
 def _id_encodings(subscriber_id: int) -> list[bytes]:
     # Layouts a leaky token could carry the id in (long enough not to match by chance).
-    return [struct.pack(">Q", subscriber_id), struct.pack("<Q", subscriber_id),
-            str(subscriber_id).encode().rjust(5, b"0")]
+    return [
+        struct.pack(">Q", subscriber_id),
+        struct.pack("<Q", subscriber_id),
+        str(subscriber_id).encode().rjust(5, b"0"),
+    ]
 
 
 def test_round_trip_and_purpose(settings: Settings) -> None:
@@ -62,8 +65,16 @@ def test_forged_and_altered_tokens_are_refused(settings: Settings) -> None:
     other_key = settings.model_copy(
         update={"secret_key": SecretStr("another-secret-0123456789abcdef")}
     )
-    for bad in (flipped, token[:-2], token + "AA", "", "x" * 500, "../../etc/passwd",
-                make_token(other_key, "unsubscribe", 5), "%00" + token):
+    for bad in (
+        flipped,
+        token[:-2],
+        token + "AA",
+        "",
+        "x" * 500,
+        "../../etc/passwd",
+        make_token(other_key, "unsubscribe", 5),
+        "%00" + token,
+    ):
         with pytest.raises(TokenError):
             read_token(settings, "unsubscribe", bad)
 
@@ -94,8 +105,9 @@ def test_bindings(settings: Settings) -> None:
 
 
 def test_digest_links_are_bound_to_the_address(settings: Settings) -> None:
-    message = IssueMessage(issue_id=1, week="2026-W47", subject="s", html="<p>x</p>", text="x",
-                           settings=settings)
+    message = IssueMessage(
+        issue_id=1, week="2026-W47", subject="s", html="<p>x</p>", text="x", settings=settings
+    )
     ada = Recipient(7, "ada@example.com", "Ada")
     url = message.unsubscribe_url(ada)
     assert url == message.unsubscribe_url(ada)  # deterministic: resends carry the same link

@@ -35,17 +35,19 @@ WEEK, NEXT_WEEK = "2026-W47", "2026-W48"
 
 def _env(tmp_path: Path, smtp: RecordingSMTPServer, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update({
-        "DIGEST_DATABASE_URL": f"sqlite:///{tmp_path / 'digest.db'}",
-        "DIGEST_TRANSPORT": "smtp",
-        "DIGEST_SMTP_HOST": smtp.host,
-        "DIGEST_SMTP_PORT": str(smtp.port),
-        "DIGEST_SECRET_KEY": SECRET,
-        "DIGEST_BASE_URL": f"http://127.0.0.1:{port}",
-        "DIGEST_FROM": "Weekly AI Tool Verdicts <digest@verdicts.test>",
-        "DIGEST_TIMEZONE": "UTC",
-        "DIGEST_OUTBOX": str(tmp_path / "outbox"),
-    })
+    env.update(
+        {
+            "DIGEST_DATABASE_URL": f"sqlite:///{tmp_path / 'digest.db'}",
+            "DIGEST_TRANSPORT": "smtp",
+            "DIGEST_SMTP_HOST": smtp.host,
+            "DIGEST_SMTP_PORT": str(smtp.port),
+            "DIGEST_SECRET_KEY": SECRET,
+            "DIGEST_BASE_URL": f"http://127.0.0.1:{port}",
+            "DIGEST_FROM": "Weekly AI Tool Verdicts <digest@verdicts.test>",
+            "DIGEST_TIMEZONE": "UTC",
+            "DIGEST_OUTBOX": str(tmp_path / "outbox"),
+        }
+    )
     return env
 
 
@@ -74,7 +76,10 @@ def server(tmp_path: Path) -> Iterator[tuple[str, RecordingSMTPServer, dict[str,
         log = (tmp_path / "serve.log").open("wb")
         proc = subprocess.Popen(
             [DIGEST, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
         )
         base = f"http://127.0.0.1:{port}"
 
@@ -100,8 +105,9 @@ def server(tmp_path: Path) -> Iterator[tuple[str, RecordingSMTPServer, dict[str,
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([DIGEST, *args], env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = subprocess.run(
+        [DIGEST, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, (args, done.stdout, done.stderr)
     return done.stdout
 
@@ -140,9 +146,12 @@ def test_subscribe_confirm_send_one_click_unsubscribe_next_send_skips(
     assert any(u.startswith("mailto:") for u in urls)
 
     # Exactly what Gmail sends: a fresh connection, no cookies, no auth.
-    r = httpx.post(http_url, content=b"List-Unsubscribe=One-Click",
-                   headers={"Content-Type": "application/x-www-form-urlencoded"},
-                   follow_redirects=False)
+    r = httpx.post(
+        http_url,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
     assert r.status_code == 200 and "location" not in r.headers
 
     with session_scope(engine) as session:

@@ -52,5 +52,9 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
 )
 def test_no_server_error(case: schemathesis.Case) -> None:
     response = case.call()
-    assert response.status_code < 500, (case.method, case.path, response.status_code,
-                                        response.text[:500])
+    assert response.status_code < 500, (
+        case.method,
+        case.path,
+        response.status_code,
+        response.text[:500],
+    )

@@ -24,8 +24,11 @@ def _status(app: WebApp, email: str) -> str | None:
 
 
 def test_form_subscribe_confirm_and_consent_log(web: WebApp) -> None:
-    r = web.client.post("/subscribe", data={"email": " Ada@Example.COM ", "name": "Ada"},
-                        headers={"User-Agent": "Firefox/130"})
+    r = web.client.post(
+        "/subscribe",
+        data={"email": " Ada@Example.COM ", "name": "Ada"},
+        headers={"User-Agent": "Firefox/130"},
+    )
     assert r.status_code == 200 and "Check your inbox" in r.text
     assert _status(web, "ada@example.com") == "pending"
     [link] = web.confirmation_links()
@@ -59,8 +62,12 @@ def test_same_answer_whether_or_not_the_address_is_known(sqlite_web: WebApp) -> 
     web.client.post("/subscribe", json={"email": "known@example.com"})
     web.client.get(web.path(web.confirmation_links()[0]))
     answers = set()
-    for address in ("known@example.com", "fresh@example.com", "pending@example.com",
-                    "pending@example.com"):
+    for address in (
+        "known@example.com",
+        "fresh@example.com",
+        "pending@example.com",
+        "pending@example.com",
+    ):
         r = web.client.post("/subscribe", json={"email": address})
         answers.add((r.status_code, r.text))
         f = web.client.post("/subscribe", data={"email": address})
@@ -81,8 +88,10 @@ def test_honeypot_stores_and_sends_nothing(web: WebApp) -> None:
 
 def test_rate_limit_per_ip(sqlite_web: WebApp) -> None:
     app = make_web(sqlite_web.settings, sqlite_web.engine, subscribe_rate_limit=3)
-    codes = [app.client.post("/subscribe", json={"email": f"r{i}@example.com"}).status_code
-             for i in range(5)]
+    codes = [
+        app.client.post("/subscribe", json={"email": f"r{i}@example.com"}).status_code
+        for i in range(5)
+    ]
     assert codes == [202, 202, 202, 429, 429]
     r = app.client.post("/subscribe", data={"email": "r9@example.com"})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
@@ -103,10 +112,16 @@ def test_rate_limit_per_ip(sqlite_web: WebApp) -> None:
         ({"json": ["a@example.com"]}, 422, "object"),
         ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "JSON"),
         ({"content": b"\xff\xfe", "headers": {"Content-Type": "application/json"}}, 400, "JSON"),
-        ({"content": b"email=a@example.com", "headers": {"Content-Type": "text/plain"}}, 415,
-         "form"),
-        ({"content": b"x" * 70_000, "headers": {"Content-Type": "application/json"}}, 413,
-         "too large"),
+        (
+            {"content": b"email=a@example.com", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "form",
+        ),
+        (
+            {"content": b"x" * 70_000, "headers": {"Content-Type": "application/json"}},
+            413,
+            "too large",
+        ),
         ({"files": {"email": ("a.txt", b"a@example.com")}}, 422, "files"),
     ],
 )
@@ -156,13 +171,22 @@ def test_forged_expired_and_cross_purpose_confirm_links(sqlite_web: WebApp) -> N
         sid, nonce = conn.execute(
             select(S.c.id, S.c.confirm_nonce).where(S.c.email == "c@example.com")
         ).one()
-    expired = make_token(web.settings, "confirm", sid, binding=bytes.fromhex(nonce),
-                         issued_at=utcnow() - timedelta(hours=web.settings.confirm_link_hours + 1))
+    expired = make_token(
+        web.settings,
+        "confirm",
+        sid,
+        binding=bytes.fromhex(nonce),
+        issued_at=utcnow() - timedelta(hours=web.settings.confirm_link_hours + 1),
+    )
     unsubscribe_token = make_token(web.settings, "unsubscribe", sid)
     token = link.rsplit("/", 1)[1]
     forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
-    for bad, words in ((expired, "expired"), (unsubscribe_token, "not valid"),
-                       (forged, "not valid"), ("nonsense", "not valid")):
+    for bad, words in (
+        (expired, "expired"),
+        (unsubscribe_token, "not valid"),
+        (forged, "not valid"),
+        ("nonsense", "not valid"),
+    ):
         r = web.client.get(f"/confirm/{bad}")
         assert r.status_code == 400 and words in r.text
         assert _status(web, "c@example.com") == "pending"
@@ -175,8 +199,7 @@ def test_a_suppressed_address_needs_the_new_link(sqlite_web: WebApp) -> None:
     first = web.confirmation_links()[0]
     web.client.get(web.path(first))
     with web.engine.begin() as conn:
-        conn.execute(update(S).where(S.c.email == "d@example.com")
-                     .values(confirm_sent_at=None))
+        conn.execute(update(S).where(S.c.email == "d@example.com").values(confirm_sent_at=None))
         sid = conn.execute(select(S.c.id).where(S.c.email == "d@example.com")).scalar_one()
         suppress(conn, [sid], SubscriberStatus.UNSUBSCRIBED, source="test")
     web.client.post("/subscribe", json={"email": "d@example.com"})
@@ -213,8 +236,11 @@ def test_i_never_asked_for_this(sqlite_web: WebApp) -> None:
     web.client.post("/subscribe", json={"email": "victim@example.com", "name": "V"})
     msg = parse(web.outbox.outbox[0].raw)
     [url] = [u.strip(" <>") for u in str(msg["List-Unsubscribe"]).split(",") if "://" in u]
-    r = web.client.post(web.path(url), content=b"List-Unsubscribe=One-Click",
-                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = web.client.post(
+        web.path(url),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200 and _status(web, "victim@example.com") == "unsubscribed"
     [link] = web.confirmation_links()
     assert web.client.get(web.path(link)).status_code == 400

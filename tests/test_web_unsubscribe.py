@@ -84,8 +84,10 @@ def test_digest_one_click_unsubscribes_at_once_and_get_never_does(
     assert events[-1]["action"] == "unsubscribe"
     assert events[-1]["source"] == "List-Unsubscribe one-click (RFC 8058)"
     # Again: idempotent, still 200.
-    assert web.client.post(path, content=b"List-Unsubscribe=One-Click", headers=GMAIL) \
-        .status_code == 200
+    assert (
+        web.client.post(path, content=b"List-Unsubscribe=One-Click", headers=GMAIL).status_code
+        == 200
+    )
     assert "not subscribed" in web.client.get(path).text
 
 
@@ -97,8 +99,9 @@ def test_multipart_and_the_page_button(sqlite_web: WebApp) -> None:
     with web.engine.connect() as conn:
         for email in ("m@example.com", "p@example.com"):
             ids[email] = conn.execute(select(S.c.id).where(S.c.email == email)).scalar_one()
-    message = IssueMessage(issue_id=1, week=WEEK, subject="s", html="x", text="x",
-                           settings=web.settings)
+    message = IssueMessage(
+        issue_id=1, week=WEEK, subject="s", html="x", text="x", settings=web.settings
+    )
     m_url = message.unsubscribe_url(Recipient(ids["m@example.com"], "m@example.com"))
     p_url = message.unsubscribe_url(Recipient(ids["p@example.com"], "p@example.com"))
     r = web.client.post(web.path(m_url), files={"List-Unsubscribe": (None, "One-Click")})
@@ -113,8 +116,9 @@ def test_refusals_change_nothing(sqlite_web: WebApp) -> None:
     _add(web, "z@example.com")
     with web.engine.connect() as conn:
         sid = conn.execute(select(S.c.id).where(S.c.email == "z@example.com")).scalar_one()
-    message = IssueMessage(issue_id=1, week=WEEK, subject="s", html="x", text="x",
-                           settings=web.settings)
+    message = IssueMessage(
+        issue_id=1, week=WEEK, subject="s", html="x", text="x", settings=web.settings
+    )
     good = web.path(message.unsubscribe_url(Recipient(sid, "z@example.com")))
     token = good.rsplit("/", 1)[1]
     confirm_token = make_token(web.settings, "confirm", sid)
@@ -135,8 +139,9 @@ def test_old_link_after_forget_cannot_touch_a_new_subscriber(sqlite_web: WebApp)
     _add(web, "old@example.com")
     with web.engine.connect() as conn:
         sid = conn.execute(select(S.c.id).where(S.c.email == "old@example.com")).scalar_one()
-    message = IssueMessage(issue_id=1, week=WEEK, subject="s", html="x", text="x",
-                           settings=web.settings)
+    message = IssueMessage(
+        issue_id=1, week=WEEK, subject="s", html="x", text="x", settings=web.settings
+    )
     old_link = web.path(message.unsubscribe_url(Recipient(sid, "old@example.com")))
     forget(web.engine, "old@example.com")
     _add(web, "new@example.com")  # SQLite may hand the freed row id to the next person
@@ -158,8 +163,9 @@ class UnsubscribingTransport(MemoryTransport):
     ) -> list[SendResult]:
         if not self.clicked:
             self.clicked = True
-            r = self.web.client.post(self.path, content=b"List-Unsubscribe=One-Click",
-                                     headers=GMAIL)
+            r = self.web.client.post(
+                self.path, content=b"List-Unsubscribe=One-Click", headers=GMAIL
+            )
             assert r.status_code == 200
         return super().send_batch(message, recipients)
 
@@ -173,12 +179,15 @@ def test_a_running_send_skips_who_unsubscribed_before_their_batch(
         _add(web, email)
     with web.engine.connect() as conn:
         third = conn.execute(select(S.c.id).where(S.c.email == "third@example.com")).scalar_one()
-    message = IssueMessage(issue_id=1, week=WEEK, subject="s", html="x", text="x",
-                           settings=web.settings)
+    message = IssueMessage(
+        issue_id=1, week=WEEK, subject="s", html="x", text="x", settings=web.settings
+    )
     link = web.path(message.unsubscribe_url(Recipient(third, "third@example.com")))
     transport = UnsubscribingTransport(web, link)
     result = weekly_job(web.settings, engine=web.engine, transport=transport, week=WEEK)
     assert result.report is not None
     assert sorted(m.recipient.email for m in transport.outbox) == [
-        "first@example.com", "second@example.com"]
+        "first@example.com",
+        "second@example.com",
+    ]
     assert result.report.skipped == 1

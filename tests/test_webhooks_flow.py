@@ -41,28 +41,59 @@ def test_bounce_and_complaint_from_the_provider_remove_the_address(
     emails = [f"reader{i}@example.com" for i in range(6)]
     seed_store(engine, tmp_path, emails)
     private = ec.generate_private_key(ec.SECP256R1())
-    public = base64.b64encode(private.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    public = base64.b64encode(
+        private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).decode()
     with ProviderServer(sendgrid) as server:
-        s = configure(settings, transport="sendgrid", sendgrid_api_key=KEY,
-                      sendgrid_base_url=server.url, sendgrid_webhook_public_key=public)
+        s = configure(
+            settings,
+            transport="sendgrid",
+            sendgrid_api_key=KEY,
+            sendgrid_base_url=server.url,
+            sendgrid_webhook_public_key=public,
+        )
         first = weekly_job(s, engine=engine, week="2026-W47")
         assert first.report is not None and first.report.sent == 6
 
         client = client_for(s, engine)
-        body = json.dumps([
-            {"email": "reader1@example.com", "event": "bounce", "type": "bounce",
-             "sg_event_id": "e1", "sg_message_id": "flowmsg.filter-1", "timestamp": 1795000000},
-            {"email": "reader2@example.com", "event": "spamreport", "sg_event_id": "e2",
-             "sg_message_id": "flowmsg.filter-2", "timestamp": 1795000000},
-            {"email": "reader3@example.com", "event": "delivered", "sg_event_id": "e3",
-             "sg_message_id": "flowmsg.filter-3", "timestamp": 1795000000},
-        ]).encode()
+        body = json.dumps(
+            [
+                {
+                    "email": "reader1@example.com",
+                    "event": "bounce",
+                    "type": "bounce",
+                    "sg_event_id": "e1",
+                    "sg_message_id": "flowmsg.filter-1",
+                    "timestamp": 1795000000,
+                },
+                {
+                    "email": "reader2@example.com",
+                    "event": "spamreport",
+                    "sg_event_id": "e2",
+                    "sg_message_id": "flowmsg.filter-2",
+                    "timestamp": 1795000000,
+                },
+                {
+                    "email": "reader3@example.com",
+                    "event": "delivered",
+                    "sg_event_id": "e3",
+                    "sg_message_id": "flowmsg.filter-3",
+                    "timestamp": 1795000000,
+                },
+            ]
+        ).encode()
         stamp = str(int(time.time()))
         signature = private.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        answer = client.post("/webhooks/sendgrid", content=body, headers={
-            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": stamp})
+        answer = client.post(
+            "/webhooks/sendgrid",
+            content=body,
+            headers={
+                "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+                "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+            },
+        )
         assert answer.status_code == 200, answer.text
 
         info = issue_status(engine, "2026-W47")
@@ -73,14 +104,12 @@ def test_bounce_and_complaint_from_the_provider_remove_the_address(
         assert status_of(engine, "reader1@example.com") == "bounced"
         assert status_of(engine, "reader2@example.com") == "complained"
 
-        seed_store(engine, tmp_path, [], published_at="2026-11-19T10:00:00+00:00",
-                   suffix="-w48")
+        seed_store(engine, tmp_path, [], published_at="2026-11-19T10:00:00+00:00", suffix="-w48")
         server.requests.clear()
         second = weekly_job(s, engine=engine, week="2026-W48")
     assert second.report is not None and second.report.sent == 4
     sent_to = {p["to"][0]["email"] for r in server.requests for p in r.json()["personalizations"]}
-    assert sent_to == {e for e in emails if e not in ("reader1@example.com",
-                                                      "reader2@example.com")}
+    assert sent_to == {e for e in emails if e not in ("reader1@example.com", "reader2@example.com")}
 
 
 def test_status_json_from_the_cli_shows_bounces_and_complaints(
@@ -95,12 +124,24 @@ def test_status_json_from_the_cli_shows_bounces_and_complaints(
     seed_store(engine, tmp_path, ["x@example.com"])
     weekly_job(settings, engine=engine, week="2026-W47", transport=MemoryTransport())
     with engine.connect() as conn:
-        provider_id = conn.execute(select(Delivery.__table__.c.provider_id)  # type: ignore[attr-defined]
-                                   ).scalar_one()
+        provider_id = conn.execute(
+            select(Delivery.__table__.c.provider_id)  # type: ignore[attr-defined]
+        ).scalar_one()
     # Tied to the issue through the provider's message id the send loop stored.
-    apply_events(engine, [MailEvent("postmark", "b1", EventKind.BOUNCED_SOFT, "x@example.com",
-                                    datetime.now(UTC), provider_message_id=provider_id)],
-                 settings)
+    apply_events(
+        engine,
+        [
+            MailEvent(
+                "postmark",
+                "b1",
+                EventKind.BOUNCED_SOFT,
+                "x@example.com",
+                datetime.now(UTC),
+                provider_message_id=provider_id,
+            )
+        ],
+        settings,
+    )
     # The CLI reads its configuration from the environment, like an operator's shell.
     monkeypatch.setenv("DIGEST_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("DIGEST_SECRET_KEY", "test-secret-key-0123456789abcdef")
@@ -129,7 +170,9 @@ def test_model_matches_migration(engine: Engine) -> None:
 def pg_engine() -> Iterator[Engine]:
     url = os.environ.get("DIGEST_TEST_POSTGRES_URL")
     if not url:
-        pytest.skip("DIGEST_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1/test)")
+        pytest.skip(
+            "DIGEST_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1/test)"
+        )
     url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     name = f"digest_h5_{uuid.uuid4().hex[:10]}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
@@ -150,8 +193,10 @@ def pg_engine() -> Iterator[Engine]:
 def test_events_on_postgres(settings: Settings, pg_engine: Engine) -> None:
     sid = add_reader(pg_engine, "pg@example.com")
     s = configure(settings, soft_bounce_limit=2)
-    soft = [MailEvent("mailgun", f"ev-{i}", EventKind.BOUNCED_SOFT, "PG@example.com",
-                      datetime.now(UTC)) for i in range(2)]
+    soft = [
+        MailEvent("mailgun", f"ev-{i}", EventKind.BOUNCED_SOFT, "PG@example.com", datetime.now(UTC))
+        for i in range(2)
+    ]
     first = apply_events(pg_engine, soft[:1], s)
     assert first.recorded == 1 and status_of(pg_engine, "pg@example.com") == "active"
     again = apply_events(pg_engine, soft, s)

@@ -16,22 +16,35 @@ from digest.config import Settings
 KEY = secrets.token_hex(16)
 
 
-def payload(event: dict[str, Any], key: str = KEY, ts: int | None = None,
-            token: str | None = None) -> dict[str, Any]:
+def payload(
+    event: dict[str, Any], key: str = KEY, ts: int | None = None, token: str | None = None
+) -> dict[str, Any]:
     stamp = str(int(time.time()) if ts is None else ts)
     token = token or secrets.token_hex(25)
     signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
-    return {"signature": {"timestamp": stamp, "token": token, "signature": signature},
-            "event-data": event}
+    return {
+        "signature": {"timestamp": stamp, "token": token, "signature": signature},
+        "event-data": event,
+    }
 
 
-def failed(email: str, event_id: str, severity: str = "permanent", reason: str = "bounce",
-           ) -> dict[str, Any]:
-    return {"id": event_id, "event": "failed", "severity": severity, "reason": reason,
-            "recipient": email, "timestamp": time.time(),
-            "message": {"headers": {"message-id": "20261123.1.abc@mg.verdicts.test"}},
-            "delivery-status": {"code": 550, "description": "No such user"},
-            "user-variables": {"digest_issue": "3", "digest_delivery": "1"}}
+def failed(
+    email: str,
+    event_id: str,
+    severity: str = "permanent",
+    reason: str = "bounce",
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "event": "failed",
+        "severity": severity,
+        "reason": reason,
+        "recipient": email,
+        "timestamp": time.time(),
+        "message": {"headers": {"message-id": "20261123.1.abc@mg.verdicts.test"}},
+        "delivery-status": {"code": 550, "description": "No such user"},
+        "user-variables": {"digest_issue": "3", "digest_delivery": "1"},
+    }
 
 
 def test_permanent_failure_suppresses_and_replays_change_nothing(
@@ -45,8 +58,12 @@ def test_permanent_failure_suppresses_and_replays_change_nothing(
     assert status_of(engine, "m@example.com") == "bounced"
     assert client.post("/webhooks/mailgun", json=body).json()["duplicates"] == 1
     # The same event re-signed with a fresh token is still the same event.
-    assert client.post("/webhooks/mailgun", json=payload(failed("m@example.com", "mg-1"))
-                       ).json()["duplicates"] == 1
+    assert (
+        client.post("/webhooks/mailgun", json=payload(failed("m@example.com", "mg-1"))).json()[
+            "duplicates"
+        ]
+        == 1
+    )
     assert event_count(engine) == 1
 
 
@@ -57,17 +74,19 @@ def test_temporary_failure_is_deferred_and_complaint_suppresses(
     add_reader(engine, "c@example.com")
     client = client_for(settings, engine, mailgun_webhook_signing_key=KEY)
     temp = failed("t@example.com", "mg-2", severity="temporary", reason="generic")
-    complaint = {"id": "mg-3", "event": "complained", "recipient": "c@example.com",
-                 "timestamp": time.time()}
+    complaint = {
+        "id": "mg-3",
+        "event": "complained",
+        "recipient": "c@example.com",
+        "timestamp": time.time(),
+    }
     for event in (temp, complaint):
         assert client.post("/webhooks/mailgun", json=payload(event)).status_code == 200
     assert status_of(engine, "t@example.com") == "active"
     assert status_of(engine, "c@example.com") == "complained"
 
 
-def test_forged_resigned_stale_and_unsigned_are_refused(
-    settings: Settings, engine: Engine
-) -> None:
+def test_forged_resigned_stale_and_unsigned_are_refused(settings: Settings, engine: Engine) -> None:
     add_reader(engine, "m@example.com")
     client = client_for(settings, engine, mailgun_webhook_signing_key=KEY)
     good = payload(failed("m@example.com", "mg-4"))

@@ -18,10 +18,16 @@ _ids = itertools.count(4_000_000)
 
 def bounce(email: str, kind: str = "HardBounce", bounce_id: int | None = None) -> dict[str, Any]:
     return {
-        "RecordType": "Bounce", "ID": bounce_id or next(_ids), "Type": kind, "TypeCode": 1,
-        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483", "Email": email,
-        "BouncedAt": "2026-11-23T10:00:00Z", "Description": "The server was unable to deliver",
-        "Metadata": {"digest_issue": "1"}, "MessageStream": "broadcast",
+        "RecordType": "Bounce",
+        "ID": bounce_id or next(_ids),
+        "Type": kind,
+        "TypeCode": 1,
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "Email": email,
+        "BouncedAt": "2026-11-23T10:00:00Z",
+        "Description": "The server was unable to deliver",
+        "Metadata": {"digest_issue": "1"},
+        "MessageStream": "broadcast",
     }
 
 
@@ -62,11 +68,22 @@ def test_complaint_and_subscription_change(settings: Settings, engine: Engine) -
     add_reader(engine, "c@example.com")
     add_reader(engine, "u@example.com")
     client = client_for(settings, engine, **CONFIG)
-    complaint = {"RecordType": "SpamComplaint", "ID": next(_ids), "Type": "SpamComplaint",
-                 "Email": "c@example.com", "MessageID": "m-1", "BouncedAt": "2026-11-23T10:00Z"}
-    change = {"RecordType": "SubscriptionChange", "MessageID": "m-2",
-              "Recipient": "u@example.com", "SuppressSending": True,
-              "SuppressionReason": "ManualSuppression", "ChangedAt": "2026-11-23T10:00:00Z"}
+    complaint = {
+        "RecordType": "SpamComplaint",
+        "ID": next(_ids),
+        "Type": "SpamComplaint",
+        "Email": "c@example.com",
+        "MessageID": "m-1",
+        "BouncedAt": "2026-11-23T10:00Z",
+    }
+    change = {
+        "RecordType": "SubscriptionChange",
+        "MessageID": "m-2",
+        "Recipient": "u@example.com",
+        "SuppressSending": True,
+        "SuppressionReason": "ManualSuppression",
+        "ChangedAt": "2026-11-23T10:00:00Z",
+    }
     for payload in (complaint, change):
         assert client.post("/webhooks/postmark", json=payload, auth=AUTH).status_code == 200
     assert status_of(engine, "c@example.com") == "complained"
@@ -77,19 +94,23 @@ def test_soft_bounces_suppress_at_the_threshold(settings: Settings, engine: Engi
     add_reader(engine, "s@example.com")
     client = client_for(settings, engine, soft_bounce_limit=3, **CONFIG)
     for n in range(1, 4):
-        answer = client.post("/webhooks/postmark", json=bounce("s@example.com", "SoftBounce"),
-                             auth=AUTH)
+        answer = client.post(
+            "/webhooks/postmark", json=bounce("s@example.com", "SoftBounce"), auth=AUTH
+        )
         assert answer.status_code == 200
         assert status_of(engine, "s@example.com") == ("bounced" if n == 3 else "active")
 
 
-def test_delivery_is_recorded_only_and_junk_is_refused(
-    settings: Settings, engine: Engine
-) -> None:
+def test_delivery_is_recorded_only_and_junk_is_refused(settings: Settings, engine: Engine) -> None:
     add_reader(engine, "d@example.com")
     client = client_for(settings, engine, **CONFIG)
-    delivered = {"RecordType": "Delivery", "MessageID": "m-9", "Recipient": "d@example.com",
-                 "DeliveredAt": "2026-11-23T10:00:00Z", "Details": "250 OK"}
+    delivered = {
+        "RecordType": "Delivery",
+        "MessageID": "m-9",
+        "Recipient": "d@example.com",
+        "DeliveredAt": "2026-11-23T10:00:00Z",
+        "Details": "250 OK",
+    }
     assert client.post("/webhooks/postmark", json=delivered, auth=AUTH).json()["recorded"] == 1
     assert status_of(engine, "d@example.com") == "active"
     junk = client.post("/webhooks/postmark", content=b"{not json", auth=AUTH)

@@ -23,23 +23,31 @@ def new_secret() -> str:
 SECRET = new_secret()
 
 
-def signed(body: bytes, secret: str = SECRET, msg_id: str | None = None,
-           ts: int | None = None) -> dict[str, str]:
+def signed(
+    body: bytes, secret: str = SECRET, msg_id: str | None = None, ts: int | None = None
+) -> dict[str, str]:
     msg_id = msg_id or "msg_" + secrets.token_hex(8)
     stamp = str(int(time.time()) if ts is None else ts)
     key = base64.b64decode(secret.removeprefix("whsec_"))
     mac = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
     # Svix may list several signatures (key rotation): one valid one is enough.
-    return {"svix-id": msg_id, "svix-timestamp": stamp,
-            "svix-signature": f"v1,{base64.b64encode(b'x' * 32).decode()} "
-                              f"v1,{base64.b64encode(mac).decode()}",
-            "Content-Type": "application/json"}
+    return {
+        "svix-id": msg_id,
+        "svix-timestamp": stamp,
+        "svix-signature": f"v1,{base64.b64encode(b'x' * 32).decode()} "
+        f"v1,{base64.b64encode(mac).decode()}",
+        "Content-Type": "application/json",
+    }
 
 
 def event(kind: str, email: str, **data: Any) -> bytes:
-    return json.dumps({"type": kind, "created_at": "2026-11-23T10:00:00.000Z",
-                       "data": {"email_id": "re-1", "to": [email],
-                                "tags": {"digest_issue": "2"}, **data}}).encode()
+    return json.dumps(
+        {
+            "type": kind,
+            "created_at": "2026-11-23T10:00:00.000Z",
+            "data": {"email_id": "re-1", "to": [email], "tags": {"digest_issue": "2"}, **data},
+        }
+    ).encode()
 
 
 def test_bounce_and_complaint_apply_and_replays_change_nothing(
@@ -48,17 +56,21 @@ def test_bounce_and_complaint_apply_and_replays_change_nothing(
     add_reader(engine, "r@example.com")
     add_reader(engine, "c@example.com")
     client = client_for(settings, engine, resend_webhook_secret=SECRET)
-    body = event("email.bounced", "r@example.com",
-                 bounce={"type": "Permanent", "subType": "General", "message": "no mailbox"})
+    body = event(
+        "email.bounced",
+        "r@example.com",
+        bounce={"type": "Permanent", "subType": "General", "message": "no mailbox"},
+    )
     headers = signed(body)
     answer = client.post("/webhooks/resend", content=body, headers=headers)
     assert answer.status_code == 200, answer.text
     assert status_of(engine, "r@example.com") == "bounced"
-    assert client.post("/webhooks/resend", content=body, headers=headers
-                       ).json()["duplicates"] == 1
+    assert client.post("/webhooks/resend", content=body, headers=headers).json()["duplicates"] == 1
     complaint = event("email.complained", "c@example.com")
-    assert client.post("/webhooks/resend", content=complaint, headers=signed(complaint)
-                       ).status_code == 200
+    assert (
+        client.post("/webhooks/resend", content=complaint, headers=signed(complaint)).status_code
+        == 200
+    )
     assert status_of(engine, "c@example.com") == "complained"
     assert event_count(engine) == 2
 
@@ -72,9 +84,7 @@ def test_transient_bounce_is_soft(settings: Settings, engine: Engine) -> None:
         assert status_of(engine, "r@example.com") == ("bounced" if n == 2 else "active")
 
 
-def test_forged_resigned_stale_and_unsigned_are_refused(
-    settings: Settings, engine: Engine
-) -> None:
+def test_forged_resigned_stale_and_unsigned_are_refused(settings: Settings, engine: Engine) -> None:
     add_reader(engine, "r@example.com")
     client = client_for(settings, engine, resend_webhook_secret=SECRET)
     body = event("email.bounced", "r@example.com", bounce={"type": "Permanent"})
@@ -87,8 +97,11 @@ def test_forged_resigned_stale_and_unsigned_are_refused(
         (body, {"Content-Type": "application/json"}),
     ]
     for content, headers in attempts:
-        assert client.post("/webhooks/resend", content=content, headers=headers
-                           ).status_code == 401
+        assert client.post("/webhooks/resend", content=content, headers=headers).status_code == 401
     assert event_count(engine) == 0 and status_of(engine, "r@example.com") == "active"
-    assert client_for(settings, engine).post("/webhooks/resend", content=body, headers=good
-                                             ).status_code == 403
+    assert (
+        client_for(settings, engine)
+        .post("/webhooks/resend", content=body, headers=good)
+        .status_code
+        == 403
+    )

@@ -30,8 +30,11 @@ def keypair() -> tuple[ec.EllipticCurvePrivateKey, str]:
 def signed(key: ec.EllipticCurvePrivateKey, body: bytes, ts: int | None = None) -> dict[str, str]:
     stamp = str(int(time.time()) if ts is None else ts)
     signature = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {SIG: base64.b64encode(signature).decode(), TS: stamp,
-            "Content-Type": "application/json"}
+    return {
+        SIG: base64.b64encode(signature).decode(),
+        TS: stamp,
+        "Content-Type": "application/json",
+    }
 
 
 def events(*items: dict[str, Any]) -> bytes:
@@ -39,8 +42,14 @@ def events(*items: dict[str, Any]) -> bytes:
 
 
 def item(email: str, event: str, event_id: str, **extra: Any) -> dict[str, Any]:
-    return {"email": email, "event": event, "sg_event_id": event_id, "timestamp": 1795000000,
-            "sg_message_id": "abc123.filterdrecv-1.2", **extra}
+    return {
+        "email": email,
+        "event": event,
+        "sg_event_id": event_id,
+        "timestamp": 1795000000,
+        "sg_message_id": "abc123.filterdrecv-1.2",
+        **extra,
+    }
 
 
 def setup(settings: Settings, engine: Engine) -> tuple[TestClient, ec.EllipticCurvePrivateKey]:
@@ -55,8 +64,7 @@ def test_signed_batch_is_applied_and_a_replay_changes_nothing(
 ) -> None:
     client, key = setup(settings, engine)
     body = events(
-        item("b@example.com", "bounce", "ev-1", type="bounce", status="5.1.1",
-             digest_issue="4"),
+        item("b@example.com", "bounce", "ev-1", type="bounce", status="5.1.1", digest_issue="4"),
         item("c@example.com", "spamreport", "ev-2"),
         item("c@example.com", "open", "ev-3"),
     )
@@ -69,9 +77,7 @@ def test_signed_batch_is_applied_and_a_replay_changes_nothing(
     assert again.json()["duplicates"] == 2 and event_count(engine) == 2
 
 
-def test_forged_resigned_stale_and_unsigned_are_refused(
-    settings: Settings, engine: Engine
-) -> None:
+def test_forged_resigned_stale_and_unsigned_are_refused(settings: Settings, engine: Engine) -> None:
     client, key = setup(settings, engine)
     body = events(item("b@example.com", "bounce", "ev-9", type="bounce"))
     forged = body.replace(b"b@example.com", b"c@example.com")
@@ -110,5 +116,7 @@ def test_unconfigured_or_bad_key_is_403(settings: Settings, engine: Engine) -> N
     body = events(item("b@example.com", "bounce", "ev-30"))
     for extra in ({}, {"sendgrid_webhook_public_key": "not base64 der"}):
         client = client_for(settings, engine, **extra)
-        assert client.post("/webhooks/sendgrid", content=body,
-                           headers=signed(key, body)).status_code == 403
+        assert (
+            client.post("/webhooks/sendgrid", content=body, headers=signed(key, body)).status_code
+            == 403
+        )

@@ -20,18 +20,25 @@ from digest.config import Settings
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:digest-ses-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123abcd.pem"
-SUBSCRIBE_URL = ("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription"
-                 f"&TopicArn={TOPIC}&Token=abc")
+SUBSCRIBE_URL = (
+    f"https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=abc"
+)
 
 
 def certificate() -> tuple[rsa.RSAPrivateKey, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     return key, cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -41,34 +48,49 @@ KEY, PEM = certificate()
 def canonical(msg: dict[str, Any]) -> bytes:
     """AWS's documented string to sign, written out independently of the app's code."""
     if msg["Type"] == "Notification":
-        keys = ["Message", "MessageId"] + (["Subject"] if "Subject" in msg else []) + [
-            "Timestamp", "TopicArn", "Type"]
+        keys = (
+            ["Message", "MessageId"]
+            + (["Subject"] if "Subject" in msg else [])
+            + ["Timestamp", "TopicArn", "Type"]
+        )
     else:
         keys = ["Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"]
     return "".join(f"{k}\n{msg[k]}\n" for k in keys).encode()
 
 
-def sign(msg: dict[str, Any], key: rsa.RSAPrivateKey = KEY, version: str = "2",
-         cert_url: str = CERT_URL) -> dict[str, Any]:
+def sign(
+    msg: dict[str, Any], key: rsa.RSAPrivateKey = KEY, version: str = "2", cert_url: str = CERT_URL
+) -> dict[str, Any]:
     msg = {**msg, "SignatureVersion": version, "SigningCertURL": cert_url}
     algorithm = hashes.SHA256() if version == "2" else hashes.SHA1()  # noqa: S303
     msg["Signature"] = base64.b64encode(
-        key.sign(canonical(msg), padding.PKCS1v15(), algorithm)).decode()
+        key.sign(canonical(msg), padding.PKCS1v15(), algorithm)
+    ).decode()
     return msg
 
 
 def notification(ses_event: dict[str, Any], message_id: str = "sns-1") -> dict[str, Any]:
-    return {"Type": "Notification", "MessageId": message_id, "TopicArn": TOPIC,
-            "Message": json.dumps(ses_event), "Timestamp": "2026-11-23T10:00:00.000Z"}
+    return {
+        "Type": "Notification",
+        "MessageId": message_id,
+        "TopicArn": TOPIC,
+        "Message": json.dumps(ses_event),
+        "Timestamp": "2026-11-23T10:00:00.000Z",
+    }
 
 
 def bounce(email: str, kind: str = "Permanent") -> dict[str, Any]:
-    return {"notificationType": "Bounce",
-            "bounce": {"bounceType": kind, "bounceSubType": "General",
-                       "bouncedRecipients": [{"emailAddress": email,
-                                              "diagnosticCode": "smtp; 550 5.1.1"}],
-                       "timestamp": "2026-11-23T10:00:00.000Z", "feedbackId": "f-1"},
-            "mail": {"messageId": "ses-1", "tags": {"digest_issue": ["5"]}}}
+    return {
+        "notificationType": "Bounce",
+        "bounce": {
+            "bounceType": kind,
+            "bounceSubType": "General",
+            "bouncedRecipients": [{"emailAddress": email, "diagnosticCode": "smtp; 550 5.1.1"}],
+            "timestamp": "2026-11-23T10:00:00.000Z",
+            "feedbackId": "f-1",
+        },
+        "mail": {"messageId": "ses-1", "tags": {"digest_issue": ["5"]}},
+    }
 
 
 class Fetcher:
@@ -87,9 +109,14 @@ def client(settings: Settings, engine: Engine, fetch: Fetcher, **kw: Any) -> Tes
 
 
 def post(test_client: TestClient, msg: dict[str, Any]) -> Any:
-    return test_client.post("/webhooks/ses", content=json.dumps(msg),
-                            headers={"Content-Type": "text/plain; charset=UTF-8",
-                                     "x-amz-sns-message-type": msg["Type"]})
+    return test_client.post(
+        "/webhooks/ses",
+        content=json.dumps(msg),
+        headers={
+            "Content-Type": "text/plain; charset=UTF-8",
+            "x-amz-sns-message-type": msg["Type"],
+        },
+    )
 
 
 def test_subscription_confirmation_fetches_the_subscribe_url(
@@ -97,9 +124,17 @@ def test_subscription_confirmation_fetches_the_subscribe_url(
 ) -> None:
     fetch = Fetcher()
     c = client(settings, engine, fetch)
-    msg = sign({"Type": "SubscriptionConfirmation", "MessageId": "sub-1", "Token": "abc",
-                "TopicArn": TOPIC, "Message": "You have chosen to subscribe",
-                "SubscribeURL": SUBSCRIBE_URL, "Timestamp": "2026-11-23T10:00:00.000Z"})
+    msg = sign(
+        {
+            "Type": "SubscriptionConfirmation",
+            "MessageId": "sub-1",
+            "Token": "abc",
+            "TopicArn": TOPIC,
+            "Message": "You have chosen to subscribe",
+            "SubscribeURL": SUBSCRIBE_URL,
+            "Timestamp": "2026-11-23T10:00:00.000Z",
+        }
+    )
     answer = post(c, msg)
     assert answer.status_code == 200 and answer.json()["confirmed"] is True
     assert fetch.urls == [CERT_URL, SUBSCRIBE_URL]
@@ -118,9 +153,14 @@ def test_bounce_notification_both_signature_versions_and_replay(
     assert post(c, first).status_code == 200
     assert status_of(engine, "x@example.com") == "bounced"
     assert post(c, first).json()["duplicates"] == 1
-    complaint = {"notificationType": "Complaint", "mail": {"messageId": "ses-2"},
-                 "complaint": {"complainedRecipients": [{"emailAddress": "y@example.com"}],
-                               "complaintFeedbackType": "abuse"}}
+    complaint = {
+        "notificationType": "Complaint",
+        "mail": {"messageId": "ses-2"},
+        "complaint": {
+            "complainedRecipients": [{"emailAddress": "y@example.com"}],
+            "complaintFeedbackType": "abuse",
+        },
+    }
     assert post(c, sign(notification(complaint, "sns-2"), version="2")).status_code == 200
     assert status_of(engine, "y@example.com") == "complained"
     assert event_count(engine) == 2
@@ -139,12 +179,18 @@ def test_forged_foreign_and_misdirected_messages_are_refused(
         401: [
             {**good, "Message": json.dumps(bounce("x@example.com", "Transient"))},  # forged
             sign(notification(bounce("x@example.com")), key=other_key),  # re-signed
-            sign(notification(bounce("x@example.com")),
-                 cert_url="https://evil.example/SimpleNotificationService-1.pem"),
-            sign(notification(bounce("x@example.com")),
-                 cert_url="https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem"),
-            sign(notification(bounce("x@example.com")),
-                 cert_url="http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem"),
+            sign(
+                notification(bounce("x@example.com")),
+                cert_url="https://evil.example/SimpleNotificationService-1.pem",
+            ),
+            sign(
+                notification(bounce("x@example.com")),
+                cert_url="https://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+            ),
+            sign(
+                notification(bounce("x@example.com")),
+                cert_url="http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
+            ),
             {k: v for k, v in good.items() if k != "Signature"},
         ],
         403: [sign({**notification(bounce("x@example.com")), "TopicArn": foreign_topic})],

@@ -62,7 +62,7 @@ class Transport(ABC):
     #: the most recipients one ``send_batch`` call accepts
     max_batch: int = 1000
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027  (optional hook; most transports need none)
         """Connect (called once before the first batch); the default does nothing."""
 
     @abstractmethod
@@ -71,7 +71,7 @@ class Transport(ABC):
     ) -> list[SendResult]:
         """Send ``message`` to each recipient; one result per recipient, same order."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook)
         """Release connections; the default does nothing."""
 
     def __enter__(self) -> Transport:

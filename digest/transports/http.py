@@ -116,7 +116,9 @@ def uncertain_results(recipients: Sequence[Recipient], reason: str) -> list[Send
     ids = [r.delivery_id for r in recipients]
     logger.warning(
         "outcome unknown for %d recipients (%s); not re-sent to avoid duplicates: deliveries %s",
-        len(recipients), reason, ids,
+        len(recipients),
+        reason,
+        ids,
     )
     note = f"outcome unknown: {reason}; not re-sent to avoid a duplicate"
     return [SendResult(r, SendStatus.SENT, provider_id=None, error=note) for r in recipients]
@@ -173,8 +175,9 @@ class HttpTransport(Transport):
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
         """POST once (the session never retries on its own) and classify transport errors."""
-        kwargs.setdefault("timeout", (min(10.0, self.settings.http_timeout),
-                                      self.settings.http_timeout))
+        kwargs.setdefault(
+            "timeout", (min(10.0, self.settings.http_timeout), self.settings.http_timeout)
+        )
         kwargs.setdefault("allow_redirects", False)
         try:
             response = self.session.post(url, **kwargs)

@@ -95,8 +95,9 @@ class MailgunTransport(HttpTransport):
     def send_chunk(
         self, message: IssueMessage, recipients: Sequence[Recipient]
     ) -> list[SendResult]:
-        response = self.post(self.url, files=self.fields(message, recipients),
-                             auth=("api", self.api_key))
+        response = self.post(
+            self.url, files=self.fields(message, recipients), auth=("api", self.api_key)
+        )
         self.raise_for_request(response)
         if response.status_code == 200:
             answer = self.json_body(response)

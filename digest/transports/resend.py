@@ -46,8 +46,10 @@ class ResendTransport(HttpTransport):
 
     def idempotency_key(self, message: IssueMessage, recipients: Sequence[Recipient]) -> str:
         """Same issue and same deliveries → same key, whichever worker retries it."""
-        ids = [r.delivery_id if r.delivery_id is not None else f"s{r.subscriber_id}"
-               for r in recipients]
+        ids = [
+            r.delivery_id if r.delivery_id is not None else f"s{r.subscriber_id}"
+            for r in recipients
+        ]
         digest = stable_digest(self.settings, "resend-batch", message.issue_id, *ids, length=40)
         return f"digest-{message.issue_id}-{digest}"
 

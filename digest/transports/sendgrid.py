@@ -100,8 +100,9 @@ class SendGridTransport(HttpTransport):
                 {"type": "text/plain", "value": text},
                 {"type": "text/html", "value": html},
             ],
-            "headers": {k: v for k, v in message.headers(recipients[0]).items()
-                        if k in SHARED_HEADERS},
+            "headers": {
+                k: v for k, v in message.headers(recipients[0]).items() if k in SHARED_HEADERS
+            },
         }
         if self.settings.reply_to:
             reply_name, reply_addr = parseaddr(self.settings.reply_to)
@@ -126,8 +127,9 @@ class SendGridTransport(HttpTransport):
             except TransientTransportError as exc:
                 if not results:
                     raise
-                results.update({i: SendResult.retry(recipients[i], str(exc), exc.retry_after)
-                                for i in pending})
+                results.update(
+                    {i: SendResult.retry(recipients[i], str(exc), exc.retry_after) for i in pending}
+                )
                 return [results[i] for i in range(len(recipients))]
             except OutcomeUnknown as exc:
                 if not results:

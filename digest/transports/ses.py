@@ -28,10 +28,18 @@ THROTTLED = frozenset(
 #: Errors about the account, credentials or sender: the whole send must stop.
 ACCOUNT = frozenset(
     {
-        "AccessDeniedException", "AccountSuspendedException", "SendingPausedException",
-        "MailFromDomainNotVerifiedException", "NotFoundException", "UnrecognizedClientException",
-        "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredTokenException",
-        "InvalidSignatureException", "IncompleteSignature", "MissingAuthenticationToken",
+        "AccessDeniedException",
+        "AccountSuspendedException",
+        "SendingPausedException",
+        "MailFromDomainNotVerifiedException",
+        "NotFoundException",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredTokenException",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
     }
 )
 

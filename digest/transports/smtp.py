@@ -19,10 +19,10 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator, Sequence
-from typing import NoReturn
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parseaddr
 from pathlib import Path
+from typing import NoReturn
 
 from digest.config import Settings
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
@@ -63,7 +63,9 @@ def connect(settings: Settings) -> smtplib.SMTP:
         conn: smtplib.SMTP
         if s.smtp_security == "tls":
             conn = smtplib.SMTP_SSL(
-                s.smtp_host, s.smtp_port, timeout=s.smtp_timeout,
+                s.smtp_host,
+                s.smtp_port,
+                timeout=s.smtp_timeout,
                 context=tls_context(s.smtp_ca_file),
             )
         else:
@@ -145,18 +147,14 @@ def transaction(conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> 
         if mail != 250:
             _fail_refused(conn, mail, smtplib.SMTPSenderRefused(mail, mail_resp, sender))
         if rcpt not in (250, 251):
-            _fail_refused(
-                conn, rcpt, smtplib.SMTPRecipientsRefused({recipient: (rcpt, rcpt_resp)})
-            )
+            _fail_refused(conn, rcpt, smtplib.SMTPRecipientsRefused({recipient: (rcpt, rcpt_resp)}))
     else:
         mail, mail_resp = conn.docmd(mail_cmd)
         if mail != 250:
             _fail_refused(conn, mail, smtplib.SMTPSenderRefused(mail, mail_resp, sender))
         rcpt, rcpt_resp = conn.docmd(rcpt_cmd)
         if rcpt not in (250, 251):
-            _fail_refused(
-                conn, rcpt, smtplib.SMTPRecipientsRefused({recipient: (rcpt, rcpt_resp)})
-            )
+            _fail_refused(conn, rcpt, smtplib.SMTPRecipientsRefused({recipient: (rcpt, rcpt_resp)}))
         data, data_resp = conn.docmd("DATA")
     if data != 354:
         raise smtplib.SMTPDataError(data, data_resp)
@@ -279,14 +277,14 @@ class SMTPTransport(Transport):
         stop = threading.Event()
         problems: list[Exception] = []
         if self.size == 1 or len(recipients) == 1:
-            self._drain(self.sessions[0], message, recipients, work, lock, stop, results,
-                        problems)
+            self._drain(self.sessions[0], message, recipients, work, lock, stop, results, problems)
         else:
             self.open()
             assert self._pool is not None
             futures = [
-                self._pool.submit(self._drain, session, message, recipients, work, lock, stop,
-                                  results, problems)
+                self._pool.submit(
+                    self._drain, session, message, recipients, work, lock, stop, results, problems
+                )
                 for session in self.sessions
             ]
             for future in futures:

@@ -117,6 +117,12 @@ def archive_issue(week: str, request: Request) -> HTMLResponse:
 
 
 def _not_found(request: Request, settings: Settings) -> HTMLResponse:
-    return page(request, "link_problem.html", settings, status_code=404,
-                title="No such issue", reason="there is no published issue for that week",
-                subscribe_again=False)
+    return page(
+        request,
+        "link_problem.html",
+        settings,
+        status_code=404,
+        title="No such issue",
+        reason="there is no published issue for that week",
+        subscribe_again=False,
+    )

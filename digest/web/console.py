@@ -77,9 +77,9 @@ Operator = Annotated[Settings, Depends(require_operator)]
 
 
 def csrf_token(settings: Settings) -> str:
-    return hmac.new(
-        settings.signing_key().encode(), b"console-csrf", hashlib.sha256
-    ).hexdigest()[:32]
+    return hmac.new(settings.signing_key().encode(), b"console-csrf", hashlib.sha256).hexdigest()[
+        :32
+    ]
 
 
 def _check_post(request: Request, settings: Settings, token: str) -> None:
@@ -229,7 +229,9 @@ def _back(week: str) -> RedirectResponse:
 
 @router.post("/send")
 def console_send(
-    request: Request, settings: Operator, csrf: Annotated[str, Form()] = "",
+    request: Request,
+    settings: Operator,
+    csrf: Annotated[str, Form()] = "",
     week: Annotated[str, Form()] = "",
 ) -> Response:
     _check_post(request, settings, csrf)
@@ -245,7 +247,10 @@ def console_send(
 
 @router.post("/issues/{week}/{action}")
 def console_control(
-    request: Request, week: str, action: str, settings: Operator,
+    request: Request,
+    week: str,
+    action: str,
+    settings: Operator,
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     _check_post(request, settings, csrf)

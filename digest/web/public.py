@@ -60,10 +60,14 @@ _SUBSCRIBE_OPENAPI: dict[str, Any] = {
         },
     },
     "responses": {
-        "200": {"description": "Form post: a page saying a confirmation may be on its way.",
-                "content": {"text/html": {}}},
-        "202": {"description": "JSON post: the same answer whether or not the address is known.",
-                "content": {"application/json": {}}},
+        "200": {
+            "description": "Form post: a page saying a confirmation may be on its way.",
+            "content": {"text/html": {}},
+        },
+        "202": {
+            "description": "JSON post: the same answer whether or not the address is known.",
+            "content": {"application/json": {}},
+        },
         "400": {"description": "The body could not be parsed."},
         "413": {"description": "The body is larger than 64 KB."},
         "415": {"description": "Neither JSON nor a form."},
@@ -85,10 +89,13 @@ _UNSUBSCRIBE_OPENAPI: dict[str, Any] = {
         },
     },
     "responses": {
-        "200": {"description": "Unsubscribed (or already not subscribed). Never a redirect.",
-                "content": {"text/html": {}}},
-        "400": {"description": "The link is not valid, or the body is not "
-                               "List-Unsubscribe=One-Click."},
+        "200": {
+            "description": "Unsubscribed (or already not subscribed). Never a redirect.",
+            "content": {"text/html": {}},
+        },
+        "400": {
+            "description": "The link is not valid, or the body is not List-Unsubscribe=One-Click."
+        },
     },
 }
 
@@ -171,8 +178,9 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
         headers = {"Retry-After": str(int(wait) + 1)}
         if wants_json:
             return JSONResponse({"detail": reason}, status_code=429, headers=headers)
-        response = page(request, "subscribe.html", settings, status_code=429, error=reason,
-                        email="", name="")
+        response = page(
+            request, "subscribe.html", settings, status_code=429, error=reason, email="", name=""
+        )
         response.headers.update(headers)
         return response
     try:
@@ -180,8 +188,15 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     except _BadRequest as exc:
         if wants_json or exc.status == 415:
             return JSONResponse({"detail": exc.reason}, status_code=exc.status)
-        return page(request, "subscribe.html", settings, status_code=exc.status,
-                    error=exc.reason, email="", name="")
+        return page(
+            request,
+            "subscribe.html",
+            settings,
+            status_code=exc.status,
+            error=exc.reason,
+            email="",
+            name="",
+        )
 
     def answer() -> Response:
         if wants_json:
@@ -201,21 +216,30 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
             logger.info("honeypot filled from %s; request ignored", client_ip(request))
             return answer()
         who = _who(request, "web form" if not wants_json else "web api")
-        outcome = await run_in_threadpool(
-            request_subscription, _engine(request), email, name, who
-        )
+        outcome = await run_in_threadpool(request_subscription, _engine(request), email, name, who)
     except SubscriberError as exc:
         reason = str(exc)
         if wants_json:
             return JSONResponse({"detail": reason}, status_code=422)
-        return page(request, "subscribe.html", settings, status_code=422, error=reason,
-                    email=str(raw_email)[:320], name=str(raw_name)[:200])
+        return page(
+            request,
+            "subscribe.html",
+            settings,
+            status_code=422,
+            error=reason,
+            email=str(raw_email)[:320],
+            name=str(raw_name)[:200],
+        )
     if outcome.recipient is not None and outcome.nonce is not None:
         # After the answer has gone out: the reply takes the same time whether or not
         # an email is sent, so its timing does not reveal whether the address is known.
         background.add_task(
-            _send_confirmation, settings, _engine(request),
-            request.app.state.transport_factory, outcome.recipient, outcome.nonce,
+            _send_confirmation,
+            settings,
+            _engine(request),
+            request.app.state.transport_factory,
+            outcome.recipient,
+            outcome.nonce,
         )
     return answer()
 
@@ -231,8 +255,9 @@ def _send_confirmation(
         if send_confirmation(settings, recipient, nonce, factory):
             mark_confirmation_sent(engine, recipient.subscriber_id)
     except DigestError:
-        logger.exception("could not send the confirmation to subscriber %s",
-                         recipient.subscriber_id)
+        logger.exception(
+            "could not send the confirmation to subscriber %s", recipient.subscriber_id
+        )
 
 
 # ---------------------------------------------------------------- confirm
@@ -244,9 +269,15 @@ def confirm_link(token: str, request: Request) -> HTMLResponse:
     try:
         confirm(_engine(request), settings, token, _who(request, "confirmation link"))
     except TokenError as exc:
-        return page(request, "link_problem.html", settings, status_code=400,
-                    title="This confirmation link does not work", reason=str(exc),
-                    subscribe_again=True)
+        return page(
+            request,
+            "link_problem.html",
+            settings,
+            status_code=400,
+            title="This confirmation link does not work",
+            reason=str(exc),
+            subscribe_again=True,
+        )
     return page(request, "confirmed.html", settings)
 
 
@@ -256,8 +287,9 @@ def confirm_link(token: str, request: Request) -> HTMLResponse:
 @router.get("/unsubscribe", response_class=HTMLResponse, summary="How to unsubscribe")
 def unsubscribe_help(request: Request) -> HTMLResponse:
     settings = _settings(request)
-    return page(request, "unsubscribe_help.html", settings,
-                mailto=settings.effective_unsubscribe_mailto)
+    return page(
+        request, "unsubscribe_help.html", settings, mailto=settings.effective_unsubscribe_mailto
+    )
 
 
 @router.get(
@@ -270,9 +302,15 @@ def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     try:
         status = unsubscribe_status(_engine(request), settings, token)
     except TokenError as exc:
-        return page(request, "link_problem.html", settings, status_code=400,
-                    title="This unsubscribe link does not work", reason=str(exc),
-                    subscribe_again=False)
+        return page(
+            request,
+            "link_problem.html",
+            settings,
+            status_code=400,
+            title="This unsubscribe link does not work",
+            reason=str(exc),
+            subscribe_again=False,
+        )
     if status in ("active", "pending"):
         return page(request, "unsubscribe.html", settings)
     return page(request, "unsubscribed.html", settings, already=True)
@@ -297,12 +335,18 @@ async def one_click(token: str, request: Request) -> HTMLResponse:
     settings = _settings(request)
     fields = await _one_click_fields(request)
     if "One-Click" not in fields.get("List-Unsubscribe", []):
-        return page(request, "link_problem.html", settings, status_code=400,
-                    title="Nothing was changed",
-                    reason="an unsubscribe request must carry List-Unsubscribe=One-Click",
-                    subscribe_again=False)
+        return page(
+            request,
+            "link_problem.html",
+            settings,
+            status_code=400,
+            title="Nothing was changed",
+            reason="an unsubscribe request must carry List-Unsubscribe=One-Click",
+            subscribe_again=False,
+        )
     source = (
-        "unsubscribe page" if "page" in fields.get("via", [])
+        "unsubscribe page"
+        if "page" in fields.get("via", [])
         else "List-Unsubscribe one-click (RFC 8058)"
     )
     try:
@@ -310,7 +354,13 @@ async def one_click(token: str, request: Request) -> HTMLResponse:
             unsubscribe, _engine(request), settings, token, _who(request, source)
         )
     except TokenError as exc:
-        return page(request, "link_problem.html", settings, status_code=400,
-                    title="This unsubscribe link does not work", reason=str(exc),
-                    subscribe_again=False)
+        return page(
+            request,
+            "link_problem.html",
+            settings,
+            status_code=400,
+            title="This unsubscribe link does not work",
+            reason=str(exc),
+            subscribe_again=False,
+        )
     return page(request, "unsubscribed.html", settings, already=False)

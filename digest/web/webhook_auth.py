@@ -99,8 +99,9 @@ def verify_sendgrid(
         raise WebhookVerificationError("missing SendGrid signature headers")
     _fresh(timestamp, settings, now)
     try:
-        key.verify(base64.b64decode(signature), timestamp.encode() + body,
-                   ec.ECDSA(hashes.SHA256()))
+        key.verify(
+            base64.b64decode(signature), timestamp.encode() + body, ec.ECDSA(hashes.SHA256())
+        )
     except (InvalidSignature, ValueError, binascii.Error):
         raise WebhookVerificationError("bad SendGrid signature") from None
 
@@ -158,9 +159,23 @@ def verify_svix(
 _SIGNED_KEYS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
     "SubscriptionConfirmation": (
-        "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
     "UnsubscribeConfirmation": (
-        "Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
 }
 
 
@@ -209,8 +224,9 @@ def verify_sns(
     """Topic allow-list, certificate URL host, then the RSA signature (v1 SHA1, v2 SHA256)."""
     topics = {t.strip() for t in (settings.ses_sns_topic_arns or "").split(",") if t.strip()}
     if not topics:
-        raise WebhookVerificationError("webhook not configured: set DIGEST_SES_SNS_TOPIC_ARNS",
-                                       status=403)
+        raise WebhookVerificationError(
+            "webhook not configured: set DIGEST_SES_SNS_TOPIC_ARNS", status=403
+        )
     # Any AWS account can sign SNS messages: only our own topics are believed.
     if message.get("TopicArn") not in topics:
         raise WebhookVerificationError("SNS topic is not ours", status=403)

@@ -24,8 +24,9 @@ HINT_KEYS = ("digest_issue", "digest_delivery")
 def when(value: Any) -> datetime:
     """A provider timestamp (unix seconds or ISO 8601) as aware UTC; now if unreadable."""
     try:
-        if isinstance(value, int | float) or (isinstance(value, str) and
-                                              value.replace(".", "", 1).isdigit()):
+        if isinstance(value, int | float) or (
+            isinstance(value, str) and value.replace(".", "", 1).isdigit()
+        ):
             return datetime.fromtimestamp(float(value), UTC)
         if isinstance(value, str) and value:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -70,8 +71,16 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- Postmark
 
 _POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated"}
-_POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "InboxFull", "Blocked",
-                  "DMARCPolicy", "ChallengeVerification", "Unknown"}
+_POSTMARK_SOFT = {
+    "SoftBounce",
+    "Transient",
+    "DnsError",
+    "InboxFull",
+    "Blocked",
+    "DMARCPolicy",
+    "ChallengeVerification",
+    "Unknown",
+}
 
 
 def postmark(payload: Any) -> list[MailEvent]:
@@ -105,7 +114,8 @@ def postmark(payload: Any) -> list[MailEvent]:
     elif record == "SubscriptionChange" and payload.get("SuppressSending") is True:
         reason = _str(payload.get("SuppressionReason"))
         kind = {"HardBounce": EventKind.BOUNCED_HARD, "SpamComplaint": EventKind.COMPLAINED}.get(
-            reason, EventKind.UNSUBSCRIBED)
+            reason, EventKind.UNSUBSCRIBED
+        )
         email = _str(payload.get("Recipient"))
         event_id = f"SubscriptionChange:{message_id}:{email}:{payload.get('ChangedAt')}"
         at, detail = payload.get("ChangedAt"), f"suppressed at Postmark: {reason}"
@@ -151,8 +161,18 @@ def sendgrid(payload: Any) -> list[MailEvent]:
         # sg_message_id is the X-Message-Id of the request plus a per-recipient suffix.
         message_id = _str(item.get("sg_message_id")).split(".", 1)[0] or None
         detail = " ".join(x for x in (name, _str(item.get("status")), reason) if x)
-        events.append(MailEvent("sendgrid", event_id, kind, email, when(item.get("timestamp")),
-                                message_id, detail, hints(item)))
+        events.append(
+            MailEvent(
+                "sendgrid",
+                event_id,
+                kind,
+                email,
+                when(item.get("timestamp")),
+                message_id,
+                detail,
+                hints(item),
+            )
+        )
     return events
 
 
@@ -184,8 +204,18 @@ def mailgun(payload: Any) -> list[MailEvent]:
     message_id = _str(headers.get("message-id")).strip("<>") or None
     status = _dict(data.get("delivery-status"))
     detail = " ".join(x for x in (name, severity, reason, _str(status.get("description"))) if x)
-    return [MailEvent("mailgun", event_id, kind, email, when(data.get("timestamp")), message_id,
-                      detail, hints(data.get("user-variables")))]
+    return [
+        MailEvent(
+            "mailgun",
+            event_id,
+            kind,
+            email,
+            when(data.get("timestamp")),
+            message_id,
+            detail,
+            hints(data.get("user-variables")),
+        )
+    ]
 
 
 # ---------------------------------------------------------------- Resend
@@ -214,8 +244,20 @@ def resend(payload: Any, svix_id: str) -> list[MailEvent]:
         return []
     message_id = _str(data.get("email_id")) or None
     at = when(payload.get("created_at"))
-    return [MailEvent("resend", f"{svix_id}:{email}", kind, email, at, message_id, detail,
-                      hints(data.get("tags"))) for email in emails if email]
+    return [
+        MailEvent(
+            "resend",
+            f"{svix_id}:{email}",
+            kind,
+            email,
+            at,
+            message_id,
+            detail,
+            hints(data.get("tags")),
+        )
+        for email in emails
+        if email
+    ]
 
 
 # ---------------------------------------------------------------- SES (inside SNS)
@@ -235,14 +277,25 @@ def ses(notification: Any, sns_message_id: str) -> list[MailEvent]:
         kind = EventKind.BOUNCED_HARD if permanent else EventKind.BOUNCED_SOFT
         detail = f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')}"
         for r in _dicts(bounce.get("bouncedRecipients")):
-            found.append((kind, _str(r.get("emailAddress")), bounce.get("timestamp"),
-                          f"{detail} {_str(r.get('diagnosticCode'))}".strip()))
+            found.append(
+                (
+                    kind,
+                    _str(r.get("emailAddress")),
+                    bounce.get("timestamp"),
+                    f"{detail} {_str(r.get('diagnosticCode'))}".strip(),
+                )
+            )
     elif name == "Complaint":
         complaint = _dict(notification.get("complaint"))
         for r in _dicts(complaint.get("complainedRecipients")):
-            found.append((EventKind.COMPLAINED, _str(r.get("emailAddress")),
-                          complaint.get("timestamp"),
-                          _str(complaint.get("complaintFeedbackType"))))
+            found.append(
+                (
+                    EventKind.COMPLAINED,
+                    _str(r.get("emailAddress")),
+                    complaint.get("timestamp"),
+                    _str(complaint.get("complaintFeedbackType")),
+                )
+            )
     elif name == "Delivery":
         delivery = _dict(notification.get("delivery"))
         recipients = delivery.get("recipients")
@@ -251,7 +304,18 @@ def ses(notification: Any, sns_message_id: str) -> list[MailEvent]:
     elif name == "DeliveryDelay":
         delay = _dict(notification.get("deliveryDelay"))
         for r in _dicts(delay.get("delayedRecipients")):
-            found.append((EventKind.DEFERRED, _str(r.get("emailAddress")),
-                          delay.get("timestamp"), _str(delay.get("delayType"))))
-    return [MailEvent("ses", f"{sns_message_id}:{email}", kind, email, when(at), message_id,
-                      detail, meta) for kind, email, at, detail in found if email]
+            found.append(
+                (
+                    EventKind.DEFERRED,
+                    _str(r.get("emailAddress")),
+                    delay.get("timestamp"),
+                    _str(delay.get("delayType")),
+                )
+            )
+    return [
+        MailEvent(
+            "ses", f"{sns_message_id}:{email}", kind, email, when(at), message_id, detail, meta
+        )
+        for kind, email, at, detail in found
+        if email
+    ]

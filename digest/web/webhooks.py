@@ -58,8 +58,9 @@ def _events(
             payload = parse.load_json(body)
         except WebhookError:
             raise WebhookVerificationError("missing Mailgun signature") from None
-        auth.verify_mailgun(settings, payload.get("signature") if isinstance(payload, dict)
-                            else None)
+        auth.verify_mailgun(
+            settings, payload.get("signature") if isinstance(payload, dict) else None
+        )
         return parse.mailgun(payload), {}
     if provider == "resend":
         svix_id = auth.verify_svix(settings, headers, body)
@@ -99,7 +100,11 @@ def _sns(settings: Settings, body: bytes, state: Any) -> tuple[list[MailEvent], 
 
 
 def _process(
-    provider: str, settings: Settings, engine: Any, headers: dict[str, str], body: bytes,
+    provider: str,
+    settings: Settings,
+    engine: Any,
+    headers: dict[str, str],
+    body: bytes,
     state: Any,
 ) -> dict[str, Any]:
     events, extra = _events(provider, settings, headers, body, state)
@@ -125,8 +130,12 @@ async def webhook(provider: str, request: Request) -> JSONResponse:
             _process, provider, app.state.settings, app.state.engine, headers, body, app.state
         )
     except WebhookVerificationError as exc:
-        logger.warning("refused %s webhook from %s: %s", provider,
-                       request.client.host if request.client else "?", exc)
+        logger.warning(
+            "refused %s webhook from %s: %s",
+            provider,
+            request.client.host if request.client else "?",
+            exc,
+        )
         answer = JSONResponse({"detail": str(exc)}, status_code=exc.status)
         if provider == "postmark" and exc.status == 401:
             answer.headers["WWW-Authenticate"] = 'Basic realm="digest webhooks"'

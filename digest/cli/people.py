@@ -1,0 +1,231 @@
+"""The ``digest subscribers …`` commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from sqlmodel import Session
+
+from digest.exceptions import DigestError
+
+if TYPE_CHECKING:
+    pass
+
+from digest.cli.common import (
+    fail,
+    out,
+    progress_bar,
+    settings,
+    store_engine,
+    subscribers_app,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+) -> None:
+    """Add an active subscriber (you vouch for their consent).
+
+    Example: digest subscribers add ada@example.com --name "Ada Lovelace"
+    """
+    from digest.db import session_scope
+    from subscribers.service import add_subscriber
+
+    engine = store_engine(settings())
+    try:
+        with session_scope(engine) as session:
+            sub, created = add_subscriber(session, email, name, source="cli")
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(
+        f"{'added' if created else 'already subscribed'}: {sub.email} ({sub.status})",
+        highlight=False,
+    )
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    csv_path: Annotated[Path, typer.Argument(help="CSV with a header row: email[,name].")],
+    consent_source: Annotated[
+        str | None,
+        typer.Option(
+            "--consent-source",
+            help="Where and how these people agreed (logged per row in the consent log), "
+            "e.g. 'signup sheet, PyCon 2026'. Default: 'CSV import of FILE'.",
+        ),
+    ] = None,
+) -> None:
+    """Import active subscribers from CSV; any invalid row → nothing is written.
+
+    Suppressed addresses (unsubscribed, bounced, complained, forgotten) are skipped:
+    only a new double opt-in brings them back.
+
+    Example: digest subscribers import readers.csv --consent-source "signup sheet, PyCon 2026"
+    """
+    from subscribers.service import import_csv
+
+    source = consent_source.strip() if consent_source else f"CSV import of {csv_path.name}"
+    if not source:
+        fail("--consent-source must not be empty", 2)
+    engine = store_engine(settings())
+    try:
+        with progress_bar("importing") as bar:
+            report = import_csv(engine, csv_path, source=source, progress=bar.advance)
+    except DigestError as exc:
+        fail(f"import failed, nothing was written:\n{exc}")
+    out.print(
+        f"imported {report.added} new subscribers; {report.existing} already known; "
+        f"{len(report.suppressed)} suppressed left as they are",
+        highlight=False,
+    )
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one subscriber with the consent log: who consented, when, how, from where.
+
+    Example: digest subscribers show ada@example.com --json
+    """
+    from subscribers.privacy import show
+
+    engine = store_engine(settings())
+    try:
+        info = show(engine, email)
+    except DigestError as exc:
+        fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        return
+    if not info["known"]:
+        out.print(
+            f"{info['email']}: forgotten; on the suppression list ({info['suppressed']})",
+            highlight=False,
+            markup=False,
+        )
+        return
+    out.print(f"{info['email']}  {info['status']}  {info['name']}", highlight=False, markup=False)
+    out.print(
+        f"consent: {info['confirmed_at'] or 'none yet'}  source: {info['source']}",
+        highlight=False,
+        markup=False,
+    )
+    for ev in info["events"]:
+        out.print(
+            f"  {ev['at']}  {ev['action']:<11} {ev['source']}  ip={ev['ip'] or '-'}  "
+            f"{ev['detail']}  ua={ev['user_agent'] or '-'}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    csv_path: Annotated[Path, typer.Argument(help="File to write (replaced atomically).")],
+) -> None:
+    """Write every subscriber with state and consent time (and its source) to CSV.
+
+    Example: digest subscribers export subscribers-2026-11.csv
+    """
+    from subscribers.privacy import export_csv
+
+    engine = store_engine(settings())
+    try:
+        count = export_csv(engine, csv_path)
+    except OSError as exc:
+        fail(f"cannot write {csv_path}: {exc.strerror}")
+    out.print(f"wrote {count} subscribers to {csv_path}", highlight=False, markup=False)
+
+
+@subscribers_app.command("unsubscribe")
+def subscribers_unsubscribe(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    source: Annotated[
+        str, typer.Option(help="How the request reached you (logged in the consent log).")
+    ] = "mailto request",
+) -> None:
+    """Unsubscribe an address at once, e.g. after a request to the List-Unsubscribe mailto.
+
+    Example: digest subscribers unsubscribe ada@example.com --source "mail to unsubscribe@"
+    """
+    from subscribers.privacy import unsubscribe_address
+
+    engine = store_engine(settings())
+    try:
+        changed = unsubscribe_address(engine, email, source=source)
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(
+        ("unsubscribed " if changed else "already not subscribed: ") + email.strip(),
+        highlight=False,
+        markup=False,
+    )
+
+
+@subscribers_app.command("forget")
+def subscribers_forget(
+    email: Annotated[str, typer.Argument(help="The address to erase.")],
+) -> None:
+    """Erase a person (right to erasure): their record, consent log and deliveries.
+
+    Only a hash of the address stays, on the suppression list, so no import or CLI add
+    can bring them back; a new double opt-in still can.
+
+    Example: digest subscribers forget ada@example.com
+    """
+    from subscribers.privacy import forget
+
+    engine = store_engine(settings())
+    try:
+        result = forget(engine, email)
+    except DigestError as exc:
+        fail(str(exc))
+    if result.erased:
+        out.print(
+            f"forgot {result.email}; its hash stays on the suppression list "
+            f"({result.suppressed_as})",
+            highlight=False,
+            markup=False,
+        )
+    elif result.suppressed_as:
+        out.print(
+            f"nothing stored for {result.email} beyond its hash on the suppression list",
+            highlight=False,
+            markup=False,
+        )
+    else:
+        out.print(f"nothing stored for {result.email}", highlight=False, markup=False)
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON objects.")] = False,
+) -> None:
+    """List subscribers with their state.
+
+    Example: digest subscribers list --json | jq '.[] | select(.status=="active")'
+    """
+    from subscribers.service import list_subscribers, subscriber_to_dict
+
+    engine = store_engine(settings())
+    with Session(engine) as session:
+        if as_json:
+            rows = [subscriber_to_dict(s) for s in list_subscribers(session)]
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+            return
+        n = 0
+        for sub in list_subscribers(session):
+            n += 1
+            out.print(f"{sub.status:<13} {sub.email}  {sub.name}", highlight=False)
+        out.print(f"{n} subscribers", highlight=False)

@@ -1,0 +1,67 @@
+"""Commands that run the whole system: serve (the web app) and demo."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from digest.exceptions import DigestError
+
+if TYPE_CHECKING:
+    pass
+
+from digest.cli.common import (
+    app,
+    fail,
+    out,
+    settings,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the web app (subscribe, confirm, unsubscribe, archive) with uvicorn.
+
+    Example: digest serve --host 0.0.0.0 --port 8000
+    """
+    import uvicorn
+
+    from digest.web.app import create_app
+
+    s = settings()
+    try:
+        application = create_app(s)
+    except DigestError as exc:
+        fail(str(exc))
+    # X-Forwarded-For is trusted only from DIGEST_FORWARDED_ALLOW_IPS (the rate limit
+    # and the consent log use the client address).
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        forwarded_allow_ips=s.forwarded_allow_ips,
+    )
+
+
+@app.command()
+def demo() -> None:
+    """Run the weekly job end to end on bundled sample data (SQLite + Maildir).
+
+    Example: DIGEST_OUTBOX=/tmp/outbox digest demo
+    """
+    from digest.demo import run_demo
+
+    try:
+        summary = run_demo(settings())
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(summary, highlight=False)
