@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import formataddr
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -22,7 +20,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup, escape
 
 from digest.config import Settings
-from digest.message import MAIL_POLICY, IssueMessage, Recipient
+from digest.message import IssueMessage, Recipient
 from digest.render import one_line, placeholder, render_email
 from digest.timeutil import utcnow
 from digest.tokens import make_token
@@ -128,26 +126,10 @@ class ConfirmationMessage(IssueMessage):
             headers["Reply-To"] = self.settings.reply_to
         return headers
 
-    def build(self, recipient: Recipient) -> EmailMessage:
-        msg = EmailMessage(policy=MAIL_POLICY)
-        for key, value in self.headers(recipient).items():
-            if key == "To":
-                msg[key] = Address(
-                    display_name=one_line(recipient.name, 100), addr_spec=recipient.email
-                )
-            else:
-                msg[key] = value
-        msg.set_content(
-            self.text_for(recipient), subtype="plain", charset="utf-8", cte="quoted-printable"
-        )
-        msg.add_alternative(
-            self.html_for(recipient), subtype="html", charset="utf-8", cte="quoted-printable"
-        )
-        msg.set_boundary(self.boundary)
-        return msg
-
     def as_bytes(self, recipient: Recipient) -> bytes:
-        return self.build(recipient).as_bytes(policy=MAIL_POLICY)
+        # One email for one person: the stdlib path (IssueMessage.build with the
+        # headers above), not the per-issue skeleton.
+        return self.as_bytes_slow(recipient)
 
 
 TransportFactory = Callable[[Settings], Transport]
