@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, create_engine
@@ -75,14 +75,6 @@ def migrate(engine: Engine) -> None:
         command.upgrade(alembic_config(engine), "heads")
     except OperationalError as exc:
         raise StoreError(f"cannot migrate {engine.url!r}: {exc.orig}") from exc
-
-
-def is_current(engine: Engine) -> bool:
-    """True when the database has the project's tables."""
-    try:
-        return inspect(engine).has_table("alembic_version")
-    except OperationalError as exc:
-        raise StoreError(f"cannot open database {engine.url!r}: {exc.orig}") from exc
 
 
 @contextmanager

@@ -179,20 +179,13 @@ class Claim:
     lease: str
 
 
-def claim_batch(
-    engine: Engine, issue_id: int, owner: str, size: int, lease_seconds: int
-) -> tuple[list[Recipient], int]:
+def claim_leased(engine: Engine, issue_id: int, owner: str, size: int, lease_seconds: int) -> Claim:
     """Lease up to ``size`` deliveries to ``owner``.
 
-    Returns the recipients to send to and how many claimed rows were skipped because
-    the subscriber is no longer active (unsubscribed mid-send).
+    The claim holds the recipients to send to, how many claimed rows were skipped
+    because the subscriber is no longer active (unsubscribed mid-send), and the
+    lease's name (for :func:`renew_lease`).
     """
-    claim = claim_leased(engine, issue_id, owner, size, lease_seconds)
-    return claim.recipients, claim.skipped
-
-
-def claim_leased(engine: Engine, issue_id: int, owner: str, size: int, lease_seconds: int) -> Claim:
-    """:func:`claim_batch`, also naming the lease (for :func:`renew_lease`)."""
     now = utcnow()
     lease = f"{owner}/{uuid.uuid4().hex[:8]}"
     with engine.begin() as conn:
@@ -292,7 +285,7 @@ def record_results(
                     "b_sub": result.recipient.subscriber_id,
                 }
             )
-    retried = failed_retry = 0
+    retried = 0
     with engine.begin() as conn:
         if sent_rows:
             conn.execute(
@@ -325,7 +318,6 @@ def record_results(
                             "b_error": f"gave up after {n} attempts: {row['b_error']}",
                         }
                     )
-                    failed_retry += 1
                     continue
                 delay = row.pop("b_retry_after") or backoff_seconds(
                     n, settings.retry_base_seconds, settings.retry_max_seconds

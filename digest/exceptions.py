@@ -7,7 +7,6 @@ the scheduler and the web app can catch one type and show its message::
     ├── ConfigError                 settings missing, malformed or unsafe
     ├── StoreError                  database unreachable, migration failed
     ├── ImportValidationError       an import file is wrong; nothing was written
-    ├── SelectionError              no issue can be built for the requested week
     ├── RenderError                 a template failed (names the template)
     ├── SubscriberError             an address is invalid, suppressed or unknown
     │   └── TokenError              a signed link is forged, expired or for another purpose
@@ -49,10 +48,6 @@ class ImportValidationError(DigestError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-class SelectionError(DigestError):
-    """No issue can be built for the requested week."""
 
 
 class RenderError(DigestError):

@@ -10,7 +10,6 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -264,7 +263,3 @@ def render_email(template: str, context: dict[str, Any]) -> tuple[str, str]:
     ``context``: the same environments, escaping and MJML settings as the digest."""
     html = compile_mjml(_render(_HTML_ENV, f"{template}.mjml", context), f"{template}.mjml")
     return html, _render(_TEXT_ENV, f"{template}.txt", context)
-
-
-def template_path(name: str) -> Path:
-    return TEMPLATES_DIR / name
