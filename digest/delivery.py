@@ -268,7 +268,11 @@ def record_results(
     for result in results:
         rid = result.recipient.delivery_id
         if result.status is SendStatus.SENT:
-            sent_rows.append({"b_id": rid, "b_provider": result.provider_id})
+            # A note on a sent result (e.g. "outcome unknown" from a provider timeout) is
+            # kept on the row: the operator can see which deliveries were not confirmed.
+            sent_rows.append(
+                {"b_id": rid, "b_provider": result.provider_id, "b_note": result.error}
+            )
         elif result.status is SendStatus.RETRY:
             retry_rows.append(
                 {
@@ -297,7 +301,7 @@ def record_results(
                     sent_at=now,
                     lease_owner=None,
                     lease_expires_at=None,
-                    last_error=None,
+                    last_error=bindparam("b_note"),
                     updated_at=now,
                 ),
                 sent_rows,

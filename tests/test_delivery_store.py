@@ -16,7 +16,7 @@ from digest.delivery import claim_leased, enqueue, record_results, renew_lease
 from digest.issues import freeze_issue, issue_message
 from digest.models import Delivery, DeliveryState, IssueState
 from digest.timeutil import utcnow
-from digest.transports.base import SendResult
+from digest.transports.base import SendResult, SendStatus
 from digest.transports.smtp import SMTPTransport
 from digest.workers import deliver
 from subscribers.models import Subscriber
@@ -125,3 +125,18 @@ def test_two_workers_at_once_send_each_address_once(store: Store, tmp_path: Path
             conn.execute(select(S.c.email, D.c.state).join(S, S.c.id == D.c.subscriber_id)).all()
         )
     assert {e for e, st in states.items() if st == DeliveryState.FAILED} == bounced
+
+
+def test_a_sent_result_with_a_note_keeps_it(store: Store, tmp_path: Path) -> None:
+    """A provider timeout is recorded as sent (never re-sent) with the note visible."""
+    issue_id, _ = _issue(store, tmp_path, 3)
+    claim = claim_leased(store.engine, issue_id, "w", 10, 60)
+    note = "outcome unknown: postmark: no answer (ReadTimeout); not re-sent to avoid a duplicate"
+    results = [SendResult.sent(claim.recipients[0], provider_id="abc")] + [
+        SendResult(r, SendStatus.SENT, error=note) for r in claim.recipients[1:]
+    ]
+    assert record_results(store.engine, results, store.settings) == (3, 0, 0)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(D.c.state, D.c.provider_id, D.c.last_error)).all()
+    assert sorted(r.state for r in rows) == ["sent"] * 3
+    assert sorted((r.last_error or "") for r in rows) == ["", note, note]
