@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -47,6 +47,26 @@ class Requester:
     source: str
     ip: str | None = None
     user_agent: str | None = None
+
+    def log(
+        self,
+        conn: Connection,
+        subscriber_id: int,
+        action: ConsentAction,
+        detail: str,
+        when: datetime | None = None,
+    ) -> None:
+        """One consent-log entry for what this requester did."""
+        log_event(
+            conn,
+            subscriber_id,
+            action,
+            source=self.source,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            detail=detail,
+            when=when,
+        )
 
 
 @dataclass(frozen=True)
@@ -98,27 +118,11 @@ def _request(conn: Connection, address: str, name: str, who: Requester) -> Subsc
         ).inserted_primary_key
         assert key is not None
         sid = int(key[0])
-        log_event(
-            conn,
-            sid,
-            ConsentAction.SUBSCRIBE,
-            source=who.source,
-            ip=who.ip,
-            user_agent=who.user_agent,
-            detail="new address; confirmation requested",
-        )
+        who.log(conn, sid, ConsentAction.SUBSCRIBE, "new address; confirmation requested")
         return SubscribeOutcome(Recipient(sid, address, name), nonce)
 
     def log(detail: str) -> None:
-        log_event(
-            conn,
-            row.id,
-            ConsentAction.SUBSCRIBE,
-            source=who.source,
-            ip=who.ip,
-            user_agent=who.user_agent,
-            detail=detail,
-        )
+        who.log(conn, row.id, ConsentAction.SUBSCRIBE, detail)
 
     if row.status == SubscriberStatus.ACTIVE:
         log("already active; nothing sent")
@@ -183,16 +187,7 @@ def confirm(engine: Engine, settings: Settings, token: str, who: Requester) -> C
         )
         lift_suppression(conn, row.email)
         detail = "double opt-in completed" + (f" (was {was})" if was in SUPPRESSED_STATES else "")
-        log_event(
-            conn,
-            row.id,
-            ConsentAction.CONFIRM,
-            source=who.source,
-            ip=who.ip,
-            user_agent=who.user_agent,
-            detail=detail,
-            when=now,
-        )
+        who.log(conn, row.id, ConsentAction.CONFIRM, detail, when=now)
     logger.info("subscriber %s confirmed", row.id)
     return ConfirmOutcome(row.email, row.name)
 
