@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
 
 from digest.config import Settings
 from digest.db import make_engine, migrate
@@ -38,8 +41,27 @@ def engine(settings: Settings) -> Iterator[Engine]:
     eng.dispose()
 
 
-def postgres_url() -> str | None:
-    return os.environ.get("DIGEST_TEST_POSTGRES_URL")
+PG_ENV = "DIGEST_TEST_POSTGRES_URL"
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A URL on a fresh PostgreSQL schema, dropped afterwards; skips the test with the
+    reason when DIGEST_TEST_POSTGRES_URL is not set."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    schema = f"digest_test_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 # Shared fixtures defined in helper modules (tests/ is on sys.path, it has no __init__).

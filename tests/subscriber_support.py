@@ -5,9 +5,7 @@ it with an in-memory transport, and helpers to read the confirmation link."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,8 +14,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from conftest import throwaway_postgres
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from digest.config import Settings
@@ -26,14 +24,6 @@ from digest.importer import import_comparisons
 from digest.timeutil import window
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
-
-PG_ENV = "DIGEST_TEST_POSTGRES_URL"
-
-
-def _pg_url(base: str, schema: str) -> str:
-    url = base.replace("postgresql://", "postgresql+psycopg://", 1)
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{schema}"
 
 
 @dataclass
@@ -51,23 +41,13 @@ def store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Store]
         yield Store(settings, engine)
         engine.dispose()
         return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set; PostgreSQL variant skipped")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = _pg_url(base, schema)
-    engine = make_engine(url)
-    migrate(engine)
-    try:
-        yield Store(settings.model_copy(update={"database_url": url}), engine)
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with throwaway_postgres() as url:
+        engine = make_engine(url)
+        migrate(engine)
+        try:
+            yield Store(settings.model_copy(update={"database_url": url}), engine)
+        finally:
+            engine.dispose()
 
 
 @dataclass

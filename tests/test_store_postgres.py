@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import postgres_url
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import Engine, make_url
+from conftest import throwaway_postgres
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from store_support import WEEK, dated, dump_store, sample_items, seed_store, write_json
 
@@ -30,38 +29,14 @@ from digest.transports.memory import MemoryTransport
 TABLES = {"comparison", "tool", "review", "issue", "issue_comparison", "delivery", "subscriber"}
 
 
-def _psycopg(url: str) -> str:
-    # SQLAlchemy's bare "postgresql://" means psycopg2; this project installs psycopg 3.
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
     """Settings whose database is a fresh SQLite file or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
         yield settings
         return
-    base = postgres_url()
-    if not base:
-        pytest.skip(
-            "DIGEST_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)"
-        )
-    schema = f"digest_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_psycopg(base))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(_psycopg(base)).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield settings.model_copy(
-            update={"database_url": url.render_as_string(hide_password=False)}
-        )
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with throwaway_postgres() as url:
+        yield settings.model_copy(update={"database_url": url})
 
 
 @pytest.fixture

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import throwaway_postgres
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from provider_server import Captured, ProviderServer, Reply, configure, seed_store
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, status_of
 
@@ -168,25 +167,13 @@ def test_model_matches_migration(engine: Engine) -> None:
 
 @pytest.fixture
 def pg_engine() -> Iterator[Engine]:
-    url = os.environ.get("DIGEST_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip(
-            "DIGEST_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1/test)"
-        )
-    url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    name = f"digest_h5_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    eng = make_engine(url.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        migrate(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_postgres() as url:
+        eng = make_engine(url)
+        try:
+            migrate(eng)
+            yield eng
+        finally:
+            eng.dispose()
 
 
 @pytest.mark.postgres
