@@ -7,10 +7,8 @@ the name, address, unsubscribe URL and Message-ID change.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
@@ -19,17 +17,16 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from markupsafe import escape
 
-from digest import mimefast, tokens
+from digest import mimefast
 from digest.config import Settings
 from digest.render import one_line, placeholder
 from digest.timeutil import utcnow
 
 if TYPE_CHECKING:
     from digest.skeleton import MessageSkeleton
-from digest.tokens import address_binding, make_token, stable_digest
+from digest.tokens import TokenMinter, stable_digest, stable_digester
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +89,8 @@ class IssueMessage:
         self.mailto = settings.effective_unsubscribe_mailto
         self.domain = settings.from_domain
         self.boundary = "=_digest_" + stable_digest(settings, "boundary", issue_id, length=24)
-        self._message_ids: _MessageIds | None = None
-        self._tokens: _UnsubscribeTokens | None = None
+        self._message_ids: Callable[[object], str] | None = None
+        self._tokens: TokenMinter | None = None
         self._skeleton: MessageSkeleton | None = None
         self._fast_ready = False
 
@@ -102,14 +99,14 @@ class IssueMessage:
     def message_id(self, recipient: Recipient) -> str:
         """Deterministic per (issue, subscriber): a resent copy carries the same id."""
         if self._message_ids is None:
-            self._message_ids = _MessageIds(self.settings, self.issue_id)
-        digest = self._message_ids.digest(recipient.subscriber_id)
+            self._message_ids = stable_digester(self.settings, "message-id", self.issue_id)
+        digest = self._message_ids(recipient.subscriber_id)[:20]
         return f"<{self.week}.{digest}@{self.domain}>"
 
     def unsubscribe_url(self, recipient: Recipient) -> str:
         if self._tokens is None:
-            self._tokens = _UnsubscribeTokens(self.settings)
-        token = self._tokens.token(recipient.subscriber_id, recipient.email)
+            self._tokens = TokenMinter(self.settings, "unsubscribe")
+        token = self._tokens.for_address(recipient.subscriber_id, recipient.email)
         return f"{self.settings.base_url}/unsubscribe/{token}"
 
     def list_unsubscribe(self, recipient: Recipient, url: str | None = None) -> str:
@@ -203,71 +200,3 @@ class IssueMessage:
             except (ValueError, LookupError) as exc:
                 logger.warning("issue %s: fast message path unavailable (%s)", self.week, exc)
         return self._skeleton
-
-
-class _MessageIds:
-    """:func:`digest.tokens.stable_digest` for Message-IDs with the key set up once
-    (the generic function costs more than building the rest of the message); checked
-    against it once and dropped if they ever disagree."""
-
-    def __init__(self, settings: Settings, issue_id: int) -> None:
-        self.settings = settings
-        self.issue_id = issue_id
-        self._mac: hmac.HMAC | None = hmac.new(
-            settings.signing_key().encode(),
-            f"message-id\x1f{issue_id}\x1f".encode(),
-            hashlib.sha256,
-        )
-        if self.digest(1) != stable_digest(settings, "message-id", issue_id, 1):
-            logger.warning("Message-ID shortcut disagrees with digest.tokens; not used")
-            self._mac = None
-
-    def digest(self, subscriber_id: int) -> str:
-        if self._mac is None:
-            return stable_digest(self.settings, "message-id", self.issue_id, subscriber_id)
-        mac = self._mac.copy()
-        mac.update(str(subscriber_id).encode())
-        return mac.hexdigest()[:20]
-
-
-class _UnsubscribeTokens:
-    """:func:`digest.tokens.make_token` for unsubscribe links with the cipher and the
-    address-binding key set up once per issue (per call they cost more than the rest
-    of the message). Checked against ``make_token`` once; any disagreement, or a token
-    module without these internals, falls back to calling it per recipient."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._ready = False
-        try:
-            key = tokens._key(settings.signing_key())
-            self._cipher = AESSIV(key)
-            self._aad = tokens._aad("unsubscribe")
-            self._claim = tokens._CLAIM
-            self._version = tokens._VERSION
-            self._binding = hmac.new(key, b"address\x1f", hashlib.sha256)
-            self._ready = True
-            probe = " Probe.Reader@Example.com"
-            expected = make_token(
-                settings, "unsubscribe", 7, binding=address_binding(settings, probe)
-            )
-            self._ready = self.token(7, probe) == expected
-        except (AttributeError, TypeError, ValueError) as exc:
-            logger.debug("unsubscribe-token shortcut unavailable: %s", exc)
-            self._ready = False
-        if not self._ready:
-            logger.info("unsubscribe tokens made one by one (shortcut does not match)")
-
-    def token(self, subscriber_id: int, email: str) -> str:
-        if not self._ready:
-            return make_token(
-                self.settings,
-                "unsubscribe",
-                subscriber_id,
-                binding=address_binding(self.settings, email),
-            )
-        mac = self._binding.copy()
-        mac.update(email.strip().lower().encode("utf-8"))
-        claim = self._claim.pack(self._version, subscriber_id, 0) + mac.digest()[:8]
-        sealed = self._cipher.encrypt(claim, self._aad)
-        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")

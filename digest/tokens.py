@@ -28,6 +28,7 @@ import hmac
 import logging
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -80,10 +81,50 @@ def new_nonce() -> str:
     return secrets.token_hex(BINDING_BYTES)
 
 
+_ADDRESS = b"address\x1f"
+
+
+def _address_text(email: str) -> bytes:
+    return email.strip().lower().encode("utf-8")
+
+
 def address_binding(settings: Settings, email: str) -> bytes:
     """The keyed 8-byte fingerprint of an address that unsubscribe tokens carry."""
-    msg = b"address\x1f" + email.strip().lower().encode("utf-8")
-    return hmac.new(_key(settings.signing_key()), msg, hashlib.sha256).digest()[:BINDING_BYTES]
+    key = _key(settings.signing_key())
+    return hmac.new(key, _ADDRESS + _address_text(email), hashlib.sha256).digest()[:BINDING_BYTES]
+
+
+class TokenMinter:
+    """Makes tokens for one purpose with the cipher and keys set up once.
+
+    Setting up AES-SIV costs more than building the rest of a message, so a send makes
+    one minter per issue; :func:`make_token` is the one-off form of the same thing.
+    """
+
+    def __init__(self, settings: Settings, purpose: str) -> None:
+        key = _key(settings.signing_key())
+        self._cipher = AESSIV(key)
+        self._aad = _aad(purpose)
+        self._address = hmac.new(key, _ADDRESS, hashlib.sha256)
+
+    def make(
+        self, subscriber_id: int, *, binding: bytes = b"", issued_at: datetime | None = None
+    ) -> str:
+        if not 0 <= subscriber_id < 2**63:
+            raise ValueError("subscriber id out of range")
+        if len(binding) > BINDING_BYTES:
+            raise ValueError(f"binding longer than {BINDING_BYTES} bytes")
+        stamp = int(issued_at.timestamp()) if issued_at is not None else 0
+        claim = _CLAIM.pack(_VERSION, subscriber_id, stamp) + binding.ljust(BINDING_BYTES, b"\0")
+        sealed = self._cipher.encrypt(claim, self._aad)
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+
+    def for_address(self, subscriber_id: int, email: str) -> str:
+        """A token bound to ``email`` (unsubscribe links): equals
+        ``make_token(..., binding=address_binding(settings, email))``."""
+        mac = self._address.copy()
+        mac.update(_address_text(email))
+        return self.make(subscriber_id, binding=mac.digest()[:BINDING_BYTES])
 
 
 def make_token(
@@ -99,14 +140,7 @@ def make_token(
     ``issued_at`` makes the token expirable (``read_claims(max_age=…)``); ``binding``
     (at most 8 bytes) is returned by :func:`read_claims` for the caller to check.
     """
-    if not 0 <= subscriber_id < 2**63:
-        raise ValueError("subscriber id out of range")
-    if len(binding) > BINDING_BYTES:
-        raise ValueError(f"binding longer than {BINDING_BYTES} bytes")
-    stamp = int(issued_at.timestamp()) if issued_at is not None else 0
-    claim = _CLAIM.pack(_VERSION, subscriber_id, stamp) + binding.ljust(BINDING_BYTES, b"\0")
-    sealed = AESSIV(_key(settings.signing_key())).encrypt(claim, _aad(purpose))
-    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+    return TokenMinter(settings, purpose).make(subscriber_id, binding=binding, issued_at=issued_at)
 
 
 def read_claims(
@@ -148,7 +182,22 @@ def binding_matches(expected: bytes, claims: TokenClaims) -> bool:
     return hmac.compare_digest(expected.ljust(BINDING_BYTES, b"\0"), claims.binding)
 
 
+def stable_digester(settings: Settings, *prefix: object) -> Callable[[object], str]:
+    """The full hex ``stable_digest(settings, *prefix, last)`` as a function of
+    ``last``, with the key and the prefix hashed once (Message-IDs are made per
+    recipient)."""
+    head = "".join(f"{p}\x1f" for p in prefix).encode()
+    base = hmac.new(settings.signing_key().encode(), head, hashlib.sha256)
+
+    def digest(last: object) -> str:
+        mac = base.copy()
+        mac.update(str(last).encode())
+        return mac.hexdigest()
+
+    return digest
+
+
 def stable_digest(settings: Settings, *parts: object, length: int = 20) -> str:
     """A keyed, deterministic hex digest (Message-IDs, idempotency keys)."""
-    msg = "\x1f".join(str(p) for p in parts).encode()
-    return hmac.new(settings.signing_key().encode(), msg, hashlib.sha256).hexdigest()[:length]
+    *prefix, last = parts
+    return stable_digester(settings, *prefix)(last)[:length]
