@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,9 +12,11 @@ from sqlalchemy import select, update
 from store_support import WEEK
 from subscriber_support import Store
 
+from digest.config import Settings
 from digest.db import session_scope
 from digest.delivery import claim_leased, enqueue, record_results, renew_lease
 from digest.issues import freeze_issue, issue_message
+from digest.message import IssueMessage, Recipient
 from digest.models import Delivery, DeliveryState, IssueState
 from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus
@@ -94,6 +97,23 @@ def test_unsubscribed_before_claim_is_skipped_and_retries_give_up(
         )
 
 
+class RendezvousSMTP(SMTPTransport):
+    """The SMTP pool, whose first batch waits at a barrier shared with other workers."""
+
+    def __init__(self, settings: Settings, barrier: threading.Barrier) -> None:
+        super().__init__(settings)
+        self.barrier = barrier
+        self.met = False
+
+    def send_batch(
+        self, message: IssueMessage, recipients: Sequence[Recipient]
+    ) -> list[SendResult]:
+        if not self.met:
+            self.met = True
+            self.barrier.wait()
+        return super().send_batch(message, recipients)
+
+
 def test_two_workers_at_once_send_each_address_once(store: Store, tmp_path: Path) -> None:
     issue_id, emails = _issue(store, tmp_path, 240)
     with fault_smtp(FaultHandler(FaultPlan(rate_451=0.05, permanent=0.02))) as server:
@@ -105,9 +125,13 @@ def test_two_workers_at_once_send_each_address_once(store: Store, tmp_path: Path
             assert issue is not None
             message = issue_message(issue, s)
         reports = []
+        # Each worker's first batch waits for the other's: both must hold a batch at
+        # once, so sharing is shown without depending on thread timing.
+        meet = threading.Barrier(2, timeout=30)
 
         def work() -> None:
-            reports.append(deliver(store.engine, issue_id, message, SMTPTransport(s), s))
+            transport = RendezvousSMTP(s, meet)
+            reports.append(deliver(store.engine, issue_id, message, transport, s))
 
         threads = [threading.Thread(target=work) for _ in range(2)]
         for t in threads:
@@ -119,7 +143,7 @@ def test_two_workers_at_once_send_each_address_once(store: Store, tmp_path: Path
     copies = server.handler.copies()
     assert set(copies) == set(emails) - bounced and set(copies.values()) == {1}
     assert sum(r.sent for r in reports) == len(emails) - len(bounced)
-    assert all(r.batches > 0 for r in reports), [r.summary() for r in reports]
+    assert len(reports) == 2 and all(r.batches > 0 for r in reports), [r.summary() for r in reports]
     with store.engine.connect() as conn:
         states = dict(
             conn.execute(select(S.c.email, D.c.state).join(S, S.c.id == D.c.subscriber_id)).all()
