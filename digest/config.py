@@ -23,6 +23,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "please-change", "changethis", "demo", "test"}
 )
+#: The postal address a fresh install ships with: fine for the demo, never for a real send.
+SAMPLE_POSTAL_ADDRESS = "Weekly Verdicts, 1 Example Street, Springfield, USA"
+#: Sender domains that can never receive replies or pass DMARC (RFC 2606 / RFC 6761).
+TEST_DOMAINS = ("localhost", "example.com", "example.net", "example.org")
+TEST_DOMAIN_SUFFIXES = (".localhost", ".test", ".example", ".invalid", ".local")
+
 #: Signs links only under ``digest demo`` (``signing_key`` refuses it otherwise).
 DEMO_SECRET = "demo-only-secret-not-for-production-use-0000000000"  # noqa: S105
 
@@ -57,13 +63,22 @@ class Settings(BaseSettings):
     site_url: str = "https://verdicts.example.com"
     secret_key: SecretStr | None = None
     admin_token: SecretStr | None = None
-    postal_address: str = "Weekly Verdicts, 1 Example Street, Springfield, USA"
+    postal_address: str = SAMPLE_POSTAL_ADDRESS
     list_name: str = "Weekly AI Tool Verdicts"
     list_id: str | None = None
     unsubscribe_mailto: str | None = None
     timezone: str = "UTC"
     send_cron: str = "0 9 * * mon"
     misfire_grace_seconds: int = 3600
+
+    # The editorial loop (docs/editorial.md).
+    max_age_days: int = Field(default=14, ge=1, le=366)
+    review_hours: float = Field(default=0, ge=0, le=24 * 14)
+    require_approval: bool = False
+    allow_unsafe_send: bool = False
+    #: seconds to wait for DIGEST_BASE_URL/healthz in the preflight report; 0 skips it
+    preflight_health_timeout: float = Field(default=3.0, ge=0, le=60)
+    console_session_hours: float = Field(default=12, gt=0, le=24 * 90)
 
     full_cards: int = Field(default=5, ge=0, le=50)
     max_comparisons: int = Field(default=20, ge=1, le=200)

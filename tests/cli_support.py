@@ -33,6 +33,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DIGEST_SMTP_HOST": settings.smtp_host,
         "DIGEST_SMTP_PORT": str(settings.smtp_port),
         "DIGEST_POSTAL_ADDRESS": settings.postal_address,
+        "DIGEST_ALLOW_UNSAFE_SEND": str(settings.allow_unsafe_send).lower(),
+        "DIGEST_PREFLIGHT_HEALTH_TIMEOUT": str(settings.preflight_health_timeout),
     }
     if settings.secret_key is not None:
         env["DIGEST_SECRET_KEY"] = settings.secret_key.get_secret_value()
