@@ -4,6 +4,7 @@ or a ``.env`` file; nothing else in the package reads ``os.environ``."""
 from __future__ import annotations
 
 import logging
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -88,6 +89,11 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=60, ge=2)
     max_attempts: int = Field(default=5, ge=1, le=50)
     rate_limit: float | None = Field(default=None, gt=0)
+    # Limits every worker shares (digest/scale/limits.py).
+    redis_url: str | None = None
+    domain_limits: str | None = None
+    warmup: str | None = None
+    warmup_start: date | None = None
     # Delivery engine (docs/delivery.md).
     smtp_max_per_connection: int = Field(default=1000, ge=1)
     pause_after_failures: int = Field(default=100, ge=1)
@@ -129,6 +135,22 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For uvicorn trusts
 
     demo: bool = False
+
+    @field_validator("domain_limits")
+    @classmethod
+    def _domain_limits(cls, value: str | None) -> str | None:
+        from digest.scale.limits import parse_domain_limits
+
+        parse_domain_limits(value)
+        return value
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup(cls, value: str | None) -> str | None:
+        from digest.scale.limits import parse_warmup
+
+        parse_warmup(value)
+        return value
 
     @field_validator("timezone")
     @classmethod

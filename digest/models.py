@@ -239,3 +239,14 @@ class MailEventRecord(SQLModel, table=True):
     detail: str = Field(default="", max_length=1000)
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class RateBucket(SQLModel, table=True):
+    """One shared token bucket (digest/scale/buckets.py): the global send rate, a
+    recipient domain's rate, or a day's warm-up count."""
+
+    __tablename__ = "rate_bucket"
+
+    key: str = Field(primary_key=True, max_length=200)
+    tokens: float
+    stamp: float
