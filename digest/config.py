@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     postmark_token: SecretStr | None = None
     postmark_stream: str = "broadcast"
     postmark_base_url: str = "https://api.postmarkapp.com"
+    postmark_templates: bool = True
     sendgrid_api_key: SecretStr | None = None
     sendgrid_base_url: str = "https://api.sendgrid.com"
     mailgun_api_key: SecretStr | None = None
@@ -117,6 +118,7 @@ class Settings(BaseSettings):
     ses_access_key_id: str | None = None
     ses_secret_access_key: SecretStr | None = None
     ses_configuration_set: str | None = None
+    ses_bulk: bool = True
     # Provider webhooks (POST /webhooks/{provider}); unset secret = that webhook refuses all.
     postmark_webhook_user: str | None = None
     postmark_webhook_password: SecretStr | None = None
