@@ -28,7 +28,16 @@ PLACEHOLDER_SECRETS = frozenset(
 SAMPLE_POSTAL_ADDRESS = "Weekly Verdicts, 1 Example Street, Springfield, USA"
 #: Sender domains that can never receive replies or pass DMARC (RFC 2606 / RFC 6761).
 TEST_DOMAINS = ("localhost", "example.com", "example.net", "example.org")
-TEST_DOMAIN_SUFFIXES = (".localhost", ".test", ".example", ".invalid", ".local")
+TEST_DOMAIN_SUFFIXES = (
+    ".localhost",
+    ".test",
+    ".example",
+    ".invalid",
+    ".local",
+    ".example.com",
+    ".example.net",
+    ".example.org",
+)
 
 #: Signs links only under ``digest demo`` (``signing_key`` refuses it otherwise).
 DEMO_SECRET = "demo-only-secret-not-for-production-use-0000000000"  # noqa: S105
