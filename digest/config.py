@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1, le=50)
     rate_limit: float | None = Field(default=None, gt=0)
     # Limits every worker shares (digest/scale/limits.py).
+    worker_name: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9._-]+$")
     redis_url: str | None = None
     domain_limits: str | None = None
     warmup: str | None = None

@@ -173,8 +173,11 @@ def weekly_job(
     scheduled: bool = False,
     again: bool = False,
     actor: str = "cli",
+    workers: int = 1,
 ) -> JobResult:
     """Send the issue (see the module doc) to every active subscriber.
+
+    ``workers`` > 1 sends through that many local processes (digest/scale/pool.py).
 
     ``scheduled`` is the scheduler's run: a draft goes out only once its scheduled time
     has come, and never as a second issue in one ISO week. By hand (``again``) an
@@ -239,6 +242,20 @@ def weekly_job(
         open_now = sum(n for s, n in by_state.items() if s in ("queued", "retry", "sending"))
     progress.start(open_now)
     result.enqueued = added
+    if workers > 1:
+        from digest.scale.pool import run_local_workers
+
+        assert result.number is not None
+        result.report = run_local_workers(
+            settings,
+            engine,
+            issue_id,
+            result.number,
+            message.label,
+            workers,
+            progress=progress.advance,
+        )
+        return result
     result.report = deliver(
         engine, issue_id, message, transport, settings, progress=progress.advance
     )

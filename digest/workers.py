@@ -164,13 +164,16 @@ class _Loop:
             )
         return None
 
-    def run(self, max_wait: float) -> SendReport:
+    def run(self, max_wait: float, stop: threading.Event | None = None) -> SendReport:
         report = self.report
-        owner = worker_id()
+        owner = worker_id(self.settings)
         started = time.monotonic()
         waited = 0.0
         with self.transport, Heartbeat(self.engine, self.settings.lease_seconds) as beat:
             while True:
+                if stop is not None and stop.is_set():
+                    report.stopped = "worker stopping"
+                    break
                 state = issue_state(self.engine, self.issue_id)
                 if state != IssueState.SENDING:
                     report.stopped = f"issue is {state}"
@@ -230,6 +233,7 @@ def deliver(
     *,
     progress: Progress | None = None,
     max_wait: float | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Send every open delivery of ``issue_id``.
 
@@ -239,10 +243,11 @@ def deliver(
     (default: long enough for every attempt and for a dead worker's leases to expire;
     the next run picks up whatever is left). Raises
     :class:`TransportConfigError` (after pausing the issue) when the server refuses the
-    login or the sender.
+    login or the sender. ``stop`` (a long-running worker's SIGTERM) ends the loop after
+    the batch in hand, which is recorded first.
     """
     if max_wait is None:
         # Long enough for every retry, and for a crashed worker's leases to run out.
         max_wait = settings.max_attempts * settings.retry_max_seconds + 2 * settings.lease_seconds
     loop = _Loop(engine, issue_id, message, transport, settings, progress)
-    return loop.run(max_wait)
+    return loop.run(max_wait, stop)

@@ -47,6 +47,15 @@ def send(
         bool,
         typer.Option("--again", help="Confirm sending a second issue in one ISO week."),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Send with N local worker processes (each with DIGEST_SMTP_CONNECTIONS).",
+        ),
+    ] = 1,
 ) -> None:
     """Send the open issue (or freeze one from what is new) to every active subscriber.
 
@@ -78,6 +87,7 @@ def send(
                 progress=bar,
                 again=again,
                 actor=actor(),
+                workers=workers,
             )
         if result.outcome == "needs-confirmation":
             if not (sys.stdin.isatty() and typer.confirm(f"{result.reason}. Send it now?")):
@@ -90,6 +100,7 @@ def send(
                     progress=bar,
                     again=True,
                     actor=actor(),
+                    workers=workers,
                 )
     except DigestError as exc:
         fail(str(exc))
@@ -231,3 +242,46 @@ def cancel(
     except DigestError as exc:
         fail(str(exc))
     out.print(result.summary(), highlight=False, markup=False)
+
+
+@app.command()
+def worker(
+    issue: IssueOpt = None,
+    until_done: Annotated[
+        bool,
+        typer.Option("--until-done", help="Exit when the issue is sent (or paused, cancelled)."),
+    ] = False,
+    poll: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between looks for an issue to send.")
+    ] = 2.0,
+) -> None:
+    """Run a sender that claims batches of whichever issue is sending, until stopped.
+
+    Start any number, on any machines sharing one PostgreSQL (or on one machine with
+    SQLite): they share the queue through leases. SIGTERM finishes the batch in hand.
+
+    Example: DIGEST_WORKER_NAME=mail-2 digest worker
+    """
+    import signal
+    import threading
+
+    from digest.scale.worker import Worker
+
+    s = settings()
+    engine = store_engine(s)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    err.print(
+        f"worker {s.worker_name or 'on this host'}: waiting for an issue to send "
+        "(Ctrl-C or SIGTERM stops after the batch in hand)",
+        highlight=False,
+        markup=False,
+    )
+    try:
+        report = Worker(s, engine, number=issue, poll_seconds=poll, stop=stop).run(
+            until_done=until_done
+        )
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(report.summary(), highlight=False, markup=False)
