@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import resource
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -38,20 +39,30 @@ def _child(settings: Settings, number: int, results: Any, index: int) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    error = None
+    report = None
     try:
         engine = open_store(settings)
         report = Worker(settings, engine, number=number, stop=stop).run(until_done=True)
-        results.put((index, report.sent, report.failed, report.skipped, report.retried, None))
     except DigestError as exc:
-        results.put((index, 0, 0, 0, 0, str(exc)))
+        error = str(exc)
+    # ru_maxrss is in KiB on Linux: each worker's own peak, for the report.
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    counted = (report.sent, report.failed, report.skipped, report.retried) if report else (0,) * 4
+    results.put((index, *counted, rss_mb, error))
 
 
 @dataclass
 class PoolReport(SendReport):
     workers: int = 1
+    #: each worker's peak resident memory, MB
+    peak_rss_mb: list[float] = field(default_factory=list)
 
     def summary(self) -> str:
-        return super().summary() + f" by {self.workers} worker processes"
+        line = super().summary() + f" by {self.workers} worker processes"
+        if self.peak_rss_mb:
+            line += f" (peak RSS {', '.join(f'{m:.0f}' for m in sorted(self.peak_rss_mb))} MB)"
+        return line
 
 
 def check_store(settings: Settings, engine: Engine) -> None:
@@ -112,7 +123,8 @@ def run_local_workers(
     report = PoolReport(week=label, workers=workers)
     errors = []
     while not results.empty():
-        _index, sent, failed, skipped, retried, error = results.get()
+        _index, sent, failed, skipped, retried, rss_mb, error = results.get()
+        report.peak_rss_mb.append(rss_mb)
         report.sent += sent
         report.failed += failed
         report.skipped += skipped
