@@ -17,7 +17,7 @@ from typing import Any
 from digest.config import Settings
 from digest.exceptions import ConfigError, TransientTransportError, TransportConfigError
 from digest.message import IssueMessage, Recipient
-from digest.transports.base import SendResult, Transport
+from digest.transports.base import SendResult, Transport, message_bytes
 from digest.transports.http import MAX_RETRY_AFTER, metadata, uncertain_results
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,10 @@ class SESTransport(Transport):
         results: list[SendResult] = []
         for i, recipient in enumerate(recipients):
             rest = recipients[i:]
-            raw = message.as_bytes(recipient)
+            raw = message_bytes(message, recipient)
+            if isinstance(raw, SendResult):
+                results.append(raw)
+                continue
             request: dict[str, Any] = {
                 "FromEmailAddress": parseaddr(message.from_header)[1],
                 "Destination": {"ToAddresses": [recipient.email]},
@@ -131,7 +134,9 @@ class SESTransport(Transport):
                     return self._stop_after(results, rest, TransportConfigError(text))
                 if status >= 500:
                     return results + [SendResult.retry(r, text) for r in rest]
-                results.append(SendResult.failed(recipient, text))
+                # MessageRejected is about the content, not the address.
+                bounce = code != "MessageRejected"
+                results.append(SendResult.failed(recipient, text, bounce=bounce))
                 continue
             except (ConnectTimeoutError, EndpointConnectionError) as exc:
                 # The connection never opened: nothing of this message left.
