@@ -282,11 +282,14 @@ def record_results(
                 }
             )
         else:
+            # Only a refusal of the address itself suppresses the subscriber; a refused
+            # message (content, size) or an address we could not write fails this
+            # delivery alone (docs/hardening.md).
             failed_rows.append(
                 {
                     "b_id": rid,
                     "b_error": (result.error or "")[:2000],
-                    "b_sub": result.recipient.subscriber_id,
+                    "b_sub": result.recipient.subscriber_id if result.bounce else None,
                 }
             )
     retried = 0
@@ -356,7 +359,7 @@ def record_results(
                 ),
                 [{"b_id": r["b_id"], "b_error": r["b_error"]} for r in failed_rows],
             )
-            # A permanent refusal means the address does not work: stop mailing it.
+            # A permanent refusal of the address means it does not work: stop mailing it.
             bounced = [r["b_sub"] for r in failed_rows if r["b_sub"]]
             suppress(
                 conn,

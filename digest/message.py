@@ -65,6 +65,17 @@ def safe_mailbox(value: str) -> str:
     return formataddr((name, addr)) if name else addr
 
 
+def to_address(display_name: str, email: str) -> Address:
+    """The To header's value. Built from its parts, so a non-ASCII local part (sent only
+    with SMTPUTF8) is not refused by the stdlib's addr-spec parser."""
+    address = check_address(email)
+    local, _, domain = address.rpartition("@")
+    try:
+        return Address(display_name=display_name, username=local, domain=domain)
+    except (ValueError, errors.HeaderParseError, errors.MessageDefect) as exc:
+        raise AddressError(f"{address[:80]!r} cannot go into a To header: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class Recipient:
     """One addressee. ``subscriber_id`` 0 is a test copy that belongs to nobody."""
@@ -159,7 +170,11 @@ class IssueMessage:
     def to_header(self, recipient: Recipient) -> str:
         name = self.display_name(recipient)
         address = check_address(recipient.email)
-        return formataddr((name, address)) if name else address
+        if not name:
+            return address
+        if not address.isascii():  # formataddr refuses a UTF-8 local part
+            return str(to_address(name, address))
+        return formataddr((name, address))
 
     def headers(self, recipient: Recipient) -> dict[str, str]:
         """Every header of one recipient's copy, in order (unencoded values)."""
@@ -185,13 +200,7 @@ class IssueMessage:
         for key, value in self.headers(recipient).items():
             if key == "To":
                 # Address objects encode a non-ASCII display name (RFC 2047) correctly.
-                address = check_address(recipient.email)
-                try:
-                    msg[key] = Address(display_name=self.display_name(recipient), addr_spec=address)
-                except (ValueError, errors.HeaderParseError, errors.MessageDefect) as exc:
-                    raise AddressError(
-                        f"{address[:80]!r} cannot go into a To header: {exc}"
-                    ) from exc
+                msg[key] = to_address(self.display_name(recipient), recipient.email)
             else:
                 msg[key] = value
         msg.set_content(

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import logging
 import re
-from email.headerregistry import Address
 
 from markupsafe import escape
 
 from digest import mimefast
-from digest.mailsafe import check_address
-from digest.message import DEFAULT_GREETING_NAME, MAIL_POLICY, IssueMessage, Recipient
+from digest.message import (
+    DEFAULT_GREETING_NAME,
+    MAIL_POLICY,
+    IssueMessage,
+    Recipient,
+    to_address,
+)
 from digest.render import placeholder
 
 logger = logging.getLogger(__name__)
@@ -157,11 +161,7 @@ class MessageSkeleton:
             elif item == "To":
                 out.append(
                     mimefast.fold_address("To", name, recipient.email)
-                    or mimefast.fold_stdlib(
-                        MAIL_POLICY,
-                        "To",
-                        Address(display_name=name, addr_spec=check_address(recipient.email)),
-                    )
+                    or mimefast.fold_stdlib(MAIL_POLICY, "To", to_address(name, recipient.email))
                 )
             elif item == "Message-ID":
                 out.append(self._message_id(recipient))

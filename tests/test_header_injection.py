@@ -140,7 +140,7 @@ def test_cli_csv_import_and_edit_cannot_inject(
     digest_cli.ok("edit", "--week", WEEK, "--subject", "Edited " + ATTACKS[2])
     digest_cli.ok("send", "--week", WEEK, "--yes")
     box = mailbox.Maildir(settings.outbox, create=False)
-    raws = [box.get_bytes(key) for key in box]
+    raws = [box.get_bytes(key) for key in box.iterkeys()]
     assert len(raws) == 1 + len(ATTACKS)
     for raw in raws:
         msg = assert_clean(raw, DIGEST_HEADERS)
