@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # Delivery engine (docs/delivery.md).
     smtp_max_per_connection: int = Field(default=1000, ge=1)
     pause_after_failures: int = Field(default=100, ge=1)
+    # A transport-wide failure (no connection, Maildir not writable) lasting this long
+    # pauses the send; its rows stay queued, no attempt is spent (docs/hardening.md).
+    outage_grace_seconds: float = Field(default=60.0, ge=0)
     retry_base_seconds: float = Field(default=10.0, gt=0)
     retry_max_seconds: float = Field(default=600.0, gt=0)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from digest.exceptions import DigestError
+from digest.exceptions import DigestError, TransportConfigError
 
 if TYPE_CHECKING:
     from digest.jobs import JobResult
@@ -43,23 +43,23 @@ def send(
 
     Example: digest send --week 2026-W47 --yes
     """
-    from digest.jobs import weekly_job
-
     if not (dry_run or to or yes):
         fail("a real send needs --yes (or try --dry-run, or --to ADDR for a test copy)", 2)
     s = settings()
-    try:
-        if to:
-            from subscribers.service import normalize_email
+    if to:
+        from subscribers.service import normalize_email
 
+        try:
             to = normalize_email(to)
-        with progress_bar("sending") as bar:
-            result = weekly_job(
-                s, week=checked_week(week), dry_run=dry_run, test_to=to, progress=bar
-            )
-    except DigestError as exc:
-        fail(str(exc))
+        except DigestError as exc:
+            fail(str(exc))
+    result = _run_job(settings=s, week=checked_week(week), dry_run=dry_run, test_to=to)
     _finish_send(result)
+
+
+#: Exit status of a send that stopped short: paused (by the operator, by itself after
+#: failures or an outage, or a refused login/sender), cancelled. README "Exit status".
+EXIT_STOPPED = 3
 
 
 def _finish_send(result: JobResult) -> None:
@@ -67,7 +67,23 @@ def _finish_send(result: JobResult) -> None:
     out.print(result.summary(), highlight=False)
     stopped = result.report.stopped if result.report is not None else None
     if stopped and "retries pending" not in stopped:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_STOPPED)
+    if result.outcome in ("paused", "cancelled"):
+        raise typer.Exit(EXIT_STOPPED)
+
+
+def _run_job(**kwargs: object) -> JobResult:
+    """weekly_job with the CLI's error handling: a refused login or sender pauses the
+    issue and exits 3 (stopped), like every other stop; other errors exit 1."""
+    from digest.jobs import weekly_job
+
+    try:
+        with progress_bar("sending") as bar:
+            return weekly_job(progress=bar, **kwargs)  # type: ignore[arg-type]
+    except TransportConfigError as exc:
+        fail(f"{exc} (the issue is paused; `digest resume` after fixing it)", EXIT_STOPPED)
+    except DigestError as exc:
+        fail(str(exc))
 
 
 @app.command()
@@ -140,19 +156,45 @@ def resume(
     Example: digest resume --week 2026-W47
     """
     from digest.control import resume_issue
-    from digest.jobs import weekly_job
 
     s = settings()
     try:
         result = resume_issue(store_engine(s), checked_week(week))
-        out.print(result.summary(), highlight=False)
-        if not send_now:
-            return
-        with progress_bar("sending") as bar:
-            job = weekly_job(s, week=result.week, progress=bar)
     except DigestError as exc:
         fail(str(exc))
-    _finish_send(job)
+    out.print(result.summary(), highlight=False)
+    if send_now:
+        _finish_send(_run_job(settings=s, week=result.week))
+
+
+@app.command("retry-failed")
+def retry_failed(
+    week: WeekOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Confirm: these people get mail.")
+    ] = False,
+    send_now: Annotated[
+        bool,
+        typer.Option("--send/--no-send", help="Send them here (default), or leave it to `send`."),
+    ] = True,
+) -> None:
+    """Re-queue the failed deliveries of a finished issue and send them (never to anyone
+    suppressed since); use after an outage or a fixed content refusal.
+
+    Example: digest retry-failed --week 2026-W47 --yes
+    """
+    from digest.control import retry_failed as requeue
+
+    if not yes:
+        fail("this mails everyone whose delivery failed; add --yes", 2)
+    s = settings()
+    try:
+        result = requeue(store_engine(s), checked_week(week))
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(result.summary(), highlight=False)
+    if send_now and result.state == "sending":
+        _finish_send(_run_job(settings=s, week=result.week))
 
 
 @app.command()

@@ -25,6 +25,8 @@ class MaildirTransport(Transport):
         self._box: mailbox.Maildir | None = None
 
     def open(self) -> None:
+        if self._box is not None:
+            return
         try:
             self._box = mailbox.Maildir(self.path, create=True)
         except OSError as exc:
