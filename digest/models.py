@@ -201,4 +201,7 @@ class WebhookNonce(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=20)
     nonce: str = Field(max_length=200)
+    #: SHA-256 of the body first signed with it: the identical request again is a
+    #: harmless retry (its events are deduplicated); any other body is a forgery.
+    body_sha256: str = Field(max_length=64)
     seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

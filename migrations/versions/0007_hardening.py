@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("provider", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("nonce", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("body_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("seen_at", digest.timeutil.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("provider", "nonce", name="uq_webhook_nonce_provider_nonce"),
