@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from digest.exceptions import ConfigError
+from digest.exceptions import AddressError, ConfigError
+from digest.mailsafe import check_address, header_text
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class Settings(BaseSettings):
     # Delivery engine (docs/delivery.md).
     smtp_max_per_connection: int = Field(default=1000, ge=1)
     pause_after_failures: int = Field(default=100, ge=1)
+    # A transport-wide failure (no connection, Maildir not writable) lasting this long
+    # pauses the send; its rows stay queued, no attempt is spent (docs/hardening.md).
+    outage_grace_seconds: float = Field(default=60.0, ge=0)
     retry_base_seconds: float = Field(default=10.0, gt=0)
     retry_max_seconds: float = Field(default=600.0, gt=0)
 
@@ -172,6 +176,38 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _mailbox(cls, value: str | None) -> str | None:
+        # Header-bound: the display name is neutralised (no line break, no RFC 2047
+        # encoded word, see digest.mailsafe), the address must be writable as is.
+        if value is None:
+            return None
+        from email.utils import formataddr, parseaddr
+
+        name, addr = parseaddr(value)
+        try:
+            addr = check_address(addr)
+        except AddressError as exc:
+            raise ValueError(f"not a usable address: {exc}") from exc
+        name = header_text(name, 100)
+        return formataddr((name, addr)) if name else addr
+
+    @field_validator("bounce_address", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_address(value.strip())
+        except AddressError as exc:
+            raise ValueError(f"not a usable address: {exc}") from exc
+
+    @field_validator("list_name")
+    @classmethod
+    def _header_line(cls, value: str) -> str:
+        return header_text(value, 100)
 
     @field_validator("base_url", "site_url")
     @classmethod

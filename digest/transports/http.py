@@ -36,7 +36,7 @@ from digest.exceptions import (
     TransportConfigError,
 )
 from digest.message import IssueMessage, Recipient
-from digest.transports.base import SendResult, SendStatus, Transport
+from digest.transports.base import SendResult, SendStatus, Transport, address_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -241,10 +241,14 @@ class HttpTransport(Transport):
             return []
         if len(recipients) > self.max_batch:
             raise ValueError(f"{self.name} accepts at most {self.max_batch} recipients per batch")
+        refused = {i: address_refusal(r) for i, r in enumerate(recipients)}
+        usable = [r for i, r in enumerate(recipients) if refused[i] is None]
         try:
-            return self.send_chunk(message, recipients)
+            done = iter(self.send_chunk(message, usable) if usable else [])
         except OutcomeUnknown as exc:
-            return uncertain_results(recipients, str(exc))
+            done = iter(uncertain_results(usable, str(exc)))
+        # One unusable address fails alone; the others go out in one request as before.
+        return [refused[i] or next(done) for i in range(len(recipients))]
 
     def send_chunk(
         self, message: IssueMessage, recipients: Sequence[Recipient]

@@ -163,7 +163,7 @@ class PostmarkTransport(HttpTransport):
         if code == 0:
             return SendResult.sent(recipient, provider_id=answer.get("MessageID"))
         if code in RECIPIENT_ERRORS:
-            return SendResult.failed(recipient, text)
+            return SendResult.failed(recipient, text, bounce=True)
         # Account-level codes mixed with accepted messages, throttling and unknown
         # codes: the message was not accepted, so a later attempt is safe.
         return SendResult.retry(recipient, text)

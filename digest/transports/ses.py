@@ -28,7 +28,7 @@ from typing import Any
 from digest.config import Settings
 from digest.exceptions import ConfigError, TransientTransportError, TransportConfigError
 from digest.message import IssueMessage, Recipient
-from digest.transports.base import SendResult, Transport
+from digest.transports.base import SendResult, Transport, address_refusal, message_bytes
 from digest.transports.http import (
     MAX_RETRY_AFTER,
     StoredTemplate,
@@ -141,11 +141,18 @@ class SESTransport(Transport):
         self.open()
         template = stored_template(message) if self.settings.ses_bulk else None
         if template is not None:
-            return self._send_bulk(message, recipients, template)
+            # An address no envelope can hold fails alone; the rest go in one call.
+            refused = [address_refusal(r) for r in recipients]
+            fine = [r for r, no in zip(recipients, refused, strict=True) if no is None]
+            sent = iter(self._send_bulk(message, fine, template) if fine else [])
+            return [no or next(sent) for no in refused]
         results: list[SendResult] = []
         for i, recipient in enumerate(recipients):
             rest = recipients[i:]
-            raw = message.as_bytes(recipient)
+            raw = message_bytes(message, recipient)
+            if isinstance(raw, SendResult):
+                results.append(raw)
+                continue
             request: dict[str, Any] = {
                 "FromEmailAddress": parseaddr(message.from_header)[1],
                 "Destination": {"ToAddresses": [recipient.email]},
@@ -172,7 +179,9 @@ class SESTransport(Transport):
                     return self._stop_after(results, rest, TransportConfigError(text))
                 if status >= 500:
                     return results + [SendResult.retry(r, text) for r in rest]
-                results.append(SendResult.failed(recipient, text))
+                # MessageRejected is about the content, not the address.
+                bounce = code != "MessageRejected"
+                results.append(SendResult.failed(recipient, text, bounce=bounce))
                 continue
             except (ConnectTimeoutError, EndpointConnectionError) as exc:
                 # The connection never opened: nothing of this message left.
@@ -297,6 +306,7 @@ class SESTransport(Transport):
             if status == "SUCCESS":
                 results.append(SendResult.sent(recipient, provider_id=entry.get("MessageId")))
             elif status in BULK_RECIPIENT:
+                # Content or a parameter, not a refused mailbox: nobody is suppressed.
                 results.append(SendResult.failed(recipient, text))
             elif status in BULK_THROTTLED:
                 wait = MAX_RETRY_AFTER if status == "ACCOUNT_DAILY_QUOTA_EXCEEDED" else 1.0
