@@ -16,9 +16,6 @@ from digest.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: The repository root: templates/ and migrations/ live beside the package.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 #: Secrets that must never protect a real list.
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "please-change", "changethis", "demo", "test"}

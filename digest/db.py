@@ -21,12 +21,12 @@ from sqlmodel import Session, create_engine
 
 import digest.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import subscribers.models  # noqa: F401
-from digest.config import PROJECT_ROOT
 from digest.exceptions import StoreError
+from digest.resources import resource_dir
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+MIGRATIONS_DIR = resource_dir("migrations")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -21,12 +21,13 @@ from digest.exceptions import DigestError
 from digest.importer import import_comparisons
 from digest.jobs import current_week, open_store, weekly_job
 from digest.preview import write_preview
+from digest.resources import resource_dir
 from digest.timeutil import window
 from subscribers.service import import_csv
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+SAMPLE_DIR = resource_dir("sample")
 DEMO_DIR = Path("demo-data")
 
 
