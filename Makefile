@@ -28,7 +28,7 @@ lock:
 
 demo: $(STAMP)
 	$(BIN)/digest demo
-	@echo "the digest command is $(BIN)/digest (or run: . $(BIN)/activate)"
+	@echo "($(BIN)/digest is the digest command; . $(BIN)/activate puts it on PATH as plain digest)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

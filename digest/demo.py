@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import mailbox
+import os
+import shlex
 import shutil
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from digest.jobs import current_week, open_store, weekly_job
 from digest.preview import write_preview
 from digest.resources import resource_dir
 from digest.timeutil import window
+from digest.wording import plural
 from subscribers.service import import_csv
 
 logger = logging.getLogger(__name__)
@@ -61,6 +65,21 @@ def dated_samples(settings: Settings, week: str, target: Path) -> Path:
     return target
 
 
+def digest_command(cwd: Path | None = None) -> str:
+    """How to run ``digest`` again from ``cwd`` exactly as printed: plain ``digest`` when
+    PATH finds this installation's script, else its path (``.venv/bin/digest`` after
+    ``make demo``)."""
+    script = Path(sys.executable).with_name("digest")
+    found = shutil.which("digest")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "digest"
+    here = (cwd or Path.cwd()).resolve()
+    where = script.absolute()
+    if where.is_relative_to(here):
+        return shlex.quote(os.path.relpath(where, here))
+    return shlex.quote(str(where))
+
+
 def run_demo(base: Settings) -> str:
     settings = demo_settings(base)
     _fresh_sqlite(settings.database_url)
@@ -84,12 +103,14 @@ def run_demo(base: Settings) -> str:
         raise DigestError(f"demo did not send: {result.summary()}")
     return "\n".join(
         [
-            f"demo: {imported.created} comparisons, {people.added} subscribers, issue {week}",
+            f"demo: {plural(imported.created, 'comparison')}, "
+            f"{plural(people.added, 'subscriber')}, issue {week}",
             result.summary(),
-            f"outbox (Maildir, {in_box} messages): {settings.outbox.resolve()}",
+            f"outbox (Maildir, {plural(in_box, 'message')}): {settings.outbox.resolve()}",
             f"   read it with: mutt -f {settings.outbox}   (one file per message in new/)",
             f"preview: {(preview_dir / 'digest.html').resolve()} (and digest.txt, digest.eml)",
             f"database: {settings.database_url}",
-            f"next: digest status --json  (with DIGEST_DATABASE_URL={settings.database_url})",
+            f"next: DIGEST_DATABASE_URL={shlex.quote(settings.database_url)} "
+            f"{digest_command()} status --json",
         ]
     )

@@ -26,6 +26,7 @@ from digest.render import render_issue
 from digest.selection import select_comparisons
 from digest.timeutil import utcnow, week_of
 from digest.transports import Transport, make_transport
+from digest.wording import plural
 from digest.workers import deliver
 from subscribers.models import Subscriber, SubscriberStatus
 
@@ -60,8 +61,8 @@ class JobResult:
             return f"week {self.week}: no new comparisons, no issue (nothing sent)"
         if self.outcome == "dry-run":
             return (
-                f"week {self.week}: dry run — the issue would go to {self.recipients} "
-                "subscribers; nothing sent, nothing recorded"
+                f"week {self.week}: dry run — the issue would go to "
+                f"{plural(self.recipients, 'subscriber')}; nothing sent, nothing recorded"
             )
         if self.outcome == "test-sent":
             return f"week {self.week}: test copy sent; nothing recorded"

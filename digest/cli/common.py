@@ -41,6 +41,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: Typer's rich panels print a type after every flag ("--yes <bool>"),
+    # which reads as if the flag took a value; click's layout prints flags bare.
+    rich_markup_mode=None,
 )
 comparisons_app = typer.Typer(
     help="Inspect stored comparisons.\n\nExample: digest comparisons list --json",
@@ -59,6 +62,11 @@ out = Console(soft_wrap=True)
 WeekOpt = Annotated[
     str | None,
     typer.Option("--week", "-w", help="ISO week like 2026-W47 (default: the current week)."),
+]
+#: For commands that act on an existing issue: without --week they take the newest.
+NewestWeekOpt = Annotated[
+    str | None,
+    typer.Option("--week", "-w", help="ISO week like 2026-W47 (default: the newest issue)."),
 ]
 
 
@@ -150,7 +158,7 @@ def store_engine(s: Settings) -> Engine:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from digest.ops.logging_setup import configure_logging
+
+    configure_logging(logging.WARNING)  # DIGEST_LOG_FORMAT / DIGEST_LOG_LEVEL
     app()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from digest.jobs import JobResult
 
 from digest.cli.common import (
+    NewestWeekOpt,
     WeekOpt,
     app,
     checked_week,
@@ -72,7 +73,7 @@ def _finish_send(result: JobResult) -> None:
 
 @app.command()
 def status(
-    week: WeekOpt = None,
+    week: NewestWeekOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show an issue's state and its deliveries by state (default: the newest issue).
@@ -109,7 +110,7 @@ def status(
 
 
 @app.command()
-def pause(week: WeekOpt = None) -> None:
+def pause(week: NewestWeekOpt = None) -> None:
     """Pause a send: the sender stops after its current batch (default: the newest issue).
 
     Example: digest pause --week 2026-W47
@@ -125,7 +126,7 @@ def pause(week: WeekOpt = None) -> None:
 
 @app.command()
 def resume(
-    week: WeekOpt = None,
+    week: NewestWeekOpt = None,
     send_now: Annotated[
         bool,
         typer.Option(
@@ -157,7 +158,7 @@ def resume(
 
 @app.command()
 def cancel(
-    week: WeekOpt = None,
+    week: NewestWeekOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm: cannot be undone.")] = False,
 ) -> None:
     """Cancel a send for good: every delivery not yet sent is skipped.
