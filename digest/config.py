@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     subscribe_rate_window: int = Field(default=600, ge=1)  # seconds
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For uvicorn trusts
 
-    # Operations (README "Running it for real").
+    # Operations (docs/operations.md).
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     metrics_token: SecretStr | None = None  # when set, /metrics wants "Bearer <token>"

@@ -61,16 +61,13 @@ def test_the_json_formatter_keeps_fields_extras_and_the_exception() -> None:
     assert payload["time"].endswith("+00:00")
 
 
+def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 @pytest.mark.slow
 def test_cli_logs_json_lines(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [DIGEST, "init"],
-        env=_env(tmp_path, DIGEST_LOG_LEVEL="info"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run([DIGEST, "init"], _env(tmp_path, DIGEST_LOG_LEVEL="info"))
     assert done.returncode == 0, done.stderr
     records = _json_lines(done.stderr)
     assert any(r["logger"].startswith("alembic") for r in records)
@@ -79,14 +76,7 @@ def test_cli_logs_json_lines(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_bad_log_format_is_refused_with_its_name(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [DIGEST, "init"],
-        env=_env(tmp_path, DIGEST_LOG_FORMAT="xml"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run([DIGEST, "init"], _env(tmp_path, DIGEST_LOG_FORMAT="xml"))
     assert done.returncode == 1 and "log_format" in done.stderr
 
 
@@ -101,13 +91,9 @@ def test_serve_writes_json_access_logs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_scheduler_logs_json(tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = _run(
         [sys.executable, str(REPO / "scheduler.py")],
-        env=_env(tmp_path, DIGEST_SEND_CRON="not a cron line"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        _env(tmp_path, DIGEST_SEND_CRON="not a cron line"),
     )
     assert done.returncode == 1
     (record,) = _json_lines(done.stderr)
