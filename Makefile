@@ -1,22 +1,34 @@
 # The two commands a new machine needs: `make demo` and `make test`.
-# Both build .venv in the repo root when it is missing (or when pyproject.toml changed).
+# Both build .venv in the repo root when it is missing (or when pyproject.toml, setup.py
+# or the lock file changed), with every version pinned by requirements/lock.txt.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv lock
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
+
+# Re-resolve every dependency (all extras, any platform, Python 3.11) to its newest
+# allowed version and rewrite the lock; the next make reinstalls from it.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres --extra ses --extra redis \
+		--universal --python-version 3.11 --upgrade --custom-compile-command 'make lock' \
+		-o $(LOCK)
 
 demo: $(STAMP)
 	$(BIN)/digest demo
+	@echo "($(BIN)/digest is the digest command; . $(BIN)/activate puts it on PATH as plain digest)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -23,6 +23,7 @@ from digest.config import Settings, get_settings
 from digest.editorial.schedule import RUN_LOCK, cron_trigger, next_send, scheduler_tick
 from digest.exceptions import DigestError
 from digest.jobs import open_store, weekly_job
+from digest.ops.logging_setup import configure_logging
 
 # Named, not __name__: run as a script this module is "__main__", which says nothing in a log.
 logger = logging.getLogger("digest.scheduler")
@@ -100,9 +101,7 @@ def next_fire_time(settings: Settings, now: datetime | None = None) -> datetime 
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(logging.INFO)  # DIGEST_LOG_FORMAT / DIGEST_LOG_LEVEL
     try:
         settings = get_settings()
         scheduler = build_scheduler(settings)

@@ -18,9 +18,6 @@ from digest.mailsafe import check_address, header_text
 
 logger = logging.getLogger(__name__)
 
-#: The repository root: templates/ and migrations/ live beside the package.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 #: Secrets that must never protect a real list.
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "please-change", "changethis", "demo", "test"}
@@ -150,6 +147,11 @@ class Settings(BaseSettings):
     subscribe_rate_window: int = Field(default=600, ge=1)  # seconds
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For uvicorn trusts
 
+    # Operations (docs/operations.md).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
+    metrics_token: SecretStr | None = None  # when set, /metrics wants "Bearer <token>"
+
     demo: bool = False
 
     @field_validator("domain_limits")
@@ -167,6 +169,13 @@ class Settings(BaseSettings):
 
         parse_warmup(value)
         return value
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.lower() if value.lower() in ("text", "json") else value.upper()
 
     @field_validator("timezone")
     @classmethod

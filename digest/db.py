@@ -22,12 +22,12 @@ from sqlmodel import Session, create_engine
 import digest.accounts.models
 import digest.models  # noqa: F401
 import subscribers.models  # noqa: F401
-from digest.config import PROJECT_ROOT
 from digest.exceptions import StoreError
+from digest.resources import resource_dir
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+MIGRATIONS_DIR = resource_dir("migrations")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -63,10 +63,12 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Alembic's configuration for ``engine``; without one it can only read the scripts."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["engine"] = engine
+    if engine is not None:
+        cfg.attributes["engine"] = engine
     return cfg
 
 

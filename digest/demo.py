@@ -1,7 +1,7 @@
 """``digest demo``: the weekly job end to end on bundled sample data.
 
 A fresh SQLite database and Maildir outbox under ``demo-data/`` (``DIGEST_DATABASE_URL``
-and ``DIGEST_OUTBOX`` override them), the sample comparisons dated into last week,
+and ``DIGEST_OUTBOX`` override them), the sample comparisons dated into the last six days,
 the sample subscribers, the weekly job, a preview, and a summary of where to look.
 """
 
@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import mailbox
+import os
 import secrets
+import shlex
 import shutil
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,12 +28,14 @@ from digest.exceptions import DigestError
 from digest.importer import import_comparisons
 from digest.jobs import open_store, weekly_job
 from digest.preview import write_preview
+from digest.resources import resource_dir
 from digest.timeutil import utcnow
+from digest.wording import plural
 from subscribers.service import import_csv
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+SAMPLE_DIR = resource_dir("sample")
 DEMO_DIR = Path("demo-data")
 
 
@@ -75,6 +80,21 @@ def _demo_editor(engine: Engine) -> str:
     return password
 
 
+def digest_command(cwd: Path | None = None) -> str:
+    """How to run ``digest`` again from ``cwd`` exactly as printed: plain ``digest`` when
+    PATH finds this installation's script, else its path (``.venv/bin/digest`` after
+    ``make demo``)."""
+    script = Path(sys.executable).with_name("digest")
+    found = shutil.which("digest")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "digest"
+    here = (cwd or Path.cwd()).resolve()
+    where = script.absolute()
+    if where.is_relative_to(here):
+        return shlex.quote(os.path.relpath(where, here))
+    return shlex.quote(str(where))
+
+
 def run_demo(base: Settings) -> str:
     settings = demo_settings(base)
     _fresh_sqlite(settings.database_url)
@@ -98,15 +118,17 @@ def run_demo(base: Settings) -> str:
         raise DigestError(f"demo did not send: {result.summary()}")
     return "\n".join(
         [
-            f"demo: {imported.created} comparisons, {people.added} subscribers, {result.label}",
+            f"demo: {plural(imported.created, 'comparison')}, "
+            f"{plural(people.added, 'subscriber')}, {result.label}",
             result.summary(),
-            f"outbox (Maildir, {in_box} messages): {settings.outbox.resolve()}",
+            f"outbox (Maildir, {plural(in_box, 'message')}): {settings.outbox.resolve()}",
             f"   read it with: mutt -f {settings.outbox}   (one file per message in new/)",
             f"preview: {(preview_dir / 'digest.html').resolve()} (and digest.txt, digest.eml)",
             f"database: {settings.database_url}",
-            f"next: digest status --json  (with DIGEST_DATABASE_URL={settings.database_url})",
-            f"console: DIGEST_DEMO=true DIGEST_DATABASE_URL={settings.database_url} "
-            "digest serve, then open http://127.0.0.1:8000/console",
+            f"next: DIGEST_DATABASE_URL={shlex.quote(settings.database_url)} "
+            f"{digest_command()} status --json",
+            f"console: DIGEST_DEMO=true DIGEST_DATABASE_URL={shlex.quote(settings.database_url)} "
+            f"{digest_command()} serve, then open http://127.0.0.1:8000/console",
             f"   log in as {DEMO_EDITOR} with password {password} (a demo editor)",
         ]
     )

@@ -41,6 +41,10 @@ class StoreError(DigestError):
     """The database could not be opened, migrated or written."""
 
 
+class BackupError(StoreError):
+    """A backup or restore could not be made (bad path, unsupported database)."""
+
+
 class ImportValidationError(DigestError):
     """One or more import files are invalid; the store was left unchanged.
 

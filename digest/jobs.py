@@ -47,6 +47,7 @@ from digest.render import render_issue
 from digest.selection import select_comparisons
 from digest.timeutil import local_text, utcnow, week_of
 from digest.transports import Transport, make_transport
+from digest.wording import plural
 from digest.workers import deliver
 from subscribers.models import Subscriber, SubscriberStatus
 
@@ -94,10 +95,9 @@ class JobResult:
         if self.outcome == "nothing-new":
             return f"{self.reason or 'nothing new'}; no issue, nothing sent"
         if self.outcome == "dry-run":
-            noun = "subscriber" if self.recipients == 1 else "subscribers"
             return (
-                f"{self.label}: dry run — the issue would go to {self.recipients} {noun}; "
-                "nothing sent, nothing recorded"
+                f"{self.label}: dry run — the issue would go to "
+                f"{plural(self.recipients, 'subscriber')}; nothing sent, nothing recorded"
             )
         if self.outcome == "test-sent":
             return f"{self.label}: test copy sent ({self.reason}); recorded as a test"

@@ -24,15 +24,16 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
-from digest.config import PROJECT_ROOT, Settings
+from digest.config import Settings
 from digest.exceptions import RenderError
 from digest.mailsafe import header_text, one_line
 from digest.models import LENS_TITLES, Comparison, Tool
+from digest.resources import resource_dir
 from digest.timeutil import parse_week
 
 logger = logging.getLogger(__name__)
 
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
+TEMPLATES_DIR = resource_dir("templates")
 
 #: Placeholder syntax shared with digest.message. Content can never produce it: every
 #: rendered value has "[[%" defused by :func:`_defuse`.

@@ -13,15 +13,20 @@ manager from here when a test needs a server with its own settings::
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -106,3 +111,52 @@ def smtp_server() -> Iterator[RecordingSMTPServer]:
     """An aiosmtpd server on a free loopback port recording every message."""
     with recording_smtp() as server:
         yield server
+
+
+DIGEST = str(Path(sys.executable).with_name("digest"))
+
+
+def wait_for(condition: Callable[[], object], what: str, limit: float = 30.0) -> object:
+    """Poll until ``condition()`` is truthy (a generous limit, not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def digest_serve(env: dict[str, str], cwd: Path, port: int) -> Iterator[str]:
+    """``digest serve`` as a subprocess on ``port``; yields its base URL once /healthz
+    answers, stops it on exit. Its output goes to ``cwd/serve.log``."""
+    log_path = cwd / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [DIGEST, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+        )
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(log_path.read_text())
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        try:
+            wait_for(up, "digest serve to answer")
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

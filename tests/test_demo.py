@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -12,7 +14,7 @@ from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
-from store_support import sample_emails
+from store_support import REPO, sample_emails
 
 pytestmark = pytest.mark.slow
 
@@ -67,3 +69,48 @@ def test_demo_defaults_to_demo_data_in_the_working_folder(tmp_path: Path) -> Non
     assert sum(_recipients(base / "outbox").values()) == len(sample_emails())
     for name in ("digest.html", "digest.txt", "digest.eml"):
         assert (base / "preview" / name).stat().st_size > 0
+
+
+def _normalised(lines: list[str]) -> list[str]:
+    """Demo output with what differs between runs and machines spelled out: the week,
+    timings, and where the folder and the console script are."""
+    out = []
+    for line in lines:
+        line = re.sub(r"\d{4}-W\d{2}", "WEEK", line)
+        line = re.sub(r"in \d+\.\d+s \(\d+/s\)", "in Ts (R/s)", line)
+        line = re.sub(r"/\S*?/demo-data", "/…/demo-data", line)
+        line = re.sub(r"\S*/bin/digest ", ".venv/bin/digest ", line)
+        line = re.sub(r"with password \S+", "with password PASSWORD", line)
+        out.append(line.rstrip())
+    return out
+
+
+def _readme_demo_output() -> list[str]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"imports the bundled sample.*?```\n(.*?)```", readme, re.DOTALL)
+    assert block is not None, "README lost the demo output block"
+    return block.group(1).splitlines()
+
+
+@pytest.mark.skipif(not DIGEST.exists(), reason=f"console script not installed at {DIGEST}")
+def test_demo_prints_what_the_readme_shows_and_its_next_command_works(tmp_path: Path) -> None:
+    result = _run_demo(tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()
+    assert _normalised(printed) == _normalised(_readme_demo_output())
+
+    (next_line,) = [line for line in printed if line.startswith("next: ")]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    done = subprocess.run(
+        ["/bin/sh", "-c", next_line.removeprefix("next: ")],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["state"] == "sent"
+    assert status["counts"]["sent"] == len(sample_emails())

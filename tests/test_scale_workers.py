@@ -167,42 +167,41 @@ def test_pause_reaches_every_worker_within_one_batch(
     handler = FaultHandler(FaultPlan(rate_slow=1.0, slow_seconds=0.004))
     with fault_smtp(handler) as server:
         env = _env(settings, server.port)
-        procs = [
-            subprocess.Popen(
-                [str(DIGEST), "worker", "--poll", "0.2"],
+
+        def worker(*args: str) -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [str(DIGEST), "worker", *args],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-            for _ in range(3)
-        ]
-        try:
-            _wait(lambda: handler.total >= 100, "the send to get going")
-            subprocess.run(
-                [str(DIGEST), "pause", "--issue", str(number)], env=env, check=True, timeout=60
-            )
-            at_pause = handler.total
-            # Every worker finishes the batch in hand, then stops sending this issue.
-            _wait(lambda: _in_flight(engine) == 0, "the in-flight batches to be recorded", 60)
-            settled = handler.total
-            assert settled - at_pause <= 3 * BATCH
-            time.sleep(1.0)  # the workers keep polling; a paused issue gets nothing
-            assert handler.total == settled
-            subprocess.run(
-                [str(DIGEST), "resume", "--issue", str(number), "--no-send"],
-                env=env,
-                check=True,
-                timeout=60,
-            )
-            _wait(lambda: handler.total >= len(emails), "the resumed send to finish", 120)
-            _wait(lambda: _state(engine, number) == "sent", "the issue to be sent", 60)
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                out, _ = proc.communicate(timeout=60)
-                assert proc.returncode == 0
-                assert b"stopped by a signal" in out
+
+        # Workers that leave when their issue stops sending: each one's exit is its
+        # acknowledgement that it saw the pause (after recording the batch in hand).
+        procs = [worker("--issue", str(number), "--until-done") for _ in range(3)]
+        _wait(lambda: handler.total >= 100, "the send to get going")
+        subprocess.run(
+            [str(DIGEST), "pause", "--issue", str(number)], env=env, check=True, timeout=60
+        )
+        at_pause = handler.total
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err.decode()
+        assert handler.total - at_pause <= 3 * BATCH  # at most each one's batch in hand
+        assert _in_flight(engine) == 0 and _state(engine, number) == "paused"
+        assert handler.total < len(emails)
+        # A long-running worker picks the issue up once it is resumed, then SIGTERM.
+        daemon = worker("--poll", "0.2")
+        subprocess.run(
+            [str(DIGEST), "resume", "--issue", str(number), "--no-send"],
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        _wait(lambda: _state(engine, number) == "sent", "the resumed send to finish", 120)
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0 and b"stopped by a signal" in out
     copies = handler.copies()
     assert set(copies) == set(emails) and set(copies.values()) == {1}
 

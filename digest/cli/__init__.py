@@ -9,6 +9,7 @@ from digest.cli import (  # noqa: F401  (registers commands)
     people,
     sending,
     server,
+    store,
     users,
 )
 from digest.cli.common import app, main

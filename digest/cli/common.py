@@ -37,6 +37,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: Typer's rich panels print a type after every flag ("--yes <bool>"),
+    # which reads as if the flag took a value; click's layout prints flags bare.
+    rich_markup_mode=None,
 )
 comparisons_app = typer.Typer(
     help="Inspect stored comparisons.\n\nExample: digest comparisons list --json",
@@ -57,13 +60,17 @@ WeekOpt = Annotated[
     typer.Option(
         "--week",
         "-w",
-        help="The issue labelled with this ISO week, like 2026-W47 (default: the open issue).",
+        help="The newest issue labelled with this ISO week, like 2026-W47 "
+        "(default: the open issue, else the newest).",
     ),
 ]
 IssueOpt = Annotated[
     int | None,
     typer.Option(
-        "--issue", "-n", min=1, help="Issue number, like 12 for #12 (default: the open issue)."
+        "--issue",
+        "-n",
+        min=1,
+        help="Issue number, like 12 for #12 (default: the open issue, else the newest).",
     ),
 ]
 
@@ -166,7 +173,7 @@ def store_engine(s: Settings) -> Engine:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from digest.ops.logging_setup import configure_logging
+
+    configure_logging(logging.WARNING)  # DIGEST_LOG_FORMAT / DIGEST_LOG_LEVEL
     app()

@@ -26,6 +26,7 @@ from digest.cli.common import (
     store_engine,
 )
 from digest.exceptions import DigestError
+from digest.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def import_(
     except DigestError as exc:
         fail(f"import failed, nothing was written:\n{exc}")
     out.print(
-        f"imported {summary.created + summary.updated} comparisons "
+        f"imported {plural(summary.created + summary.updated, 'comparison')} "
         f"({summary.created} new, {summary.updated} updated)",
         highlight=False,
     )
@@ -101,7 +102,7 @@ def comparisons_list(
             return
         for c in items:
             out.print(f"{c.published_at:%Y-%m-%d}  {c.slug}  {c.title}", highlight=False)
-        out.print(f"{len(items)} comparisons", highlight=False)
+        out.print(plural(len(items), "comparison"), highlight=False)
 
 
 @app.command()

@@ -12,6 +12,7 @@ import typer
 from sqlmodel import Session
 
 from digest.exceptions import DigestError
+from digest.wording import plural
 
 if TYPE_CHECKING:
     pass
@@ -83,7 +84,7 @@ def subscribers_import(
     except DigestError as exc:
         fail(f"import failed, nothing was written:\n{exc}")
     out.print(
-        f"imported {report.added} new subscribers; {report.existing} already known; "
+        f"imported {plural(report.added, 'new subscriber')}; {report.existing} already known; "
         f"{len(report.suppressed)} suppressed left as they are",
         highlight=False,
     )
@@ -145,7 +146,7 @@ def subscribers_export(
         count = export_csv(engine, csv_path)
     except OSError as exc:
         fail(f"cannot write {csv_path}: {exc.strerror}")
-    out.print(f"wrote {count} subscribers to {csv_path}", highlight=False, markup=False)
+    out.print(f"wrote {plural(count, 'subscriber')} to {csv_path}", highlight=False, markup=False)
 
 
 @subscribers_app.command("unsubscribe")
@@ -228,4 +229,4 @@ def subscribers_list(
         for sub in list_subscribers(session):
             n += 1
             out.print(f"{sub.status:<13} {sub.email}  {sub.name}", highlight=False)
-        out.print(f"{n} subscribers", highlight=False)
+        out.print(plural(n, "subscriber"), highlight=False)

@@ -33,9 +33,11 @@ def serve(
     """
     import uvicorn
 
+    from digest.ops.logging_setup import configure_logging
     from digest.web.app import create_app
 
     s = settings()
+    configure_logging(logging.INFO, s)
     try:
         application = create_app(s)
     except DigestError as exc:
@@ -49,6 +51,9 @@ def serve(
         log_level="info",
         proxy_headers=True,
         forwarded_allow_ips=s.forwarded_allow_ips,
+        # JSON logs: uvicorn's own loggers (access log included) go through our
+        # handler instead of its text formatter.
+        log_config=None if s.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
 
 

@@ -2,8 +2,9 @@
 
 Public routes (docs/subscribers.md): ``/`` and ``/subscribe`` (double opt-in),
 ``/confirm/{token}``, ``/unsubscribe`` and ``/unsubscribe/{token}`` (RFC 8058), the
-archive under ``/archive`` with its Atom feed, ``/healthz``, and the OpenAPI spec at
-``/openapi.json`` (interactive at ``/docs``).
+archive under ``/archive`` with its Atom feed, and the OpenAPI spec at
+``/openapi.json`` (interactive at ``/docs``). Operations (digest/ops/): ``/healthz``
+(liveness), ``/readyz`` (database and schema), ``/metrics`` (Prometheus).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from digest import __version__
 from digest.config import Settings, get_settings
 from digest.db import make_engine, migrate
 from digest.exceptions import StoreError
+from digest.ops import health, metrics
 from digest.web import archive, console, public, webhooks
 from digest.web.pages import SecurityHeaders
 from digest.web.ratelimit import RateLimiter
@@ -33,6 +35,8 @@ def include_routers(app: FastAPI) -> None:
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.
     app.include_router(webhooks.router)
     app.include_router(console.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
 
 
 def create_app(
@@ -58,6 +62,7 @@ def create_app(
         engine = make_engine(settings.database_url)
         migrate(engine)
     app.state.engine = engine
+    app.state.metrics_registry = metrics.metrics_registry(engine)
     app.state.transport_factory = transport_factory
     app.state.subscribe_limiter = RateLimiter(
         settings.subscribe_rate_limit, settings.subscribe_rate_window
@@ -68,10 +73,6 @@ def create_app(
     async def store_unavailable(request: Request, exc: StoreError) -> PlainTextResponse:
         logger.error("store error on %s: %s", request.url.path, exc)
         return PlainTextResponse("the service is unavailable; try again shortly", 503)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     include_routers(app)
     return app

@@ -7,7 +7,7 @@ reported in the log) rather than merged behind the operator's back. Suppression
 hashes of the rewritten rows are added in the new form too.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0011
 """
 
 import hashlib
@@ -22,7 +22,7 @@ from alembic import op
 import digest.timeutil
 
 revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0005"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

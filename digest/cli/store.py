@@ -1,0 +1,73 @@
+"""Commands that keep a deployment safe: backup and restore of the store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digest.cli.common import TerminalProgress, app, fail, out, progress_bar, settings
+from digest.exceptions import DigestError
+from digest.ops.backup import PageProgress
+
+logger = logging.getLogger(__name__)
+
+
+def _pages(bar: TerminalProgress) -> PageProgress:
+    """A page-progress callback driving ``bar``."""
+    done = 0
+
+    def advance(copied: int, total: int) -> None:
+        nonlocal done
+        if done == 0 and copied < total:
+            bar.start(total)
+        bar.advance(copied - done)
+        done = copied
+
+    return advance
+
+
+@app.command()
+def backup(
+    path: Annotated[Path, typer.Argument(help="File to write the backup to.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite PATH if it exists.")] = False,
+) -> None:
+    """Copy the SQLite store to PATH while everything keeps running (online backup).
+
+    For PostgreSQL it prints the pg_dump and pg_restore commands to use and exits 1.
+
+    Example: digest backup backups/digest-2026-11-23.db
+    """
+    from digest.ops.backup import backup_store
+
+    try:
+        with progress_bar("backing up") as bar:
+            snapshot = backup_store(settings(), path, force=force, progress=_pages(bar))
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(f"backup: {snapshot.describe()}", highlight=False, markup=False)
+
+
+@app.command()
+def restore(
+    path: Annotated[Path, typer.Argument(help="A file written by `digest backup`.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Confirm: replaces the database's content.")
+    ] = False,
+) -> None:
+    """Replace the SQLite store's content with a backup; the current one is kept beside it.
+
+    Example: digest restore backups/digest-2026-11-23.db --yes
+    """
+    from digest.ops.backup import restore_store
+
+    if not yes:
+        fail("restoring replaces every subscriber, issue and delivery; add --yes", 2)
+    try:
+        with progress_bar("restoring") as bar:
+            report = restore_store(settings(), path, progress=_pages(bar))
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(report.summary(), highlight=False, markup=False)

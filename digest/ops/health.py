@@ -1,0 +1,85 @@
+"""Liveness and readiness probes for load balancers, systemd and orchestrators.
+
+``GET /healthz``: the process answers (no database call: a slow database must not get
+a live process restarted). ``GET /readyz``: the database answers *and* its schema is
+at the code's Alembic head; otherwise 503 with the reason, so traffic waits while a
+database is down or a deploy's migration has not run (``digest init``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from digest.db import alembic_config
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+
+@cache
+def scripts() -> ScriptDirectory:
+    """This code's migrations (read once per process)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def code_heads() -> frozenset[str]:
+    """The Alembic head revisions this code's migrations/ folder ends in."""
+    return frozenset(scripts().get_heads())
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reason: str
+    revision: str | None = None
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    # The driver's own message (refused, unknown host, auth) without SQLAlchemy's
+    # statement dump; never the URL, which may hold a password.
+    orig = getattr(exc, "orig", None)
+    return " ".join(str(orig or exc).split())[:300]
+
+
+def readiness(engine: Engine) -> Readiness:
+    """Whether the store can serve: reachable, and migrated to the code's head."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            current = frozenset(MigrationContext.configure(conn).get_current_heads())
+    except SQLAlchemyError as exc:
+        return Readiness(False, f"database unreachable: {_describe(exc)}")
+    expected = code_heads()
+    if current != expected:
+        have = ", ".join(sorted(current)) or "no schema"
+        return Readiness(
+            False,
+            f"migrations not current: database at {have}, code expects "
+            f"{', '.join(sorted(expected))}; run `digest init`",
+        )
+    return Readiness(True, "ok", ", ".join(sorted(current)))
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    state = readiness(request.app.state.engine)
+    if state.ready:
+        return JSONResponse({"status": "ready", "schema": state.revision})
+    logger.warning("not ready: %s", state.reason)
+    return JSONResponse({"status": "unavailable", "reason": state.reason}, status_code=503)

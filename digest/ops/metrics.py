@@ -1,0 +1,198 @@
+"""Prometheus metrics at ``GET /metrics``, read from the database at scrape time.
+
+The send loop, the scheduler, the CLI and the web app are separate processes; counting
+in memory would show only what the scraped process did. Every value here is a query on
+the store, so any ``digest serve`` reports the whole system, a restart loses nothing,
+and several web processes agree. The queries use the delivery table's indexes and
+count rows, so a scrape stays cheap next to a send.
+
+Counters are totals of rows (``sent`` deliveries, bounce events …): they only grow,
+except when ``digest subscribers forget`` erases a person's rows, which Prometheus
+reads as a counter reset. ``DIGEST_METRICS_TOKEN``, when set, is required as
+``Authorization: Bearer TOKEN`` (Prometheus: ``authorization: {credentials: …}``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from sqlalchemy import Column, ColumnElement, func, or_, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from digest.events import EventKind
+from digest.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
+from digest.timeutil import utcnow
+from subscribers.models import Subscriber, SubscriberStatus
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+D = Delivery.__table__  # type: ignore[attr-defined]
+E = MailEventRecord.__table__  # type: ignore[attr-defined]
+I = Issue.__table__  # type: ignore[attr-defined]  # noqa: E741
+S = Subscriber.__table__  # type: ignore[attr-defined]
+
+OPEN = (DeliveryState.QUEUED, DeliveryState.RETRY, DeliveryState.SENDING)
+#: The send rate is the messages accepted over this many seconds before the scrape.
+RATE_WINDOW_SECONDS = 60
+
+
+def _by(
+    conn: Connection, column: Column[str], keys: list[str], *where: ColumnElement[bool]
+) -> dict[str, int]:
+    """Row counts by ``column``: every key in ``keys`` (0 if absent), then any other."""
+    query = select(column, func.count()).select_from(column.table).where(*where)
+    found: dict[str, int] = {k: int(n) for k, n in conn.execute(query.group_by(column))}
+    return {key: found.get(key, 0) for key in dict.fromkeys([*keys, *found])}
+
+
+def _gauge(name: str, doc: str, label: str, values: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family
+
+
+class StoreCollector(Collector):
+    """Everything an operator watches during a send, counted in the store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("digest_store_up", "1 when the database answered this scrape.")
+        try:
+            with self.engine.connect() as conn:
+                families = list(self._families(conn))
+        except SQLAlchemyError as exc:
+            logger.warning("metrics: the database did not answer: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _families(self, conn: Connection) -> Iterator[Metric]:
+        deliveries = _by(conn, D.c.state, [s.value for s in DeliveryState])
+        yield _gauge(
+            "digest_deliveries", "Delivery rows by state, all issues.", "state", deliveries
+        )
+        yield GaugeMetricFamily(
+            "digest_queue_depth",
+            "Deliveries still to send (queued, retry, sending), all issues.",
+            value=sum(deliveries[s.value] for s in OPEN),
+        )
+        yield CounterMetricFamily(
+            "digest_messages_sent",
+            "Messages the mail server or provider accepted, all issues.",
+            value=deliveries[DeliveryState.SENT.value],
+        )
+        yield CounterMetricFamily(
+            "digest_messages_failed",
+            "Deliveries that failed for good (permanent refusal or attempts exhausted).",
+            value=deliveries[DeliveryState.FAILED.value],
+        )
+        yield GaugeMetricFamily(
+            "digest_send_rate",
+            f"Messages accepted per second over the last {RATE_WINDOW_SECONDS} s.",
+            value=self._rate(conn),
+        )
+        yield from self._current_issue(conn)
+        yield from self._events(conn)
+        yield _gauge(
+            "digest_issues",
+            "Issues by state.",
+            "state",
+            _by(conn, I.c.state, [s.value for s in IssueState]),
+        )
+        yield _gauge(
+            "digest_subscribers",
+            "Subscribers by status.",
+            "status",
+            _by(conn, S.c.status, [s.value for s in SubscriberStatus]),
+        )
+
+    def _rate(self, conn: Connection) -> float:
+        since = utcnow() - timedelta(seconds=RATE_WINDOW_SECONDS)
+        # Only issues that can have sent something in the window: the (issue, state)
+        # index answers, instead of a scan of every delivery ever made.
+        recent = select(I.c.id).where(or_(I.c.finished_at.is_(None), I.c.finished_at >= since))
+        sent = conn.execute(
+            select(func.count()).where(
+                D.c.issue_id.in_(recent),
+                D.c.state == DeliveryState.SENT.value,
+                D.c.sent_at >= since,
+            )
+        ).scalar_one()
+        return round(int(sent) / RATE_WINDOW_SECONDS, 3)
+
+    def _current_issue(self, conn: Connection) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "digest_current_issue_deliveries",
+            "The newest issue's deliveries by state.",
+            labels=["week", "state"],
+        )
+        newest = conn.execute(select(I.c.id, I.c.week).order_by(I.c.id.desc()).limit(1)).first()
+        if newest is not None:
+            states = [s.value for s in DeliveryState]
+            for state, n in _by(conn, D.c.state, states, D.c.issue_id == newest.id).items():
+                family.add_metric([newest.week, state], n)
+        yield family
+
+    def _events(self, conn: Connection) -> Iterator[Metric]:
+        rows = conn.execute(
+            select(E.c.provider, E.c.kind, func.count()).group_by(E.c.provider, E.c.kind)
+        ).all()
+        by_kind: dict[str, int] = {kind.value: 0 for kind in EventKind}
+        webhook = CounterMetricFamily(
+            "digest_webhook_events",
+            "Provider webhook events recorded (replays excluded), by provider and kind.",
+            labels=["provider", "kind"],
+        )
+        for provider, kind, n in rows:
+            webhook.add_metric([provider, kind], int(n))
+            by_kind[kind] = by_kind.get(kind, 0) + int(n)
+        yield webhook
+        bounces = CounterMetricFamily(
+            "digest_bounces", "Bounces reported by providers.", labels=["type"]
+        )
+        bounces.add_metric(["hard"], by_kind[EventKind.BOUNCED_HARD.value])
+        bounces.add_metric(["soft"], by_kind[EventKind.BOUNCED_SOFT.value])
+        yield bounces
+        yield CounterMetricFamily(
+            "digest_complaints",
+            "Spam complaints reported by providers.",
+            value=by_kind[EventKind.COMPLAINED.value],
+        )
+
+
+def metrics_registry(engine: Engine) -> CollectorRegistry:
+    """A registry with the store's metrics and this process's own (CPU, memory, files)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(engine))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    settings = request.app.state.settings
+    if settings.metrics_token is not None:
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}"
+        presented = request.headers.get("authorization", "")
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise HTTPException(401, "metrics need Authorization: Bearer DIGEST_METRICS_TOKEN")
+    registry = request.app.state.metrics_registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
