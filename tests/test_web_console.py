@@ -11,6 +11,8 @@ from sqlalchemy.engine import Engine
 from store_support import WEEK, sample_emails, seed_store
 
 from digest.config import Settings
+from digest.db import session_scope
+from digest.issues import freeze_issue
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
 from digest.web.console import csrf_token
@@ -85,7 +87,10 @@ def test_forms_need_the_csrf_token_and_our_origin(console) -> None:  # type: ign
 def test_pause_resume_and_cancel(console) -> None:  # type: ignore[no-untyped-def]
     client, app, outbox, settings = console
     form = {"csrf": csrf_token(settings)}
-    # The preview freezes a draft an editor can read before anything is sent.
+    # A draft (frozen by `digest preview`/`edit`; the preview GET itself changes
+    # nothing, issue 13) that an editor can read before anything is sent.
+    with session_scope(app.state.engine) as session:
+        freeze_issue(session, WEEK, settings)
     preview = client.get(f"/console/issues/{WEEK}/preview")
     assert preview.status_code == 200 and "Sample Reader" in preview.text
     assert "[[%" not in preview.text

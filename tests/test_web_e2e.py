@@ -117,7 +117,7 @@ def _to(smtp: RecordingSMTPServer, address: str) -> list[bytes]:
 
 
 def test_subscribe_confirm_send_one_click_unsubscribe_next_send_skips(
-    server: tuple[str, RecordingSMTPServer, dict[str, str]],
+    server: tuple[str, RecordingSMTPServer, dict[str, str]], tmp_path: Path
 ) -> None:
     base, smtp, env = server
     reader, other = "reader@example.com", "other@example.com"
@@ -168,3 +168,9 @@ def test_subscribe_confirm_send_one_click_unsubscribe_next_send_skips(
     assert [e["action"] for e in shown["events"]] == ["subscribe", "confirm", "unsubscribe"]
     assert {e["ip"] for e in shown["events"]} == {"127.0.0.1"}
     assert shown["confirmed_at"] and shown["events"][1]["source"] == "confirmation link"
+
+    # The access log shows the requests but never a token (issue 13).
+    log = (tmp_path / "serve.log").read_text()
+    assert "/confirm/[token]" in log and "/unsubscribe/[token]" in log
+    assert found.group(0).rsplit("/", 1)[1] not in log
+    assert http_url.rsplit("/", 1)[1] not in log

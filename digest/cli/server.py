@@ -33,6 +33,7 @@ def serve(
     """
     import uvicorn
 
+    from digest.web.accesslog import log_config
     from digest.web.app import create_app
 
     s = settings()
@@ -49,6 +50,7 @@ def serve(
         log_level="info",
         proxy_headers=True,
         forwarded_allow_ips=s.forwarded_allow_ips,
+        log_config=log_config(),  # confirm/unsubscribe tokens never reach the access log
     )
 
 

@@ -203,11 +203,12 @@ def console_issue(request: Request, week: str, settings: Operator) -> Response:
 
 @router.get("/issues/{week}/preview", response_class=HTMLResponse)
 def console_preview(request: Request, week: str, settings: Operator) -> Response:
-    """The issue exactly as a subscriber sees it (sample recipient), for editors."""
+    """The issue exactly as a subscriber sees it (sample recipient), for editors.
+    Read-only: a GET never creates the draft (the Send button's POST does)."""
     with session_scope(request.app.state.engine) as session:
-        issue = find_issue(session, _week_or_404(week)) or freeze_issue(session, week, settings)
+        issue = find_issue(session, _week_or_404(week))
         if issue is None:
-            raise HTTPException(404, f"no new comparisons for {week}")
+            raise HTTPException(404, f"no issue for {week} yet")
         html = issue_message(issue, settings).html_for(SAMPLE_RECIPIENT)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
