@@ -80,8 +80,11 @@ class SendReport:
         return line
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def worker_id(settings: Settings | None = None) -> str:
+    """``host:pid:random``: whose lease a batch is (``DIGEST_WORKER_NAME`` names the
+    machine when its host name says nothing, e.g. in containers)."""
+    host = (settings.worker_name if settings is not None else None) or socket.gethostname()
+    return f"{host[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 # ---------------------------------------------------------------- enqueue

@@ -53,6 +53,28 @@ def header_text(value: str, limit: int = 300) -> str:
     return defuse_encoded_words(one_line(value, limit))
 
 
+#: RFC 5322 specials that make a display name a quoted string.
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+#: ``"name" <address>`` must fit on one folded line: the stdlib writes a quoted display
+#: name that is longer than a line unquoted (its folder drops the quotes), and a comma
+#: or colon in it then reads as an address list or a group.
+_QUOTED_LINE = 76
+
+
+def fit_display_name(name: str, address: str) -> str:
+    """``name`` as the To header may carry it next to ``address``: cut at a word so that
+    a name that needs quoting fits on one line (or left out when nothing fits)."""
+    if not name or not _SPECIALS.search(name):
+        return name
+    room = _QUOTED_LINE - len(address) - 5 - name.count('"') - name.count("\\")
+    if len(name) <= room:
+        return name
+    if room < 8:
+        return ""
+    cut = name[: room - 1].rsplit(" ", 1)[0].rstrip(" ,;:.")
+    return (cut + "…") if cut else ""
+
+
 def ascii_domain(domain: str) -> str:
     """An internationalised domain in its ASCII (punycode) form; AddressError if it has none."""
     if domain.isascii():

@@ -22,7 +22,7 @@ from markupsafe import escape
 from digest import mimefast
 from digest.config import Settings
 from digest.exceptions import AddressError
-from digest.mailsafe import check_address, header_text, needs_smtputf8
+from digest.mailsafe import check_address, fit_display_name, header_text, needs_smtputf8
 from digest.render import placeholder
 from digest.timeutil import utcnow
 
@@ -71,7 +71,9 @@ def to_address(display_name: str, email: str) -> Address:
     address = check_address(email)
     local, _, domain = address.rpartition("@")
     try:
-        return Address(display_name=display_name, username=local, domain=domain)
+        return Address(
+            display_name=fit_display_name(display_name, address), username=local, domain=domain
+        )
     except (ValueError, errors.HeaderParseError, errors.MessageDefect) as exc:
         raise AddressError(f"{address[:80]!r} cannot go into a To header: {exc}") from exc
 
@@ -94,6 +96,7 @@ class IssueMessage:
         *,
         issue_id: int,
         week: str,
+        number: int | None = None,
         subject: str,
         html: str,
         text: str,
@@ -103,6 +106,9 @@ class IssueMessage:
     ) -> None:
         self.issue_id = issue_id
         self.week = week
+        self.number = number
+        #: how logs and summaries name the issue: "#12 (2026-W47)"
+        self.label = f"#{number} ({week})" if number is not None else week
         self.settings = settings
         self.subject = header_text(("[TEST] " if test else "") + subject, 250)
         self.html = html
@@ -168,8 +174,8 @@ class IssueMessage:
         return text
 
     def to_header(self, recipient: Recipient) -> str:
-        name = self.display_name(recipient)
         address = check_address(recipient.email)
+        name = fit_display_name(self.display_name(recipient), address)
         if not name:
             return address
         if not address.isascii():  # formataddr refuses a UTF-8 local part

@@ -213,6 +213,7 @@ def compile_mjml(source: str, template: str) -> str:
 def render_issue(
     *,
     week: str,
+    number: int | None = None,
     full: Sequence[Comparison],
     links: Sequence[Comparison],
     settings: Settings,
@@ -233,13 +234,14 @@ def render_issue(
         "preheader": preheader,
         "intro": intro if intro is not None else default_intro(everything),
         "week_label": week_label(week),
+        "number": number,
         "total": len(everything),
         "full": [comparison_view(c, settings) for c in full],
         "links": [comparison_view(c, settings) for c in links],
         "list_name": settings.list_name,
         "site_host": urlsplit(settings.site_url).hostname or settings.site_url,
         "postal_address": settings.postal_address,
-        "archive_url": f"{settings.base_url}/archive/{week}",
+        "archive_url": f"{settings.base_url}/archive/{number if number is not None else week}",
         # Our own constant tokens, never content: safe to mark as markup.
         "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},  # noqa: S704
     }

@@ -17,6 +17,7 @@ import re
 from markupsafe import escape
 
 from digest import mimefast
+from digest.mailsafe import fit_display_name
 from digest.message import (
     DEFAULT_GREETING_NAME,
     MAIL_POLICY,
@@ -160,7 +161,9 @@ class MessageSkeleton:
                 out.append(item)
             elif item == "To":
                 out.append(
-                    mimefast.fold_address("To", name, recipient.email)
+                    mimefast.fold_address(
+                        "To", fit_display_name(name, recipient.email), recipient.email
+                    )
                     or mimefast.fold_stdlib(MAIL_POLICY, "To", to_address(name, recipient.email))
                 )
             elif item == "Message-ID":

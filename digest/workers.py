@@ -116,7 +116,7 @@ class _Loop:
         self.transport = transport
         self.settings = settings
         self.progress = progress
-        self.report = SendReport(week=message.week)
+        self.report = SendReport(week=message.label)
         self.limiter = RateLimiter(settings.rate_limit)
         # A pooled transport paces each message itself; others are paced per chunk.
         self.paced_inside = hasattr(transport, "rate_limiter")
@@ -221,9 +221,9 @@ class _Loop:
                 return
             time.sleep(min(left, POLL_SECONDS))
 
-    def run(self, max_wait: float) -> SendReport:
+    def run(self, max_wait: float, stop: threading.Event | None = None) -> SendReport:
         report = self.report
-        owner = worker_id()
+        owner = worker_id(self.settings)
         started = time.monotonic()
         waited = 0.0
         outage_since: float | None = None
@@ -237,6 +237,9 @@ class _Loop:
             return report
         with self.transport, Heartbeat(self.engine, self.settings.lease_seconds) as beat:
             while True:
+                if stop is not None and stop.is_set():
+                    report.stopped = "worker stopping"
+                    break
                 state = issue_state(self.engine, self.issue_id)
                 if state == IssueState.SENT:
                     break  # another sender of the same issue finished it: not stopped short
@@ -314,6 +317,7 @@ def deliver(
     *,
     progress: Progress | None = None,
     max_wait: float | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Send every open delivery of ``issue_id``.
 
@@ -323,10 +327,11 @@ def deliver(
     (default: long enough for every attempt and for a dead worker's leases to expire;
     the next run picks up whatever is left). Raises
     :class:`TransportConfigError` (after pausing the issue) when the server refuses the
-    login or the sender.
+    login or the sender. ``stop`` (a long-running worker's SIGTERM) ends the loop after
+    the batch in hand, which is recorded first.
     """
     if max_wait is None:
         # Long enough for every retry, and for a crashed worker's leases to run out.
         max_wait = settings.max_attempts * settings.retry_max_seconds + 2 * settings.lease_seconds
     loop = _Loop(engine, issue_id, message, transport, settings, progress)
-    return loop.run(max_wait)
+    return loop.run(max_wait, stop)

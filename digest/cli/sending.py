@@ -15,9 +15,12 @@ if TYPE_CHECKING:
     from digest.jobs import JobResult
 
 from digest.cli.common import (
+    IssueOpt,
     WeekOpt,
+    actor,
     app,
     checked_week,
+    err,
     fail,
     out,
     progress_bar,
@@ -31,21 +34,40 @@ logger = logging.getLogger(__name__)
 @app.command()
 def send(
     week: WeekOpt = None,
+    issue: IssueOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Render and count; send and record nothing.")
     ] = False,
     to: Annotated[
-        str | None, typer.Option("--to", help="Send one [TEST] copy to ADDR; record nothing.")
+        str | None,
+        typer.Option("--to", help="Send one [TEST] copy to ADDR (recorded as a test only)."),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm a real send.")] = False,
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="Confirm sending a second issue in one ISO week."),
+    ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Send with N local worker processes (each with DIGEST_SMTP_CONNECTIONS).",
+        ),
+    ] = 1,
 ) -> None:
-    """Send the week's issue to every active subscriber (safe to run again).
+    """Send the open issue (or freeze one from what is new) to every active subscriber.
 
-    Example: digest send --week 2026-W47 --yes
+    Safe to run again: nobody gets an issue twice. Runs the preflight report first and
+    refuses a real send (SMTP or an API) that fails it.
+
+    Example: digest send --yes
     """
     if not (dry_run or to or yes):
         fail("a real send needs --yes (or try --dry-run, or --to ADDR for a test copy)", 2)
     s = settings()
+    target = checked_week(week)
     if to:
         from subscribers.service import normalize_email
 
@@ -53,22 +75,32 @@ def send(
             to = normalize_email(to)
         except DigestError as exc:
             fail(str(exc))
-    result = _run_job(settings=s, week=checked_week(week), dry_run=dry_run, test_to=to)
-    _finish_send(result)
+    engine = store_engine(s)
+    common = {"settings": s, "engine": engine, "again": again, "workers": workers}
+    result = _run_job(issue=issue, week=target, dry_run=dry_run, test_to=to, **common)
+    if result.outcome == "needs-confirmation":
+        if not (sys.stdin.isatty() and typer.confirm(f"{result.reason}. Send it now?")):
+            fail(f"{result.label}: not sent: {result.reason}", 2)
+        result = _run_job(issue=result.number, **{**common, "again": True})
+    finish_send(result)
 
 
-#: Exit status of a send that stopped short: paused (by the operator, by itself after
-#: failures or an outage, or a refused login/sender), cancelled. README "Exit status".
+#: Exit status of a send that stopped short or could not go out: paused (by the
+#: operator, by itself after failures or an outage, or a refused login/sender),
+#: cancelled, held, waiting for approval. README "Exit status".
 EXIT_STOPPED = 3
 
 
-def _finish_send(result: JobResult) -> None:
-    """The summary line always; exit 3 when the send stopped short (paused, cancelled)."""
-    out.print(result.summary(), highlight=False)
+def finish_send(result: JobResult) -> None:
+    """Warnings, then the summary line always; exit 3 when the issue could not go out
+    (paused, cancelled, held, waiting for approval) or the send stopped short."""
+    from digest.jobs import STOPPED_SHORT
+
+    for line in result.warnings:
+        err.print(f"[yellow]warning:[/] {line}", highlight=False, markup=True, soft_wrap=True)
+    out.print(result.summary(), highlight=False, markup=False)
     stopped = result.report.stopped if result.report is not None else None
-    if stopped and "retries pending" not in stopped:
-        raise typer.Exit(EXIT_STOPPED)
-    if result.outcome in ("paused", "cancelled"):
+    if result.outcome in STOPPED_SHORT or (stopped and "retries pending" not in stopped):
         raise typer.Exit(EXIT_STOPPED)
 
 
@@ -79,7 +111,7 @@ def _run_job(**kwargs: object) -> JobResult:
 
     try:
         with progress_bar("sending") as bar:
-            return weekly_job(progress=bar, **kwargs)  # type: ignore[arg-type]
+            return weekly_job(progress=bar, actor=actor(), **kwargs)  # type: ignore[arg-type]
     except TransportConfigError as exc:
         if kwargs.get("test_to"):  # a test copy records nothing and pauses nothing
             fail(str(exc))
@@ -91,32 +123,40 @@ def _run_job(**kwargs: object) -> JobResult:
 @app.command()
 def status(
     week: WeekOpt = None,
+    issue: IssueOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show an issue's state and its deliveries by state (default: the newest issue).
+    """Show an issue's state and its deliveries by state (default: the open issue, else
+    the newest).
 
-    Example: digest status --week 2026-W47 --json
+    Example: digest status --issue 12 --json
     """
     from digest.status import issue_status
 
     s = settings()
     engine = store_engine(s)
-    info = issue_status(engine, checked_week(week))
+    info = issue_status(engine, checked_week(week), number=issue)
     if info is None:
         if as_json:
-            sys.stdout.write(json.dumps({"week": week, "state": None, "counts": {}}) + "\n")
+            empty: dict[str, object] = {"number": issue, "week": week, "state": None, "counts": {}}
+            sys.stdout.write(json.dumps(empty) + "\n")
         else:
-            out.print("no issue yet" + (f" for {week}" if week else ""), highlight=False)
+            which = f" #{issue}" if issue else (f" for {week}" if week else "")
+            out.print(f"no issue{which} yet", highlight=False)
         return
     if as_json:
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return
     counts = ", ".join(f"{k} {v}" for k, v in info["counts"].items() if v)
     out.print(
-        f"issue {info['week']}: {info['state']} — {counts or 'no deliveries'}", highlight=False
+        f"issue #{info['number']} ({info['week']}): {info['state']} — {counts or 'no deliveries'}",
+        highlight=False,
+        markup=False,
     )
+    if info["state"] == "draft":
+        out.print(f"review: {info['review']}", highlight=False, markup=False)
     if info.get("state_reason"):
-        out.print(f"reason: {info['state_reason']}", highlight=False)
+        out.print(f"reason: {info['state_reason']}", highlight=False, markup=False)
     if info.get("rate") is not None:
         eta = info.get("eta_seconds")
         out.print(
@@ -127,23 +167,30 @@ def status(
 
 
 @app.command()
-def pause(week: WeekOpt = None) -> None:
-    """Pause a send: the sender stops after its current batch (default: the newest issue).
+def pause(week: WeekOpt = None, issue: IssueOpt = None) -> None:
+    """Pause a send: the sender stops after its current batch (default: the open issue).
 
-    Example: digest pause --week 2026-W47
+    Example: digest pause --issue 12
     """
     from digest.control import pause_issue
 
     try:
-        result = pause_issue(store_engine(settings()), checked_week(week))
+        result = pause_issue(
+            store_engine(settings()),
+            checked_week(week),
+            f"paused by {actor()}",
+            number=issue,
+            actor=actor(),
+        )
     except DigestError as exc:
         fail(str(exc))
-    out.print(result.summary(), highlight=False)
+    out.print(result.summary(), highlight=False, markup=False)
 
 
 @app.command()
 def resume(
     week: WeekOpt = None,
+    issue: IssueOpt = None,
     send_now: Annotated[
         bool,
         typer.Option(
@@ -155,23 +202,25 @@ def resume(
 ) -> None:
     """Resume a paused send where it stopped; nobody is sent the issue twice.
 
-    Example: digest resume --week 2026-W47
+    Example: digest resume --issue 12
     """
     from digest.control import resume_issue
 
     s = settings()
     try:
-        result = resume_issue(store_engine(s), checked_week(week))
+        engine = store_engine(s)
+        result = resume_issue(engine, checked_week(week), number=issue, actor=actor())
     except DigestError as exc:
         fail(str(exc))
-    out.print(result.summary(), highlight=False)
+    out.print(result.summary(), highlight=False, markup=False)
     if send_now:
-        _finish_send(_run_job(settings=s, week=result.week))
+        finish_send(_run_job(settings=s, engine=engine, issue=result.number))
 
 
 @app.command("retry-failed")
 def retry_failed(
     week: WeekOpt = None,
+    issue: IssueOpt = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Confirm: these people get mail.")
     ] = False,
@@ -183,7 +232,7 @@ def retry_failed(
     """Re-queue the failed deliveries of a finished issue and send them (never to anyone
     suppressed since); use after an outage or a fixed content refusal.
 
-    Example: digest retry-failed --week 2026-W47 --yes
+    Example: digest retry-failed --issue 12 --yes
     """
     from digest.control import retry_failed as requeue
 
@@ -191,29 +240,76 @@ def retry_failed(
         fail("this mails everyone whose delivery failed; add --yes", 2)
     s = settings()
     try:
-        result = requeue(store_engine(s), checked_week(week))
+        engine = store_engine(s)
+        result = requeue(engine, checked_week(week), number=issue, actor=actor())
     except DigestError as exc:
         fail(str(exc))
-    out.print(result.summary(), highlight=False)
+    out.print(result.summary(), highlight=False, markup=False)
     if send_now and result.state == "sending":
-        _finish_send(_run_job(settings=s, week=result.week))
+        finish_send(_run_job(settings=s, engine=engine, issue=result.number))
 
 
 @app.command()
 def cancel(
     week: WeekOpt = None,
+    issue: IssueOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm: cannot be undone.")] = False,
 ) -> None:
-    """Cancel a send for good: every delivery not yet sent is skipped.
+    """Cancel an issue for good: every delivery not yet sent is skipped.
 
-    Example: digest cancel --week 2026-W47 --yes
+    Example: digest cancel --issue 12 --yes
     """
     from digest.control import cancel_issue
 
     if not yes:
         fail("cancelling cannot be undone; add --yes (or use `digest pause`)", 2)
     try:
-        result = cancel_issue(store_engine(settings()), checked_week(week))
+        result = cancel_issue(
+            store_engine(settings()), checked_week(week), number=issue, actor=actor()
+        )
     except DigestError as exc:
         fail(str(exc))
-    out.print(result.summary(), highlight=False)
+    out.print(result.summary(), highlight=False, markup=False)
+
+
+@app.command()
+def worker(
+    issue: IssueOpt = None,
+    until_done: Annotated[
+        bool,
+        typer.Option("--until-done", help="Exit when the issue is sent (or paused, cancelled)."),
+    ] = False,
+    poll: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between looks for an issue to send.")
+    ] = 2.0,
+) -> None:
+    """Run a sender that claims batches of whichever issue is sending, until stopped.
+
+    Start any number, on any machines sharing one PostgreSQL (or on one machine with
+    SQLite): they share the queue through leases. SIGTERM finishes the batch in hand.
+
+    Example: DIGEST_WORKER_NAME=mail-2 digest worker
+    """
+    import signal
+    import threading
+
+    from digest.scale.worker import Worker
+
+    s = settings()
+    engine = store_engine(s)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    err.print(
+        f"worker {s.worker_name or 'on this host'}: waiting for an issue to send "
+        "(Ctrl-C or SIGTERM stops after the batch in hand)",
+        highlight=False,
+        markup=False,
+    )
+    try:
+        report = Worker(s, engine, number=issue, poll_seconds=poll, stop=stop).run(
+            until_done=until_done
+        )
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(report.summary(), highlight=False, markup=False)
