@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///digest.db"
+    db_busy_timeout: float = Field(default=30.0, gt=0, le=3600)  # SQLite lock wait, seconds
     transport: str = "maildir"
     outbox: Path = Path("outbox")
 

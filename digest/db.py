@@ -30,13 +30,22 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = resource_dir("migrations")
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+def _sqlite_pragmas(busy_timeout: float) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cur.close()
+
+    return on_connect
+
+
+def is_locked(exc: BaseException) -> bool:
+    """A SQLite "database is locked" (another process holds the write lock past the
+    busy timeout): worth a clear "try again", never a traceback."""
+    return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()
 
 
 def normalize_url(url: str) -> str:
@@ -48,18 +57,19 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the settings this project relies on."""
+def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
+    """An engine for ``url`` with the settings this project relies on; a SQLite writer
+    waits up to ``busy_timeout`` seconds (DIGEST_DB_BUSY_TIMEOUT) for another's lock."""
     url = normalize_url(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout}
     try:
         engine = create_engine(url, **kwargs)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise StoreError(f"cannot open database {url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
     return engine
 
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from digest import jsonsafe
 from digest.db import session_scope
 from digest.exceptions import ImportValidationError
 from digest.models import LENSES, Comparison, Review, Tool
@@ -83,11 +84,13 @@ def _pydantic_problems(where: str, exc: ValidationError) -> list[str]:
 def parse_json(where: str, text: str, default_published_at: datetime) -> list[ComparisonIn]:
     """Canonical JSON (one object or a list) → validated comparisons."""
     try:
-        data = json.loads(text)
+        data = jsonsafe.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportValidationError(
             [f"{where}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]
         ) from exc
+    except jsonsafe.TooDeep as exc:
+        raise ImportValidationError([f"{where}: invalid JSON: {exc}"]) from exc
     items = data if isinstance(data, list) else [data]
     if not items:
         raise ImportValidationError([f"{where}: the JSON list is empty"])

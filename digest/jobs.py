@@ -119,7 +119,7 @@ class JobResult:
 
 def open_store(settings: Settings) -> Engine:
     """An engine on ``DIGEST_DATABASE_URL`` with the schema upgraded to the newest."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.db_busy_timeout)
     migrate(engine)
     return engine
 

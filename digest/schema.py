@@ -19,6 +19,9 @@ from digest.models import LENSES, Comparison
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
+#: Years a publication date may have.
+PUBLISHED_RANGE = (1970, 9998)
+
 OneLine = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -111,6 +114,12 @@ class ComparisonIn(_Strict):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("needs a UTC offset, e.g. 2026-11-18T09:00:00+00:00")
+        # Stored in UTC and compared with week windows: year 1 at +05:00 is before the
+        # first representable instant (an OverflowError deep in the store otherwise).
+        if not PUBLISHED_RANGE[0] <= value.year <= PUBLISHED_RANGE[1]:
+            raise ValueError(
+                f"year {value.year} is out of range ({PUBLISHED_RANGE[0]}–{PUBLISHED_RANGE[1]})"
+            )
         return value
 
     @field_validator("tools")

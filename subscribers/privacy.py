@@ -19,7 +19,7 @@ from digest.models import Delivery
 from subscribers.consent import add_suppressions, events_for, suppression_of
 from subscribers.lifecycle import suppress
 from subscribers.models import SUPPRESSED_STATES, ConsentEvent, Subscriber, SubscriberStatus
-from subscribers.service import normalize_email
+from subscribers.service import normalize_email, quote_cell
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +95,12 @@ def export_csv(engine: Engine, target: Path) -> int:
                 for row in rows:
                     writer.writerow(
                         [
-                            row.email,
-                            _safe_cell(row.name),
+                            # A valid address may start with "=" too (issue 13).
+                            quote_cell(row.email),
+                            quote_cell(row.name),
                             row.status,
                             _iso(row.confirmed_at) or "",
-                            _safe_cell(row.source),
+                            quote_cell(row.source),
                             _iso(row.created_at) or "",
                             _iso(row.unsubscribed_at) or "",
                         ]
@@ -110,12 +111,6 @@ def export_csv(engine: Engine, target: Path) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     return count
-
-
-def _safe_cell(value: str) -> str:
-    # A name like "=HYPERLINK(...)" must not become a formula when the export is
-    # opened in a spreadsheet (CSV injection).
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 @dataclass(frozen=True)

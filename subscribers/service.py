@@ -59,6 +59,20 @@ def clean_name(raw: str | None) -> str:
     return name
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def quote_cell(value: str) -> str:
+    """A CSV cell a spreadsheet will not run: a name like "=HYPERLINK(...)" (or a valid
+    address starting with "=") gets a leading "'" (CSV injection)."""
+    return "'" + value if value[:1] in FORMULA_STARTS else value
+
+
+def unquote_cell(value: str) -> str:
+    """The inverse of :func:`quote_cell`, so an export imports unchanged."""
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
+
+
 def find_subscriber(session: Session, email: str) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
 
@@ -134,16 +148,32 @@ def read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise SubscriberError(f"{path}:{line}: invalid UTF-8") from exc
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    # strict: a quote opened and never closed is an error, not the rest of the file
+    # swallowed into one field.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise SubscriberError(f"{path}:1: {exc}") from exc
+    header = [h.strip().lower() for h in (fieldnames or [])]
     if "email" not in header:
         raise SubscriberError(f"{path}:1: header row must name an 'email' column")
+    repeated = sorted({h for h in header if h and header.count(h) > 1})
+    if repeated:
+        # DictReader would keep only the last of them: one column silently lost.
+        raise SubscriberError(f"{path}:1: header names {', '.join(repeated)} more than once")
     reader.fieldnames = header
+    started = 2  # the line the next record starts on
     try:
         for row in reader:
-            yield reader.line_num, {k: (v or "") for k, v in row.items() if k}
+            yield started, {k: (v or "") for k, v in row.items() if k}
+            started = reader.line_num + 1
     except csv.Error as exc:
-        raise SubscriberError(f"{path}:{reader.line_num}: {exc}") from exc
+        if "unexpected end of data" in str(exc):
+            raise SubscriberError(
+                f"{path}:{started}: a quoted field opened on this line is never closed"
+            ) from exc
+        raise SubscriberError(f"{path}:{started}: {exc}") from exc
 
 
 def import_csv(
@@ -163,8 +193,9 @@ def import_csv(
     rows: dict[str, tuple[int, str]] = {}
     for line, row in read_csv(path):
         try:
-            address = normalize_email(row.get("email", ""))
-            name = clean_name(row.get("name"))
+            # unquote_cell: a file written by `subscribers export` imports unchanged.
+            address = normalize_email(unquote_cell(row.get("email", "")))
+            name = clean_name(unquote_cell(row.get("name") or ""))
         except SubscriberError as exc:
             problems.append(f"{path}:{line}: {exc}")
             continue

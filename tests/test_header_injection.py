@@ -11,8 +11,8 @@ email. A hypothesis test fuzzes the same fields.
 
 from __future__ import annotations
 
+import csv
 import itertools
-import json
 import mailbox
 from pathlib import Path
 
@@ -132,10 +132,10 @@ def test_cli_csv_import_and_edit_cannot_inject(
     digest_cli.ok("import", write_json(tmp_path / "c.json", items))
     digest_cli.ok("subscribers", "add", "cli@example.com", "--name", ATTACKS[1])
     csv_path = tmp_path / "people.csv"
-    csv_path.write_text(
-        "email,name\n" + "".join(f'n{i}@example.com,"{a}"\n' for i, a in enumerate(ATTACKS)),
-        encoding="utf-8",
-    )
+    with csv_path.open("w", encoding="utf-8", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["email", "name"])
+        out.writerows([f"n{i}@example.com", a] for i, a in enumerate(ATTACKS))
     digest_cli.ok("subscribers", "import", csv_path)
     digest_cli.ok("edit", "--week", WEEK, "--subject", "Edited " + ATTACKS[2])
     digest_cli.ok("send", "--week", WEEK, "--yes")
@@ -216,10 +216,10 @@ def test_fuzz_every_header_bound_field(
         except Exception as exc:  # only the documented refusal
             assert "longer than" in str(exc)
     csv_path = tmp_path / f"fuzz{n}.csv"
-    csv_path.write_text(
-        "email,name\n" + f"csv{n}@example.com," + json.dumps(name.replace("\x00", "")) + "\n",
-        encoding="utf-8",
-    )
+    with csv_path.open("w", encoding="utf-8", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["email", "name"])
+        out.writerow([f"csv{n}@example.com", name.replace("\x00", "")])
     try:
         import_csv(engine, csv_path)
     except Exception as exc:

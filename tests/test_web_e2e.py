@@ -134,3 +134,9 @@ def test_subscribe_confirm_send_one_click_unsubscribe_next_send_skips(
     assert [e["action"] for e in shown["events"]] == ["subscribe", "confirm", "unsubscribe"]
     assert {e["ip"] for e in shown["events"]} == {"127.0.0.1"}
     assert shown["confirmed_at"] and shown["events"][1]["source"] == "confirmation link"
+
+    # The access log shows the requests but never a token (issue 13).
+    log = (tmp_path / "serve.log").read_text()
+    assert "/confirm/[token]" in log and "/unsubscribe/[token]" in log
+    assert found.group(0).rsplit("/", 1)[1] not in log
+    assert http_url.rsplit("/", 1)[1] not in log

@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.text import Text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from digest.config import Settings, get_settings
 from digest.exceptions import DigestError
@@ -176,4 +177,18 @@ def main() -> None:
     from digest.ops.logging_setup import configure_logging
 
     configure_logging(logging.WARNING)  # DIGEST_LOG_FORMAT / DIGEST_LOG_LEVEL
-    app()
+    try:
+        app()
+    except OperationalError as exc:
+        # Raised past Typer (outside a command's own handling): say it in one line.
+        from digest.db import is_locked
+
+        if is_locked(exc):
+            message = (
+                "the database is locked by another process (waited DIGEST_DB_BUSY_TIMEOUT "
+                "seconds); try again when it is done"
+            )
+        else:
+            message = f"database error: {exc.orig}"
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None

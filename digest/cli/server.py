@@ -34,10 +34,12 @@ def serve(
     import uvicorn
 
     from digest.ops.logging_setup import configure_logging
+    from digest.web.accesslog import RedactTokens, log_config
     from digest.web.app import create_app
 
     s = settings()
     configure_logging(logging.INFO, s)
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     try:
         application = create_app(s)
     except DigestError as exc:
@@ -51,9 +53,9 @@ def serve(
         log_level="info",
         proxy_headers=True,
         forwarded_allow_ips=s.forwarded_allow_ips,
-        # JSON logs: uvicorn's own loggers (access log included) go through our
-        # handler instead of its text formatter.
-        log_config=None if s.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        # Confirm/unsubscribe tokens never reach the access log. JSON logs: uvicorn's
+        # own loggers go through our handler instead of its text formatter.
+        log_config=None if s.log_format == "json" else log_config(),
     )
 
 

@@ -12,8 +12,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from digest import __version__
 from digest.config import Settings, get_settings
@@ -39,6 +43,22 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(metrics.router)
 
 
+def _without_slash(app: FastAPI, request: Request) -> str | None:
+    """``/archive/`` → ``/archive`` when that is a route: a relative Location, never a
+    host, and never a ``//`` that a browser would read as one."""
+    path = request.url.path
+    if request.method not in ("GET", "HEAD") or len(path) < 2 or not path.endswith("/"):
+        return None
+    stripped = "/" + path.strip("/")
+    if stripped.startswith("//") or "\\" in stripped:
+        return None
+    scope = {**request.scope, "path": stripped}
+    if not any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+        return None
+    query = request.url.query
+    return stripped + (f"?{query}" if query else "")
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -56,10 +76,14 @@ def create_app(
         version=__version__,
         description="Subscribe (double opt-in), confirm, one-click unsubscribe (RFC 8058) "
         "and the public archive of the weekly AI tool verdicts digest.",
+        # Starlette's own trailing-slash redirect builds an absolute Location from the
+        # Host header (GET /archive/ with Host: evil.example → http://evil.example/…);
+        # not_found() below redirects with a path-only Location instead.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     if engine is None:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.db_busy_timeout)
         migrate(engine)
     app.state.engine = engine
     app.state.metrics_registry = metrics.metrics_registry(engine)
@@ -73,6 +97,24 @@ def create_app(
     async def store_unavailable(request: Request, exc: StoreError) -> PlainTextResponse:
         logger.error("store error on %s: %s", request.url.path, exc)
         return PlainTextResponse("the service is unavailable; try again shortly", 503)
+
+    @app.exception_handler(OperationalError)
+    async def store_busy(request: Request, exc: OperationalError) -> Response:
+        # A locked SQLite file (another process writing past DIGEST_DB_BUSY_TIMEOUT) or
+        # a database that went away: 503 with Retry-After, nothing half done.
+        logger.error("database unavailable on %s: %s", request.url.path, exc.orig)
+        reason = "the service is busy; try again in a few seconds"
+        headers = {"Retry-After": "5"}
+        if "json" in request.headers.get("content-type", ""):
+            return JSONResponse({"detail": reason}, status_code=503, headers=headers)
+        return PlainTextResponse(reason, 503, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_found(request: Request, exc: StarletteHTTPException) -> Response:
+        target = _without_slash(app, request) if exc.status_code == 404 else None
+        if target is not None:
+            return RedirectResponse(target, status_code=307)
+        return await http_exception_handler(request, exc)
 
     include_routers(app)
     return app

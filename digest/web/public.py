@@ -8,10 +8,9 @@ the forms need no CSRF token or JavaScript.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -19,11 +18,12 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from digest import jsonsafe
 from digest.config import Settings
 from digest.exceptions import DigestError, SubscriberError, TokenError
 from digest.message import Recipient
 from digest.web.pages import client_ip, page, user_agent
-from digest.web.ratelimit import RateLimiter
+from digest.web.ratelimit import RateLimiter, rate_key
 from subscribers.mail import TransportFactory, send_confirmation
 from subscribers.optin import (
     Requester,
@@ -135,18 +135,34 @@ async def _subscribe_fields(request: Request) -> tuple[dict[str, Any], bool]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json" or ctype.endswith("+json"):
         try:
-            data = json.loads(await request.body())
+            data = jsonsafe.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
             raise _BadRequest(400, "the body is not valid JSON") from exc
         if not isinstance(data, dict):
             raise _BadRequest(422, "the JSON body must be an object with an 'email' field")
         return data, True
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if not _utf8_form(ctype, await request.body()):
+            # Starlette would store U+FFFD (or latin-1 guesses) in the name instead.
+            raise _BadRequest(400, "the form is not valid UTF-8")
         form = await request.form()
         if any(isinstance(v, UploadFile) for _, v in form.multi_items()):
             raise _BadRequest(422, "files are not accepted")
         return {k: v for k, v in form.items()}, False
     raise _BadRequest(415, "send a form (application/x-www-form-urlencoded) or JSON")
+
+
+def _utf8_form(ctype: str, raw: bytes) -> bool:
+    """Every field of the form decodes as UTF-8: the bytes themselves and, for an
+    urlencoded form, every percent escape. (Files are refused anyway, so a multipart
+    body is all text.)"""
+    try:
+        text = raw.decode("utf-8")
+        if ctype == "application/x-www-form-urlencoded":
+            parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _text_field(data: dict[str, Any], key: str, *, required: bool) -> str | None:
@@ -171,7 +187,7 @@ def _text_field(data: dict[str, Any], key: str, *, required: bool) -> str | None
 async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
     limiter: RateLimiter = request.app.state.subscribe_limiter
-    wait = limiter.hit(client_ip(request))
+    wait = limiter.hit(rate_key(client_ip(request)))
     wants_json = "json" in request.headers.get("content-type", "")
     if wait is not None:
         reason = "too many subscribe requests from your network; try again later"

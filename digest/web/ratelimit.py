@@ -7,6 +7,7 @@ workers behind a load balancer each allow the limit (docs/subscribers.md).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -14,6 +15,23 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
+
+#: An IPv6 client usually holds a whole /64 (SLAAC, privacy addresses): counting per
+#: address would give one person 2**64 budgets.
+IPV6_PREFIX = 64
+
+
+def rate_key(ip: str) -> str:
+    """The key a client is counted under: its IPv4 address, or its IPv6 /64."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX}", strict=False))
+    return str(address)
 
 
 class RateLimiter:

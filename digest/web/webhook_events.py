@@ -7,11 +7,11 @@ are dropped here; malformed payloads raise :class:`~digest.exceptions.WebhookErr
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from digest import jsonsafe
 from digest.events import EventKind, MailEvent
 from digest.exceptions import WebhookError
 from digest.timeutil import utcnow
@@ -51,7 +51,7 @@ def hints(source: Any) -> dict[str, str]:
 
 def load_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return jsonsafe.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise WebhookError("body is not JSON", status=400) from None
 
