@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     postal_address: str = "Weekly Verdicts, 1 Example Street, Springfield, USA"
     list_name: str = "Weekly AI Tool Verdicts"
+    # The email's masthead: an https image instead of the list name (alt text: the name).
+    logo_url: str | None = None
+    logo_alt: str | None = None
+    logo_width: int = Field(default=180, ge=16, le=600)
     list_id: str | None = None
     unsubscribe_mailto: str | None = None
     timezone: str = "UTC"
@@ -130,6 +134,16 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("logo_url")
+    @classmethod
+    def _https_logo(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith("https://"):
+            # Mail clients block or warn about plain-http images in a message.
+            raise ValueError("must be an https:// URL")
+        return value
 
     @field_validator(
         "postmark_base_url",

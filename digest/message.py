@@ -48,7 +48,15 @@ for _name in ("list-unsubscribe", "list-help", "list-subscribe", "list-archive")
 
 #: CRLF line ends and 78-column folding: what SMTP and every provider expects.
 MAIL_POLICY = policy.SMTP.clone(header_factory=_HEADERS)
-DEFAULT_GREETING_NAME = "there"
+
+
+def greeting(name: str) -> str:
+    """ "Hi Ada," from a display name (already one line), or nothing: a reader without
+    a name gets no greeting rather than "Hi there"."""
+    if "," in name:  # "Lovelace, Ada"
+        name = name.partition(",")[2]
+    first = name.split(maxsplit=1)[0].strip(";:") if name.strip() else ""
+    return f"Hi {first}," if first else ""
 
 
 @dataclass(frozen=True)
@@ -113,13 +121,10 @@ class IssueMessage:
         url = url or self.unsubscribe_url(recipient)
         return f"<{url}>, <mailto:{self.mailto}?subject=unsubscribe>"
 
-    def greeting_name(self, recipient: Recipient) -> str:
-        return one_line(recipient.name, 100) or DEFAULT_GREETING_NAME
-
     def values(self, recipient: Recipient) -> dict[str, str]:
         """Plain-text values for every placeholder."""
         return {
-            "name": self.greeting_name(recipient),
+            "greeting": greeting(one_line(recipient.name, 100)),
             "unsubscribe_url": self.unsubscribe_url(recipient),
         }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,8 @@ from markupsafe import Markup
 
 from digest.config import PROJECT_ROOT, Settings
 from digest.exceptions import RenderError
-from digest.models import LENS_TITLES, Comparison, Tool
+from digest.models import Comparison, Tool
+from digest.panel import SHIP, verdict
 from digest.timeutil import parse_week
 
 logger = logging.getLogger(__name__)
@@ -36,9 +38,11 @@ TEMPLATES_DIR = PROJECT_ROOT / "templates"
 #: Placeholder syntax shared with digest.message. Content can never produce it: every
 #: rendered value has "[[%" defused by :func:`_defuse`.
 PLACEHOLDER = "[[%{}%]]"
-PER_RECIPIENT = ("name", "unsubscribe_url")
+PER_RECIPIENT = ("greeting", "unsubscribe_url")
 _PLACEHOLDER_OPEN = "[[%"
 GMAIL_CLIP_BYTES = 102 * 1024
+#: Plain-text lines are wrapped here (RFC 3676's advice is 78 at most; URLs stay whole).
+TEXT_WIDTH = 78
 _SENTENCE_END = re.compile(r"(?<=[.!?])[”\"')\]]?\s+(?=[A-Z0-9“\"'(])")
 
 
@@ -65,8 +69,25 @@ def _defuse(value: Any) -> Any:
     return value
 
 
+def wrap(value: str, indent: str = "", width: int = TEXT_WIDTH) -> str:
+    """Plain text filled to ``width`` columns; a word longer than a line (a URL) is
+    kept whole on its own line rather than broken."""
+    lines = []
+    for paragraph in str(value).split("\n"):
+        filled = textwrap.fill(
+            " ".join(paragraph.split()),
+            width=width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        lines.append(filled or "")
+    return "\n".join(lines)
+
+
 def _environment(autoescape: bool) -> Environment:
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
         # The text environment renders text/plain, where HTML escaping would corrupt
         # names like "R&D"; every HTML template goes through the autoescaping one.
@@ -77,6 +98,8 @@ def _environment(autoescape: bool) -> Environment:
         keep_trailing_newline=True,
         finalize=_defuse,
     )
+    env.filters["wrap"] = wrap
+    return env
 
 
 _HTML_ENV = _environment(autoescape=True)
@@ -106,51 +129,43 @@ def _pct(value: int | None) -> str:
     return "no votes yet" if value is None else f"{value}%"
 
 
-def _ships(tool: Tool) -> str:
-    if tool.panel_ship_pct is None:
-        return "no panel verdict"
-    lenses = len(LENS_TITLES)
-    return f"{round(tool.panel_ship_pct * lenses / 100)} of {lenses} ship"
-
-
-def split_line(comparison: Comparison) -> str:
-    """One line on how the panel divided, e.g. "A: 4 of 4 ship · B: 3 of 4 ship — leans A"."""
-    a, b = comparison.tools[0], comparison.tools[1]
-    line = f"{a.name}: {_ships(a)} · {b.name}: {_ships(b)}"
-    pa, pb = a.panel_ship_pct, b.panel_ship_pct
-    if pa is None or pb is None:
-        return line
-    if pa == pb:
-        return f"{line} — dead even"
-    return f"{line} — the panel leans {a.name if pa > pb else b.name}"
-
-
 def comparison_link(comparison: Comparison, site_url: str) -> str:
     return comparison.url or f"{site_url.rstrip('/')}/compare/{comparison.slug}"
 
 
-def _tool_view(tool: Tool, settings: Settings) -> dict[str, Any]:
-    reviews = {r.lens: r for r in tool.reviews}
-    pull = reviews.get("dx") or (tool.reviews[0] if tool.reviews else None)
+def _tool_view(tool: Tool) -> dict[str, Any]:
     return {
         "name": tool.name,
         "tagline": tool.tagline,
         "category": tool.category,
-        "entry": tool.entry,
-        "panel": _pct(tool.panel_ship_pct),
+        "entry": tool.entry or "—",
+        "panel": "not scored" if tool.panel_ship_pct is None else f"{tool.panel_ship_pct}%",
         "community": _pct(tool.community_pct),
-        "pull_quote": trim_quote(pull.quote, settings.quote_max_chars) if pull else "",
-        "pull_lens": LENS_TITLES.get(pull.lens, pull.lens) if pull else "",
     }
 
 
 def comparison_view(comparison: Comparison, settings: Settings) -> dict[str, Any]:
+    """What the templates show of one comparison: verdict first, then the lens the
+    panel split on with both tools' quotes, then the two tool cards."""
+    panel = verdict(comparison, lambda quote: trim_quote(quote, settings.quote_max_chars))
     return {
         "title": comparison.title,
-        "standfirst": comparison.standfirst,
+        "standfirst": " ".join(comparison.standfirst.split()),
         "link": comparison_link(comparison, settings.site_url),
-        "split_line": split_line(comparison),
-        "tools": [_tool_view(t, settings) for t in comparison.tools],
+        "verdict": panel.line,
+        "leader": panel.leader,
+        "lens_heading": panel.lens_heading,
+        "quotes": [
+            {
+                "tool": q.tool,
+                "quote": q.quote,
+                "label": f"{panel.lens_title} lens"
+                + ("" if q.verdict is None else f": {'ship' if q.verdict == SHIP else 'pass'}"),
+                "ships": q.verdict == SHIP,
+            }
+            for q in panel.quotes
+        ],
+        "tools": [_tool_view(t) for t in comparison.tools],
     }
 
 
@@ -179,9 +194,34 @@ def week_label(week: str) -> str:
     return f"Week {num}, {year}"
 
 
+def kicker(week: str, total: int) -> str:
+    """The masthead's second line: "Week 47, 2026 · 7 new comparisons"."""
+    noun = "comparison" if total == 1 else "comparisons"
+    return f"{week_label(week)} · {total} new {noun}"
+
+
 def one_line(value: str, limit: int = 300) -> str:
     """Collapse whitespace and control characters: subjects and names go into headers."""
     return " ".join(re.sub(r"[\x00-\x1f\x7f\u2028\u2029]", " ", value).split())[:limit]
+
+
+def brand_context(settings: Settings) -> dict[str, Any]:
+    """The list's name, logo, host and postal address: every email template's masthead
+    and footer."""
+    return {
+        "list_name": settings.list_name,
+        "site_host": urlsplit(settings.site_url).hostname or settings.site_url,
+        "postal_address": settings.postal_address,
+        "logo": (
+            {
+                "url": settings.logo_url,
+                "alt": settings.logo_alt or settings.list_name,
+                "width": settings.logo_width,
+            }
+            if settings.logo_url
+            else None
+        ),
+    }
 
 
 def _render(env: Environment, name: str, context: dict[str, Any]) -> str:
@@ -236,12 +276,12 @@ def render_issue(
         "preheader": preheader,
         "intro": intro if intro is not None else default_intro(everything),
         "week_label": week_label(week),
+        "kicker": kicker(week, len(everything)),
+        "subscriber": True,
         "total": len(everything),
         "full": [comparison_view(c, settings) for c in full],
         "links": [comparison_view(c, settings) for c in links],
-        "list_name": settings.list_name,
-        "site_host": urlsplit(settings.site_url).hostname or settings.site_url,
-        "postal_address": settings.postal_address,
+        **brand_context(settings),
         "archive_url": f"{settings.base_url}/archive/{week}",
         # Our own constant tokens, never content: safe to mark as markup.
         "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},  # noqa: S704

@@ -18,7 +18,7 @@ from email.headerregistry import Address
 from markupsafe import escape
 
 from digest import mimefast
-from digest.message import DEFAULT_GREETING_NAME, MAIL_POLICY, IssueMessage, Recipient
+from digest.message import MAIL_POLICY, IssueMessage, Recipient, greeting
 from digest.render import one_line, placeholder
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ PROBES = (
     Recipient(subscriber_id=22, email="probe@example.com", name=""),
     Recipient(subscriber_id=333, email="p@example.com", name='Zoë "Q" O\'Brien-Ünïcode'),
 )
-_STANDARD_VALUES = ["name", "unsubscribe_url"]
+_STANDARD_VALUES = ["greeting", "unsubscribe_url"]
 #: Characters quoted-printable leaves alone (anything else goes through the table).
 _QP_UNSAFE = re.compile(r"[^\t -<>-~]")
 
@@ -114,7 +114,7 @@ class MessageSkeleton:
         name = one_line(recipient.name, 100)
         if self.standard:
             url = self.message.unsubscribe_url(recipient)
-            return name, {"name": name or DEFAULT_GREETING_NAME, "unsubscribe_url": url}
+            return name, {"greeting": greeting(name), "unsubscribe_url": url}
         return name, self.message.values(recipient)
 
     def _message_id(self, recipient: Recipient) -> bytes:

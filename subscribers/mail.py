@@ -14,14 +14,12 @@ import logging
 import secrets
 from collections.abc import Callable
 from email.utils import formataddr
-from functools import lru_cache
-from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 
 from digest.config import Settings
-from digest.message import IssueMessage, Recipient
-from digest.render import one_line, placeholder, render_email
+from digest.message import IssueMessage, Recipient, greeting
+from digest.render import brand_context, one_line, placeholder, render_email
 from digest.timeutil import utcnow
 from digest.tokens import make_token
 from digest.transports import Transport, make_transport
@@ -30,23 +28,41 @@ from digest.transports.base import SendStatus
 logger = logging.getLogger(__name__)
 
 TEMPLATE = "email/confirm"
-GREETING_FALLBACK = "there"
 
 
-@lru_cache(maxsize=4)
-def _compiled(list_name: str, site_host: str, postal_address: str, hours: int) -> tuple[str, str]:
-    subject = confirm_subject(list_name)
+_COMPILED: dict[tuple[object, ...], tuple[str, str]] = {}
+
+
+def _compiled(settings: Settings) -> tuple[str, str]:
+    """The confirmation's HTML and text with placeholders, compiled once per process
+    for each set of the settings it shows."""
+    key = (
+        settings.list_name,
+        settings.site_url,
+        settings.postal_address,
+        settings.confirm_link_hours,
+        settings.logo_url,
+        settings.logo_alt,
+        settings.logo_width,
+    )
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        if len(_COMPILED) >= 4:
+            _COMPILED.clear()
+        compiled = _COMPILED[key] = _compile(settings)
+    return compiled
+
+
+def _compile(settings: Settings) -> tuple[str, str]:
     context = {
-        "subject": subject,
+        "subject": confirm_subject(settings.list_name),
         "preheader": "One click and the weekly verdicts start arriving.",
-        "list_name": list_name,
-        "site_host": site_host,
-        "postal_address": postal_address,
-        "hours": hours,
+        **brand_context(settings),
+        "hours": settings.confirm_link_hours,
         # Constant markers, not user data: html_for() substitutes the escaped values.
         "placeholders": {
             k: Markup(placeholder(k))  # noqa: S704
-            for k in ("name", "confirm_url")
+            for k in ("greeting", "confirm_url")
         },
     }
     return render_email(TEMPLATE, context)
@@ -72,17 +88,14 @@ class ConfirmationMessage(IssueMessage):
     """
 
     def __init__(self, settings: Settings, recipient: Recipient, confirm_link: str) -> None:
-        site_host = urlsplit(settings.site_url).hostname or settings.site_url
-        html, text = _compiled(
-            settings.list_name, site_host, settings.postal_address, settings.confirm_link_hours
-        )
+        html, text = _compiled(settings)
         # Defused like every rendered value (digest.render): a name cannot smuggle in
         # a placeholder for a later substitution to fill.
-        name = (one_line(recipient.name, 100) or GREETING_FALLBACK).replace("[[%", "[[ %")
+        hello = greeting(one_line(recipient.name, 100)).replace("[[%", "[[ %")
         html = html.replace(placeholder("confirm_url"), str(escape(confirm_link)))
-        html = html.replace(placeholder("name"), str(escape(name)))
+        html = html.replace(placeholder("greeting"), str(escape(hello)))
         text = text.replace(placeholder("confirm_url"), confirm_link)
-        text = text.replace(placeholder("name"), name)
+        text = text.replace(placeholder("greeting"), hello)
         super().__init__(
             issue_id=0,
             week="confirm",

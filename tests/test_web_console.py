@@ -87,7 +87,7 @@ def test_pause_resume_and_cancel(console) -> None:  # type: ignore[no-untyped-de
     form = {"csrf": csrf_token(settings)}
     # The preview freezes a draft an editor can read before anything is sent.
     preview = client.get(f"/console/issues/{WEEK}/preview")
-    assert preview.status_code == 200 and "Sample Reader" in preview.text
+    assert preview.status_code == 200 and "Hi Sample," in preview.text
     assert "[[%" not in preview.text
     assert client.post(f"/console/issues/{WEEK}/pause", data=form).status_code == 200
     status = client.get("/console/api/status", params={"week": WEEK}).json()

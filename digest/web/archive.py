@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 PUBLIC_STATES = (IssueState.SENDING.value, IssueState.PAUSED.value, IssueState.SENT.value)
-GENERIC_NAME = "there"
 _ANY_PLACEHOLDER = re.compile(r"\[\[%[a-z_]{1,40}%\]\]")
 FEED_ENTRIES = 50
 
@@ -63,7 +62,7 @@ def _issue_view(issue: Issue, settings: Settings) -> dict[str, Any]:
 def public_html(issue: Issue, settings: Settings) -> str:
     """The issue's email HTML with placeholders replaced by non-personal values."""
     html = issue.html
-    html = html.replace(placeholder("name"), GENERIC_NAME)
+    html = html.replace(placeholder("greeting"), "")
     html = html.replace(placeholder("unsubscribe_url"), f"{settings.base_url}/unsubscribe")
     # Any per-recipient placeholder added later must not show raw (or personal) either.
     return _ANY_PLACEHOLDER.sub("", html)
