@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv node-tools
 
 venv: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/digest demo
 
-test: $(STAMP)
+# The email checks' npm packages (MJML validator, axe-core), outside the repository.
+node-tools:
+	@bash tests/node/install.sh
+
+test: $(STAMP) node-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

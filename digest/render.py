@@ -57,6 +57,8 @@ class RenderedIssue:
     html: str
     text: str
     warnings: list[str] = field(default_factory=list)
+    #: The Jinja-rendered MJML the HTML was compiled from (for validators).
+    source: str = ""
 
 
 def _defuse(value: Any) -> Any:
@@ -242,16 +244,29 @@ def _include_loader(path: str) -> str:
     return target.read_text(encoding="utf-8")
 
 
+#: MRML hides the preheader in 1px white text; spam filters score both as hidden
+#: content (SpamAssassin's HTML_FONT_LOW_CONTRAST, FONT_INVIS_*), and display:none with
+#: a zero height hides it anyway, so the font size and colour go.
+_PREVIEW_STYLE = (
+    'style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
+    'max-width:0px;opacity:0;overflow:hidden;"'
+)
+_PREVIEW_STYLE_CLEAN = (
+    'style="display:none;max-height:0px;max-width:0px;opacity:0;overflow:hidden;mso-hide:all;"'
+)
+
+
 def compile_mjml(source: str, template: str) -> str:
     try:
         # fonts={} keeps MRML from linking Google Fonts: no third-party requests from the inbox.
-        return mjml.mjml2html(
+        html = mjml.mjml2html(
             source, disable_comments=True, fonts={}, include_loader=_include_loader
         )
     except RenderError:
         raise
     except Exception as exc:  # MRML raises plain exceptions for malformed markup
         raise RenderError(template, f"MJML compile failed: {exc}") from exc
+    return str(html).replace(_PREVIEW_STYLE, _PREVIEW_STYLE_CLEAN, 1)
 
 
 def render_issue(
@@ -286,7 +301,8 @@ def render_issue(
         # Our own constant tokens, never content: safe to mark as markup.
         "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},  # noqa: S704
     }
-    html = compile_mjml(_render(_HTML_ENV, f"{template}.mjml", context), f"{template}.mjml")
+    source = mjml_source(template, context)
+    html = compile_mjml(source, f"{template}.mjml")
     text = _render(_TEXT_ENV, f"{template}.txt", context)
     warnings = []
     size = len(html.encode("utf-8"))
@@ -294,12 +310,22 @@ def render_issue(
         warnings.append(f"HTML is {size // 1024} KB; Gmail clips messages over 102 KB")
         logger.warning("issue %s: %s", week, warnings[-1])
     return RenderedIssue(
-        subject=subject, preheader=preheader, html=html, text=text, warnings=warnings
+        subject=subject,
+        preheader=preheader,
+        html=html,
+        text=text,
+        warnings=warnings,
+        source=source,
     )
+
+
+def mjml_source(template: str, context: dict[str, Any]) -> str:
+    """``{template}.mjml`` rendered by Jinja: the MJML that MRML compiles."""
+    return _render(_HTML_ENV, f"{template}.mjml", context)
 
 
 def render_email(template: str, context: dict[str, Any]) -> tuple[str, str]:
     """Any email template pair (``{template}.mjml`` compiled, ``{template}.txt``) with
     ``context``: the same environments, escaping and MJML settings as the digest."""
-    html = compile_mjml(_render(_HTML_ENV, f"{template}.mjml", context), f"{template}.mjml")
+    html = compile_mjml(mjml_source(template, context), f"{template}.mjml")
     return html, _render(_TEXT_ENV, f"{template}.txt", context)

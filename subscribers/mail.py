@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from email.utils import formataddr
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -54,7 +55,12 @@ def _compiled(settings: Settings) -> tuple[str, str]:
 
 
 def _compile(settings: Settings) -> tuple[str, str]:
-    context = {
+    return render_email(TEMPLATE, confirmation_context(settings))
+
+
+def confirmation_context(settings: Settings) -> dict[str, Any]:
+    """What templates/email/confirm.* are rendered with (name and link as placeholders)."""
+    return {
         "subject": confirm_subject(settings.list_name),
         "preheader": "One click and the weekly verdicts start arriving.",
         **brand_context(settings),
@@ -65,7 +71,6 @@ def _compile(settings: Settings) -> tuple[str, str]:
             for k in ("greeting", "confirm_url")
         },
     }
-    return render_email(TEMPLATE, context)
 
 
 def confirm_subject(list_name: str) -> str:

@@ -153,8 +153,9 @@ def test_headings_one_h1_and_one_per_comparison(
 def test_preheader_only_in_the_hidden_preview(eight: list[Comparison], settings: Settings) -> None:
     rendered = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=settings)
     assert rendered.html.count(rendered.preheader) == 1
-    preview = re.search(r'<div style="display:none;[^"]*">([^<]*)', rendered.html)
-    assert preview is not None and preview.group(1).startswith(rendered.preheader)
+    preview = re.search(r'<div style="(display:none;[^"]*)">([^<]*)', rendered.html)
+    assert preview is not None and preview.group(2).startswith(rendered.preheader)
+    assert "color" not in preview.group(1)  # hidden text in white is a spam signal
 
 
 def test_type_sizes(eight: list[Comparison], settings: Settings) -> None:

@@ -1,0 +1,74 @@
+"""Screenshots of the demo digest and the confirmation email in headless Chromium, at
+phone (375 px) and desktop (600 px) widths, light and dark: docs/screenshots/*.png.
+
+    .venv/bin/python tests/email_screenshots.py            # rewrites docs/screenshots/
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import TEST_SECRET
+from email_support import CHROMIUM, CHROMIUM_ARGS, REPO, comparisons, issue
+from playwright.sync_api import sync_playwright
+from store_support import WEEK
+
+from digest.config import Settings
+from digest.db import make_engine, migrate
+from digest.message import IssueMessage, Recipient
+from subscribers.mail import ConfirmationMessage
+
+OUT = REPO / "docs" / "screenshots"
+READER = Recipient(7, "ada@example.com", "Ada Lovelace")
+
+
+def pages() -> dict[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            database_url=f"sqlite:///{Path(tmp) / 'digest.db'}",
+            secret_key=TEST_SECRET,
+            base_url="https://digest.example.org",
+            site_url="https://verdicts.example.org",
+            from_address="Weekly AI Tool Verdicts <digest@example.org>",
+            postal_address="Verdicts Ltd, 9 Quay Road, Cork T12 X8Y2, Ireland",
+        )
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        rendered = issue(comparisons(engine, settings, Path(tmp), 7), settings)
+        engine.dispose()
+    message = IssueMessage(
+        issue_id=1,
+        week=WEEK,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        settings=settings,
+    )
+    confirm = ConfirmationMessage(settings, READER, f"{settings.base_url}/confirm/{'Q' * 50}")
+    return {"digest": message.html_for(READER), "confirm": confirm.html}
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        for name, html in pages().items():
+            for width in (375, 600):
+                for scheme in ("light", "dark"):
+                    page = browser.new_page(
+                        viewport={"width": width, "height": 800}, color_scheme=scheme
+                    )
+                    page.set_content(html, wait_until="load")
+                    path = OUT / f"{name}-{width}-{scheme}.png"
+                    page.screenshot(path=str(path), full_page=True)
+                    page.close()
+                    print(path.relative_to(REPO))
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
