@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     base_url: str = "http://localhost:8000"
     site_url: str = "https://verdicts.example.com"
     secret_key: SecretStr | None = None
+    # The secret before the last rotation: links it signed keep working (never signs).
+    secret_key_previous: SecretStr | None = None
     admin_token: SecretStr | None = None
     postal_address: str = "Weekly Verdicts, 1 Example Street, Springfield, USA"
     list_name: str = "Weekly AI Tool Verdicts"
@@ -116,6 +118,7 @@ class Settings(BaseSettings):
     subscribe_rate_limit: int = Field(default=5, ge=1, le=100_000)  # per client IP per window
     subscribe_rate_window: int = Field(default=600, ge=1)  # seconds
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For uvicorn trusts
+    api_docs: bool = True  # /docs: the API reference page (server-rendered, no script)
 
     demo: bool = False
 
@@ -197,6 +200,20 @@ class Settings(BaseSettings):
             "DIGEST_SECRET_KEY is not set; it signs unsubscribe and confirmation links. "
             'Generate one: python -c "import secrets; print(secrets.token_urlsafe(32))"'
         )
+
+    def verification_keys(self) -> list[str]:
+        """Every secret a link may have been signed with: the current one first, then
+        ``DIGEST_SECRET_KEY_PREVIOUS`` (so links in old emails survive a rotation)."""
+        keys = [self.signing_key()]
+        if self.secret_key_previous is not None:
+            previous = self.secret_key_previous.get_secret_value()
+            if previous.strip().lower() in PLACEHOLDER_SECRETS or len(previous) < 16:
+                raise ConfigError(
+                    "DIGEST_SECRET_KEY_PREVIOUS is a placeholder or shorter than 16 characters"
+                )
+            if previous not in keys:
+                keys.append(previous)
+        return keys
 
 
 @lru_cache(maxsize=1)

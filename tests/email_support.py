@@ -12,7 +12,8 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -127,32 +128,63 @@ def mjml_errors(source: str) -> list[str]:
 # ---------------------------------------------------------------- chromium
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    """One headless Chromium for the session; skips when Playwright or Chromium is absent."""
-    try:
+class Chromium:
+    """One headless Chromium driven from a thread of its own: Playwright's sync API
+    refuses to run where an asyncio loop is running, which other tests' servers may
+    leave behind in the main thread."""
+
+    def __init__(self) -> None:
         from playwright.sync_api import sync_playwright
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="chromium")
+
+        def start() -> Any:
+            self._playwright = sync_playwright().start()
+            return self._playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+
+        self._browser = self._pool.submit(start).result()
+
+    def run(self, html: str, width: int, scheme: str, work: Callable[[Any], Any]) -> Any:
+        """``work(page)`` on a page showing ``html`` (no network: remote images fail)."""
+
+        def job() -> Any:
+            page = self._browser.new_page(
+                viewport={"width": width, "height": 900}, color_scheme=scheme
+            )
+            try:
+                page.route("http*://**/*", lambda route: route.abort())
+                page.set_content(html, wait_until="load")
+                return work(page)
+            finally:
+                page.close()
+
+        return self._pool.submit(job).result()
+
+    def close(self) -> None:
+        def stop() -> None:
+            self._browser.close()
+            self._playwright.stop()
+
+        self._pool.submit(stop).result()
+        self._pool.shutdown()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Chromium]:
+    """Headless Chromium for the session; skips when Playwright or Chromium is absent."""
+    try:
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.skip("the playwright package is not installed (pip install '.[dev]')")
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def open_page(browser: Any, html: str, width: int, scheme: str) -> Any:
-    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
-    # Offline: an email's remote images must not make the test reach the internet.
-    page.route(
-        "**/*",
-        lambda route: route.abort() if route.request.url.startswith("http") else route.continue_(),
-    )
-    page.set_content(html, wait_until="load")
-    return page
+    browser = Chromium()
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 #: Contrast of every visible text run against the background painted behind it.
@@ -167,16 +199,20 @@ def luminance(rgb: list[float]) -> float:
     return 0.2126 * channel(rgb[0]) + 0.7152 * channel(rgb[1]) + 0.0722 * channel(rgb[2])
 
 
-def axe_violations(page: Any) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the loaded page."""
+def axe_violations(browser: Chromium, html: str, width: int = 600, scheme: str = "light") -> Any:
+    """axe-core's serious and critical violations on ``html``."""
     source = (node_tool("axe-core") / "axe.min.js").read_text(encoding="utf-8")
-    page.add_script_tag(content=source)
-    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+
+    def audit(page: Any) -> Any:
+        page.add_script_tag(content=source)
+        result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+        return [
+            {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+            for v in result["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+
+    return browser.run(html, width, scheme, audit)
 
 
 # ---------------------------------------------------------------- spamassassin

@@ -10,13 +10,13 @@ import pytest
 from conftest import TEST_SECRET
 from email_support import (
     CONTRAST_JS,
+    Chromium,
     axe_violations,
     chromium,  # noqa: F401  (fixture)
     comparisons,
     issue,
     luminance,
     mjml_errors,
-    open_page,
     spam_score,
 )
 from store_support import WEEK
@@ -26,7 +26,7 @@ from digest.db import make_engine, migrate
 from digest.message import IssueMessage, Recipient
 from digest.models import Comparison
 from digest.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
-from subscribers.mail import ConfirmationMessage, confirmation_context
+from subscribers.mail import ConfirmationMessage, link_email_context
 
 READER = Recipient(7, "ada@example.com", "Ada Lovelace")
 BOXES = "els => els.map(e => e.getBoundingClientRect().toJSON())"
@@ -88,7 +88,7 @@ def test_digest_mjml_passes_the_official_validator_in_strict_mode(
 
 
 def test_confirmation_mjml_passes_the_official_validator(email_settings: Settings) -> None:
-    assert mjml_errors(mjml_source("email/confirm", confirmation_context(email_settings))) == []
+    assert mjml_errors(mjml_source("email/confirm", link_email_context(email_settings))) == []
 
 
 # ---------------------------------------------------------------- chromium
@@ -111,17 +111,13 @@ def emails(reader_html: str, email_settings: Settings) -> dict[str, str]:
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize(("email", "width"), [("digest", 375), ("digest", 600), ("confirm", 375)])
 def test_text_contrast_in_light_and_dark_mode(
-    chromium: Any,  # noqa: F811
+    chromium: Chromium,  # noqa: F811
     emails: dict[str, str],
     email: str,
     scheme: str,
     width: int,
 ) -> None:
-    page = open_page(chromium, emails[email], width, scheme)
-    try:
-        found = page.evaluate(CONTRAST_JS)
-    finally:
-        page.close()
+    found = chromium.run(emails[email], width, scheme, lambda page: page.evaluate(CONTRAST_JS))
     # The whole email was measured, not an empty page.
     assert len(found["runs"]) > (100 if email == "digest" else 8)
     low = [run for run in found["runs"] if run["ratio"] < 4.5]
@@ -134,21 +130,14 @@ def test_text_contrast_in_light_and_dark_mode(
 
 
 def test_tool_cards_are_equal_height_and_stack_on_phones(
-    chromium: Any,  # noqa: F811
+    chromium: Chromium,  # noqa: F811
     reader_html: str,
 ) -> None:
-    wide = open_page(chromium, reader_html, 600, "light")
-    narrow = open_page(chromium, reader_html, 375, "light")
-    try:
-        boxes = wide.eval_on_selector_all(
-            "td.card", "els => els.map(e => e.getBoundingClientRect().toJSON())"
-        )
-        stacked = narrow.eval_on_selector_all(
-            "td.card", "els => els.map(e => e.getBoundingClientRect().toJSON())"
-        )
-    finally:
-        wide.close()
-        narrow.close()
+    def cards(page: Any) -> Any:
+        return page.eval_on_selector_all("td.card", BOXES)
+
+    boxes = chromium.run(reader_html, 600, "light", cards)
+    stacked = chromium.run(reader_html, 375, "light", cards)
     assert len(boxes) == 10
     for left, right in zip(boxes[::2], boxes[1::2], strict=True):
         assert left["top"] == right["top"] and left["height"] == right["height"]
@@ -161,16 +150,12 @@ def test_tool_cards_are_equal_height_and_stack_on_phones(
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("email", ["digest", "confirm"])
 def test_axe_finds_no_serious_or_critical_violation(
-    chromium: Any,  # noqa: F811
+    chromium: Chromium,  # noqa: F811
     emails: dict[str, str],
     email: str,
     scheme: str,
 ) -> None:
-    page = open_page(chromium, emails[email], 600, scheme)
-    try:
-        assert axe_violations(page) == []
-    finally:
-        page.close()
+    assert axe_violations(chromium, emails[email], 600, scheme) == []
 
 
 # ---------------------------------------------------------------- spam filters

@@ -3,7 +3,8 @@
 Public routes (docs/subscribers.md): ``/`` and ``/subscribe`` (double opt-in),
 ``/confirm/{token}``, ``/unsubscribe`` and ``/unsubscribe/{token}`` (RFC 8058), the
 archive under ``/archive`` with its Atom feed, ``/healthz``, and the OpenAPI spec at
-``/openapi.json`` (interactive at ``/docs``).
+``/openapi.json`` (readable at ``/docs``), and the site's error pages and favicon
+(digest/web/site.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from digest import __version__
 from digest.config import Settings, get_settings
 from digest.db import make_engine, migrate
 from digest.exceptions import StoreError
-from digest.web import archive, console, public, webhooks
+from digest.web import archive, console, public, site, webhooks
 from digest.web.pages import SecurityHeaders
 from digest.web.ratelimit import RateLimiter
+from digest.web.site import HeadAsGet
 from subscribers.mail import TransportFactory
+from subscribers.optin import CONFIRM_RESEND_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ def create_app(
         version=__version__,
         description="Subscribe (double opt-in), confirm, one-click unsubscribe (RFC 8058) "
         "and the public archive of the weekly AI tool verdicts digest.",
+        # /docs is our own server-rendered page (digest/web/site.py): FastAPI's loads
+        # Swagger UI from a CDN, a third-party script on our origin.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     if engine is None:
@@ -62,7 +69,11 @@ def create_app(
     app.state.subscribe_limiter = RateLimiter(
         settings.subscribe_rate_limit, settings.subscribe_rate_window
     )
+    # A fresh unsubscribe link goes to one address at most once per cool-down.
+    app.state.unsubscribe_link_limiter = RateLimiter(1, CONFIRM_RESEND_SECONDS)
     app.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
+    app.add_middleware(HeadAsGet)
+    site.install(app, settings)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> PlainTextResponse:

@@ -35,8 +35,6 @@ ARCHIVE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
-#: FastAPI's interactive docs load their script from a CDN; they keep their own rules.
-_NO_CSP_PATHS = ("/docs", "/redoc")
 
 #: Public POST bodies (subscribe, confirm, one-click unsubscribe) are tiny.
 MAX_FORM_BYTES = 64 * 1024
@@ -62,6 +60,9 @@ def page(
             "list_name": settings.list_name,
             "site_url": settings.site_url,
             "base_url": settings.base_url,
+            # Links and forms are root-relative: the app works on whatever host name
+            # it is reached by (DIGEST_BASE_URL is for the links in emails).
+            "root": request.scope.get("root_path", "").rstrip("/"),
             "postal_address": settings.postal_address,
             **context,
         },
@@ -138,8 +139,7 @@ class SecurityHeaders:
             (b"permissions-policy", b"interest-cohort=(), camera=(), microphone=()"),
             (b"cross-origin-opener-policy", b"same-origin"),
         ]
-        if not path.startswith(_NO_CSP_PATHS):
-            headers.append((b"content-security-policy", PAGE_CSP.encode()))
+        headers.append((b"content-security-policy", PAGE_CSP.encode()))
         if self.hsts:
             headers.append((b"strict-transport-security", b"max-age=31536000"))
         return headers
