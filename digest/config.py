@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DIGEST_FROM", "from_address"),
     )
     reply_to: str | None = None
+    # DKIM signing of SMTP sends (digest/mail/dkim.py); off unless selector and key are set.
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_private_key_file: Path | None = None
+    # ``digest doctor``'s DNS server ("host" or "host:port"); the system resolver when unset.
+    dns_server: str | None = None
     bounce_address: str | None = None
     base_url: str = "http://localhost:8000"
     site_url: str = "https://verdicts.example.com"
@@ -173,6 +179,10 @@ class Settings(BaseSettings):
 
         addr = parseaddr(self.from_address)[1]
         return addr.rpartition("@")[2] or "localhost"
+
+    @property
+    def effective_dkim_domain(self) -> str:
+        return self.dkim_domain or self.from_domain
 
     @property
     def effective_list_id(self) -> str:

@@ -97,6 +97,9 @@ class IssueMessage:
         self.mailto = settings.effective_unsubscribe_mailto
         self.domain = settings.from_domain
         self.boundary = "=_digest_" + stable_digest(settings, "boundary", issue_id, length=24)
+        # Gmail's feedback loop groups complaints by these fields (campaign, list, mail
+        # type, sender); constant per issue, so it costs the fast path nothing.
+        self.feedback_id = f"{week}:{settings.effective_list_id}:newsletter:{self.domain}"
         self._message_ids: Callable[[object], str] | None = None
         self._tokens: TokenMinter | None = None
         self._skeleton: MessageSkeleton | None = None
@@ -155,6 +158,7 @@ class IssueMessage:
             "List-Id": self.list_id,
             "List-Unsubscribe": self.list_unsubscribe(recipient),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Feedback-ID": self.feedback_id,
         }
         if self.settings.reply_to:
             headers["Reply-To"] = self.settings.reply_to

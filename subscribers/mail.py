@@ -128,6 +128,7 @@ class LinkMessage(IssueMessage):
         self.link = link
         self._message_id = f"<{self.kind}.{secrets.token_hex(12)}@{self.domain}>"
         self.boundary = f"=_{self.kind}_" + secrets.token_hex(12)
+        self.list_tag = settings.effective_list_id
 
     def message_id(self, recipient: Recipient) -> str:
         return self._message_id
@@ -154,6 +155,7 @@ class LinkMessage(IssueMessage):
             # list, so nobody can use the form to mail this person again.
             "List-Unsubscribe": self.list_unsubscribe(recipient),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Feedback-ID": f"{self.kind}:{self.list_tag}:transactional:{self.domain}",
         }
         if self.settings.reply_to:
             headers["Reply-To"] = self.settings.reply_to
