@@ -5,7 +5,8 @@ DMARC records in DNS, looked up with dnspython.
   a failure, ``?all`` a warning.
 - **DKIM**: the TXT record at ``selector._domainkey.domain`` (``DIGEST_DKIM_SELECTOR``,
   ``DIGEST_DKIM_DOMAIN``) carries exactly the public half of
-  ``DIGEST_DKIM_PRIVATE_KEY_FILE``, with the matching key type.
+  ``DIGEST_DKIM_PRIVATE_KEY_FILE``, with the matching key type, and a test message
+  signed as a send would be verifies with dkimpy against that record.
 - **DMARC**: a ``v=DMARC1`` TXT record at ``_dmarc.<From domain>`` (or the
   organisational domain); ``p=none`` is a warning, and the DKIM domain must align with
   the From domain.
@@ -20,6 +21,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import dkim
 import dns.exception
 import dns.resolver
 
@@ -116,13 +118,41 @@ def check_dkim(res: dns.resolver.Resolver, settings: Settings) -> Check:
                 return Check(
                     "DKIM", FAIL, f"{name}: k={record.get('k', 'rsa')}, the key is {expected['k']}"
                 )
-            return Check("DKIM", OK, f"{name}: {signer.algorithm} key matches the private key")
+            if not _verifies(signer, res, settings):
+                return Check("DKIM", FAIL, f"{name}: a test message signed now does not verify")
+            return Check(
+                "DKIM",
+                OK,
+                f"{name}: {signer.algorithm} key matches the private key; "
+                "a test message signed now verifies",
+            )
     return Check(
         "DKIM",
         FAIL,
         f"{name}: the published key is not the public half of DIGEST_DKIM_PRIVATE_KEY_FILE; "
         f"publish: {signer.public_record()}",
     )
+
+
+def _verifies(signer: DkimSigner, res: dns.resolver.Resolver, settings: Settings) -> bool:
+    """Sign a small message as a send would and verify it the way receivers do
+    (dkimpy, fetching the key from DNS through ``res``)."""
+    message = (
+        f"From: {settings.from_address}\r\nTo: doctor@{settings.from_domain}\r\n"
+        f"Subject: digest doctor\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
+        f"Message-ID: <doctor@{settings.from_domain}>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nDKIM self-test.\r\n"
+    ).encode()
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        found = txt_records(res, name.decode("ascii").rstrip("."))
+        return found[0].encode("utf-8") if found else b""
+
+    try:
+        return bool(dkim.verify(signer.sign(message), dnsfunc=lookup))
+    except dkim.DKIMException as exc:
+        logger.warning("DKIM self-test: %s", exc)
+        return False
 
 
 def check_dmarc(res: dns.resolver.Resolver, settings: Settings) -> Check:
