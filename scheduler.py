@@ -1,8 +1,13 @@
 """Run the weekly digest on a schedule: ``.venv/bin/python scheduler.py``.
 
-A thin APScheduler entry point: a cron trigger from ``DIGEST_SEND_CRON`` (default
-Monday 09:00) in ``DIGEST_TIMEZONE`` calls :func:`digest.jobs.weekly_job`, the same
-function ``digest send`` uses, so a tick that repeats a week sends nobody anything twice.
+A thin APScheduler entry point with two jobs:
+
+- a cron trigger from ``DIGEST_SEND_CRON`` (default Monday 09:00) in
+  ``DIGEST_TIMEZONE`` calls :func:`digest.jobs.weekly_job` (``scheduled=True``), the
+  same function ``digest send`` uses, so a repeated tick sends nobody anything twice;
+- every minute :func:`digest.editorial.schedule.scheduler_tick` opens the review window
+  (``DIGEST_REVIEW_HOURS`` before a slot) and sends a draft that was approved or
+  released after its slot.
 """
 
 from __future__ import annotations
@@ -12,80 +17,53 @@ import sys
 from datetime import datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.config import Settings, get_settings
-from digest.exceptions import ConfigError, DigestError
-from digest.jobs import weekly_job
+from digest.editorial.schedule import RUN_LOCK, cron_trigger, next_send, scheduler_tick
+from digest.exceptions import DigestError
+from digest.jobs import open_store, weekly_job
 
 # Named, not __name__: run as a script this module is "__main__", which says nothing in a log.
 logger = logging.getLogger("digest.scheduler")
 
 JOB_ID = "weekly-digest"
+TICK_ID = "review-tick"
+TICK_SECONDS = 60
 
-
-_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _crontab_dow(field: str) -> str:
-    """A crontab day-of-week field in APScheduler's terms.
-
-    Crontab counts 0 (and 7) as Sunday, but APScheduler 3's ``CronTrigger`` counts 0 as
-    Monday even in ``from_crontab``: ``0 9 * * 1`` would fire on Tuesdays. Numeric days
-    and stepped ranges are therefore spelled out as names, which both agree on.
-    """
-    parts: list[str] = []
-    for part in field.lower().split(","):
-        span, _, step_text = part.partition("/")
-        numeric_span = span == "*" or all(p.isdigit() for p in span.split("-"))
-        if not numeric_span or (span == "*" and not step_text):
-            parts.append(part)  # names ("mon-fri") and a bare "*" mean the same in both
-            continue
-        if span == "*":
-            first, last = 0, 6
-        else:
-            bounds = [int(p) for p in span.split("-")]
-            first, last = bounds[0], bounds[-1]
-            if step_text and len(bounds) == 1:
-                last = 6  # crontab "1/2" = from Monday to the end of the week
-        step = int(step_text) if step_text.isdigit() else 1
-        if not (0 <= first <= last <= 7) or step < 1:
-            raise ValueError(f"day of week {part!r} is out of range 0-7")
-        parts.extend(_DOW_NAMES[day] for day in range(first, last + 1, step))
-    return ",".join(dict.fromkeys(parts))
-
-
-def cron_trigger(settings: Settings) -> CronTrigger:
-    """The trigger ``DIGEST_SEND_CRON`` describes, in ``DIGEST_TIMEZONE``."""
-    fields = settings.send_cron.split()
-    try:
-        if len(fields) != 5:
-            raise ValueError(
-                f"expected 5 fields (minute hour day month weekday), got {len(fields)}"
-            )
-        minute, hour, day, month, dow = fields
-        return CronTrigger(
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=_crontab_dow(dow),
-            timezone=settings.tz,
-        )
-    except ValueError as exc:
-        raise ConfigError(
-            f"DIGEST_SEND_CRON {settings.send_cron!r} is not a cron line: {exc}"
-        ) from exc
+__all__ = ["build_scheduler", "cron_trigger", "next_fire_time", "run_tick", "run_weekly_job"]
 
 
 def run_weekly_job(settings: Settings | None = None) -> None:
-    """The scheduled call; errors are logged, never allowed to kill the scheduler."""
-    try:
-        result = weekly_job(settings or get_settings())
-    except DigestError as exc:
-        logger.error("weekly job failed: %s", exc)
-        return
+    """The scheduled send; errors are logged, never allowed to kill the scheduler."""
+    with RUN_LOCK:
+        try:
+            result = weekly_job(settings or get_settings(), scheduled=True, actor="scheduler")
+        except DigestError as exc:
+            logger.error("weekly job failed: %s", exc)
+            return
     logger.info(result.summary())
+
+
+_last_tick: list[str | None] = [None]
+
+
+def run_tick(settings: Settings | None = None) -> None:
+    """The minute's look at the schedule; skipped while the send job runs."""
+    if not RUN_LOCK.acquire(blocking=False):
+        return
+    try:
+        settings = settings or get_settings()
+        said = scheduler_tick(settings, engine=open_store(settings))
+    except DigestError as exc:
+        said = f"scheduler tick failed: {exc}"
+        logger.error("%s", said)
+    finally:
+        RUN_LOCK.release()
+    # A draft waiting for approval is looked at every minute: say so once.
+    if said and said != _last_tick[0]:
+        logger.info("%s", said)
+    _last_tick[0] = said
 
 
 def build_scheduler(settings: Settings) -> BlockingScheduler:
@@ -103,13 +81,22 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
         misfire_grace_time=settings.misfire_grace_seconds,
         replace_existing=True,
     )
+    scheduler.add_job(
+        run_tick,
+        trigger=IntervalTrigger(seconds=TICK_SECONDS, timezone=settings.tz),
+        args=[settings],
+        id=TICK_ID,
+        name="review window and late approvals",
+        coalesce=True,
+        max_instances=1,
+        replace_existing=True,
+    )
     return scheduler
 
 
 def next_fire_time(settings: Settings, now: datetime | None = None) -> datetime | None:
     """When the weekly job fires next after ``now``."""
-    now = now or datetime.now(settings.tz)
-    return cron_trigger(settings).get_next_fire_time(None, now)
+    return next_send(settings, now)
 
 
 def main() -> int:

@@ -4,6 +4,7 @@ or a ``.env`` file; nothing else in the package reads ``os.environ``."""
 from __future__ import annotations
 
 import logging
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,21 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "please-change", "changethis", "demo", "test"}
 )
+#: The postal address a fresh install ships with: fine for the demo, never for a real send.
+SAMPLE_POSTAL_ADDRESS = "Weekly Verdicts, 1 Example Street, Springfield, USA"
+#: Sender domains that can never receive replies or pass DMARC (RFC 2606 / RFC 6761).
+TEST_DOMAINS = ("localhost", "example.com", "example.net", "example.org")
+TEST_DOMAIN_SUFFIXES = (
+    ".localhost",
+    ".test",
+    ".example",
+    ".invalid",
+    ".local",
+    ".example.com",
+    ".example.net",
+    ".example.org",
+)
+
 #: Signs links only under ``digest demo`` (``signing_key`` refuses it otherwise).
 DEMO_SECRET = "demo-only-secret-not-for-production-use-0000000000"  # noqa: S105
 
@@ -65,7 +81,7 @@ class Settings(BaseSettings):
     # The secret before the last rotation: links it signed keep working (never signs).
     secret_key_previous: SecretStr | None = None
     admin_token: SecretStr | None = None
-    postal_address: str = "Weekly Verdicts, 1 Example Street, Springfield, USA"
+    postal_address: str = SAMPLE_POSTAL_ADDRESS
     list_name: str = "Weekly AI Tool Verdicts"
     # The email's masthead: an https image instead of the list name (alt text: the name).
     logo_url: str | None = None
@@ -77,6 +93,15 @@ class Settings(BaseSettings):
     send_cron: str = "0 9 * * mon"
     misfire_grace_seconds: int = 3600
 
+    # The editorial loop (docs/editorial.md).
+    max_age_days: int = Field(default=14, ge=1, le=366)
+    review_hours: float = Field(default=0, ge=0, le=24 * 14)
+    require_approval: bool = False
+    allow_unsafe_send: bool = False
+    #: seconds to wait for DIGEST_BASE_URL/healthz in the preflight report; 0 skips it
+    preflight_health_timeout: float = Field(default=3.0, ge=0, le=60)
+    console_session_hours: float = Field(default=12, gt=0, le=24 * 90)
+
     full_cards: int = Field(default=5, ge=0, le=50)
     max_comparisons: int = Field(default=20, ge=1, le=200)
     quote_max_chars: int = Field(default=280, ge=60, le=2000)
@@ -85,6 +110,11 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=60, ge=2)
     max_attempts: int = Field(default=5, ge=1, le=50)
     rate_limit: float | None = Field(default=None, gt=0)
+    # Limits every worker shares (digest/scale/limits.py).
+    redis_url: str | None = None
+    domain_limits: str | None = None
+    warmup: str | None = None
+    warmup_start: date | None = None
     # Delivery engine (docs/delivery.md).
     smtp_max_per_connection: int = Field(default=1000, ge=1)
     pause_after_failures: int = Field(default=100, ge=1)
@@ -96,6 +126,7 @@ class Settings(BaseSettings):
     postmark_token: SecretStr | None = None
     postmark_stream: str = "broadcast"
     postmark_base_url: str = "https://api.postmarkapp.com"
+    postmark_templates: bool = True
     sendgrid_api_key: SecretStr | None = None
     sendgrid_base_url: str = "https://api.sendgrid.com"
     mailgun_api_key: SecretStr | None = None
@@ -108,6 +139,7 @@ class Settings(BaseSettings):
     ses_access_key_id: str | None = None
     ses_secret_access_key: SecretStr | None = None
     ses_configuration_set: str | None = None
+    ses_bulk: bool = True
     # Provider webhooks (POST /webhooks/{provider}); unset secret = that webhook refuses all.
     postmark_webhook_user: str | None = None
     postmark_webhook_password: SecretStr | None = None
@@ -127,6 +159,22 @@ class Settings(BaseSettings):
     api_docs: bool = True  # /docs: the API reference page (server-rendered, no script)
 
     demo: bool = False
+
+    @field_validator("domain_limits")
+    @classmethod
+    def _domain_limits(cls, value: str | None) -> str | None:
+        from digest.scale.limits import parse_domain_limits
+
+        parse_domain_limits(value)
+        return value
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup(cls, value: str | None) -> str | None:
+        from digest.scale.limits import parse_warmup
+
+        parse_warmup(value)
+        return value
 
     @field_validator("timezone")
     @classmethod

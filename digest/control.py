@@ -9,11 +9,14 @@ pausing itself) cannot interleave into a state nobody asked for.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
+from digest.db import session_scope
+from digest.editorial.history import record
 from digest.exceptions import IssueStateError
 from digest.models import Delivery, DeliveryState, Issue, IssueState
 from digest.timeutil import utcnow
@@ -29,35 +32,45 @@ CANCELLABLE = (IssueState.DRAFT, IssueState.SENDING, IssueState.PAUSED)
 
 @dataclass(frozen=True)
 class ControlResult:
-    week: str
+    #: how people name the issue: "#12 (2026-W47)"
+    label: str
     previous: str
     state: str
     detail: str = ""
+    number: int | None = None
 
     def summary(self) -> str:
-        line = f"issue {self.week}: {self.previous} → {self.state}"
+        line = f"issue {self.label}: {self.previous} → {self.state}"
         return f"{line}; {self.detail}" if self.detail else line
 
 
-def _target(engine: Engine, week: str | None) -> tuple[int, str, str]:
-    query = select(I.c.id, I.c.week, I.c.state)
-    query = query.where(I.c.week == week) if week else query.order_by(I.c.week.desc())
-    with engine.connect() as conn:
-        row = conn.execute(query.limit(1)).first()
-    if row is None:
+def _target(engine: Engine, week: str | None, number: int | None) -> Issue:
+    """Issue ``number``, the newest labelled ``week``, or (with neither) the open issue,
+    else the newest."""
+    from digest.issues import target_issue
+
+    with Session(engine) as session:
+        issue = target_issue(session, number=number, week=week)
+    if issue is None:
+        if number is not None:
+            raise IssueStateError(f"there is no issue #{number}")
         raise IssueStateError(f"no issue for week {week}" if week else "no issue yet")
-    return int(row.id), str(row.week), str(row.state)
+    return issue
 
 
 def _move(
     engine: Engine,
     week: str | None,
+    number: int | None,
     allowed: tuple[IssueState, ...],
     to: IssueState,
     reason: str | None,
     verb: str,
+    actor: str,
 ) -> tuple[int, ControlResult]:
-    issue_id, name, state = _target(engine, week)
+    issue = _target(engine, week, number)
+    assert issue.id is not None
+    issue_id, name, state = issue.id, issue.label, str(issue.state)
     now = utcnow()
     values: dict[str, object] = {"state": to.value, "state_reason": reason, "updated_at": now}
     with engine.begin() as conn:
@@ -74,30 +87,48 @@ def _move(
             conn.execute(
                 update(I).where(I.c.id == issue_id, I.c.started_at.is_(None)).values(started_at=now)
             )
+    with session_scope(engine) as session:
+        record(session, issue_id, actor, verb, previous=state, reason=reason)
     logger.info("issue %s: %s → %s (%s)", name, state, to.value, reason or verb)
-    return issue_id, ControlResult(name, state, to.value)
+    return issue_id, ControlResult(name, state, to.value, number=issue.number)
 
 
 def pause_issue(
-    engine: Engine, week: str | None = None, reason: str = "paused by the operator"
+    engine: Engine,
+    week: str | None = None,
+    reason: str = "paused by the operator",
+    *,
+    number: int | None = None,
+    actor: str = "cli",
 ) -> ControlResult:
     """Stop sending after the batch in flight; ``resume`` continues where it stopped."""
-    _, result = _move(engine, week, PAUSABLE, IssueState.PAUSED, reason, "paused")
-    return ControlResult(
-        result.week, result.previous, result.state, "the sender stops after its current batch"
-    )
+    _, result = _move(engine, week, number, PAUSABLE, IssueState.PAUSED, reason, "paused", actor)
+    return replace(result, detail="the sender stops after its current batch")
 
 
-def resume_issue(engine: Engine, week: str | None = None) -> ControlResult:
+def resume_issue(
+    engine: Engine, week: str | None = None, *, number: int | None = None, actor: str = "cli"
+) -> ControlResult:
     """Let a paused issue send again (the caller then runs the send loop)."""
-    _, result = _move(engine, week, (IssueState.PAUSED,), IssueState.SENDING, None, "resumed")
+    _, result = _move(
+        engine, week, number, (IssueState.PAUSED,), IssueState.SENDING, None, "resumed", actor
+    )
     return result
 
 
-def cancel_issue(engine: Engine, week: str | None = None) -> ControlResult:
+def cancel_issue(
+    engine: Engine, week: str | None = None, *, number: int | None = None, actor: str = "cli"
+) -> ControlResult:
     """Stop for good: every delivery not yet sent is marked skipped."""
     issue_id, result = _move(
-        engine, week, CANCELLABLE, IssueState.CANCELLED, "cancelled by the operator", "cancelled"
+        engine,
+        week,
+        number,
+        CANCELLABLE,
+        IssueState.CANCELLED,
+        f"cancelled by {actor}",
+        "cancelled",
+        actor,
     )
     now = utcnow()
     with engine.begin() as conn:
@@ -120,6 +151,4 @@ def cancel_issue(engine: Engine, week: str | None = None) -> ControlResult:
                 updated_at=now,
             )
         ).rowcount
-    return ControlResult(
-        result.week, result.previous, result.state, f"{skipped or 0} unsent deliveries skipped"
-    )
+    return replace(result, detail=f"{skipped or 0} unsent deliveries skipped")

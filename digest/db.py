@@ -19,7 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
-import digest.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import digest.accounts.models
+import digest.models  # noqa: F401
 import subscribers.models  # noqa: F401
 from digest.config import PROJECT_ROOT
 from digest.exceptions import StoreError

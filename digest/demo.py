@@ -10,18 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import mailbox
+import secrets
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
+from digest.accounts.models import Role
+from digest.accounts.service import add_user
 from digest.config import Settings
+from digest.db import session_scope
 from digest.exceptions import DigestError
 from digest.importer import import_comparisons
-from digest.jobs import current_week, open_store, weekly_job
+from digest.jobs import open_store, weekly_job
 from digest.preview import write_preview
-from digest.timeutil import window
+from digest.timeutil import utcnow
 from subscribers.service import import_csv
 
 logger = logging.getLogger(__name__)
@@ -49,15 +53,26 @@ def demo_settings(base: Settings) -> Settings:
     return base.model_copy(update=overrides)
 
 
-def dated_samples(settings: Settings, week: str, target: Path) -> Path:
-    """The sample comparisons with publication times spread over ``week``'s window."""
+def dated_samples(now: datetime, target: Path) -> Path:
+    """The sample comparisons with publication times spread over the six days before
+    ``now``: all new, all within any sensible DIGEST_MAX_AGE_DAYS."""
     items = json.loads((SAMPLE_DIR / "comparisons.json").read_text(encoding="utf-8"))
-    start, cutoff = window(week, settings.tz)
-    span = (cutoff - start) / (len(items) + 1)
+    span = timedelta(days=6) / (len(items) + 1)
     for index, item in enumerate(items):
-        item["published_at"] = (cutoff - span * (index + 1) - timedelta(minutes=7)).isoformat()
+        item["published_at"] = (now - span * (index + 1) - timedelta(minutes=7)).isoformat()
     target.write_text(json.dumps(items, indent=2), encoding="utf-8")
     return target
+
+
+DEMO_EDITOR = "editor@demo.example"
+
+
+def _demo_editor(engine: Engine) -> str:
+    """A console account for trying the editor's side; returns its one-run password."""
+    password = secrets.token_urlsafe(12)
+    with session_scope(engine) as session:
+        add_user(session, DEMO_EDITOR, Role.EDITOR.value, password)
+    return password
 
 
 def run_demo(base: Settings) -> str:
@@ -69,13 +84,13 @@ def run_demo(base: Settings) -> str:
     work.mkdir(parents=True, exist_ok=True)
 
     engine = open_store(settings)
-    week = current_week(settings)
-    samples = dated_samples(settings, week, work / "sample-comparisons.json")
+    samples = dated_samples(utcnow(), work / "sample-comparisons.json")
     imported = import_comparisons(engine, [samples])
     people = import_csv(engine, SAMPLE_DIR / "subscribers.csv", source="demo sample")
-    result = weekly_job(settings, engine=engine, week=week)
+    password = _demo_editor(engine)
+    result = weekly_job(settings, engine=engine, actor="demo")
     preview_dir = work / "preview"
-    write_preview(engine, settings, week, preview_dir)
+    write_preview(engine, settings, None, preview_dir, number=result.number)
 
     box = mailbox.Maildir(settings.outbox, create=False)
     in_box = len(box)
@@ -83,12 +98,15 @@ def run_demo(base: Settings) -> str:
         raise DigestError(f"demo did not send: {result.summary()}")
     return "\n".join(
         [
-            f"demo: {imported.created} comparisons, {people.added} subscribers, issue {week}",
+            f"demo: {imported.created} comparisons, {people.added} subscribers, {result.label}",
             result.summary(),
             f"outbox (Maildir, {in_box} messages): {settings.outbox.resolve()}",
             f"   read it with: mutt -f {settings.outbox}   (one file per message in new/)",
             f"preview: {(preview_dir / 'digest.html').resolve()} (and digest.txt, digest.eml)",
             f"database: {settings.database_url}",
             f"next: digest status --json  (with DIGEST_DATABASE_URL={settings.database_url})",
+            f"console: DIGEST_DEMO=true DIGEST_DATABASE_URL={settings.database_url} "
+            "digest serve, then open http://127.0.0.1:8000/console",
+            f"   log in as {DEMO_EDITOR} with password {password} (a demo editor)",
         ]
     )

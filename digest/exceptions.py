@@ -11,6 +11,8 @@ the scheduler and the web app can catch one type and show its message::
     ├── SubscriberError             an address is invalid, suppressed or unknown
     │   └── TokenError              a signed link is forged, expired or for another purpose
     ├── IssueStateError             the issue is not in a state that allows the action
+    ├── PreflightError              a real send refused: the preflight report has errors
+    ├── AccountError                a console account or password is invalid or unknown
     ├── WebhookError                a provider webhook request was refused
     │   └── WebhookVerificationError    unsigned, forged, stale or not configured
     └── TransportError              the mail transport failed as a whole
@@ -68,6 +70,27 @@ class TokenError(SubscriberError):
 
 class IssueStateError(DigestError):
     """The issue is not in a state that allows the requested action."""
+
+
+class AccountError(DigestError):
+    """A console account cannot be added, found or given that password."""
+
+
+class PreflightError(DigestError):
+    """A real send was refused because the issue's preflight report has errors.
+
+    ``report`` is the :class:`digest.editorial.preflight.PreflightReport`.
+    """
+
+    def __init__(self, label: str, report: object) -> None:
+        self.report = report
+        errors = getattr(report, "errors", [])
+        lines = "\n".join(f"  {e.line()}" for e in errors)
+        super().__init__(
+            f"issue {label} did not pass preflight; nothing was sent:\n{lines}\n"
+            "(`digest preflight` shows the whole report; DIGEST_ALLOW_UNSAFE_SEND=true lets a "
+            "local test rig through)"
+        )
 
 
 class WebhookError(DigestError):

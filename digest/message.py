@@ -77,6 +77,7 @@ class IssueMessage:
         *,
         issue_id: int,
         week: str,
+        number: int | None = None,
         subject: str,
         html: str,
         text: str,
@@ -86,6 +87,9 @@ class IssueMessage:
     ) -> None:
         self.issue_id = issue_id
         self.week = week
+        self.number = number
+        #: how logs and summaries name the issue: "#12 (2026-W47)"
+        self.label = f"#{number} ({week})" if number is not None else week
         self.settings = settings
         self.subject = one_line(("[TEST] " if test else "") + subject, 250)
         self.html = html

@@ -99,11 +99,29 @@ class IssueState(StrEnum):
     CANCELLED = "cancelled"
 
 
+#: An issue in one of these states is "open": at most one is, and a new issue is frozen
+#: only when none is (digest/issues.py).
+OPEN_ISSUE_STATES = (IssueState.DRAFT, IssueState.SENDING, IssueState.PAUSED)
+
+
+class ReviewState(StrEnum):
+    """Where a draft stands with the editors (digest/editorial/review.py)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    HELD = "held"
+
+
 class Issue(SQLModel, table=True):
-    """One week's digest, frozen: what an editor previews is what is sent."""
+    """One issue of the digest, frozen: what an editor previews is what is sent.
+
+    Issues are numbered #1, #2, … in the order they are frozen; ``week`` is the ISO
+    week label of the moment it was frozen (``cutoff``), shown beside the number.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
-    week: str = Field(max_length=10, unique=True, index=True)
+    number: int = Field(unique=True, index=True)
+    week: str = Field(max_length=10, index=True)
     cutoff: datetime = Field(sa_column=_ts())
     state: str = Field(default=IssueState.DRAFT, max_length=20, index=True)
     state_reason: str | None = Field(default=None, max_length=1000)
@@ -112,10 +130,45 @@ class Issue(SQLModel, table=True):
     intro: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     html: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    #: when the scheduler will send it (a draft frozen for review), else None
+    scheduled_for: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    review: str = Field(default=ReviewState.PENDING, max_length=20)
+    reviewed_by: str | None = Field(default=None, max_length=320)
+    reviewed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    review_note: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+    @property
+    def label(self) -> str:
+        """``#12 (2026-W47)``: how people name an issue."""
+        return f"#{self.number} ({self.week})"
+
+
+class IssueCounter(SQLModel, table=True):
+    """One row: the last issue number handed out. Freezing an issue updates it first,
+    which serialises freezes on every database (two schedulers at once make one issue)."""
+
+    __tablename__ = "issue_counter"
+
+    id: int = Field(default=1, primary_key=True)
+    last_number: int = 0
+
+
+class IssueEvent(SQLModel, table=True):
+    """The history of an issue: who froze, edited, tested, approved, held or sent it,
+    when, and what changed (``detail`` is JSON)."""
+
+    __tablename__ = "issue_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True, ondelete="CASCADE")
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    actor: str = Field(max_length=320)
+    action: str = Field(max_length=30)
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
 
 
 class IssueComparison(SQLModel, table=True):
@@ -186,3 +239,14 @@ class MailEventRecord(SQLModel, table=True):
     detail: str = Field(default="", max_length=1000)
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class RateBucket(SQLModel, table=True):
+    """One shared token bucket (digest/scale/buckets.py): the global send rate, a
+    recipient domain's rate, or a day's warm-up count."""
+
+    __tablename__ = "rate_bucket"
+
+    key: str = Field(primary_key=True, max_length=200)
+    tokens: float
+    stamp: float

@@ -12,9 +12,8 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings
 from digest.db import session_scope
 from digest.exceptions import DigestError
-from digest.issues import freeze_issue, issue_message
+from digest.issues import issue_message
 from digest.message import Recipient
-from digest.timeutil import utcnow, week_of
 
 logger = logging.getLogger(__name__)
 
@@ -22,15 +21,24 @@ SAMPLE_RECIPIENT = Recipient(subscriber_id=0, email="reader@example.com", name="
 
 
 def write_preview(
-    engine: Engine, settings: Settings, week: str | None, out_dir: Path
+    engine: Engine,
+    settings: Settings,
+    week: str | None,
+    out_dir: Path,
+    *,
+    number: int | None = None,
+    actor: str = "cli",
 ) -> list[Path] | None:
-    """Freeze (or reuse) the week's issue and write digest.html/.txt/.eml; None if no issue.
+    """Write digest.html/.txt/.eml of the issue an editor works on (see
+    :func:`digest.editorial.schedule.prepare_draft`: frozen as a draft when there is
+    none); None when nothing is new.
 
     The three files come from the one .eml, so they are exactly what is sent.
     """
-    week = week or week_of(utcnow(), settings.tz)
+    from digest.editorial.schedule import prepare_draft
+
     with session_scope(engine) as session:
-        issue = freeze_issue(session, week, settings)
+        issue = prepare_draft(session, settings, number=number, week=week, actor=actor).issue
         if issue is None:
             return None
         message = issue_message(issue, settings)

@@ -196,10 +196,11 @@ def week_label(week: str) -> str:
     return f"Week {num}, {year}"
 
 
-def kicker(week: str, total: int) -> str:
-    """The masthead's second line: "Week 47, 2026 · 7 new comparisons"."""
+def kicker(week: str, total: int, number: int | None = None) -> str:
+    """The masthead's second line: "Issue #3 · Week 47, 2026 · 7 new comparisons"."""
     noun = "comparison" if total == 1 else "comparisons"
-    return f"{week_label(week)} · {total} new {noun}"
+    issue = f"Issue #{number} · " if number else ""
+    return f"{issue}{week_label(week)} · {total} new {noun}"
 
 
 def one_line(value: str, limit: int = 300) -> str:
@@ -272,6 +273,7 @@ def compile_mjml(source: str, template: str) -> str:
 def render_issue(
     *,
     week: str,
+    number: int | None = None,
     full: Sequence[Comparison],
     links: Sequence[Comparison],
     settings: Settings,
@@ -291,13 +293,14 @@ def render_issue(
         "preheader": preheader,
         "intro": intro if intro is not None else default_intro(everything),
         "week_label": week_label(week),
-        "kicker": kicker(week, len(everything)),
+        "number": number,
+        "kicker": kicker(week, len(everything), number),
         "subscriber": True,
         "total": len(everything),
         "full": [comparison_view(c, settings) for c in full],
         "links": [comparison_view(c, settings) for c in links],
         **brand_context(settings),
-        "archive_url": f"{settings.base_url}/archive/{week}",
+        "archive_url": f"{settings.base_url}/archive/{number if number is not None else week}",
         # Our own constant tokens, never content: safe to mark as markup.
         "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},  # noqa: S704
     }

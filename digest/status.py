@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from digest.delivery import D, counts
 from digest.events import provider_events
-from digest.issues import find_issue, latest_issue
+from digest.issues import target_issue
 from digest.models import DeliveryState, IssueState
 from digest.timeutil import utcnow
 
@@ -45,14 +45,17 @@ def send_rate(
     return float(sent) / window
 
 
-def issue_status(engine: Engine, week: str | None = None) -> dict[str, Any] | None:
-    """The issue's week, state and delivery counts by state; None when there is no issue.
+def issue_status(
+    engine: Engine, week: str | None = None, *, number: int | None = None
+) -> dict[str, Any] | None:
+    """The issue's number, week, state and delivery counts by state; None when there is
+    no issue. Without ``week`` or ``number``: the open issue, else the newest.
 
     While the issue is sending, also ``rate`` (messages/s over the last minute),
     ``remaining`` and ``eta_seconds`` (None until there is a rate).
     """
     with Session(engine) as session:
-        issue = find_issue(session, week) if week else latest_issue(session)
+        issue = target_issue(session, number=number, week=week)
         if issue is None:
             return None
         assert issue.id is not None
@@ -65,10 +68,15 @@ def issue_status(engine: Engine, week: str | None = None) -> dict[str, Any] | No
             rate = round(send_rate(conn, issue.id, issue.started_at), 2)
             eta = round(remaining / rate, 1) if rate > 0 else None
         return {
+            "number": issue.number,
             "week": issue.week,
             "state": issue.state,
             "state_reason": issue.state_reason,
+            "review": issue.review,
+            "reviewed_by": issue.reviewed_by,
             "subject": issue.subject,
+            "cutoff": issue.cutoff.isoformat(),
+            "scheduled_for": issue.scheduled_for.isoformat() if issue.scheduled_for else None,
             "started_at": issue.started_at.isoformat() if issue.started_at else None,
             "finished_at": issue.finished_at.isoformat() if issue.finished_at else None,
             "total": sum(by_state.values()),

@@ -71,8 +71,21 @@ def week_cutoff(week: str, tz: ZoneInfo, send_time: time = time(0, 0)) -> dateti
     return datetime.combine(monday, send_time, tzinfo=tz).astimezone(UTC)
 
 
+def week_bounds(week: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[Monday 00:00, next Monday 00:00)`` of ``week`` in ``tz``, as UTC instants."""
+    start = week_cutoff(week, tz)
+    end = datetime.combine(start.astimezone(tz).date() + timedelta(days=7), time(0), tzinfo=tz)
+    return start, end.astimezone(UTC)
+
+
+def local_text(moment: datetime, tz: ZoneInfo) -> str:
+    """``2026-11-16 09:00 Europe/Berlin``: an instant as people in ``tz`` read it."""
+    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M} {tz.key}"
+
+
 def window(week: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """``[start, end)`` in UTC of the publication window for ``week``'s issue."""
+    """``[start, end)`` in UTC of the seven local days before ``week`` begins (the demo
+    and the tests date sample comparisons into it: the week before an issue's)."""
     end = week_cutoff(week, tz)
     start = datetime.combine(end.astimezone(tz).date() - timedelta(days=7), time(0), tzinfo=tz)
     return start.astimezone(UTC), end

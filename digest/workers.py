@@ -92,7 +92,7 @@ class _Loop:
         self.transport = transport
         self.settings = settings
         self.progress = progress
-        self.report = SendReport(week=message.week)
+        self.report = SendReport(week=message.label)
         self.limiter = RateLimiter(settings.rate_limit)
         # A pooled transport paces each message itself; others are paced per chunk.
         self.paced_inside = hasattr(transport, "rate_limiter")

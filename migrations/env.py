@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+import digest.accounts.models  # noqa: F401
 import digest.models  # noqa: F401
 import subscribers.models  # noqa: F401
 from digest.config import get_settings

@@ -33,6 +33,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DIGEST_SMTP_HOST": settings.smtp_host,
         "DIGEST_SMTP_PORT": str(settings.smtp_port),
         "DIGEST_POSTAL_ADDRESS": settings.postal_address,
+        "DIGEST_ALLOW_UNSAFE_SEND": str(settings.allow_unsafe_send).lower(),
+        "DIGEST_PREFLIGHT_HEALTH_TIMEOUT": str(settings.preflight_health_timeout),
     }
     if settings.secret_key is not None:
         env["DIGEST_SECRET_KEY"] = settings.secret_key.get_secret_value()
@@ -46,14 +48,14 @@ class DigestCLI:
     env: dict[str, str]
     runner: CliRunner = field(default_factory=CliRunner)
 
-    def __call__(self, *args: str | Path, **extra_env: str) -> Result:
+    def __call__(self, *args: str | Path, stdin: str | None = None, **extra_env: str) -> Result:
         # Unset every DIGEST_* the outer process has, so nothing leaks into the test.
         env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("DIGEST_")}
         env.update(self.env)
         env.update(extra_env)
         get_settings.cache_clear()
         try:
-            return self.runner.invoke(app, [str(a) for a in args], env=env)
+            return self.runner.invoke(app, [str(a) for a in args], env=env, input=stdin)
         finally:
             get_settings.cache_clear()
 

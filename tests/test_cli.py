@@ -148,13 +148,14 @@ def test_send_twice_sends_once_and_status_json_counts(
     assert status["counts"].get("failed", 0) == 0
     # Without --week: the newest issue.
     assert digest_cli.json("status", "--json")["week"] == WEEK
+    assert digest_cli.json("status", "--json")["number"] == 1
     text = digest_cli.ok("status", "--week", WEEK)
-    assert f"issue {WEEK}: sent" in text.stdout
+    assert f"issue #1 ({WEEK}): sent" in text.stdout
 
 
 def test_status_without_an_issue(digest_cli: DigestCLI) -> None:
     status = digest_cli.json("status", "--week", WEEK, "--json")
-    assert status == {"week": WEEK, "state": None, "counts": {}}
+    assert status == {"number": None, "week": WEEK, "state": None, "counts": {}}
 
 
 def test_bad_week_is_a_usage_error(digest_cli: DigestCLI) -> None:
@@ -188,7 +189,7 @@ def test_preview_writes_what_a_subscriber_gets(
 
 def test_preview_with_nothing_new(digest_cli: DigestCLI, tmp_path: Path) -> None:
     result = digest_cli.ok("preview", "--week", "2026-W30", "--out", tmp_path / "p")
-    assert "nothing to preview" in result.stdout
+    assert "nothing new" in result.stdout
     assert not (tmp_path / "p" / "digest.eml").exists()
 
 

@@ -97,14 +97,18 @@ def test_bad_cron_line_is_a_config_error(cron: str) -> None:
 def test_job_is_coalesced_single_instance_with_grace() -> None:
     settings = Settings(send_cron="0 9 * * 1", timezone="Europe/Berlin", misfire_grace_seconds=900)
     sched = scheduler.build_scheduler(settings)
-    [job] = sched.get_jobs()
-    assert job.id == scheduler.JOB_ID
+    job = sched.get_job(scheduler.JOB_ID)
     assert job.func is scheduler.run_weekly_job
     assert job.args == (settings,)
     assert job.coalesce is True
     assert job.max_instances == 1
     assert job.misfire_grace_time == 900
     assert str(job.trigger.timezone) == "Europe/Berlin"
+    # The minute's look at the review window and late approvals, never two at once.
+    tick = sched.get_job(scheduler.TICK_ID)
+    assert tick.func is scheduler.run_tick and tick.max_instances == 1 and tick.coalesce
+    assert tick.trigger.interval.total_seconds() == scheduler.TICK_SECONDS
+    assert {j.id for j in sched.get_jobs()} == {scheduler.JOB_ID, scheduler.TICK_ID}
     assert not sched.running
 
 
@@ -115,9 +119,11 @@ def test_two_ticks_in_one_week_send_once(
     week = current_week(maildir)
     # The job sends the current week's issue: its window is the seven days before Monday.
     seed_store(engine, maildir, tmp_path, week=week)
-    [job] = scheduler.build_scheduler(maildir).get_jobs()
+    sched = scheduler.build_scheduler(maildir)
+    job, tick = sched.get_job(scheduler.JOB_ID), sched.get_job(scheduler.TICK_ID)
 
     job.func(*job.args)
+    tick.func(*tick.args)
     job.func(*job.args)
 
     box = mailbox.Maildir(maildir.outbox, create=False)

@@ -3,7 +3,15 @@
 The commands live in modules by role; importing them registers them on ``app``.
 """
 
-from digest.cli import content, mailcheck, people, sending, server  # noqa: F401  (registers commands)
+from digest.cli import (  # noqa: F401  (registers commands)
+    content,
+    editorial,
+    mailcheck,
+    people,
+    sending,
+    server,
+    users,
+)
 from digest.cli.common import app, main
 
 __all__ = ["app", "main"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,10 +28,6 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings, get_settings
 from digest.exceptions import DigestError
 from digest.timeutil import parse_week
-
-if TYPE_CHECKING:
-    pass
-
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +54,17 @@ out = Console(soft_wrap=True)
 
 WeekOpt = Annotated[
     str | None,
-    typer.Option("--week", "-w", help="ISO week like 2026-W47 (default: the current week)."),
+    typer.Option(
+        "--week",
+        "-w",
+        help="The issue labelled with this ISO week, like 2026-W47 (default: the open issue).",
+    ),
+]
+IssueOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--issue", "-n", min=1, help="Issue number, like 12 for #12 (default: the open issue)."
+    ),
 ]
 
 
@@ -76,6 +82,16 @@ def settings() -> Settings:
         return get_settings()
     except DigestError as exc:
         fail(str(exc))
+
+
+def actor() -> str:
+    """Who the history says did it: the command line and the OS account running it."""
+    import getpass
+
+    try:
+        return f"cli ({getpass.getuser()})"
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return "cli"
 
 
 def checked_week(value: str | None) -> str | None:

@@ -7,18 +7,15 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from sqlmodel import Session
 
-from digest.exceptions import DigestError
-
-if TYPE_CHECKING:
-    pass
-
 from digest.cli.common import (
+    IssueOpt,
     WeekOpt,
+    actor,
     app,
     checked_week,
     comparisons_app,
@@ -28,6 +25,7 @@ from digest.cli.common import (
     settings,
     store_engine,
 )
+from digest.exceptions import DigestError
 
 logger = logging.getLogger(__name__)
 
@@ -110,52 +108,102 @@ def comparisons_list(
 def preview(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write into.")],
     week: WeekOpt = None,
+    issue: IssueOpt = None,
 ) -> None:
     """Write digest.html, digest.txt and digest.eml exactly as a subscriber gets them.
 
-    Example: digest preview --week 2026-W47 --out preview/
+    Without --issue or --week: the open issue, or the next one, frozen now as a draft.
+
+    Example: digest preview --out preview/
     """
     from digest.preview import write_preview
 
     s = settings()
     engine = store_engine(s)
     try:
-        paths = write_preview(engine, s, checked_week(week), out_dir)
+        paths = write_preview(engine, s, checked_week(week), out_dir, number=issue, actor=actor())
     except DigestError as exc:
         fail(str(exc))
     if paths is None:
-        out.print("no new comparisons for that week: nothing to preview", highlight=False)
+        out.print("nothing new: no issue to preview", highlight=False)
         return
     for p in paths:
         out.print(f"wrote {p}", highlight=False)
 
 
+def _slugs(values: list[str] | None) -> list[str]:
+    return [s.strip() for v in values or [] for s in v.split(",") if s.strip()]
+
+
 @app.command()
 def edit(
     week: WeekOpt = None,
+    issue: IssueOpt = None,
     subject: Annotated[str | None, typer.Option(help="New subject line.")] = None,
     preheader: Annotated[str | None, typer.Option(help="New preheader (inbox preview).")] = None,
     intro: Annotated[str | None, typer.Option(help="New intro paragraph.")] = None,
+    add: Annotated[
+        list[str] | None,
+        typer.Option("--add", help="Add a new comparison by slug (as a link; repeatable)."),
+    ] = None,
+    drop: Annotated[
+        list[str] | None,
+        typer.Option("--drop", help="Drop a comparison by slug (it goes to the next issue)."),
+    ] = None,
+    order: Annotated[
+        str | None,
+        typer.Option(help="New order: comma-separated slugs (the rest keep their order after)."),
+    ] = None,
+    full: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated slugs that get full cards; the others become links."),
+    ] = None,
 ) -> None:
-    """Adjust an unsent issue's subject, preheader or intro; the email is re-compiled.
+    """Adjust a draft: words, which comparisons, their order, which get full cards.
 
-    Example: digest edit --week 2026-W47 --subject "Two coding copilots, one verdict"
+    The email is re-compiled and the change recorded in the issue's history; an approved
+    draft needs approving again. Without --issue or --week: the open issue, or the next
+    one, frozen now as a draft.
+
+    Example: digest edit --issue 12 --subject "Two coding copilots, one verdict" --drop old-slug
     """
     from digest.db import session_scope
-    from digest.issues import edit_issue, freeze_issue
-    from digest.jobs import current_week
+    from digest.editorial.schedule import prepare_draft
+    from digest.issues import Edit, edit_issue
 
-    if subject is None and preheader is None and intro is None:
-        fail("nothing to change: give --subject, --preheader or --intro", 2)
+    change = Edit(
+        subject=subject,
+        preheader=preheader,
+        intro=intro,
+        add=_slugs(add),
+        drop=_slugs(drop),
+        order=_slugs([order]) if order is not None else None,
+        full=_slugs([full]) if full is not None else None,
+    )
+    if change.empty:
+        fail(
+            "nothing to change: give --subject, --preheader, --intro, --add, --drop, "
+            "--order or --full",
+            2,
+        )
     s = settings()
     engine = store_engine(s)
-    target = checked_week(week) or current_week(s)
     try:
         with session_scope(engine) as session:
-            issue = freeze_issue(session, target, s)
-            if issue is None:
-                fail(f"no new comparisons for {target}: there is no issue to edit")
-            edit_issue(session, issue, s, subject=subject, preheader=preheader, intro=intro)
+            target = prepare_draft(
+                session, s, number=issue, week=checked_week(week), actor=actor()
+            ).issue
+            if target is None:
+                fail("nothing new: there is no issue to edit")
+            changes = edit_issue(session, target, s, change, actor=actor())
+            label, subject_now = target.label, target.subject
     except DigestError as exc:
         fail(str(exc))
-    out.print(f"issue {target} updated: {issue.subject}", highlight=False)
+    if not changes:
+        out.print(f"issue {label}: nothing changed", highlight=False, markup=False)
+        return
+    out.print(
+        f"issue {label} updated ({', '.join(changes)}): {subject_now}",
+        highlight=False,
+        markup=False,
+    )

@@ -16,9 +16,12 @@ by *when* it happened:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -264,3 +267,35 @@ def personal_headers(message: IssueMessage, recipient: Recipient) -> dict[str, s
     for name in ("From", "To", "Subject", "Date", "Reply-To"):
         headers.pop(name, None)
     return headers
+
+
+@dataclass(frozen=True)
+class StoredTemplate:
+    """An issue's body as a provider-side template: ``{{name}}`` (HTML-escaped by the
+    provider) in the HTML, ``{{{name}}}`` (as is) in the text, the same subject."""
+
+    key: str
+    subject: str
+    html: str
+    text: str
+
+
+_MUSTACHE = re.compile(r"\{\{|\}\}")
+
+
+def stored_template(message: IssueMessage) -> StoredTemplate | None:
+    """The message as a Mustache/Handlebars template, or None when it cannot be one
+    (no per-recipient values, or its content holds braces a template would read)."""
+    from digest.render import PER_RECIPIENT, placeholder
+
+    names = list(message.values(Recipient(0, "probe@example.com", "")))
+    if names != list(PER_RECIPIENT):
+        return None
+    html, text, subject = message.html, message.text, message.subject
+    if any(_MUSTACHE.search(part) for part in (html, text, subject)):
+        return None
+    for name in names:
+        html = html.replace(placeholder(name), "{{" + name + "}}")
+        text = text.replace(placeholder(name), "{{{" + name + "}}}")
+    digest = hashlib.sha256("\x1f".join((subject, html, text)).encode("utf-8")).hexdigest()
+    return StoredTemplate(f"digest-{message.issue_id}-{digest[:16]}", subject, html, text)

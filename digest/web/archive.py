@@ -39,7 +39,7 @@ def _public_issues(request: Request, limit: int | None = None) -> list[Issue]:
         query = (
             select(Issue)
             .where(col(Issue.state).in_(PUBLIC_STATES))
-            .order_by(col(Issue.week).desc())
+            .order_by(col(Issue.number).desc())
         )
         if limit:
             query = query.limit(limit)
@@ -49,11 +49,12 @@ def _public_issues(request: Request, limit: int | None = None) -> list[Issue]:
 def _issue_view(issue: Issue, settings: Settings) -> dict[str, Any]:
     published = issue.started_at or issue.created_at
     return {
+        "number": issue.number,
         "week": issue.week,
-        "label": week_label(issue.week),
+        "label": f"Issue #{issue.number} · {week_label(issue.week)}",
         "subject": issue.subject,
         "preheader": issue.preheader,
-        "url": f"{settings.base_url}/archive/{issue.week}",
+        "url": f"{settings.base_url}/archive/{issue.number}",
         "published": published,
         "updated": issue.finished_at or published,
     }
@@ -94,19 +95,26 @@ def archive_feed(request: Request) -> Response:
 
 
 @router.get(
-    "/archive/{week}",
+    "/archive/{ref}",
     response_class=HTMLResponse,
     summary="One issue's web version (the email's 'view in browser' link)",
-    responses={404: {"description": "No published issue for that week."}},
+    responses={404: {"description": "No published issue by that number or week."}},
 )
-def archive_issue(week: str, request: Request) -> HTMLResponse:
+def archive_issue(ref: str, request: Request) -> HTMLResponse:
+    """``/archive/12`` (the issue number), or ``/archive/2026-W47`` (links in issues
+    sent before issues were numbered: the newest issue of that week)."""
     settings: Settings = request.app.state.settings
-    try:
-        parse_week(week)
-    except ValueError:
-        return _not_found(request, settings)
+    query = select(Issue).where(col(Issue.state).in_(PUBLIC_STATES))
+    if ref.isdigit() and len(ref) < 10:
+        query = query.where(Issue.number == int(ref))
+    else:
+        try:
+            parse_week(ref)
+        except ValueError:
+            return _not_found(request, settings)
+        query = query.where(Issue.week == ref.strip())
     with Session(request.app.state.engine) as session:
-        issue = session.exec(select(Issue).where(Issue.week == week.strip())).first()
+        issue = session.exec(query.order_by(col(Issue.number).desc())).first()
     if issue is None or issue.state not in PUBLIC_STATES:
         return _not_found(request, settings)
     response = HTMLResponse(public_html(issue, settings))

@@ -27,13 +27,13 @@ from sqlmodel import Session, col, select
 from digest.config import Settings
 from digest.control import cancel_issue, pause_issue, resume_issue
 from digest.db import session_scope
+from digest.editorial.schedule import prepare_draft
 from digest.exceptions import DigestError
-from digest.issues import find_issue, freeze_issue, issue_message
-from digest.jobs import current_week, weekly_job
+from digest.issues import find_issue, issue_message
+from digest.jobs import weekly_job
 from digest.models import Issue, IssueState
 from digest.preview import SAMPLE_RECIPIENT
 from digest.status import issue_status
-from digest.timeutil import parse_week
 from digest.web.pages import page
 from subscribers.mail import TransportFactory
 
@@ -114,12 +114,13 @@ class SendRunner:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, week: str) -> bool:
+    def start(self, number: int | None) -> bool:
+        """Send issue ``number`` (None: the open issue, or a new one) in the background."""
         with self._lock:
             if self.running:
                 return False
             self._thread = threading.Thread(
-                target=self._run, args=(week,), name=f"send-{week}", daemon=True
+                target=self._run, args=(number,), name=f"send-{number}", daemon=True
             )
             self._thread.start()
             return True
@@ -128,17 +129,24 @@ class SendRunner:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _run(self, week: str) -> None:
+    def _run(self, number: int | None) -> None:
         transport = self.transport_factory(self.settings) if self.transport_factory else None
+        name = f"#{number}" if number else "the next issue"
         try:
-            result = weekly_job(self.settings, engine=self.engine, transport=transport, week=week)
+            result = weekly_job(
+                self.settings,
+                engine=self.engine,
+                transport=transport,
+                issue=number,
+                actor="console",
+            )
             self.last_summary = result.summary()
         except DigestError as exc:
-            self.last_summary = f"send of {week} stopped: {exc}"
+            self.last_summary = f"send of {name} stopped: {exc}"
             logger.error(self.last_summary)
         except Exception:  # a console send must never take the web process down
-            logger.exception("send of %s crashed", week)
-            self.last_summary = f"send of {week} crashed; see the server log"
+            logger.exception("send of %s crashed", name)
+            self.last_summary = f"send of {name} crashed; see the server log"
 
 
 def runner(request: Request) -> SendRunner:
@@ -148,21 +156,15 @@ def runner(request: Request) -> SendRunner:
     return state.send_runner
 
 
-def _week_or_404(week: str) -> str:
-    try:
-        parse_week(week)
-    except ValueError as exc:
-        raise HTTPException(404, str(exc)) from exc
-    return week
-
-
 # ---------------------------------------------------------------- pages
 
 
 def _issues(engine: Engine) -> list[dict[str, Any]]:
     with Session(engine) as session:
-        weeks = session.exec(select(Issue.week).order_by(col(Issue.week).desc()).limit(52)).all()
-    return [info for w in weeks if (info := issue_status(engine, w)) is not None]
+        numbers = session.exec(
+            select(Issue.number).order_by(col(Issue.number).desc()).limit(52)
+        ).all()
+    return [info for n in numbers if (info := issue_status(engine, number=n)) is not None]
 
 
 @router.get("", response_class=HTMLResponse)
@@ -174,7 +176,6 @@ def console_home(request: Request, settings: Operator) -> Response:
         "console.html",
         settings,
         issues=_issues(engine),
-        this_week=current_week(settings),
         csrf=csrf_token(settings),
         running=send.running,
         last_summary=send.last_summary,
@@ -182,11 +183,11 @@ def console_home(request: Request, settings: Operator) -> Response:
     )
 
 
-@router.get("/issues/{week}", response_class=HTMLResponse)
-def console_issue(request: Request, week: str, settings: Operator) -> Response:
-    info = issue_status(request.app.state.engine, _week_or_404(week))
+@router.get("/issues/{number}", response_class=HTMLResponse)
+def console_issue(request: Request, number: int, settings: Operator) -> Response:
+    info = issue_status(request.app.state.engine, number=number)
     if info is None:
-        raise HTTPException(404, f"no issue for {week}")
+        raise HTTPException(404, f"there is no issue #{number}")
     send = runner(request)
     live = info["state"] == IssueState.SENDING or send.running
     return page(
@@ -201,20 +202,20 @@ def console_issue(request: Request, week: str, settings: Operator) -> Response:
     )
 
 
-@router.get("/issues/{week}/preview", response_class=HTMLResponse)
-def console_preview(request: Request, week: str, settings: Operator) -> Response:
+@router.get("/issues/{number}/preview", response_class=HTMLResponse)
+def console_preview(request: Request, number: int, settings: Operator) -> Response:
     """The issue exactly as a subscriber sees it (sample recipient), for editors."""
-    with session_scope(request.app.state.engine) as session:
-        issue = find_issue(session, _week_or_404(week)) or freeze_issue(session, week, settings)
+    with Session(request.app.state.engine) as session:
+        issue = find_issue(session, number=number)
         if issue is None:
-            raise HTTPException(404, f"no new comparisons for {week}")
+            raise HTTPException(404, f"there is no issue #{number}")
         html = issue_message(issue, settings).html_for(SAMPLE_RECIPIENT)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/api/status")
-def console_status(request: Request, settings: Operator, week: str | None = None) -> JSONResponse:
-    info = issue_status(request.app.state.engine, _week_or_404(week) if week else None)
+def console_status(request: Request, settings: Operator, number: int | None = None) -> JSONResponse:
+    info = issue_status(request.app.state.engine, number=number)
     send = runner(request)
     return JSONResponse(
         {"issue": info, "sender_running": send.running, "last_summary": send.last_summary},
@@ -222,9 +223,9 @@ def console_status(request: Request, settings: Operator, week: str | None = None
     )
 
 
-def _back(week: str) -> RedirectResponse:
-    # Only ever to our own console page: the week was validated, nothing else varies.
-    return RedirectResponse(f"/console/issues/{week}", status_code=303)
+def _back(number: int | None) -> RedirectResponse:
+    # Only ever to our own console page: the number is an int, nothing else varies.
+    return RedirectResponse(f"/console/issues/{number}" if number else "/console", status_code=303)
 
 
 @router.post("/send")
@@ -232,40 +233,39 @@ def console_send(
     request: Request,
     settings: Operator,
     csrf: Annotated[str, Form()] = "",
-    week: Annotated[str, Form()] = "",
+    number: Annotated[int | None, Form()] = None,
 ) -> Response:
     _check_post(request, settings, csrf)
-    target = _week_or_404(week.strip()) if week.strip() else current_week(settings)
     with session_scope(request.app.state.engine) as session:
-        issue = freeze_issue(session, target, settings)
-    if issue is None:
-        raise HTTPException(409, f"no new comparisons for {target}: nothing to send")
+        frozen = prepare_draft(session, settings, number=number, actor="console")
+        target = frozen.issue.number if frozen.issue is not None else None
+    if target is None:
+        raise HTTPException(409, f"{frozen.nothing_new}: nothing to send")
     if not runner(request).start(target):
         raise HTTPException(409, "a send is already running in this process")
     return _back(target)
 
 
-@router.post("/issues/{week}/{action}")
+@router.post("/issues/{number}/{action}")
 def console_control(
     request: Request,
-    week: str,
+    number: int,
     action: str,
     settings: Operator,
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     _check_post(request, settings, csrf)
-    week = _week_or_404(week)
     engine: Engine = request.app.state.engine
     try:
         if action == "pause":
-            pause_issue(engine, week)
+            pause_issue(engine, number=number, actor="console")
         elif action == "cancel":
-            cancel_issue(engine, week)
+            cancel_issue(engine, number=number, actor="console")
         elif action == "resume":
-            resume_issue(engine, week)
-            runner(request).start(week)
+            resume_issue(engine, number=number, actor="console")
+            runner(request).start(number)
         else:
             raise HTTPException(404, f"unknown action {action!r}")
     except DigestError as exc:
         raise HTTPException(409, str(exc)) from exc
-    return _back(week)
+    return _back(number)

@@ -1,0 +1,225 @@
+"""Commands for the review loop: draft, approve, hold, preflight, history."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from sqlmodel import Session
+
+from digest.cli.common import (
+    IssueOpt,
+    WeekOpt,
+    actor,
+    app,
+    checked_week,
+    fail,
+    out,
+    settings,
+    store_engine,
+)
+from digest.exceptions import DigestError
+
+logger = logging.getLogger(__name__)
+
+
+@app.command()
+def draft(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Freeze the next issue as a draft without sending it (or show the open one).
+
+    It features every comparison that no issue featured and that was published within
+    DIGEST_MAX_AGE_DAYS; it is scheduled for the next DIGEST_SEND_CRON slot.
+
+    Example: digest draft
+    """
+    from digest.db import session_scope
+    from digest.editorial.notify import console_url
+    from digest.editorial.schedule import prepare_draft
+    from digest.issues import issue_rows
+    from digest.timeutil import local_text
+
+    s = settings()
+    engine = store_engine(s)
+    try:
+        with session_scope(engine) as session:
+            frozen = prepare_draft(session, s, actor=actor())
+            issue = frozen.issue
+            if issue is None:
+                out.print(f"{frozen.nothing_new}; no draft", highlight=False, markup=False)
+                return
+            rows = [(c.slug, c.title, full) for c, full in issue_rows(session, issue)]
+    except DigestError as exc:
+        fail(str(exc))
+    when = local_text(issue.scheduled_for, s.tz) if issue.scheduled_for else "not scheduled"
+    if as_json:
+        info = {
+            "number": issue.number,
+            "week": issue.week,
+            "state": issue.state,
+            "review": issue.review,
+            "created": frozen.created,
+            "subject": issue.subject,
+            "scheduled_for": issue.scheduled_for.isoformat() if issue.scheduled_for else None,
+            "comparisons": [{"slug": slug, "full": full} for slug, _t, full in rows],
+            "console": console_url(s, issue),
+        }
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    verb = "froze" if frozen.created else "open:"
+    out.print(
+        f"{verb} issue {issue.label} ({issue.state}, review {issue.review}); goes out {when}",
+        highlight=False,
+        markup=False,
+    )
+    out.print(f"subject: {issue.subject}", highlight=False, markup=False)
+    for slug, title, full in rows:
+        out.print(f"  {'card' if full else 'link'}  {slug}  {title}", highlight=False, markup=False)
+    out.print(f"review it: {console_url(s, issue)}", highlight=False, markup=False)
+
+
+def _review(
+    verb: str, week: str | None, issue: int | None, note: str, release: bool = False
+) -> None:
+    from digest.db import session_scope
+    from digest.editorial.review import approve, hold
+    from digest.editorial.review import release as release_hold
+    from digest.issues import target_issue
+
+    s = settings()
+    engine = store_engine(s)
+    try:
+        with session_scope(engine) as session:
+            target = target_issue(session, number=issue, week=checked_week(week))
+            if target is None:
+                fail("no issue to review; `digest draft` freezes the next one")
+            who = actor()
+            if release:
+                release_hold(session, target, who)
+            elif verb == "approve":
+                approve(session, target, who, note)
+            else:
+                hold(session, target, who, note)
+            label, review = target.label, target.review
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(f"issue {label}: review {review}", highlight=False, markup=False)
+
+
+@app.command("approve")
+def approve_cmd(
+    week: WeekOpt = None,
+    issue: IssueOpt = None,
+    note: Annotated[str, typer.Option(help="A note for the history.")] = "",
+) -> None:
+    """Approve a draft: it may go out at its time (needed with DIGEST_REQUIRE_APPROVAL).
+
+    An edit after approval withdraws it; approving also lifts a hold.
+
+    Example: digest approve --issue 12 --note "checked the links"
+    """
+    _review("approve", week, issue, note)
+
+
+@app.command("hold")
+def hold_cmd(
+    week: WeekOpt = None,
+    issue: IssueOpt = None,
+    reason: Annotated[str, typer.Option(help="Why (shown in the console).")] = "",
+    release: Annotated[
+        bool, typer.Option("--release", help="Lift the hold instead (without approving).")
+    ] = False,
+) -> None:
+    """Hold a draft: it does not go out until an editor approves or releases it.
+
+    Example: digest hold --issue 12 --reason "waiting for a pricing correction"
+    """
+    _review("hold", week, issue, reason, release)
+
+
+@app.command("preflight")
+def preflight_cmd(
+    week: WeekOpt = None,
+    issue: IssueOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe/--no-probe", help="Ask DIGEST_BASE_URL/healthz whether the web app answers."
+        ),
+    ] = True,
+) -> None:
+    """Check an issue before a real send: size, links, fields, images, subject,
+    sender, postal address, the unsubscribe host. Exit 1 on any error.
+
+    Every real send (SMTP or an API) runs it and refuses on errors.
+
+    Example: digest preflight --issue 12 --json
+    """
+    from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, preflight
+    from digest.issues import issue_message, target_issue
+
+    s = settings()
+    engine = store_engine(s)
+    with Session(engine) as session:
+        target = target_issue(session, number=issue, week=checked_week(week))
+        if target is None:
+            fail("no issue to check; `digest draft` freezes the next one")
+        real = s.transport not in EXEMPT_TRANSPORTS
+        report = preflight(
+            issue_message(target, s),
+            s,
+            preheader=target.preheader,
+            real=real,
+            health=fetch_health if probe else None,
+        )
+        label = target.label
+    if as_json:
+        info = {"number": target.number, "week": target.week, "transport": s.transport}
+        sys.stdout.write(json.dumps({**info, **report.as_dict()}, indent=2) + "\n")
+    else:
+        out.print(f"issue {label}, transport {s.transport}", highlight=False, markup=False)
+        for check in report.checks:
+            out.print(f"  {check.line()}", highlight=False, markup=False)
+        out.print(report.summary(), highlight=False, markup=False)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command("history")
+def history_cmd(
+    week: WeekOpt = None,
+    issue: IssueOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what happened to an issue: who froze, edited, tested, approved, sent it.
+
+    Example: digest history --issue 12
+    """
+    from digest.editorial.history import history
+    from digest.issues import target_issue
+
+    engine = store_engine(settings())
+    with Session(engine) as session:
+        target = target_issue(session, number=issue, week=checked_week(week))
+        if target is None:
+            fail("no issue yet")
+        assert target.id is not None
+        entries = history(session, target.id)
+        label = target.label
+    if as_json:
+        sys.stdout.write(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
+        return
+    out.print(f"issue {label}", highlight=False, markup=False)
+    for entry in entries:
+        rest = {k: v for k, v in entry.items() if k not in ("at", "actor", "action")}
+        detail = json.dumps(rest, ensure_ascii=False) if rest else ""
+        out.print(
+            f"  {entry['at'][:19]}  {entry['action']:<13} {entry['actor']}  {detail}",
+            highlight=False,
+            markup=False,
+        )
