@@ -21,7 +21,7 @@ from markupsafe import escape
 
 from digest import mimefast
 from digest.config import Settings
-from digest.render import one_line, placeholder
+from digest.render import ARCHIVE_URL, one_line, placeholder
 from digest.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -69,6 +69,21 @@ class Recipient:
     delivery_id: int | None = None
 
 
+_LEGACY_GREETING = "Hi " + placeholder("name") + ","
+
+
+def per_issue_values(html: str, text: str, archive_url: str) -> tuple[str, str]:
+    """The frozen HTML and text with the per-issue placeholder filled in (the archive
+    link); per-recipient ones stay. Issues frozen before greetings became whole lines
+    said "Hi [[%name%]],": that becomes the greeting placeholder."""
+    html = html.replace(placeholder(ARCHIVE_URL), str(escape(archive_url)))
+    text = text.replace(placeholder(ARCHIVE_URL), archive_url)
+    if _LEGACY_GREETING in html or _LEGACY_GREETING in text:
+        html = html.replace(_LEGACY_GREETING, placeholder("greeting"))
+        text = text.replace(_LEGACY_GREETING, placeholder("greeting"))
+    return html, text
+
+
 class IssueMessage:
     """The issue's email, prepared once; :meth:`as_bytes` makes one recipient's copy."""
 
@@ -92,8 +107,9 @@ class IssueMessage:
         self.label = f"#{number} ({week})" if number is not None else week
         self.settings = settings
         self.subject = one_line(("[TEST] " if test else "") + subject, 250)
-        self.html = html
-        self.text = text
+        #: "view in browser": the current DIGEST_BASE_URL, whenever the issue was frozen
+        self.archive_url = f"{settings.base_url}/archive/{number if number is not None else week}"
+        self.html, self.text = per_issue_values(html, text, self.archive_url)
         self.date = date or utcnow()
         self.date_header = format_datetime(self.date.astimezone(), usegmt=False)
         self.from_header = settings.from_address

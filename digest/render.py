@@ -39,6 +39,9 @@ TEMPLATES_DIR = PROJECT_ROOT / "templates"
 #: rendered value has "[[%" defused by :func:`_defuse`.
 PLACEHOLDER = "[[%{}%]]"
 PER_RECIPIENT = ("greeting", "unsubscribe_url")
+#: The issue's "view in browser" URL: the same for every recipient, filled in when the
+#: message is prepared (digest.message.IssueMessage) from the current DIGEST_BASE_URL.
+ARCHIVE_URL = "archive_url"
 _PLACEHOLDER_OPEN = "[[%"
 GMAIL_CLIP_BYTES = 102 * 1024
 #: Plain-text lines are wrapped here (RFC 3676's advice is 78 at most; URLs stay whole).
@@ -270,6 +273,44 @@ def compile_mjml(source: str, template: str) -> str:
     return str(html).replace(_PREVIEW_STYLE, _PREVIEW_STYLE_CLEAN, 1)
 
 
+def issue_context(
+    *,
+    week: str,
+    number: int | None,
+    full: Sequence[Comparison],
+    links: Sequence[Comparison],
+    settings: Settings,
+    subject: str | None = None,
+    preheader: str | None = None,
+    intro: str | None = None,
+) -> dict[str, Any]:
+    """What templates/email/digest.* are rendered with. The email keeps per-recipient
+    values and the archive link as placeholders; the web variant
+    (digest/web/issue_page.py) overrides ``web``, ``subscriber`` and ``archive_url``."""
+    everything = [*full, *links]
+    if not everything:
+        raise RenderError("email/digest", "an issue needs at least one comparison")
+    return {
+        "subject": one_line(subject or default_subject(everything), 200),
+        "preheader": one_line(preheader or default_preheader(everything), 200),
+        "intro": intro if intro is not None else default_intro(everything),
+        "week_label": week_label(week),
+        "number": number,
+        "kicker": kicker(week, len(everything), number),
+        "subscriber": True,
+        "web": None,
+        "total": len(everything),
+        "full": [comparison_view(c, settings) for c in full],
+        "links": [comparison_view(c, settings) for c in links],
+        **brand_context(settings),
+        # Substituted when the message is built (digest.message), so the link follows
+        # DIGEST_BASE_URL at send time, not the one the issue was frozen under.
+        "archive_url": Markup(placeholder(ARCHIVE_URL)),  # noqa: S704
+        # Our own constant tokens, never content: safe to mark as markup.
+        "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},  # noqa: S704
+    }
+
+
 def render_issue(
     *,
     week: str,
@@ -283,27 +324,17 @@ def render_issue(
     template: str = "email/digest",
 ) -> RenderedIssue:
     """Render one issue once; per-recipient values stay as placeholders."""
-    everything = [*full, *links]
-    if not everything:
-        raise RenderError(template, "an issue needs at least one comparison")
-    subject = one_line(subject or default_subject(everything), 200)
-    preheader = one_line(preheader or default_preheader(everything), 200)
-    context: dict[str, Any] = {
-        "subject": subject,
-        "preheader": preheader,
-        "intro": intro if intro is not None else default_intro(everything),
-        "week_label": week_label(week),
-        "number": number,
-        "kicker": kicker(week, len(everything), number),
-        "subscriber": True,
-        "total": len(everything),
-        "full": [comparison_view(c, settings) for c in full],
-        "links": [comparison_view(c, settings) for c in links],
-        **brand_context(settings),
-        "archive_url": f"{settings.base_url}/archive/{number if number is not None else week}",
-        # Our own constant tokens, never content: safe to mark as markup.
-        "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},  # noqa: S704
-    }
+    context = issue_context(
+        week=week,
+        number=number,
+        full=full,
+        links=links,
+        settings=settings,
+        subject=subject,
+        preheader=preheader,
+        intro=intro,
+    )
+    subject, preheader = context["subject"], context["preheader"]
     source = mjml_source(template, context)
     html = compile_mjml(source, f"{template}.mjml")
     text = _render(_TEXT_ENV, f"{template}.txt", context)

@@ -1,4 +1,5 @@
-"""Screenshots of the demo digest and the confirmation email in headless Chromium, at
+"""Screenshots of the demo digest, the confirmation email and the digest's page in the
+web archive, in headless Chromium, at
 phone (375 px) and desktop (600 px) widths, light and dark: docs/screenshots/*.png.
 
     .venv/bin/python tests/email_screenshots.py            # rewrites docs/screenshots/
@@ -18,8 +19,10 @@ from playwright.sync_api import sync_playwright
 from store_support import WEEK
 
 from digest.config import Settings
-from digest.db import make_engine, migrate
+from digest.db import make_engine, migrate, session_scope
+from digest.issues import freeze_issue
 from digest.message import IssueMessage, Recipient
+from digest.web.issue_page import web_page
 from subscribers.mail import ConfirmationMessage
 
 OUT = REPO / "docs" / "screenshots"
@@ -39,6 +42,10 @@ def pages() -> dict[str, str]:
         engine = make_engine(settings.database_url)
         migrate(engine)
         rendered = issue(comparisons(engine, settings, Path(tmp), 7), settings)
+        with session_scope(engine) as session:
+            frozen = freeze_issue(session, WEEK, settings)
+            assert frozen is not None
+            archive = web_page(session, frozen, settings)
         engine.dispose()
     message = IssueMessage(
         issue_id=1,
@@ -49,7 +56,7 @@ def pages() -> dict[str, str]:
         settings=settings,
     )
     confirm = ConfirmationMessage(settings, READER, f"{settings.base_url}/confirm/{'Q' * 50}")
-    return {"digest": message.html_for(READER), "confirm": confirm.html}
+    return {"digest": message.html_for(READER), "confirm": confirm.html, "archive": archive}
 
 
 def main() -> None:

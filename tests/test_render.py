@@ -16,6 +16,7 @@ from store_support import WEEK, dated, sample_items, write_json
 from digest.config import Settings
 from digest.exceptions import RenderError
 from digest.importer import import_comparisons
+from digest.message import IssueMessage, Recipient
 from digest.models import Comparison
 from digest.render import (
     GMAIL_CLIP_BYTES,
@@ -205,7 +206,9 @@ def test_footer_has_why_unsubscribe_address_and_browser_link(
         assert "You get this email because you subscribed" in body
         assert "Verdicts Ltd, 9 Quay Road, Cork" in body
         assert placeholder("unsubscribe_url") in body
-        assert f"{settings.base_url}/archive/{WEEK}" in body
+        # The view-in-browser link is filled in at send time (it follows the base URL
+        # then), never baked into the frozen HTML.
+        assert placeholder("archive_url") in body and f"{settings.base_url}/archive" not in body
         assert placeholder("greeting") in body
 
 
@@ -276,3 +279,40 @@ def test_mj_include_cannot_leave_the_templates_folder() -> None:
 def test_an_issue_needs_a_comparison(settings: Settings) -> None:
     with pytest.raises(RenderError):
         render_issue(week=WEEK, full=[], links=[], settings=settings)
+
+
+def test_view_in_browser_follows_the_base_url_at_send_time(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    rendered = render_issue(week=WEEK, number=12, full=eight[:2], links=[], settings=settings)
+    moved = settings.model_copy(update={"base_url": "https://news.verdicts.example"})
+    reader = Recipient(3, "ada@example.com", "Ada")
+    for current in (settings, moved):
+        message = IssueMessage(
+            issue_id=1,
+            week=WEEK,
+            number=12,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            settings=current,
+        )
+        html, text = message.html_for(reader), message.text_for(reader)
+        assert f'href="{current.base_url}/archive/12"' in html
+        assert f"\n{current.base_url}/archive/12\n" in text
+        assert "[[%" not in html and "[[%" not in text
+        assert message.as_bytes(reader) == message.as_bytes_slow(reader)
+
+
+def test_issues_frozen_with_the_old_greeting_still_greet(settings: Settings) -> None:
+    """A draft frozen before the greeting became a whole line said "Hi [[%name%]],"."""
+    old = IssueMessage(
+        issue_id=1,
+        week=WEEK,
+        subject="s",
+        html=f"<p>Hi {placeholder('name')},</p>",
+        text=f"Hi {placeholder('name')},\n",
+        settings=settings,
+    )
+    assert old.html_for(Recipient(1, "a@example.com", "Ada Lovelace")) == "<p>Hi Ada,</p>"
+    assert old.text_for(Recipient(2, "b@example.com", "")) == "\n"

@@ -30,10 +30,11 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-#: The archive's web version is the email's HTML: inline styles, remote images, links.
+#: An issue's page is the digest template's web variant: inline styles, remote images
+#: (a logo), links, and the subscribe box's form.
 ARCHIVE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
 #: Public POST bodies (subscribe, confirm, one-click unsubscribe) are tiny.
