@@ -13,12 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import TEST_SECRET
-from email_support import CHROMIUM, CHROMIUM_ARGS, REPO, comparisons, issue
+from email_support import CHROMIUM, CHROMIUM_ARGS, REPO, comparisons, email_settings_in, issue
 from playwright.sync_api import sync_playwright
 from store_support import WEEK
 
-from digest.config import Settings
 from digest.db import make_engine, migrate, session_scope
 from digest.issues import freeze_issue
 from digest.message import IssueMessage, Recipient
@@ -31,14 +29,7 @@ READER = Recipient(7, "ada@example.com", "Ada Lovelace")
 
 def pages() -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            database_url=f"sqlite:///{Path(tmp) / 'digest.db'}",
-            secret_key=TEST_SECRET,
-            base_url="https://digest.example.org",
-            site_url="https://verdicts.example.org",
-            from_address="Weekly AI Tool Verdicts <digest@example.org>",
-            postal_address="Verdicts Ltd, 9 Quay Road, Cork T12 X8Y2, Ireland",
-        )
+        settings = email_settings_in(Path(tmp))
         engine = make_engine(settings.database_url)
         migrate(engine)
         rendered = issue(comparisons(engine, settings, Path(tmp), 7), settings)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TEST_SECRET
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from store_support import WEEK, dated, sample_items, write_json
@@ -51,6 +52,19 @@ NODE_MODULES = NODE_HOME / "node_modules"
 
 
 # ---------------------------------------------------------------- content
+
+
+def email_settings_in(folder: Path) -> Settings:
+    """Settings as a real list would have them (https links, a real-looking address)."""
+    return Settings(
+        database_url=f"sqlite:///{folder / 'digest.db'}",
+        secret_key=TEST_SECRET,
+        base_url="https://digest.example.org",
+        site_url="https://verdicts.example.org",
+        from_address="Weekly AI Tool Verdicts <digest@example.org>",
+        postal_address="Verdicts Ltd, 9 Quay Road, Cork T12 X8Y2, Ireland",
+        timezone="UTC",
+    )
 
 
 def comparisons(engine: Engine, settings: Settings, tmp_path: Path, count: int) -> list[Comparison]:

@@ -140,14 +140,21 @@ def test_simple_body_canonicalisation() -> None:
     assert simple_body(b"a \r\n") == b"a \r\n"  # simple keeps trailing spaces
 
 
-def _doctor_settings(settings: Settings, tmp_path: Path, dns: LoopbackDNS) -> Settings:
-    return settings.model_copy(
+def _doctor_settings(
+    settings: Settings, tmp_path: Path, dns: LoopbackDNS
+) -> tuple[Settings, DkimSigner]:
+    """Settings with an RSA key whose records (SPF, DKIM, DMARC) ``dns`` publishes."""
+    s = settings.model_copy(
         update={
             "dkim_selector": SELECTOR,
             "dkim_private_key_file": _key_file(tmp_path, "rsa"),
             "dns_server": dns.address,
         }
     )
+    signer = DkimSigner.from_settings(s)
+    assert signer is not None
+    _publish(dns, signer)
+    return s, signer
 
 
 def test_doctor_passes_with_good_records_and_names_each_problem(
@@ -155,10 +162,7 @@ def test_doctor_passes_with_good_records_and_names_each_problem(
     tmp_path: Path,
     dns_server: LoopbackDNS,  # noqa: F811
 ) -> None:
-    s = _doctor_settings(settings, tmp_path, dns_server)
-    signer = DkimSigner.from_settings(s)
-    assert signer is not None
-    _publish(dns_server, signer)
+    s, signer = _doctor_settings(settings, tmp_path, dns_server)
     assert [(c.name, c.status) for c in run_checks(s)] == [
         ("SPF", "ok"),
         ("DKIM", "ok"),
@@ -187,10 +191,7 @@ def test_doctor_command_exit_codes(
     tmp_path: Path,
     dns_server: LoopbackDNS,  # noqa: F811
 ) -> None:
-    s = _doctor_settings(settings, tmp_path, dns_server)
-    signer = DkimSigner.from_settings(s)
-    assert signer is not None
-    _publish(dns_server, signer)
+    s, _signer = _doctor_settings(settings, tmp_path, dns_server)
     cli = DigestCLI(
         env={
             **settings_env(s),

@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import TEST_SECRET
 from email_support import (
     CONTRAST_JS,
     Chromium,
     axe_violations,
     chromium,  # noqa: F401  (fixture)
     comparisons,
+    email_settings_in,
     issue,
     luminance,
     mjml_errors,
@@ -34,16 +34,7 @@ BOXES = "els => els.map(e => e.getBoundingClientRect().toJSON())"
 
 @pytest.fixture(scope="module")
 def email_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    tmp = tmp_path_factory.mktemp("email")
-    return Settings(
-        database_url=f"sqlite:///{tmp / 'digest.db'}",
-        secret_key=TEST_SECRET,
-        base_url="https://digest.example.org",
-        site_url="https://verdicts.example.org",
-        from_address="Weekly AI Tool Verdicts <digest@example.org>",
-        postal_address="Verdicts Ltd, 9 Quay Road, Cork T12 X8Y2, Ireland",
-        timezone="UTC",
-    )
+    return email_settings_in(tmp_path_factory.mktemp("email"))
 
 
 @pytest.fixture(scope="module")

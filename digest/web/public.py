@@ -314,7 +314,12 @@ def confirm_link(token: str, request: Request) -> HTMLResponse:
 
 
 def _unsubscribe_help(
-    request: Request, settings: Settings, *, status_code: int = 200, reason: str | None = None
+    request: Request,
+    settings: Settings,
+    *,
+    status_code: int = 200,
+    reason: str | None = None,
+    sent: bool = False,
 ) -> HTMLResponse:
     """How to unsubscribe without a working link: ask for a fresh one, or write."""
     return page(
@@ -324,7 +329,7 @@ def _unsubscribe_help(
         status_code=status_code,
         reason=reason,
         mailto=settings.effective_unsubscribe_mailto,
-        sent=False,
+        sent=sent,
     )
 
 
@@ -343,14 +348,11 @@ async def unsubscribe_link_request(request: Request, background: BackgroundTasks
     limiter: RateLimiter = request.app.state.subscribe_limiter
     wait = limiter.hit(client_ip(request))
     if wait is not None:
-        response = page(
+        response = _unsubscribe_help(
             request,
-            "unsubscribe_help.html",
             settings,
             status_code=429,
             reason="too many requests from your network; try again later",
-            mailto=settings.effective_unsubscribe_mailto,
-            sent=False,
         )
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
@@ -369,14 +371,7 @@ async def unsubscribe_link_request(request: Request, background: BackgroundTasks
             _send_unsubscribe_link, settings, request.app.state.transport_factory, recipient
         )
     # The same page whether or not the address is known: it reveals nothing.
-    return page(
-        request,
-        "unsubscribe_help.html",
-        settings,
-        reason=None,
-        mailto=settings.effective_unsubscribe_mailto,
-        sent=True,
-    )
+    return _unsubscribe_help(request, settings, sent=True)
 
 
 def _send_unsubscribe_link(
