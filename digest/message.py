@@ -51,8 +51,8 @@ MAIL_POLICY = policy.SMTP.clone(header_factory=_HEADERS)
 
 
 def greeting(name: str) -> str:
-    """ "Hi Ada," from a display name (already one line), or nothing: a reader without
-    a name gets no greeting rather than "Hi there"."""
+    """The greeting line for a display name (already one line): 'Hi Ada,' from the
+    first name, or nothing at all: a reader without a name is not called "there"."""
     if "," in name:  # "Lovelace, Ada"
         name = name.partition(",")[2]
     first = name.split(maxsplit=1)[0].strip(";:") if name.strip() else ""
@@ -119,7 +119,8 @@ class IssueMessage:
         self.boundary = "=_digest_" + stable_digest(settings, "boundary", issue_id, length=24)
         # Gmail's feedback loop groups complaints by these fields (campaign, list, mail
         # type, sender); constant per issue, so it costs the fast path nothing.
-        self.feedback_id = f"{week}:{settings.effective_list_id}:newsletter:{self.domain}"
+        campaign = f"issue-{number}" if number is not None else week
+        self.feedback_id = f"{campaign}:{settings.effective_list_id}:newsletter:{self.domain}"
         self._message_ids: Callable[[object], str] | None = None
         self._tokens: TokenMinter | None = None
         self._skeleton: MessageSkeleton | None = None

@@ -63,7 +63,7 @@ class Verdict:
     leader: str | None  # the tool the panel would ship; None for a draw or no score
     lens: str | None  # lens key shown; None when neither tool has a quote
     lens_title: str
-    lens_heading: str  # "Where the panel split: Competition" / "… agreed …"
+    lens_heading: str  # "Where the panel split: Competition" / "… agreed …" / "The … lens"
     split: bool
     quotes: tuple[LensQuote, ...]
 
@@ -71,11 +71,12 @@ class Verdict:
 def _lenses(n: int | None) -> str:
     if n is None:
         return "not scored"
-    return f"{n} of {len(LENSES)} {'lens' if len(LENSES) == 1 else 'lenses'}"
+    return f"{n} of {len(LENSES)} lenses"
 
 
 def verdict_line(a: Tool, b: Tool) -> tuple[str, str | None]:
-    """ "The panel would ship A: 4 of 4 lenses, against 3 of 4 for B." and the leader."""
+    """The verdict line ('The panel would ship A: 4 of 4 lenses, against 3 of 4 for B.')
+    and the tool the panel would ship (None for a draw or without scores)."""
     na, nb = ship_count(a), ship_count(b)
     if na is None and nb is None:
         return "The panel has not scored these two yet.", None
@@ -133,7 +134,12 @@ def verdict(comparison: Comparison, trim: Callable[[str], str] = str.strip) -> V
         if review is not None and review.quote.strip():
             quotes.append(LensQuote(tool.name, trim(review.quote), verdicts[lens]))
     title = LENS_TITLES.get(lens, lens)
-    heading = f"Where the panel split: {title}" if split else f"Where the panel agreed: {title}"
+    if split:
+        heading = f"Where the panel split: {title}"
+    elif va[lens] is not None and vb[lens] is not None:
+        heading = f"Where the panel agreed: {title}"
+    else:  # no verdicts to compare: just the lens
+        heading = f"The {title} lens"
     return Verdict(
         line=line,
         leader=leader,

@@ -158,7 +158,6 @@ def comparison_view(comparison: Comparison, settings: Settings) -> dict[str, Any
         "standfirst": " ".join(comparison.standfirst.split()),
         "link": comparison_link(comparison, settings.site_url),
         "verdict": panel.line,
-        "leader": panel.leader,
         "lens_heading": panel.lens_heading,
         "quotes": [
             {

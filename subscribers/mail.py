@@ -128,7 +128,7 @@ class LinkMessage(IssueMessage):
         self.link = link
         self._message_id = f"<{self.kind}.{secrets.token_hex(12)}@{self.domain}>"
         self.boundary = f"=_{self.kind}_" + secrets.token_hex(12)
-        self.list_tag = settings.effective_list_id
+        self.feedback_id = f"{self.kind}:{settings.effective_list_id}:transactional:{self.domain}"
 
     def message_id(self, recipient: Recipient) -> str:
         return self._message_id
@@ -155,7 +155,7 @@ class LinkMessage(IssueMessage):
             # list, so nobody can use the form to mail this person again.
             "List-Unsubscribe": self.list_unsubscribe(recipient),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "Feedback-ID": f"{self.kind}:{self.list_tag}:transactional:{self.domain}",
+            "Feedback-ID": self.feedback_id,
         }
         if self.settings.reply_to:
             headers["Reply-To"] = self.settings.reply_to

@@ -98,7 +98,7 @@ def test_smtp_sends_are_signed_and_verify_against_the_published_key(
             "list-unsubscribe-post", "feedback-id", "mime-version", "content-type",
         ):  # fmt: skip
             assert header in names.split(":"), header
-        assert parsed["Feedback-ID"] == f"{WEEK}:weekly-verdicts.{DOMAIN}:newsletter:{DOMAIN}"
+        assert parsed["Feedback-ID"] == f"issue-1:weekly-verdicts.{DOMAIN}:newsletter:{DOMAIN}"
         signature = raw.split(b"\r\nFrom: ", 1)[0]
         assert all(len(line) <= 78 for line in signature.split(b"\r\n")), signature
         # Any change in transit breaks the signature.

@@ -63,4 +63,9 @@ def test_with_no_split_the_most_decisive_agreement() -> None:
     assert not shown.split and shown.lens == "competition"  # both ship there
     assert shown.lens_heading == "Where the panel agreed: Competition"
     nobody = verdict(_pair(_tool("A", 0, [None] * 4), _tool("B", 0, [None] * 4)))
-    assert nobody.lens == "dx" and not nobody.split
+    assert nobody.lens == "dx" and not nobody.split  # both pass everywhere
+    assert nobody.lens_heading == "Where the panel agreed: Developer experience"
+    unscored = verdict(_pair(_tool("A", None, [None] * 4), _tool("B", None, [None] * 4)))
+    assert unscored.lens_heading == "The Developer experience lens"
+    assert unscored.line == "The panel has not scored these two yet."
+    assert [q.verdict for q in unscored.quotes] == [None, None]
