@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 
-.PHONY: demo test lint bench clean venv lock
+.PHONY: demo test lint bench clean venv lock node-tools
 
 venv: $(STAMP)
 
@@ -30,7 +30,11 @@ demo: $(STAMP)
 	$(BIN)/digest demo
 	@echo "($(BIN)/digest is the digest command; . $(BIN)/activate puts it on PATH as plain digest)"
 
-test: $(STAMP)
+# The email checks' npm packages (MJML validator, axe-core), outside the repository.
+node-tools:
+	@bash tests/node/install.sh
+
+test: $(STAMP) node-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

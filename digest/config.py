@@ -67,13 +67,25 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DIGEST_FROM", "from_address"),
     )
     reply_to: str | None = None
+    # DKIM signing of SMTP sends (digest/mail/dkim.py); off unless selector and key are set.
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_private_key_file: Path | None = None
+    # ``digest doctor``'s DNS server ("host" or "host:port"); the system resolver when unset.
+    dns_server: str | None = None
     bounce_address: str | None = None
     base_url: str = "http://localhost:8000"
     site_url: str = "https://verdicts.example.com"
     secret_key: SecretStr | None = None
+    # The secret before the last rotation: links it signed keep working (never signs).
+    secret_key_previous: SecretStr | None = None
     admin_token: SecretStr | None = None
     postal_address: str = SAMPLE_POSTAL_ADDRESS
     list_name: str = "Weekly AI Tool Verdicts"
+    # The email's masthead: an https image instead of the list name (alt text: the name).
+    logo_url: str | None = None
+    logo_alt: str | None = None
+    logo_width: int = Field(default=180, ge=16, le=600)
     list_id: str | None = None
     unsubscribe_mailto: str | None = None
     timezone: str = "UTC"
@@ -147,6 +159,7 @@ class Settings(BaseSettings):
     subscribe_rate_limit: int = Field(default=5, ge=1, le=100_000)  # per client IP per window
     subscribe_rate_window: int = Field(default=600, ge=1)  # seconds
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For uvicorn trusts
+    api_docs: bool = True  # /docs: the API reference page (server-rendered, no script)
 
     # Operations (docs/operations.md).
     log_format: Literal["text", "json"] = "text"
@@ -226,6 +239,16 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("logo_url")
+    @classmethod
+    def _https_logo(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith("https://"):
+            # Mail clients block or warn about plain-http images in a message.
+            raise ValueError("must be an https:// URL")
+        return value
+
     @field_validator(
         "postmark_base_url",
         "sendgrid_base_url",
@@ -253,6 +276,10 @@ class Settings(BaseSettings):
         return addr.rpartition("@")[2] or "localhost"
 
     @property
+    def effective_dkim_domain(self) -> str:
+        return self.dkim_domain or self.from_domain
+
+    @property
     def effective_list_id(self) -> str:
         return self.list_id or f"weekly-verdicts.{self.from_domain}"
 
@@ -278,6 +305,20 @@ class Settings(BaseSettings):
             "DIGEST_SECRET_KEY is not set; it signs unsubscribe and confirmation links. "
             'Generate one: python -c "import secrets; print(secrets.token_urlsafe(32))"'
         )
+
+    def verification_keys(self) -> list[str]:
+        """Every secret a link may have been signed with: the current one first, then
+        ``DIGEST_SECRET_KEY_PREVIOUS`` (so links in old emails survive a rotation)."""
+        keys = [self.signing_key()]
+        if self.secret_key_previous is not None:
+            previous = self.secret_key_previous.get_secret_value()
+            if previous.strip().lower() in PLACEHOLDER_SECRETS or len(previous) < 16:
+                raise ConfigError(
+                    "DIGEST_SECRET_KEY_PREVIOUS is a placeholder or shorter than 16 characters"
+                )
+            if previous not in keys:
+                keys.append(previous)
+        return keys
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from digest import mimefast
 from digest.config import Settings
 from digest.exceptions import AddressError
 from digest.mailsafe import check_address, fit_display_name, header_text, needs_smtputf8
-from digest.render import placeholder
+from digest.render import ARCHIVE_URL, placeholder
 from digest.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -53,7 +53,15 @@ MAIL_POLICY = policy.SMTP.clone(header_factory=_HEADERS)
 #: The same for a recipient whose local part is not ASCII (RFC 6531/6532): headers in
 #: raw UTF-8, only ever handed to an SMTPUTF8 server or written to a Maildir.
 MAIL_POLICY_UTF8 = MAIL_POLICY.clone(utf8=True)
-DEFAULT_GREETING_NAME = "there"
+
+
+def greeting(name: str) -> str:
+    """The greeting line for a display name (already one line): 'Hi Ada,' from the
+    first name, or nothing at all: a reader without a name is not called "there"."""
+    if "," in name:  # "Lovelace, Ada"
+        name = name.partition(",")[2]
+    first = name.split(maxsplit=1)[0].strip(";:") if name.strip() else ""
+    return f"Hi {first}," if first else ""
 
 
 def safe_mailbox(value: str) -> str:
@@ -88,6 +96,21 @@ class Recipient:
     delivery_id: int | None = None
 
 
+_LEGACY_GREETING = "Hi " + placeholder("name") + ","
+
+
+def per_issue_values(html: str, text: str, archive_url: str) -> tuple[str, str]:
+    """The frozen HTML and text with the per-issue placeholder filled in (the archive
+    link); per-recipient ones stay. Issues frozen before greetings became whole lines
+    said "Hi [[%name%]],": that becomes the greeting placeholder."""
+    html = html.replace(placeholder(ARCHIVE_URL), str(escape(archive_url)))
+    text = text.replace(placeholder(ARCHIVE_URL), archive_url)
+    if _LEGACY_GREETING in html or _LEGACY_GREETING in text:
+        html = html.replace(_LEGACY_GREETING, placeholder("greeting"))
+        text = text.replace(_LEGACY_GREETING, placeholder("greeting"))
+    return html, text
+
+
 class IssueMessage:
     """The issue's email, prepared once; :meth:`as_bytes` makes one recipient's copy."""
 
@@ -111,8 +134,9 @@ class IssueMessage:
         self.label = f"#{number} ({week})" if number is not None else week
         self.settings = settings
         self.subject = header_text(("[TEST] " if test else "") + subject, 250)
-        self.html = html
-        self.text = text
+        #: "view in browser": the current DIGEST_BASE_URL, whenever the issue was frozen
+        self.archive_url = f"{settings.base_url}/archive/{number if number is not None else week}"
+        self.html, self.text = per_issue_values(html, text, self.archive_url)
         self.date = date or utcnow()
         self.date_header = format_datetime(self.date.astimezone(), usegmt=False)
         # Settings are checked at start-up too; the message does not rely on that.
@@ -122,6 +146,10 @@ class IssueMessage:
         self.mailto = settings.effective_unsubscribe_mailto
         self.domain = settings.from_domain
         self.boundary = "=_digest_" + stable_digest(settings, "boundary", issue_id, length=24)
+        # Gmail's feedback loop groups complaints by these fields (campaign, list, mail
+        # type, sender); constant per issue, so it costs the fast path nothing.
+        campaign = f"issue-{number}" if number is not None else week
+        self.feedback_id = f"{campaign}:{settings.effective_list_id}:newsletter:{self.domain}"
         self._message_ids: Callable[[object], str] | None = None
         self._tokens: TokenMinter | None = None
         self._skeleton: MessageSkeleton | None = None
@@ -151,13 +179,10 @@ class IssueMessage:
         """The name as it may appear in the To header (and the greeting)."""
         return header_text(recipient.name, 100)
 
-    def greeting_name(self, recipient: Recipient) -> str:
-        return self.display_name(recipient) or DEFAULT_GREETING_NAME
-
     def values(self, recipient: Recipient) -> dict[str, str]:
         """Plain-text values for every placeholder."""
         return {
-            "name": self.greeting_name(recipient),
+            "greeting": greeting(self.display_name(recipient)),
             "unsubscribe_url": self.unsubscribe_url(recipient),
         }
 
@@ -193,6 +218,7 @@ class IssueMessage:
             "List-Id": self.list_id,
             "List-Unsubscribe": self.list_unsubscribe(recipient),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Feedback-ID": self.feedback_id,
         }
         if self.reply_to:
             headers["Reply-To"] = self.reply_to

@@ -8,6 +8,7 @@ real annotations.)
 from datetime import datetime
 from enum import StrEnum
 from typing import Optional
+from uuid import uuid4
 
 from sqlalchemy import Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
@@ -122,6 +123,10 @@ class Issue(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     number: int = Field(unique=True, index=True)
     week: str = Field(max_length=10, index=True)
+    #: the Atom entry id: made once, so it survives a change of DIGEST_BASE_URL
+    feed_id: str = Field(
+        default_factory=lambda: f"urn:uuid:{uuid4()}", max_length=64, unique=True, index=True
+    )
     cutoff: datetime = Field(sa_column=_ts())
     state: str = Field(default=IssueState.DRAFT, max_length=20, index=True)
     state_reason: str | None = Field(default=None, max_length=1000)

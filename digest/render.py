@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,8 @@ from markupsafe import Markup
 from digest.config import Settings
 from digest.exceptions import RenderError
 from digest.mailsafe import header_text, one_line
-from digest.models import LENS_TITLES, Comparison, Tool
+from digest.models import Comparison, Tool
+from digest.panel import SHIP, verdict
 from digest.resources import resource_dir
 from digest.timeutil import parse_week
 
@@ -38,9 +40,14 @@ TEMPLATES_DIR = resource_dir("templates")
 #: Placeholder syntax shared with digest.message. Content can never produce it: every
 #: rendered value has "[[%" defused by :func:`_defuse`.
 PLACEHOLDER = "[[%{}%]]"
-PER_RECIPIENT = ("name", "unsubscribe_url")
+PER_RECIPIENT = ("greeting", "unsubscribe_url")
+#: The issue's "view in browser" URL: the same for every recipient, filled in when the
+#: message is prepared (digest.message.IssueMessage) from the current DIGEST_BASE_URL.
+ARCHIVE_URL = "archive_url"
 _PLACEHOLDER_OPEN = "[[%"
 GMAIL_CLIP_BYTES = 102 * 1024
+#: Plain-text lines are wrapped here (RFC 3676's advice is 78 at most; URLs stay whole).
+TEXT_WIDTH = 78
 _SENTENCE_END = re.compile(r"(?<=[.!?])[”\"')\]]?\s+(?=[A-Z0-9“\"'(])")
 
 
@@ -55,6 +62,8 @@ class RenderedIssue:
     html: str
     text: str
     warnings: list[str] = field(default_factory=list)
+    #: The Jinja-rendered MJML the HTML was compiled from (for validators).
+    source: str = ""
 
 
 def _defuse(value: Any) -> Any:
@@ -67,8 +76,25 @@ def _defuse(value: Any) -> Any:
     return value
 
 
+def wrap(value: str, indent: str = "", width: int = TEXT_WIDTH) -> str:
+    """Plain text filled to ``width`` columns; a word longer than a line (a URL) is
+    kept whole on its own line rather than broken."""
+    lines = []
+    for paragraph in str(value).split("\n"):
+        filled = textwrap.fill(
+            " ".join(paragraph.split()),
+            width=width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        lines.append(filled or "")
+    return "\n".join(lines)
+
+
 def _environment(autoescape: bool) -> Environment:
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
         # The text environment renders text/plain, where HTML escaping would corrupt
         # names like "R&D"; every HTML template goes through the autoescaping one.
@@ -79,6 +105,8 @@ def _environment(autoescape: bool) -> Environment:
         keep_trailing_newline=True,
         finalize=_defuse,
     )
+    env.filters["wrap"] = wrap
+    return env
 
 
 _HTML_ENV = _environment(autoescape=True)
@@ -108,51 +136,42 @@ def _pct(value: int | None) -> str:
     return "no votes yet" if value is None else f"{value}%"
 
 
-def _ships(tool: Tool) -> str:
-    if tool.panel_ship_pct is None:
-        return "no panel verdict"
-    lenses = len(LENS_TITLES)
-    return f"{round(tool.panel_ship_pct * lenses / 100)} of {lenses} ship"
-
-
-def split_line(comparison: Comparison) -> str:
-    """One line on how the panel divided, e.g. "A: 4 of 4 ship · B: 3 of 4 ship — leans A"."""
-    a, b = comparison.tools[0], comparison.tools[1]
-    line = f"{a.name}: {_ships(a)} · {b.name}: {_ships(b)}"
-    pa, pb = a.panel_ship_pct, b.panel_ship_pct
-    if pa is None or pb is None:
-        return line
-    if pa == pb:
-        return f"{line} — dead even"
-    return f"{line} — the panel leans {a.name if pa > pb else b.name}"
-
-
 def comparison_link(comparison: Comparison, site_url: str) -> str:
     return comparison.url or f"{site_url.rstrip('/')}/compare/{comparison.slug}"
 
 
-def _tool_view(tool: Tool, settings: Settings) -> dict[str, Any]:
-    reviews = {r.lens: r for r in tool.reviews}
-    pull = reviews.get("dx") or (tool.reviews[0] if tool.reviews else None)
+def _tool_view(tool: Tool) -> dict[str, Any]:
     return {
         "name": tool.name,
         "tagline": tool.tagline,
         "category": tool.category,
-        "entry": tool.entry,
-        "panel": _pct(tool.panel_ship_pct),
+        "entry": tool.entry or "—",
+        "panel": "not scored" if tool.panel_ship_pct is None else f"{tool.panel_ship_pct}%",
         "community": _pct(tool.community_pct),
-        "pull_quote": trim_quote(pull.quote, settings.quote_max_chars) if pull else "",
-        "pull_lens": LENS_TITLES.get(pull.lens, pull.lens) if pull else "",
     }
 
 
 def comparison_view(comparison: Comparison, settings: Settings) -> dict[str, Any]:
+    """What the templates show of one comparison: verdict first, then the lens the
+    panel split on with both tools' quotes, then the two tool cards."""
+    panel = verdict(comparison, lambda quote: trim_quote(quote, settings.quote_max_chars))
     return {
         "title": comparison.title,
-        "standfirst": comparison.standfirst,
+        "standfirst": " ".join(comparison.standfirst.split()),
         "link": comparison_link(comparison, settings.site_url),
-        "split_line": split_line(comparison),
-        "tools": [_tool_view(t, settings) for t in comparison.tools],
+        "verdict": panel.line,
+        "lens_heading": panel.lens_heading,
+        "quotes": [
+            {
+                "tool": q.tool,
+                "quote": q.quote,
+                "label": f"{panel.lens_title} lens"
+                + ("" if q.verdict is None else f": {'ship' if q.verdict == SHIP else 'pass'}"),
+                "ships": q.verdict == SHIP,
+            }
+            for q in panel.quotes
+        ],
+        "tools": [_tool_view(t) for t in comparison.tools],
     }
 
 
@@ -181,6 +200,32 @@ def week_label(week: str) -> str:
     return f"Week {num}, {year}"
 
 
+def kicker(week: str, total: int, number: int | None = None) -> str:
+    """The masthead's second line: "Issue #3 · Week 47, 2026 · 7 new comparisons"."""
+    noun = "comparison" if total == 1 else "comparisons"
+    issue = f"Issue #{number} · " if number else ""
+    return f"{issue}{week_label(week)} · {total} new {noun}"
+
+
+def brand_context(settings: Settings) -> dict[str, Any]:
+    """The list's name, logo, host and postal address: every email template's masthead
+    and footer."""
+    return {
+        "list_name": settings.list_name,
+        "site_host": urlsplit(settings.site_url).hostname or settings.site_url,
+        "postal_address": settings.postal_address,
+        "logo": (
+            {
+                "url": settings.logo_url,
+                "alt": settings.logo_alt or settings.list_name,
+                "width": settings.logo_width,
+            }
+            if settings.logo_url
+            else None
+        ),
+    }
+
+
 def _render(env: Environment, name: str, context: dict[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
@@ -199,16 +244,68 @@ def _include_loader(path: str) -> str:
     return target.read_text(encoding="utf-8")
 
 
+#: MRML hides the preheader in 1px white text; spam filters score both as hidden
+#: content (SpamAssassin's HTML_FONT_LOW_CONTRAST, FONT_INVIS_*), and display:none with
+#: a zero height hides it anyway, so the font size and colour go.
+_PREVIEW_STYLE = (
+    'style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
+    'max-width:0px;opacity:0;overflow:hidden;"'
+)
+_PREVIEW_STYLE_CLEAN = (
+    'style="display:none;max-height:0px;max-width:0px;opacity:0;overflow:hidden;mso-hide:all;"'
+)
+
+
 def compile_mjml(source: str, template: str) -> str:
     try:
         # fonts={} keeps MRML from linking Google Fonts: no third-party requests from the inbox.
-        return mjml.mjml2html(
+        html = mjml.mjml2html(
             source, disable_comments=True, fonts={}, include_loader=_include_loader
         )
     except RenderError:
         raise
     except Exception as exc:  # MRML raises plain exceptions for malformed markup
         raise RenderError(template, f"MJML compile failed: {exc}") from exc
+    return str(html).replace(_PREVIEW_STYLE, _PREVIEW_STYLE_CLEAN, 1)
+
+
+def issue_context(
+    *,
+    week: str,
+    number: int | None,
+    full: Sequence[Comparison],
+    links: Sequence[Comparison],
+    settings: Settings,
+    subject: str | None = None,
+    preheader: str | None = None,
+    intro: str | None = None,
+) -> dict[str, Any]:
+    """What templates/email/digest.* are rendered with. The email keeps per-recipient
+    values and the archive link as placeholders; the web variant
+    (digest/web/issue_page.py) overrides ``web``, ``subscriber`` and ``archive_url``."""
+    everything = [*full, *links]
+    if not everything:
+        raise RenderError("email/digest", "an issue needs at least one comparison")
+    return {
+        # The subject is a header: no line break and no RFC 2047 encoded word (mailsafe).
+        "subject": header_text(subject or default_subject(everything), 200),
+        "preheader": one_line(preheader or default_preheader(everything), 200),
+        "intro": intro if intro is not None else default_intro(everything),
+        "week_label": week_label(week),
+        "number": number,
+        "kicker": kicker(week, len(everything), number),
+        "subscriber": True,
+        "web": None,
+        "total": len(everything),
+        "full": [comparison_view(c, settings) for c in full],
+        "links": [comparison_view(c, settings) for c in links],
+        **brand_context(settings),
+        # Substituted when the message is built (digest.message), so the link follows
+        # DIGEST_BASE_URL at send time, not the one the issue was frozen under.
+        "archive_url": Markup(placeholder(ARCHIVE_URL)),  # noqa: S704
+        # Our own constant tokens, never content: safe to mark as markup.
+        "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},  # noqa: S704
+    }
 
 
 def render_issue(
@@ -224,29 +321,19 @@ def render_issue(
     template: str = "email/digest",
 ) -> RenderedIssue:
     """Render one issue once; per-recipient values stay as placeholders."""
-    everything = [*full, *links]
-    if not everything:
-        raise RenderError(template, "an issue needs at least one comparison")
-    # The subject is a header: no line break and no RFC 2047 encoded word (mailsafe).
-    subject = header_text(subject or default_subject(everything), 200)
-    preheader = one_line(preheader or default_preheader(everything), 200)
-    context: dict[str, Any] = {
-        "subject": subject,
-        "preheader": preheader,
-        "intro": intro if intro is not None else default_intro(everything),
-        "week_label": week_label(week),
-        "number": number,
-        "total": len(everything),
-        "full": [comparison_view(c, settings) for c in full],
-        "links": [comparison_view(c, settings) for c in links],
-        "list_name": settings.list_name,
-        "site_host": urlsplit(settings.site_url).hostname or settings.site_url,
-        "postal_address": settings.postal_address,
-        "archive_url": f"{settings.base_url}/archive/{number if number is not None else week}",
-        # Our own constant tokens, never content: safe to mark as markup.
-        "placeholders": {name: Markup(placeholder(name)) for name in PER_RECIPIENT},  # noqa: S704
-    }
-    html = compile_mjml(_render(_HTML_ENV, f"{template}.mjml", context), f"{template}.mjml")
+    context = issue_context(
+        week=week,
+        number=number,
+        full=full,
+        links=links,
+        settings=settings,
+        subject=subject,
+        preheader=preheader,
+        intro=intro,
+    )
+    subject, preheader = context["subject"], context["preheader"]
+    source = mjml_source(template, context)
+    html = compile_mjml(source, f"{template}.mjml")
     text = _render(_TEXT_ENV, f"{template}.txt", context)
     warnings = []
     size = len(html.encode("utf-8"))
@@ -254,12 +341,22 @@ def render_issue(
         warnings.append(f"HTML is {size // 1024} KB; Gmail clips messages over 102 KB")
         logger.warning("issue %s: %s", week, warnings[-1])
     return RenderedIssue(
-        subject=subject, preheader=preheader, html=html, text=text, warnings=warnings
+        subject=subject,
+        preheader=preheader,
+        html=html,
+        text=text,
+        warnings=warnings,
+        source=source,
     )
+
+
+def mjml_source(template: str, context: dict[str, Any]) -> str:
+    """``{template}.mjml`` rendered by Jinja: the MJML that MRML compiles."""
+    return _render(_HTML_ENV, f"{template}.mjml", context)
 
 
 def render_email(template: str, context: dict[str, Any]) -> tuple[str, str]:
     """Any email template pair (``{template}.mjml`` compiled, ``{template}.txt``) with
     ``context``: the same environments, escaping and MJML settings as the digest."""
-    html = compile_mjml(_render(_HTML_ENV, f"{template}.mjml", context), f"{template}.mjml")
+    html = compile_mjml(mjml_source(template, context), f"{template}.mjml")
     return html, _render(_TEXT_ENV, f"{template}.txt", context)

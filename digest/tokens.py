@@ -15,8 +15,10 @@ fails too.
 - **confirm** tokens carry their issue time (they expire) and bind to a random nonce
   stored on the subscriber and cleared on use, which makes them single-use.
 
-The key is derived from ``DIGEST_SECRET_KEY`` with HKDF; rotating that secret
-invalidates every outstanding link.
+The key is derived from ``DIGEST_SECRET_KEY`` with HKDF. To rotate it without
+breaking the links in emails already sent, move the old secret to
+``DIGEST_SECRET_KEY_PREVIOUS``: new links are signed with the new key, and a link is
+read with whichever key opens it (its address binding is checked with that key too).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import logging
 import secrets
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -56,11 +58,12 @@ _SKEW_SECONDS = 300
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """What a valid token says."""
+    """What a valid token says (``key`` is the derived key that opened it)."""
 
     subscriber_id: int
     binding: bytes
     issued_at: datetime | None
+    key: bytes = field(default=b"", repr=False, compare=False)
 
 
 @lru_cache(maxsize=8)
@@ -90,8 +93,16 @@ def _address_text(email: str) -> bytes:
 
 def address_binding(settings: Settings, email: str) -> bytes:
     """The keyed 8-byte fingerprint of an address that unsubscribe tokens carry."""
-    key = _key(settings.signing_key())
+    return _address_binding(_key(settings.signing_key()), email)
+
+
+def _address_binding(key: bytes, email: str) -> bytes:
     return hmac.new(key, _ADDRESS + _address_text(email), hashlib.sha256).digest()[:BINDING_BYTES]
+
+
+def address_matches(claims: TokenClaims, email: str) -> bool:
+    """Whether an unsubscribe token was made for ``email`` (with the key that opened it)."""
+    return binding_matches(_address_binding(claims.key, email), claims)
 
 
 class TokenMinter:
@@ -153,9 +164,9 @@ def read_claims(
         raise TokenError("this link is not valid")
     try:
         sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        claim = AESSIV(_key(settings.signing_key())).decrypt(sealed, aad)
-    except (InvalidTag, binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError) as exc:
         raise TokenError("this link is not valid") from exc
+    claim, key = _open(settings, sealed, aad)
     if len(claim) != _CLAIM.size + BINDING_BYTES:
         raise TokenError("this link is not valid")
     version, subscriber_id, stamp = _CLAIM.unpack(claim[: _CLAIM.size])
@@ -170,7 +181,18 @@ def read_claims(
             raise TokenError("this link has expired")
         if age < -_SKEW_SECONDS:
             raise TokenError("this link is not valid")
-    return TokenClaims(subscriber_id, claim[_CLAIM.size :], issued_at)
+    return TokenClaims(subscriber_id, claim[_CLAIM.size :], issued_at, key)
+
+
+def _open(settings: Settings, sealed: bytes, aad: list[bytes]) -> tuple[bytes, bytes]:
+    """The claim and the key that authenticates it: the current key, else the previous."""
+    for secret in settings.verification_keys():
+        key = _key(secret)
+        try:
+            return AESSIV(key).decrypt(sealed, aad), key
+        except (InvalidTag, ValueError):
+            continue
+    raise TokenError("this link is not valid")
 
 
 def read_token(settings: Settings, purpose: str, token: str, max_age: int | None = None) -> int:

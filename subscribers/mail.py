@@ -1,8 +1,10 @@
-"""The double opt-in confirmation email, sent through the configured transport.
+"""The transactional emails, sent through the configured transport: the double opt-in
+confirmation and a fresh unsubscribe link (for a reader whose old link did not work).
 
-It is rendered like the digest (Jinja + MJML, templates/email/confirm.*), compiled once
-per process with the name and link as placeholders, and wrapped in a
-:class:`ConfirmationMessage` — an :class:`~digest.message.IssueMessage` whose headers
+Each is rendered like the digest (Jinja + MJML, templates/email/confirm.* and
+unsubscribe_link.*), compiled once per process with the greeting and link as
+placeholders, and wrapped in a :class:`LinkMessage` — an
+:class:`~digest.message.IssueMessage` whose headers
 are those of a transactional email: a fresh Message-ID per email, the name only
 through ``email.headerregistry``, and a List-Unsubscribe for whoever did not ask for
 the email.
@@ -13,47 +15,77 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from functools import lru_cache
-from urllib.parse import urlsplit
+from typing import Any
 
 from markupsafe import Markup, escape
 
 from digest.config import Settings
 from digest.mailsafe import header_text
-from digest.message import IssueMessage, Recipient
-from digest.render import placeholder, render_email
+from digest.message import IssueMessage, Recipient, greeting
+from digest.render import brand_context, placeholder, render_email
 from digest.timeutil import utcnow
-from digest.tokens import make_token
+from digest.tokens import TokenMinter, make_token
 from digest.transports import Transport, make_transport
 from digest.transports.base import SendStatus
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE = "email/confirm"
-GREETING_FALLBACK = "there"
+CONFIRM = "email/confirm"
+UNSUBSCRIBE_LINK = "email/unsubscribe_link"
+
+_COMPILED: dict[tuple[object, ...], tuple[str, str]] = {}
 
 
-@lru_cache(maxsize=4)
-def _compiled(list_name: str, site_host: str, postal_address: str, hours: int) -> tuple[str, str]:
-    subject = confirm_subject(list_name)
-    context = {
-        "subject": subject,
-        "preheader": "One click and the weekly verdicts start arriving.",
-        "list_name": list_name,
-        "site_host": site_host,
-        "postal_address": postal_address,
-        "hours": hours,
-        # Constant markers, not user data: html_for() substitutes the escaped values.
+def _compiled(settings: Settings, template: str) -> tuple[str, str]:
+    """A link email's HTML and text with placeholders, compiled once per process for
+    each template and set of the settings it shows."""
+    key = (
+        template,
+        settings.list_name,
+        settings.site_url,
+        settings.postal_address,
+        settings.confirm_link_hours,
+        settings.logo_url,
+        settings.logo_alt,
+        settings.logo_width,
+    )
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        if len(_COMPILED) >= 8:
+            _COMPILED.clear()
+        compiled = _COMPILED[key] = render_email(template, link_email_context(settings, template))
+    return compiled
+
+
+def link_email_context(settings: Settings, template: str = CONFIRM) -> dict[str, Any]:
+    """What templates/email/confirm.* and unsubscribe_link.* are rendered with (the
+    greeting and the link as placeholders)."""
+    return {
+        "subject": _SUBJECTS[template](settings.list_name),
+        "preheader": _PREHEADERS[template],
+        **brand_context(settings),
+        "hours": settings.confirm_link_hours,
+        # Constant markers, not user data: the message substitutes the escaped values.
         "placeholders": {
             k: Markup(placeholder(k))  # noqa: S704
-            for k in ("name", "confirm_url")
+            for k in ("greeting", "link")
         },
     }
-    return render_email(TEMPLATE, context)
 
 
 def confirm_subject(list_name: str) -> str:
     return header_text(f"Confirm your subscription to {list_name}", 200)
+
+
+def unsubscribe_link_subject(list_name: str) -> str:
+    return header_text(f"Your link to unsubscribe from {list_name}", 200)
+
+
+_SUBJECTS = {CONFIRM: confirm_subject, UNSUBSCRIBE_LINK: unsubscribe_link_subject}
+_PREHEADERS = {
+    CONFIRM: "One click and the weekly verdicts start arriving.",
+    UNSUBSCRIBE_LINK: "You asked for a fresh unsubscribe link: one click and you are out.",
+}
 
 
 def confirm_url(settings: Settings, subscriber_id: int, nonce: str) -> str:
@@ -63,38 +95,40 @@ def confirm_url(settings: Settings, subscriber_id: int, nonce: str) -> str:
     return f"{settings.base_url}/confirm/{token}"
 
 
-class ConfirmationMessage(IssueMessage):
-    """One confirmation email for one recipient.
+class LinkMessage(IssueMessage):
+    """One transactional email that carries one link for one recipient (confirm a
+    subscription, a fresh unsubscribe link).
 
-    The name and link are substituted here, once, so ``html`` and ``text`` are final:
-    a transport that does its own per-recipient substitution (the API providers) has
-    nothing left to substitute and cannot leave a placeholder behind.
+    The greeting and link are substituted here, once, so ``html`` and ``text`` are
+    final: a transport that does its own per-recipient substitution (the API
+    providers) has nothing left to substitute and cannot leave a placeholder behind.
     """
 
-    def __init__(self, settings: Settings, recipient: Recipient, confirm_link: str) -> None:
-        site_host = urlsplit(settings.site_url).hostname or settings.site_url
-        html, text = _compiled(
-            settings.list_name, site_host, settings.postal_address, settings.confirm_link_hours
-        )
+    template = CONFIRM
+    kind = "confirm"
+
+    def __init__(self, settings: Settings, recipient: Recipient, link: str) -> None:
+        html, text = _compiled(settings, self.template)
         # Defused like every rendered value (digest.render): a name cannot smuggle in
         # a placeholder for a later substitution to fill.
-        name = (self.display_name(recipient) or GREETING_FALLBACK).replace("[[%", "[[ %")
-        html = html.replace(placeholder("confirm_url"), str(escape(confirm_link)))
-        html = html.replace(placeholder("name"), str(escape(name)))
-        text = text.replace(placeholder("confirm_url"), confirm_link)
-        text = text.replace(placeholder("name"), name)
+        hello = greeting(self.display_name(recipient)).replace("[[%", "[[ %")
+        html = html.replace(placeholder("link"), str(escape(link)))
+        html = html.replace(placeholder("greeting"), str(escape(hello)))
+        text = text.replace(placeholder("link"), link)
+        text = text.replace(placeholder("greeting"), hello)
         super().__init__(
             issue_id=0,
-            week="confirm",
-            subject=confirm_subject(settings.list_name),
+            week=self.kind,
+            subject=_SUBJECTS[self.template](settings.list_name),
             html=html,
             text=text,
             settings=settings,
         )
         self.recipient = recipient
-        self.confirm_link = confirm_link
-        self._message_id = f"<confirm.{secrets.token_hex(12)}@{self.domain}>"
-        self.boundary = "=_confirm_" + secrets.token_hex(12)
+        self.link = link
+        self._message_id = f"<{self.kind}.{secrets.token_hex(12)}@{self.domain}>"
+        self.boundary = f"=_{self.kind}_" + secrets.token_hex(12)
+        self.feedback_id = f"{self.kind}:{settings.effective_list_id}:transactional:{self.domain}"
 
     def message_id(self, recipient: Recipient) -> str:
         return self._message_id
@@ -120,6 +154,7 @@ class ConfirmationMessage(IssueMessage):
             # list, so nobody can use the form to mail this person again.
             "List-Unsubscribe": self.list_unsubscribe(recipient),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Feedback-ID": self.feedback_id,
         }
         if self.reply_to:
             headers["Reply-To"] = self.reply_to
@@ -131,7 +166,44 @@ class ConfirmationMessage(IssueMessage):
         return self.as_bytes_slow(recipient)
 
 
+class ConfirmationMessage(LinkMessage):
+    """The double opt-in email: "Yes, subscribe me"."""
+
+
+class UnsubscribeLinkMessage(LinkMessage):
+    """A fresh one-click unsubscribe link, for a reader whose old link did not work."""
+
+    template = UNSUBSCRIBE_LINK
+    kind = "unsubscribe-link"
+
+
 TransportFactory = Callable[[Settings], Transport]
+
+
+def _send(message: LinkMessage, factory: TransportFactory | None) -> bool:
+    transport = (factory or make_transport)(message.settings)
+    with transport:
+        result = transport.send_batch(message, [message.recipient])[0]
+    if result.status != SendStatus.SENT:
+        logger.warning(
+            "%s email to subscriber %s not accepted: %s",
+            message.kind,
+            message.recipient.subscriber_id,
+            result.error,
+        )
+        return False
+    return True
+
+
+def send_unsubscribe_link(
+    settings: Settings, recipient: Recipient, transport_factory: TransportFactory | None = None
+) -> bool:
+    """Mail ``recipient`` their one-click unsubscribe link; True when accepted."""
+    token = TokenMinter(settings, "unsubscribe").for_address(
+        recipient.subscriber_id, recipient.email
+    )
+    link = f"{settings.base_url}/unsubscribe/{token}"
+    return _send(UnsubscribeLinkMessage(settings, recipient, link), transport_factory)
 
 
 def send_confirmation(
@@ -142,13 +214,4 @@ def send_confirmation(
 ) -> bool:
     """Send one confirmation email; True when the transport accepted it."""
     link = confirm_url(settings, recipient.subscriber_id, nonce)
-    message = ConfirmationMessage(settings, recipient, link)
-    transport = (transport_factory or make_transport)(settings)
-    with transport:
-        result = transport.send_batch(message, [recipient])[0]
-    if result.status != SendStatus.SENT:
-        logger.warning(
-            "confirmation to subscriber %s not accepted: %s", recipient.subscriber_id, result.error
-        )
-        return False
-    return True
+    return _send(ConfirmationMessage(settings, recipient, link), transport_factory)

@@ -25,7 +25,7 @@ from digest.config import Settings
 from digest.exceptions import SubscriberError, TokenError
 from digest.message import Recipient
 from digest.timeutil import utcnow
-from digest.tokens import address_binding, binding_matches, new_nonce, read_claims
+from digest.tokens import address_matches, binding_matches, new_nonce, read_claims
 from subscribers.consent import lift_suppression, log_event
 from subscribers.lifecycle import suppress
 from subscribers.models import SUPPRESSED_STATES, ConsentAction, Subscriber, SubscriberStatus
@@ -167,6 +167,29 @@ class ConfirmOutcome:
     name: str
 
 
+def confirm_status(engine: Engine, settings: Settings, token: str) -> str:
+    """What a confirmation link would do, changing nothing: ``"ready"`` (the button
+    confirms) or ``"active"`` (already confirmed: a second visit, or a mail scanner
+    came first); TokenError for a forged, expired or superseded link."""
+    claims = read_claims(settings, "confirm", token)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(S.c.status, S.c.confirm_nonce).where(S.c.id == claims.subscriber_id)
+        ).first()
+    if row is None:
+        raise TokenError("this link is not valid")
+    usable = row.confirm_nonce is not None and binding_matches(
+        bytes.fromhex(row.confirm_nonce), claims
+    )
+    if not usable and row.status == SubscriberStatus.ACTIVE:
+        return "active"
+    # Expiry is checked after the state: an old link of an active reader says so.
+    read_claims(settings, "confirm", token, max_age=settings.confirm_link_hours * 3600)
+    if not usable:
+        raise TokenError("this link has already been used or was replaced by a newer one")
+    return "ready"
+
+
 def confirm(engine: Engine, settings: Settings, token: str, who: Requester) -> ConfirmOutcome:
     """Activate the subscriber a confirmation link names.
 
@@ -204,6 +227,23 @@ def confirm(engine: Engine, settings: Settings, token: str, who: Requester) -> C
     return ConfirmOutcome(row.email, row.name)
 
 
+def unsubscribe_link_recipient(engine: Engine, email: str) -> Recipient | None:
+    """Whom to mail a fresh unsubscribe link when someone asks for ``email``: the
+    subscriber if the address gets the digest (active or pending), else None. Changes
+    nothing; an invalid address is simply nobody (the caller answers the same way)."""
+    try:
+        address = normalize_email(email)
+    except SubscriberError:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(S.c.id, S.c.email, S.c.name, S.c.status).where(S.c.email == address)
+        ).first()
+    if row is None or row.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+        return None
+    return Recipient(row.id, row.email, row.name or "")
+
+
 def unsubscribe_status(engine: Engine, settings: Settings, token: str) -> str | None:
     """The state of the subscriber an unsubscribe link names (None: nobody any more);
     TokenError when the link is forged. Changes nothing."""
@@ -211,7 +251,7 @@ def unsubscribe_status(engine: Engine, settings: Settings, token: str) -> str | 
     with engine.connect() as conn:
         row = conn.execute(select(S.c.email, S.c.status).where(S.c.id == claims.subscriber_id))
         found = row.first()
-    if found is None or not binding_matches(address_binding(settings, found.email), claims):
+    if found is None or not address_matches(claims, found.email):
         return None
     return str(found.status)
 
@@ -224,7 +264,7 @@ def unsubscribe(engine: Engine, settings: Settings, token: str, who: Requester) 
     claims = read_claims(settings, "unsubscribe", token)
     with engine.begin() as conn:
         row = _row(conn, S.c.id == claims.subscriber_id)
-        if row is None or not binding_matches(address_binding(settings, row.email), claims):
+        if row is None or not address_matches(claims, row.email):
             return False
         changed = suppress(
             conn,

@@ -25,6 +25,7 @@ DIGEST_HEADERS = {
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "Reply-To",
+    "Feedback-ID",
     "MIME-Version",
     "Content-Type",
 }

@@ -24,11 +24,11 @@ from digest.config import Settings
 from digest.message import IssueMessage, Recipient
 
 HTML = (
-    "<html><body><p>Hello [[%name%]],</p><p>This week's verdicts.</p>"
+    "<html><body><p>[[%greeting%]]</p><p>This week's verdicts.</p>"
     '<a href="[[%unsubscribe_url%]]">Unsubscribe</a></body></html>'
 )
 SAMPLE = Path(__file__).resolve().parent.parent / "digest" / "sample" / "comparisons.json"
-TEXT = "Hello [[%name%]],\n\nThis week's verdicts.\n\nUnsubscribe: [[%unsubscribe_url%]]\n"
+TEXT = "[[%greeting%]]\n\nThis week's verdicts.\n\nUnsubscribe: [[%unsubscribe_url%]]\n"
 
 
 @dataclass
@@ -143,7 +143,7 @@ def issue_message(settings: Settings, issue_id: int = 7) -> IssueMessage:
 
 
 def recipients(n: int, start: int = 1) -> list[Recipient]:
-    names = ["Ann & Bob <Team>", "", 'Zoë, "Q"']
+    names = ["Ann&Bob <Team>", "", 'Zoë, "Q"']
     return [
         Recipient(
             subscriber_id=i,

@@ -71,7 +71,7 @@ def test_one_body_and_a_personalization_per_recipient(settings: Settings) -> Non
         "text/plain",
         "text/html",
     ]
-    assert placeholder("name") in body["content"][0]["value"]
+    assert placeholder("greeting") in body["content"][0]["value"]
     assert body["headers"] == {
         "List-Id": message.list_id,
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from store_support import WEEK, dated, sample_items, write_json
@@ -15,6 +16,7 @@ from store_support import WEEK, dated, sample_items, write_json
 from digest.config import Settings
 from digest.exceptions import RenderError
 from digest.importer import import_comparisons
+from digest.message import IssueMessage, Recipient
 from digest.models import Comparison
 from digest.render import (
     GMAIL_CLIP_BYTES,
@@ -96,24 +98,103 @@ def test_each_card_carries_every_part(eight: list[Comparison], settings: Setting
     html, text = rendered.html, rendered.text
     for comparison in eight[:5]:
         link = comparison_link(comparison, settings.site_url)
-        assert html.count(f'href="{link}"') >= 2  # the title and the "read" link
-        assert f"Read the full comparison: {link}" in text
+        assert html.count(f'href="{link}"') >= 2  # the heading and the call to action
+        title = str(escape(comparison.title))
+        assert f"Read the {title} comparison →" in html  # the CTA names the comparison
+        assert f"Read the {comparison.title} comparison:\n{link}\n" in text
         for tool in comparison.tools:
             for part in (tool.tagline, tool.entry):
                 if "<" not in part:
-                    assert part in text
+                    assert part in html and " ".join(part.split()) in " ".join(text.split())
             assert f"Panel ship: {tool.panel_ship_pct}%" in text
             community = "no votes yet" if tool.community_pct is None else f"{tool.community_pct}%"
             assert f"Community: {community}" in text
     for comparison in eight[5:]:  # the rest are links, not cards
-        assert f"* {comparison.title}: {comparison_link(comparison, settings.site_url)}" in text
-        assert "Panel ship" not in text.split(comparison.title, 1)[1].split("\n", 1)[0]
-    assert "Also new this week" in html and "Also new this week" in text
+        link = comparison_link(comparison, settings.site_url)
+        assert f"{link}\n" in text and f"Read the {comparison.title}" not in text
+    assert "Also new this week" in html and "ALSO NEW THIS WEEK" in text
     assert "no votes yet" in html
-    assert "The panel's split:" in html and "the panel leans" in html
-    # Two columns on desktop, stacked on phones: MJML's 50% columns plus its media query.
-    assert html.count("mj-column-per-50") >= 2 * 5
-    assert re.search(r"@media only screen and \(min-width:\s*480px\)", html)
+    assert "Read the full comparison" not in html  # five identical links told nobody anything
+    # Two tool cards share one table row (equal height); a media query stacks them.
+    assert html.count('class="card"') == 2 * 5
+    assert re.search(r"@media only screen and \(max-width:\s*479px\)", html)
+
+
+def test_verdict_first_with_the_real_lens(eight: list[Comparison], settings: Settings) -> None:
+    """QuillCode 3 ships on every lens, Ferrous Assist passes on competition only."""
+    quill = next(c for c in eight if c.title.startswith("QuillCode"))
+    rendered = render_issue(week=WEEK, full=[quill], links=[], settings=settings)
+    verdict = "The panel would ship QuillCode 3: 4 of 4 lenses, against 3 of 4 for Ferrous Assist."
+    assert verdict in rendered.html
+    assert "WHERE THE PANEL SPLIT: COMPETITION" in rendered.text
+    assert "QuillCode 3 · Competition lens: ship" in rendered.text
+    assert "Ferrous Assist · Competition lens: pass" in rendered.text
+    competition = {
+        t.name: r.quote for t in quill.tools for r in t.reviews if r.lens == "competition"
+    }
+    for quote in competition.values():
+        assert trim_quote(quote, settings.quote_max_chars) in " ".join(rendered.text.split())
+    assert "Developer experience review" not in rendered.html
+    # Verdict first: the heading, then the verdict, then the quotes and the cards.
+    html = rendered.html
+    assert html.index(str(escape(quill.title))) < html.index(verdict) < html.index("lens: ship")
+    assert html.index("lens: pass") < html.index('class="card"')
+
+
+def test_headings_one_h1_and_one_per_comparison(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    rendered = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=settings)
+    html = rendered.html
+    assert html.count("<h1") == 1
+    assert html.count("<h2") == 5 + 1  # one per card, "Also new this week"
+    assert html.count("<h3") == 5 + 3  # each card's lens, each linked comparison
+
+
+def test_preheader_only_in_the_hidden_preview(eight: list[Comparison], settings: Settings) -> None:
+    rendered = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=settings)
+    assert rendered.html.count(rendered.preheader) == 1
+    preview = re.search(r'<div style="(display:none;[^"]*)">([^<]*)', rendered.html)
+    assert preview is not None and preview.group(2).startswith(rendered.preheader)
+    assert "color" not in preview.group(1)  # hidden text in white is a spam signal
+
+
+def test_type_sizes(eight: list[Comparison], settings: Settings) -> None:
+    """Main text 16 px or more; nothing visible below 13 px."""
+    rendered = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=settings)
+    body = rendered.html.split("<body", 1)[1]
+    body = re.sub(r'<div style="display:none;[^"]*">[^<]*</div>', "", body)  # the preview
+    sizes = [int(px) for px in re.findall(r"font-size:\s*(\d+)px", body)]
+    visible = [px for px in sizes if px > 1]  # MJML's font-size:0 spacer cells hold no text
+    assert min(visible) >= 13, sorted(set(visible))
+    text_blocks = re.findall(r'<div style="font-family:[^"]*font-size:(\d+)px', body)
+    assert text_blocks and all(int(px) >= 16 for px in text_blocks[1:-1]), text_blocks
+
+
+def test_logo_with_alt_text(eight: list[Comparison], settings: Settings) -> None:
+    plain = render_issue(week=WEEK, full=eight[:1], links=[], settings=settings)
+    assert "<img" not in plain.html and f">{settings.list_name}</h1>" in plain.html
+    branded = settings.model_copy(
+        update={"logo_url": "https://cdn.example.com/logo.png", "logo_alt": "Verdicts & Co"}
+    )
+    html = render_issue(week=WEEK, full=eight[:1], links=[], settings=branded).html
+    assert re.search(
+        r'<h1[^>]*><img src="https://cdn.example.com/logo.png" alt="Verdicts &amp; Co"', html
+    )
+    with pytest.raises(ValueError, match="https"):
+        Settings(logo_url="http://cdn.example.com/logo.png")
+
+
+def test_text_part_wrapped_at_78_without_breaking_urls(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    long_base = settings.model_copy(update={"site_url": "https://verdicts.example.com/" + "x" * 90})
+    rendered = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=long_base)
+    for line in rendered.text.splitlines():
+        if len(line) > 78:
+            assert line.startswith("https://") and " " not in line, line
+    for comparison in eight:
+        assert f"{comparison_link(comparison, long_base.site_url)}\n" in rendered.text
 
 
 def test_footer_has_why_unsubscribe_address_and_browser_link(
@@ -125,8 +206,10 @@ def test_footer_has_why_unsubscribe_address_and_browser_link(
         assert "You get this email because you subscribed" in body
         assert "Verdicts Ltd, 9 Quay Road, Cork" in body
         assert placeholder("unsubscribe_url") in body
-        assert f"{settings.base_url}/archive/{WEEK}" in body
-        assert placeholder("name") in body
+        # The view-in-browser link is filled in at send time (it follows the base URL
+        # then), never baked into the frozen HTML.
+        assert placeholder("archive_url") in body and f"{settings.base_url}/archive" not in body
+        assert placeholder("greeting") in body
 
 
 def test_pull_quotes_are_trimmed_at_sentence_boundaries(
@@ -134,10 +217,11 @@ def test_pull_quotes_are_trimmed_at_sentence_boundaries(
 ) -> None:
     items = sample_items()[:1]
     long_quote = " ".join(f"Sentence number {i} says something useful." for i in range(30))
-    items[0]["tools"][0]["reviews"][0]["quote"] = long_quote
+    # The competition lens is where this sample's panel split: its quotes are shown.
+    items[0]["tools"][0]["reviews"][1]["quote"] = long_quote
     [comparison] = _stored(engine, settings, tmp_path, items)
     rendered = render_issue(week=WEEK, full=[comparison], links=[], settings=settings)
-    match = re.search(r"“(Sentence number 0[^”]*)”", rendered.text)
+    match = re.search(r"“(Sentence number 0[^”]*)”", rendered.html)
     assert match is not None
     shown = match.group(1)
     assert len(shown) <= settings.quote_max_chars
@@ -195,3 +279,40 @@ def test_mj_include_cannot_leave_the_templates_folder() -> None:
 def test_an_issue_needs_a_comparison(settings: Settings) -> None:
     with pytest.raises(RenderError):
         render_issue(week=WEEK, full=[], links=[], settings=settings)
+
+
+def test_view_in_browser_follows_the_base_url_at_send_time(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    rendered = render_issue(week=WEEK, number=12, full=eight[:2], links=[], settings=settings)
+    moved = settings.model_copy(update={"base_url": "https://news.verdicts.example"})
+    reader = Recipient(3, "ada@example.com", "Ada")
+    for current in (settings, moved):
+        message = IssueMessage(
+            issue_id=1,
+            week=WEEK,
+            number=12,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            settings=current,
+        )
+        html, text = message.html_for(reader), message.text_for(reader)
+        assert f'href="{current.base_url}/archive/12"' in html
+        assert f"\n{current.base_url}/archive/12\n" in text
+        assert "[[%" not in html and "[[%" not in text
+        assert message.as_bytes(reader) == message.as_bytes_slow(reader)
+
+
+def test_issues_frozen_with_the_old_greeting_still_greet(settings: Settings) -> None:
+    """A draft frozen before the greeting became a whole line said "Hi [[%name%]],"."""
+    old = IssueMessage(
+        issue_id=1,
+        week=WEEK,
+        subject="s",
+        html=f"<p>Hi {placeholder('name')},</p>",
+        text=f"Hi {placeholder('name')},\n",
+        settings=settings,
+    )
+    assert old.html_for(Recipient(1, "a@example.com", "Ada Lovelace")) == "<p>Hi Ada,</p>"
+    assert old.text_for(Recipient(2, "b@example.com", "")) == "\n"

@@ -6,13 +6,16 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from subscriber_support import WebApp
+from email_support import CONTRAST_JS, Chromium, axe_violations, chromium, mjml_errors  # noqa: F401
+from sqlmodel import Session
+from subscriber_support import WebApp, make_web
 
 from digest.db import session_scope
 from digest.importer import import_comparisons
 from digest.issues import find_issue, freeze_issue
 from digest.models import IssueState
 from digest.timeutil import utcnow, window
+from digest.web.issue_page import page_source
 
 SAMPLE = Path(__file__).resolve().parent.parent / "digest" / "sample" / "comparisons.json"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -71,31 +74,91 @@ def test_archive_lists_only_published_issues(sqlite_web: WebApp, tmp_path: Path)
     assert web.client.get("/archive/2026-W99").status_code == 404
 
 
-def test_web_version_has_no_personal_data(sqlite_web: WebApp, tmp_path: Path) -> None:
+def test_issue_page_is_a_page_of_the_site(sqlite_web: WebApp, tmp_path: Path) -> None:
     web = sqlite_web
-    _issue(web, tmp_path, "2026-W45", IssueState.SENT)
-    r = web.client.get("/archive/2026-W45")
+    number = _issue(web, tmp_path, "2026-W45", IssueState.SENT)
+    r = web.client.get(f"/archive/{number}")
     assert r.status_code == 200
-    assert "[[%" not in r.text
-    assert "Hi there," in r.text
-    assert f'href="{web.settings.base_url}/unsubscribe"' in r.text
-    assert "/unsubscribe/" not in r.text  # no personal token
-    assert "&lt;b&gt;Bold&lt;/b&gt;" in r.text
-    assert "script-src" not in r.headers["Content-Security-Policy"]
-    assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+    html = r.text
+    # Nothing personal, nothing about being subscribed: a web variant, not the email.
+    assert "[[%" not in html and "Hi " not in html and "/unsubscribe" not in html
+    assert "You get this email" not in html and "View this issue in your browser" not in html
+    # The site's header and navigation, the issue as the page's one h1, a subscribe box.
+    assert 'href="/archive"' in html and 'href="/subscribe"' in html and 'href="/"' in html
+    assert html.count("<h1") == 1 and "&lt;b&gt;Bold&lt;/b&gt; &amp; friends 2026-W45</h1>" in html
+    assert '<form method="post" action="/subscribe">' in html
+    # Sharing and feed discovery.
+    url = f"{web.settings.base_url}/archive/{number}"
+    assert f'<meta property="og:url" content="{url}"' in html
+    assert '<meta property="og:title" content="&lt;b&gt;Bold&lt;/b&gt; &amp; friends' in html
+    assert f'<link rel="canonical" href="{url}"' in html
+    assert (
+        '<link rel="alternate" type="application/atom+xml" title="Weekly AI Tool Verdicts" '
+        f'href="{web.settings.base_url}/archive/feed.atom"'
+    ) in html
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src" not in csp and "default-src 'none'" in csp and "form-action 'self'" in csp
+    # The form works: it subscribes (double opt-in) like the sign-up page.
+    assert web.client.post("/subscribe", data={"email": "web@example.com"}).status_code == 200
+    assert len(web.confirmation_links()) == 1
+    # Old links by ISO week still land on the page.
+    assert web.client.get("/archive/2026-W45").text == html
 
 
-def test_atom_feed(sqlite_web: WebApp, tmp_path: Path) -> None:
+def test_atom_feed_carries_full_content_and_ids_that_survive_a_move(
+    sqlite_web: WebApp, tmp_path: Path
+) -> None:
     web = sqlite_web
     number = _issue(web, tmp_path, "2026-W45", IssueState.SENT)
     _issue(web, tmp_path, "2026-W46", IssueState.DRAFT)
-    r = web.client.get("/archive/feed.atom")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("application/atom+xml")
-    feed = ET.fromstring(r.content)  # noqa: S314 (our own feed, from the test server)
-    entries = feed.findall(f"{ATOM}entry")
-    assert len(entries) == 1
-    entry = entries[0]
-    assert entry.findtext(f"{ATOM}id") == f"{web.settings.base_url}/archive/{number}"
+
+    def entries(app: WebApp) -> list[ET.Element]:
+        r = app.client.get("/archive/feed.atom")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("application/atom+xml")
+        feed = ET.fromstring(r.content)  # noqa: S314 (our own feed, from the test server)
+        assert feed.findtext(f"{ATOM}updated") and feed.findtext(f"{ATOM}id", "").startswith(
+            "urn:uuid:"
+        )
+        return feed.findall(f"{ATOM}entry")
+
+    [entry] = entries(web)
+    entry_id = entry.findtext(f"{ATOM}id", "")
+    assert entry_id.startswith("urn:uuid:") and len(entry_id) == len("urn:uuid:") + 36
     assert entry.findtext(f"{ATOM}title", "").startswith("<b>Bold</b> & friends")
-    assert entry.find(f"{ATOM}link").get("href") == f"{web.settings.base_url}/archive/{number}"  # type: ignore[union-attr]
-    assert feed.findtext(f"{ATOM}updated")
+    url = f"{web.settings.base_url}/archive/{number}"
+    assert entry.find(f"{ATOM}link").get("href") == url  # type: ignore[union-attr]
+    content = entry.find(f"{ATOM}content")
+    assert content is not None and content.get("type") == "html"
+    body = content.text or ""
+    # The whole issue: verdict, the split lens with both quotes, the cards, the links.
+    assert "The panel would ship QuillCode 3: 4 of 4 lenses" in body
+    assert "Where the panel split: Competition" in body and "Competition lens: pass" in body
+    assert "Panel ship 100%" in body and "Read the &lt;b&gt;Bold&lt;/b&gt;" in body
+    assert "<script" not in body
+    # Another domain: the same entry id, links that follow the new base URL.
+    moved = make_web(
+        web.settings.model_copy(update={"base_url": "https://news.example"}), web.engine
+    )
+    [again] = entries(moved)
+    assert again.findtext(f"{ATOM}id") == entry_id
+    assert again.find(f"{ATOM}link").get("href") == f"https://news.example/archive/{number}"  # type: ignore[union-attr]
+
+
+def test_issue_page_passes_the_validator_axe_and_contrast(
+    sqlite_web: WebApp,
+    tmp_path: Path,
+    chromium: Chromium,  # noqa: F811
+) -> None:
+    web = sqlite_web
+    number = _issue(web, tmp_path, "2026-W45", IssueState.SENT)
+    with Session(web.engine) as session:
+        issue = find_issue(session, number=number)
+        assert issue is not None
+        assert mjml_errors(page_source(session, issue, web.settings)) == []
+    html = web.client.get(f"/archive/{number}").text
+    for scheme in ("light", "dark"):
+        assert axe_violations(chromium, html, 375, scheme) == [], scheme
+        found = chromium.run(html, 600, scheme, lambda page: page.evaluate(CONTRAST_JS))
+        low = [run for run in found["runs"] if run["ratio"] < 4.5]
+        assert len(found["runs"]) > 40 and low == [], low[:5]

@@ -93,7 +93,7 @@ def test_pause_resume_and_cancel(console) -> None:  # type: ignore[no-untyped-de
     with session_scope(app.state.engine) as session:
         assert prepare_draft(session, settings).created
     preview = client.get("/console/issues/1/preview")
-    assert preview.status_code == 200 and "Sample Reader" in preview.text
+    assert preview.status_code == 200 and "Hi Sample," in preview.text
     assert "[[%" not in preview.text
     assert client.post("/console/issues/1/pause", data=form).status_code == 200
     status = client.get("/console/api/status", params={"number": 1}).json()

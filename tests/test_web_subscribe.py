@@ -35,8 +35,14 @@ def test_form_subscribe_confirm_and_consent_log(web: WebApp) -> None:
     msg = parse(web.outbox.outbox[0].raw)
     assert msg["To"].addresses[0].addr_spec == "ada@example.com"
     assert msg["Message-ID"] and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    r = web.client.get(web.path(link))
-    assert r.status_code == 200 and "subscribed" in r.text
+    # A link scanner's GETs (any number) confirm nobody: the page has one button.
+    for _ in range(2):
+        r = web.client.get(web.path(link))
+        assert r.status_code == 200 and r.text.count("<button") == 1
+        assert "Confirm</button>" in r.text and '<form method="post">' in r.text
+    assert _status(web, "ada@example.com") == "pending"
+    r = web.client.post(web.path(link))
+    assert r.status_code == 200 and "Thank you — you're subscribed" in r.text
     assert _status(web, "ada@example.com") == "active"
     info = show(web.engine, "ada@example.com")
     assert [(e["action"], e["source"], e["user_agent"]) for e in info["events"]] == [
@@ -44,9 +50,9 @@ def test_form_subscribe_confirm_and_consent_log(web: WebApp) -> None:
         ("confirm", "confirmation link", "testclient"),
     ]
     assert all(e["ip"] == "testclient" for e in info["events"])
-    # Reused: a clear page, nothing changes.
-    again = web.client.get(web.path(link))
-    assert again.status_code == 400 and "already been used" in again.text
+    # A second visit (or the reader after a scanner): "you're subscribed", not an error.
+    for again in (web.client.get(web.path(link)), web.client.post(web.path(link))):
+        assert again.status_code == 200 and "already confirmed" in again.text
     assert len(show(web.engine, "ada@example.com")["events"]) == 2
 
 
@@ -60,7 +66,7 @@ def test_json_subscribe(web: WebApp) -> None:
 def test_same_answer_whether_or_not_the_address_is_known(sqlite_web: WebApp) -> None:
     web = sqlite_web
     web.client.post("/subscribe", json={"email": "known@example.com"})
-    web.client.get(web.path(web.confirmation_links()[0]))
+    web.client.post(web.path(web.confirmation_links()[0]))
     answers = set()
     for address in (
         "known@example.com",
@@ -187,17 +193,18 @@ def test_forged_expired_and_cross_purpose_confirm_links(sqlite_web: WebApp) -> N
         (forged, "not valid"),
         ("nonsense", "not valid"),
     ):
-        r = web.client.get(f"/confirm/{bad}")
-        assert r.status_code == 400 and words in r.text
+        for r in (web.client.get(f"/confirm/{bad}"), web.client.post(f"/confirm/{bad}")):
+            assert r.status_code == 400 and words in r.text
+            assert 'href="/subscribe"' in r.text  # a way on: subscribe again
         assert _status(web, "c@example.com") == "pending"
-    assert web.client.get(web.path(link)).status_code == 200
+    assert web.client.post(web.path(link)).status_code == 200
 
 
 def test_a_suppressed_address_needs_the_new_link(sqlite_web: WebApp) -> None:
     web = sqlite_web
     web.client.post("/subscribe", json={"email": "d@example.com"})
     first = web.confirmation_links()[0]
-    web.client.get(web.path(first))
+    web.client.post(web.path(first))
     with web.engine.begin() as conn:
         conn.execute(update(S).where(S.c.email == "d@example.com").values(confirm_sent_at=None))
         sid = conn.execute(select(S.c.id).where(S.c.email == "d@example.com")).scalar_one()
@@ -206,8 +213,9 @@ def test_a_suppressed_address_needs_the_new_link(sqlite_web: WebApp) -> None:
     assert _status(web, "d@example.com") == "unsubscribed"
     second = web.confirmation_links()[1]
     assert web.client.get(web.path(first)).status_code == 400  # the old link stays dead
+    assert web.client.post(web.path(first)).status_code == 400
     assert _status(web, "d@example.com") == "unsubscribed"
-    assert web.client.get(web.path(second)).status_code == 200
+    assert web.client.post(web.path(second)).status_code == 200
     assert _status(web, "d@example.com") == "active"
 
 
@@ -244,6 +252,7 @@ def test_i_never_asked_for_this(sqlite_web: WebApp) -> None:
     assert r.status_code == 200 and _status(web, "victim@example.com") == "unsubscribed"
     [link] = web.confirmation_links()
     assert web.client.get(web.path(link)).status_code == 400
+    assert web.client.post(web.path(link)).status_code == 400
     assert _status(web, "victim@example.com") == "unsubscribed"
     html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "[[%" not in html and "[[%" not in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]

@@ -26,6 +26,7 @@ from typing import NoReturn
 
 from digest.config import Settings
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
+from digest.mail.dkim import DkimSigner
 from digest.mailsafe import check_address, needs_smtputf8
 from digest.message import IssueMessage, Recipient
 from digest.ratelimit import RateLimiter
@@ -285,6 +286,8 @@ class SMTPTransport(Transport):
         self.envelope_from = settings.bounce_address or parseaddr(settings.from_address)[1]
         self.size = settings.smtp_connections
         self.sessions = [Session(settings, self.envelope_from) for _ in range(self.size)]
+        #: DKIM-signs every message when DIGEST_DKIM_SELECTOR and the key file are set.
+        self.signer = DkimSigner.from_settings(settings)
         #: Shared by every session; the send loop sets it from DIGEST_RATE_LIMIT.
         self.rate_limiter = rate_limiter
         self._pool: ThreadPoolExecutor | None = None
@@ -355,6 +358,8 @@ class SMTPTransport(Transport):
             if isinstance(raw, SendResult):
                 results[index] = raw
                 continue
+            if self.signer is not None:
+                raw = self.signer.sign(raw)
             if self.rate_limiter is not None:
                 self.rate_limiter.acquire()
             try:

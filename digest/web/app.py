@@ -2,9 +2,10 @@
 
 Public routes (docs/subscribers.md): ``/`` and ``/subscribe`` (double opt-in),
 ``/confirm/{token}``, ``/unsubscribe`` and ``/unsubscribe/{token}`` (RFC 8058), the
-archive under ``/archive`` with its Atom feed, and the OpenAPI spec at
-``/openapi.json`` (interactive at ``/docs``). Operations (digest/ops/): ``/healthz``
-(liveness), ``/readyz`` (database and schema), ``/metrics`` (Prometheus).
+archive under ``/archive`` with its Atom feed, the OpenAPI spec at ``/openapi.json``
+(readable at ``/docs``), and the site's error pages and favicon (digest/web/site.py).
+Operations (digest/ops/): ``/healthz`` (liveness), ``/readyz`` (database and schema),
+``/metrics`` (Prometheus).
 """
 
 from __future__ import annotations
@@ -12,22 +13,21 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from digest import __version__
 from digest.config import Settings, get_settings
 from digest.db import make_engine, migrate
 from digest.exceptions import StoreError
 from digest.ops import health, metrics
-from digest.web import archive, console, public, webhooks
+from digest.web import archive, console, public, site, webhooks
 from digest.web.pages import SecurityHeaders
 from digest.web.ratelimit import RateLimiter
+from digest.web.site import HeadAsGet
 from subscribers.mail import TransportFactory
+from subscribers.optin import CONFIRM_RESEND_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -41,22 +41,6 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(console.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
-
-
-def _without_slash(app: FastAPI, request: Request) -> str | None:
-    """``/archive/`` → ``/archive`` when that is a route: a relative Location, never a
-    host, and never a ``//`` that a browser would read as one."""
-    path = request.url.path
-    if request.method not in ("GET", "HEAD") or len(path) < 2 or not path.endswith("/"):
-        return None
-    stripped = "/" + path.strip("/")
-    if stripped.startswith("//") or "\\" in stripped:
-        return None
-    scope = {**request.scope, "path": stripped}
-    if not any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
-        return None
-    query = request.url.query
-    return stripped + (f"?{query}" if query else "")
 
 
 def create_app(
@@ -78,8 +62,12 @@ def create_app(
         "and the public archive of the weekly AI tool verdicts digest.",
         # Starlette's own trailing-slash redirect builds an absolute Location from the
         # Host header (GET /archive/ with Host: evil.example → http://evil.example/…);
-        # not_found() below redirects with a path-only Location instead.
+        # site.install() redirects with a path-only Location instead.
         redirect_slashes=False,
+        # /docs is our own server-rendered page (digest/web/site.py): FastAPI's loads
+        # Swagger UI from a CDN, a third-party script on our origin.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     if engine is None:
@@ -91,7 +79,11 @@ def create_app(
     app.state.subscribe_limiter = RateLimiter(
         settings.subscribe_rate_limit, settings.subscribe_rate_window
     )
+    # A fresh unsubscribe link goes to one address at most once per cool-down.
+    app.state.unsubscribe_link_limiter = RateLimiter(1, CONFIRM_RESEND_SECONDS)
     app.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
+    app.add_middleware(HeadAsGet)
+    site.install(app, settings)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> PlainTextResponse:
@@ -108,13 +100,6 @@ def create_app(
         if "json" in request.headers.get("content-type", ""):
             return JSONResponse({"detail": reason}, status_code=503, headers=headers)
         return PlainTextResponse(reason, 503, headers=headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def not_found(request: Request, exc: StarletteHTTPException) -> Response:
-        target = _without_slash(app, request) if exc.status_code == 404 else None
-        if target is not None:
-            return RedirectResponse(target, status_code=307)
-        return await http_exception_handler(request, exc)
 
     include_routers(app)
     return app

@@ -1,17 +1,20 @@
-"""The public archive: an index of issues that went out, each issue's web version
-(the digest's "view in browser" link) and an Atom feed.
+"""The public archive: an index of issues that went out, each issue's page on the
+website (the digest's "view in browser" link) and an Atom feed with every issue's full
+content.
 
 An issue is public once its send has started (``sending``, ``paused`` or ``sent``):
 readers follow "view in browser" while the send is still running. Drafts and
-cancelled issues are not public. The web version is the stored email HTML with the
-per-recipient placeholders replaced by values that belong to nobody — a generic
-greeting and the generic unsubscribe page — so no personal data is in it.
+cancelled issues are not public. The page is the digest template's web variant
+(digest/web/issue_page.py): site header and navigation, a subscribe box, Open Graph
+and feed discovery tags, no greeting and no subscription footer. Feed entry ids are
+``urn:uuid:`` ids stored per issue, so a move to another domain changes none.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -20,9 +23,11 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from digest.config import Settings
+from digest.message import per_issue_values
 from digest.models import Issue, IssueState
 from digest.render import placeholder, week_label
 from digest.timeutil import parse_week, utcnow
+from digest.web.issue_page import feed_content, has_selection, issue_url, web_page
 from digest.web.pages import ARCHIVE_CSP, page, render_template
 
 logger = logging.getLogger(__name__)
@@ -30,7 +35,6 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 PUBLIC_STATES = (IssueState.SENDING.value, IssueState.PAUSED.value, IssueState.SENT.value)
-GENERIC_NAME = "there"
 _ANY_PLACEHOLDER = re.compile(r"\[\[%[a-z_]{1,40}%\]\]")
 FEED_ENTRIES = 50
 
@@ -50,21 +54,24 @@ def _public_issues(request: Request, limit: int | None = None) -> list[Issue]:
 def _issue_view(issue: Issue, settings: Settings) -> dict[str, Any]:
     published = issue.started_at or issue.created_at
     return {
+        "id": issue.feed_id,
         "number": issue.number,
         "week": issue.week,
         "label": f"Issue #{issue.number} · {week_label(issue.week)}",
         "subject": issue.subject,
         "preheader": issue.preheader,
-        "url": f"{settings.base_url}/archive/{issue.number}",
+        "url": issue_url(settings, issue),
+        "path": f"/archive/{issue.number}",
         "published": published,
         "updated": issue.finished_at or published,
     }
 
 
 def public_html(issue: Issue, settings: Settings) -> str:
-    """The issue's email HTML with placeholders replaced by non-personal values."""
-    html = issue.html
-    html = html.replace(placeholder("name"), GENERIC_NAME)
+    """An issue with no stored selection (frozen outside the store's comparisons): its
+    email HTML with the placeholders replaced by non-personal values."""
+    html = per_issue_values(issue.html, issue.text, issue_url(settings, issue))[0]
+    html = html.replace(placeholder("greeting"), "")
     html = html.replace(placeholder("unsubscribe_url"), f"{settings.base_url}/unsubscribe")
     # Any per-recipient placeholder added later must not show raw (or personal) either.
     return _ANY_PLACEHOLDER.sub("", html)
@@ -80,14 +87,25 @@ def archive_index(request: Request) -> HTMLResponse:
 @router.get("/archive/feed.atom", summary="Atom feed of published issues")
 def archive_feed(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    issues = [_issue_view(i, settings) for i in _public_issues(request, FEED_ENTRIES)]
+    with Session(request.app.state.engine) as session:
+        issues = []
+        for issue in _public_issues(request, FEED_ENTRIES):
+            view = _issue_view(issue, settings)
+            view["content"] = (
+                feed_content(session, issue, settings)
+                if has_selection(session, issue)
+                else view["preheader"]
+            )
+            issues.append(view)
     updated: datetime = max((i["updated"] for i in issues), default=utcnow())
     body = render_template(
         "feed.xml",
         {
             "list_name": settings.list_name,
             "base_url": settings.base_url,
-            "feed_id": f"{settings.base_url}/archive/feed.atom",
+            "self_url": f"{settings.base_url}/archive/feed.atom",
+            # Stable across a domain move too: named by the list, not the host.
+            "feed_id": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_DNS, settings.effective_list_id)}",
             "updated": updated,
             "issues": issues,
         },
@@ -116,9 +134,14 @@ def archive_issue(ref: str, request: Request) -> HTMLResponse:
         query = query.where(Issue.week == ref.strip())
     with Session(request.app.state.engine) as session:
         issue = session.exec(query.order_by(col(Issue.number).desc())).first()
-    if issue is None or issue.state not in PUBLIC_STATES:
-        return _not_found(request, settings)
-    response = HTMLResponse(public_html(issue, settings))
+        if issue is None or issue.state not in PUBLIC_STATES:
+            return _not_found(request, settings)
+        if has_selection(session, issue):
+            root = request.scope.get("root_path", "").rstrip("/")
+            html = web_page(session, issue, settings, root)
+        else:
+            html = public_html(issue, settings)
+    response = HTMLResponse(html)
     response.headers["Content-Security-Policy"] = ARCHIVE_CSP
     response.headers["Cache-Control"] = "public, max-age=300"
     return response

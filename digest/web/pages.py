@@ -30,13 +30,12 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-#: The archive's web version is the email's HTML: inline styles, remote images, links.
+#: An issue's page is the digest template's web variant: inline styles, remote images
+#: (a logo), links, and the subscribe box's form.
 ARCHIVE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-#: FastAPI's interactive docs load their script from a CDN; they keep their own rules.
-_NO_CSP_PATHS = ("/docs", "/redoc")
 
 #: Public POST bodies (subscribe, confirm, one-click unsubscribe) are tiny.
 MAX_FORM_BYTES = 64 * 1024
@@ -62,6 +61,9 @@ def page(
             "list_name": settings.list_name,
             "site_url": settings.site_url,
             "base_url": settings.base_url,
+            # Links and forms are root-relative: the app works on whatever host name
+            # it is reached by (DIGEST_BASE_URL is for the links in emails).
+            "root": request.scope.get("root_path", "").rstrip("/"),
             "postal_address": settings.postal_address,
             **context,
         },
@@ -138,8 +140,7 @@ class SecurityHeaders:
             (b"permissions-policy", b"interest-cohort=(), camera=(), microphone=()"),
             (b"cross-origin-opener-policy", b"same-origin"),
         ]
-        if not path.startswith(_NO_CSP_PATHS):
-            headers.append((b"content-security-policy", PAGE_CSP.encode()))
+        headers.append((b"content-security-policy", PAGE_CSP.encode()))
         if self.hsts:
             headers.append((b"strict-transport-security", b"max-age=31536000"))
         return headers

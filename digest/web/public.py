@@ -24,13 +24,15 @@ from digest.exceptions import DigestError, SubscriberError, TokenError
 from digest.message import Recipient
 from digest.web.pages import client_ip, page, user_agent
 from digest.web.ratelimit import RateLimiter, rate_key
-from subscribers.mail import TransportFactory, send_confirmation
+from subscribers.mail import TransportFactory, send_confirmation, send_unsubscribe_link
 from subscribers.optin import (
     Requester,
     confirm,
+    confirm_status,
     mark_confirmation_sent,
     request_subscription,
     unsubscribe,
+    unsubscribe_link_recipient,
     unsubscribe_status,
 )
 
@@ -279,33 +281,124 @@ def _send_confirmation(
 # ---------------------------------------------------------------- confirm
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse, summary="Confirm a subscription")
+def _confirm_problem(request: Request, settings: Settings, exc: TokenError) -> HTMLResponse:
+    return page(
+        request,
+        "link_problem.html",
+        settings,
+        status_code=400,
+        title="This confirmation link does not work",
+        reason=str(exc),
+        subscribe_again=True,
+    )
+
+
+@router.get(
+    "/confirm/{token}",
+    response_class=HTMLResponse,
+    summary="The confirmation page (one button; a GET never confirms)",
+)
+def confirm_page(token: str, request: Request) -> HTMLResponse:
+    settings = _settings(request)
+    try:
+        status = confirm_status(_engine(request), settings, token)
+    except TokenError as exc:
+        return _confirm_problem(request, settings, exc)
+    if status == "active":
+        # A second visit (or a mail scanner's first): say so, do not call it an error.
+        return page(request, "confirmed.html", settings, already=True)
+    return page(request, "confirm.html", settings)
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse, summary="Confirm a subscription")
 def confirm_link(token: str, request: Request) -> HTMLResponse:
     settings = _settings(request)
     try:
         confirm(_engine(request), settings, token, _who(request, "confirmation link"))
     except TokenError as exc:
-        return page(
-            request,
-            "link_problem.html",
-            settings,
-            status_code=400,
-            title="This confirmation link does not work",
-            reason=str(exc),
-            subscribe_again=True,
-        )
-    return page(request, "confirmed.html", settings)
+        try:
+            already = confirm_status(_engine(request), settings, token) == "active"
+        except TokenError:
+            already = False
+        if already:
+            return page(request, "confirmed.html", settings, already=True)
+        return _confirm_problem(request, settings, exc)
+    return page(request, "confirmed.html", settings, already=False)
 
 
 # ---------------------------------------------------------------- unsubscribe
 
 
+def _unsubscribe_help(
+    request: Request,
+    settings: Settings,
+    *,
+    status_code: int = 200,
+    reason: str | None = None,
+    sent: bool = False,
+) -> HTMLResponse:
+    """How to unsubscribe without a working link: ask for a fresh one, or write."""
+    return page(
+        request,
+        "unsubscribe_help.html",
+        settings,
+        status_code=status_code,
+        reason=reason,
+        mailto=settings.effective_unsubscribe_mailto,
+        sent=sent,
+    )
+
+
 @router.get("/unsubscribe", response_class=HTMLResponse, summary="How to unsubscribe")
 def unsubscribe_help(request: Request) -> HTMLResponse:
+    return _unsubscribe_help(request, _settings(request))
+
+
+@router.post(
+    "/unsubscribe",
+    response_class=HTMLResponse,
+    summary="Mail a fresh one-click unsubscribe link (same answer for every address)",
+)
+async def unsubscribe_link_request(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
-    return page(
-        request, "unsubscribe_help.html", settings, mailto=settings.effective_unsubscribe_mailto
-    )
+    limiter: RateLimiter = request.app.state.subscribe_limiter
+    wait = limiter.hit(client_ip(request))
+    if wait is not None:
+        response = _unsubscribe_help(
+            request,
+            settings,
+            status_code=429,
+            reason="too many requests from your network; try again later",
+        )
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    try:
+        data, _json = await _subscribe_fields(request)
+    except _BadRequest as exc:
+        return _unsubscribe_help(request, settings, status_code=exc.status, reason=exc.reason)
+    email = data.get("email")
+    if not isinstance(email, str) or not email.strip():
+        return _unsubscribe_help(request, settings, status_code=422, reason="'email' is required")
+    recipient = await run_in_threadpool(unsubscribe_link_recipient, _engine(request), email)
+    # One link per address per cool-down, whoever asks: the form cannot flood a mailbox.
+    per_address: RateLimiter = request.app.state.unsubscribe_link_limiter
+    if recipient is not None and per_address.hit(recipient.email) is None:
+        background.add_task(
+            _send_unsubscribe_link, settings, request.app.state.transport_factory, recipient
+        )
+    # The same page whether or not the address is known: it reveals nothing.
+    return _unsubscribe_help(request, settings, sent=True)
+
+
+def _send_unsubscribe_link(
+    settings: Settings, factory: TransportFactory | None, recipient: Recipient
+) -> None:
+    try:
+        send_unsubscribe_link(settings, recipient, factory)
+    except DigestError:
+        logger.exception(
+            "could not send an unsubscribe link to subscriber %s", recipient.subscriber_id
+        )
 
 
 @router.get(
@@ -318,15 +411,7 @@ def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     try:
         status = unsubscribe_status(_engine(request), settings, token)
     except TokenError as exc:
-        return page(
-            request,
-            "link_problem.html",
-            settings,
-            status_code=400,
-            title="This unsubscribe link does not work",
-            reason=str(exc),
-            subscribe_again=False,
-        )
+        return _unsubscribe_help(request, settings, status_code=400, reason=str(exc))
     if status in ("active", "pending"):
         return page(request, "unsubscribe.html", settings)
     return page(request, "unsubscribed.html", settings, already=True)
@@ -370,13 +455,5 @@ async def one_click(token: str, request: Request) -> HTMLResponse:
             unsubscribe, _engine(request), settings, token, _who(request, source)
         )
     except TokenError as exc:
-        return page(
-            request,
-            "link_problem.html",
-            settings,
-            status_code=400,
-            title="This unsubscribe link does not work",
-            reason=str(exc),
-            subscribe_again=False,
-        )
+        return _unsubscribe_help(request, settings, status_code=400, reason=str(exc))
     return page(request, "unsubscribed.html", settings, already=False)

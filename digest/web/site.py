@@ -1,0 +1,115 @@
+"""What makes the public web a site rather than an API: HTML pages for 404 and 405 on
+browser routes, HEAD on every GET route, a favicon, and ``/docs`` rendered on the
+server from the OpenAPI spec (no third-party script; off with ``DIGEST_API_DOCS=false``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from digest.config import Settings
+from digest.web.pages import page
+
+logger = logging.getLogger(__name__)
+
+#: Machine routes keep FastAPI's JSON errors.
+API_PREFIXES = ("/webhooks", "/console/api", "/openapi.json", "/healthz")
+_TITLES = {
+    404: (
+        "Page not found",
+        "There is no page at this address. It may have moved, or the link was cut short.",
+    ),
+    405: ("Not here", "This address does not answer that kind of request."),
+}
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="7" fill="#111827"/>'
+    '<path d="M8 16.5l5.2 5.2L24 10.8" fill="none" stroke="#ffffff" stroke-width="3.6" '
+    'stroke-linecap="round" stroke-linejoin="round"/></svg>'
+)
+
+
+def _wants_html(request: Request) -> bool:
+    if request.url.path.startswith(API_PREFIXES):
+        return False
+    accept = request.headers.get("accept", "")
+    return "json" not in accept or "text/html" in accept
+
+
+def without_slash(app: FastAPI, request: Request) -> str | None:
+    """``/archive/`` → ``/archive`` when that is a route: a relative Location, never a
+    host, and never a ``//`` that a browser would read as one."""
+    path = request.url.path
+    if request.method not in ("GET", "HEAD") or len(path) < 2 or not path.endswith("/"):
+        return None
+    stripped = "/" + path.strip("/")
+    if stripped.startswith("//") or "\\" in stripped:
+        return None
+    scope = {**request.scope, "path": stripped}
+    if not any(route.matches(scope)[0] is Match.FULL for route in app.router.routes):
+        return None
+    query = request.url.query
+    return stripped + (f"?{query}" if query else "")
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Error pages, favicon and docs on ``app``; ``/archive/`` redirects to ``/archive``
+    with a path-only Location (Starlette's own redirect names the request's Host)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        target = without_slash(app, request) if exc.status_code == 404 else None
+        if target is not None:
+            return RedirectResponse(target, status_code=307)
+        if exc.status_code not in _TITLES or not _wants_html(request):
+            return await http_exception_handler(request, exc)
+        title, message = _TITLES[exc.status_code]
+        response = page(
+            request,
+            "error.html",
+            settings,
+            status_code=exc.status_code,
+            title=title,
+            message=message,
+        )
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    @app.get("/favicon.svg", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(
+            FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"}
+        )
+
+    if settings.api_docs:
+
+        @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+        def api_docs(request: Request) -> HTMLResponse:
+            return page(request, "api_docs.html", settings, spec=app.openapi())
+
+
+class HeadAsGet:
+    """HEAD on any GET route: answered as the GET, with the headers and without the body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -1,0 +1,179 @@
+"""The email as mail clients, validators and filters see it: the official MJML validator
+(strict), Chromium in light and dark mode (contrast, equal-height cards), axe-core,
+SpamAssassin and Gmail's clipping size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from email_support import (
+    CONTRAST_JS,
+    Chromium,
+    axe_violations,
+    chromium,  # noqa: F401  (fixture)
+    comparisons,
+    email_settings_in,
+    issue,
+    luminance,
+    mjml_errors,
+    spam_score,
+)
+from store_support import WEEK
+
+from digest.config import Settings
+from digest.db import make_engine, migrate
+from digest.message import IssueMessage, Recipient
+from digest.models import Comparison
+from digest.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
+from subscribers.mail import ConfirmationMessage, link_email_context
+
+READER = Recipient(7, "ada@example.com", "Ada Lovelace")
+BOXES = "els => els.map(e => e.getBoundingClientRect().toJSON())"
+
+
+@pytest.fixture(scope="module")
+def email_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return email_settings_in(tmp_path_factory.mktemp("email"))
+
+
+@pytest.fixture(scope="module")
+def fifteen(email_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> list[Comparison]:
+    engine = make_engine(email_settings.database_url)
+    migrate(engine)
+    try:
+        return comparisons(engine, email_settings, tmp_path_factory.mktemp("items"), 15)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def digest(fifteen: list[Comparison], email_settings: Settings) -> RenderedIssue:
+    """The default shape: five full cards and the sample week's other two as links."""
+    return issue(fifteen[:7], email_settings)
+
+
+def _message(rendered: RenderedIssue, settings: Settings) -> IssueMessage:
+    return IssueMessage(
+        issue_id=1,
+        week=WEEK,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        settings=settings,
+    )
+
+
+# ---------------------------------------------------------------- validator
+
+
+def test_digest_mjml_passes_the_official_validator_in_strict_mode(
+    digest: RenderedIssue, fifteen: list[Comparison], email_settings: Settings
+) -> None:
+    assert mjml_errors(digest.source) == []
+    branded = email_settings.model_copy(update={"logo_url": "https://cdn.example.org/logo.png"})
+    assert mjml_errors(issue(fifteen, branded).source) == []
+    # The validator is real: an attribute MJML does not know is reported.
+    broken = digest.source.replace("<mj-column>", '<mj-column bogus="1">', 1)
+    assert any("bogus" in error for error in mjml_errors(broken))
+
+
+def test_confirmation_mjml_passes_the_official_validator(email_settings: Settings) -> None:
+    assert mjml_errors(mjml_source("email/confirm", link_email_context(email_settings))) == []
+
+
+# ---------------------------------------------------------------- chromium
+
+
+@pytest.fixture(scope="module")
+def reader_html(digest: RenderedIssue, email_settings: Settings) -> str:
+    return _message(digest, email_settings).html_for(READER)
+
+
+@pytest.fixture(scope="module")
+def emails(reader_html: str, email_settings: Settings) -> dict[str, str]:
+    link = f"{email_settings.base_url}/confirm/" + "Q" * 50
+    return {
+        "digest": reader_html,
+        "confirm": ConfirmationMessage(email_settings, READER, link).html,
+    }
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize(("email", "width"), [("digest", 375), ("digest", 600), ("confirm", 375)])
+def test_text_contrast_in_light_and_dark_mode(
+    chromium: Chromium,  # noqa: F811
+    emails: dict[str, str],
+    email: str,
+    scheme: str,
+    width: int,
+) -> None:
+    found = chromium.run(emails[email], width, scheme, lambda page: page.evaluate(CONTRAST_JS))
+    # The whole email was measured, not an empty page.
+    assert len(found["runs"]) > (100 if email == "digest" else 8)
+    low = [run for run in found["runs"] if run["ratio"] < 4.5]
+    assert low == [], low[:10]
+    page_luminance = luminance(found["page"])
+    if scheme == "dark":
+        assert page_luminance < 0.02, found["page"]  # a dark background, not inverted text
+    else:
+        assert page_luminance > 0.8, found["page"]
+
+
+def test_tool_cards_are_equal_height_and_stack_on_phones(
+    chromium: Chromium,  # noqa: F811
+    reader_html: str,
+) -> None:
+    def cards(page: Any) -> Any:
+        return page.eval_on_selector_all("td.card", BOXES)
+
+    boxes = chromium.run(reader_html, 600, "light", cards)
+    stacked = chromium.run(reader_html, 375, "light", cards)
+    assert len(boxes) == 10
+    for left, right in zip(boxes[::2], boxes[1::2], strict=True):
+        assert left["top"] == right["top"] and left["height"] == right["height"]
+        assert right["left"] >= left["right"] + 8  # a visible gap between the two cards
+    for first, second in zip(stacked[::2], stacked[1::2], strict=True):
+        assert second["top"] >= first["bottom"] + 8
+        assert first["width"] == second["width"] and first["width"] > 300
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("email", ["digest", "confirm"])
+def test_axe_finds_no_serious_or_critical_violation(
+    chromium: Chromium,  # noqa: F811
+    emails: dict[str, str],
+    email: str,
+    scheme: str,
+) -> None:
+    assert axe_violations(chromium, emails[email], 600, scheme) == []
+
+
+# ---------------------------------------------------------------- spam filters
+
+
+def test_spamassassin_scores_the_digest_below_one(
+    digest: RenderedIssue, email_settings: Settings
+) -> None:
+    score, report = spam_score(_message(digest, email_settings).as_bytes(READER))
+    assert score < 1.0, report
+    assert "HTML_FONT_LOW_CONTRAST" not in report  # the preheader is not hidden white text
+
+
+def test_spamassassin_scores_the_confirmation_below_one(email_settings: Settings) -> None:
+    link = f"{email_settings.base_url}/confirm/" + "Q" * 50
+    message = ConfirmationMessage(email_settings, READER, link)
+    score, report = spam_score(message.as_bytes(READER))
+    assert score < 1.0, report
+
+
+# ---------------------------------------------------------------- size
+
+
+def test_five_cards_and_ten_links_use_under_60_percent_of_gmails_clip(
+    fifteen: list[Comparison], email_settings: Settings
+) -> None:
+    rendered = issue(fifteen, email_settings)
+    html = _message(rendered, email_settings).html_for(READER)
+    assert html.count('class="card"') == 10 and html.count("<h3") == 5 + 10
+    assert len(html.encode("utf-8")) < GMAIL_CLIP_BYTES * 0.6, len(html.encode("utf-8"))
