@@ -14,11 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.engine import Engine
 
-from digest import __version__
+from digest import __version__, console
 from digest.config import Settings, get_settings
 from digest.db import make_engine, migrate
 from digest.exceptions import StoreError
-from digest.web import archive, console, public, webhooks
+from digest.web import archive, public, webhooks
 from digest.web.pages import SecurityHeaders
 from digest.web.ratelimit import RateLimiter
 from subscribers.mail import TransportFactory
@@ -32,7 +32,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(archive.router)
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.
     app.include_router(webhooks.router)
-    app.include_router(console.router)
+    console.install(app)
 
 
 def create_app(
