@@ -129,23 +129,25 @@ def _viewer(request: Request) -> Viewer:
         raise ConsoleProblem(401, "please log in", login=True)
     now = utcnow()
     sid = token_hash(token)
+    viewer = None
     with session_scope(request.app.state.engine) as session:
         row = session.exec(
             select(ConsoleSession, ConsoleUser)
             .join(ConsoleUser, col(ConsoleUser.id) == ConsoleSession.user_id)
             .where(ConsoleSession.id == sid)
         ).first()
-        if row is None:
-            raise ConsoleProblem(401, "please log in", login=True)
-        login, user = row
-        if login.expires_at <= now:
-            session.delete(login)
-            raise ConsoleProblem(401, "please log in", login=True)
-        if now - login.last_seen_at > SEEN_EVERY:
-            login.last_seen_at = now
-            session.add(login)
-        assert user.id is not None
-        viewer = Viewer(user.id, user.email, user.role, login.csrf, sid)
+        if row is not None:
+            login, user = row
+            if login.expires_at <= now:
+                session.delete(login)  # committed as the block ends
+            else:
+                if now - login.last_seen_at > SEEN_EVERY:
+                    login.last_seen_at = now
+                    session.add(login)
+                assert user.id is not None
+                viewer = Viewer(user.id, user.email, user.role, login.csrf, sid)
+    if viewer is None:
+        raise ConsoleProblem(401, "please log in", login=True)
     request.state.viewer = viewer
     return viewer
 
