@@ -155,7 +155,9 @@ def seed(settings: Settings, tmp: Path, readers: int) -> None:
     migrate(engine)
     seed_store(engine, settings, tmp, week=current_week(settings))
     if readers:
-        import_csv(engine, extra_subscribers(tmp / "more.csv", readers), source="rig")
+        import_csv(
+            engine, extra_subscribers(tmp / "more.csv", readers), source="sign-up sheet, meetup"
+        )
     with session_scope(engine) as session:
         add_user(session, EDITOR, "editor", PASSWORD)
         add_user(session, OPERATOR, "operator", PASSWORD)

@@ -73,8 +73,12 @@ def test_editor_reviews_then_operator_sends(rig: Rig, chrome: Any, tmp_path: Pat
     expect(history).to_contain_text(f"edited by {EDITOR}")
 
     # The phone preview: the email laid out in 375 px, nothing wider than the screen.
-    frame = page.frame_locator('iframe[title$="at 375 pixels"]').first
-    expect(frame.get_by_text("Sample Reader")).to_be_visible()
+    for title in (
+        "Preview of issue #1 at 375 pixels",
+        "Dark-mode preview of issue #1 at 375 pixels",
+    ):
+        frame = page.frame_locator(f'iframe[title="{title}"]')
+        expect(frame.get_by_text("Hi Sample Reader")).to_be_visible()
     phone = editor.new_page()
     phone.set_viewport_size({"width": 375, "height": 800})
     phone.goto(f"{base}/console/issues/1/preview")

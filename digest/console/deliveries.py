@@ -41,6 +41,13 @@ _KINDS = {
     "bounced": (EventKind.BOUNCED_HARD.value, EventKind.BOUNCED_SOFT.value),
     "complained": (EventKind.COMPLAINED.value,),
 }
+#: How the page names provider events (the CSV keeps the machine names).
+EVENT_NAMES = {
+    "bounced_hard": "hard bounce",
+    "bounced_soft": "soft bounce",
+    "complained": "spam complaint",
+    "unsubscribed": "unsubscribed at the provider",
+}
 CSV_COLUMNS = ("email", "state", "attempts", "sent_at", "provider_id", "last_error", "events")
 
 
@@ -73,7 +80,9 @@ def _query(issue_id: int, show: str) -> Any:
     return query.order_by(D.c.id)
 
 
-def _kinds(conn: Connection, issue_id: int, ids: list[int]) -> dict[int, str]:
+def _kinds(
+    conn: Connection, issue_id: int, ids: list[int], *, names: dict[str, str] | None = None
+) -> dict[int, str]:
     """The provider events of these deliveries, by delivery id (``bounced_soft, …``)."""
     if not ids:
         return {}
@@ -85,7 +94,7 @@ def _kinds(conn: Connection, issue_id: int, ids: list[int]) -> dict[int, str]:
     ).all()
     out: dict[int, list[str]] = {}
     for did, kind in rows:
-        out.setdefault(int(did), []).append(str(kind))
+        out.setdefault(int(did), []).append((names or {}).get(str(kind), str(kind)))
     return {k: ", ".join(dict.fromkeys(v)) for k, v in out.items()}
 
 
@@ -108,7 +117,7 @@ def deliveries(
         query = _query(issue.id, show)
         total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
         rows = conn.execute(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-        kinds = _kinds(conn, issue.id, [int(r.id) for r in rows])
+        kinds = _kinds(conn, issue.id, [int(r.id) for r in rows], names=EVENT_NAMES)
     return render(
         request,
         "deliveries.html",

@@ -85,7 +85,18 @@ def _number(value: float | int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 _ENV.filters["local"] = _local
+_ENV.filters["duration"] = _duration
 _ENV.filters["number"] = _number
 
 

@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 logger = logging.getLogger(__name__)
 
 WIDTH, HEIGHT = 720, 300
-LEFT, RIGHT, TOP, BOTTOM = 56, 32, 40, 48
+LEFT, RIGHT, TOP, BOTTOM = 62, 36, 44, 50
 INK, GRID, MUTED = "#1f2933", "#d1d5db", "#4b5563"
 
 
@@ -51,7 +51,7 @@ def _frame(chart_id: str, title: str, desc: str, top: float, unit: str) -> list[
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d" class="chart" font-family="sans-serif" '
-        f'font-size="12">',
+        f'font-size="15">',
         f'<title id="{chart_id}-t">{escape(title)}</title>',
         f'<desc id="{chart_id}-d">{escape(desc)}</desc>',
     ]
@@ -72,19 +72,19 @@ def _legend(series: Sequence[Series]) -> list[str]:
     parts = []
     x = LEFT
     for s in series:
-        parts.append(f'<rect x="{x}" y="12" width="12" height="12" fill="{s.color}"/>')
-        parts.append(f'<text x="{x + 16}" y="22" fill="{INK}">{escape(s.name)}</text>')
-        x += 36 + 6 * len(s.name)
+        parts.append(f'<rect x="{x}" y="10" width="14" height="14" fill="{s.color}"/>')
+        parts.append(f'<text x="{x + 19}" y="22" fill="{INK}">{escape(s.name)}</text>')
+        x += 44 + 8 * len(s.name)
     return parts
 
 
 def _labels(labels: Sequence[str], xs: Sequence[float]) -> list[str]:
-    every = max(1, math.ceil(len(labels) / 10))
+    every = max(1, math.ceil(len(labels) / 7))
     y = HEIGHT - BOTTOM + 18
     return [
         f'<text x="{x:.1f}" y="{y}" text-anchor="middle" fill="{MUTED}">{escape(label)}</text>'
         for i, (label, x) in enumerate(zip(labels, xs, strict=True))
-        if i % every == 0 or i == len(labels) - 1
+        if (len(labels) - 1 - i) % every == 0  # counted back from the newest, always shown
     ]
 
 

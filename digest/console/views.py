@@ -101,7 +101,8 @@ def has_dark_styles(html: str) -> bool:
 
 def describe(entry: dict[str, Any]) -> str:
     """One history entry's details as a short line for people."""
-    rest = {k: v for k, v in entry.items() if k not in ("at", "actor", "action")}
+    # The cutoff is on the page already; the ISO timestamp would only be noise.
+    rest = {k: v for k, v in entry.items() if k not in ("at", "actor", "action", "cutoff")}
     parts = []
     for key, value in rest.items():
         if value in (None, "", [], {}):
