@@ -117,6 +117,9 @@ def run_one(subscribers: int, connections: int, sink: str, source: str) -> Resul
                 DIGEST_SMTP_HOST="127.0.0.1",
                 DIGEST_SMTP_PORT=str(port),
                 DIGEST_SMTP_CONNECTIONS=str(connections),
+                # A loopback rig: an example.com sender and no web app to probe.
+                DIGEST_ALLOW_UNSAFE_SEND="true",
+                DIGEST_PREFLIGHT_HEALTH_TIMEOUT="0",
             )
             digest = Path(sys.executable).parent / "digest"
             started = time.monotonic()

@@ -37,12 +37,21 @@ from digest.transports import FACTORIES  # noqa: E402
 logger = logging.getLogger(__name__)
 
 PROVIDERS = ("postmark", "sendgrid", "mailgun", "resend", "ses")
+#: The providers with a stored-template form, measured both ways in one run.
+TEMPLATED = {"postmark": "postmark_templates", "ses": "ses_bulk"}
 
 
 def _answer(provider: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
     """A provider-shaped success answer for one request."""
+    if path in ("/templates", "/v2/email/templates"):
+        return 200, {}, b'{"TemplateId": 1}' if provider == "postmark" else b"{}"
+    if path == "/v2/email/outbound-bulk-emails":
+        n = len(json.loads(body)["BulkEmailEntries"])
+        entries = [{"Status": "SUCCESS", "MessageId": f"ses-{i}"} for i in range(n)]
+        return 200, {}, json.dumps({"BulkEmailEntryResults": entries}).encode()
     if provider in ("postmark", "resend"):
-        n = len(json.loads(body))
+        data = json.loads(body)
+        n = len(data["Messages"] if isinstance(data, dict) else data)
         if provider == "postmark":
             out: Any = [{"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{i}"} for i in range(n)]
         else:
@@ -143,10 +152,15 @@ def provider_settings(base: Settings, provider: str, url: str) -> Settings:
     return Settings(**(base.model_dump() | {"transport": provider} | extra))
 
 
-def run(provider: str, base: Settings, message: IssueMessage, n: int) -> dict[str, Any]:
+def run(
+    provider: str, base: Settings, message: IssueMessage, n: int, template: bool | None = None
+) -> dict[str, Any]:
     sink = Sink(provider)
     try:
-        transport = FACTORIES[provider](provider_settings(base, provider, sink.url))
+        settings = provider_settings(base, provider, sink.url)
+        if template is not None:
+            settings = settings.model_copy(update={TEMPLATED[provider]: template})
+        transport = FACTORIES[provider](settings)
         people = [Recipient(i, f"reader{i}@example.com", f"Reader {i}", i) for i in range(1, n + 1)]
         sent = 0
         started = time.perf_counter()
@@ -157,8 +171,9 @@ def run(provider: str, base: Settings, message: IssueMessage, n: int) -> dict[st
         elapsed = time.perf_counter() - started
     finally:
         sink.close()
+    form = "" if template is None else (" (template)" if template else " (full)")
     return {
-        "provider": provider,
+        "provider": provider + form,
         "recipients": n,
         "sent": sent,
         "seconds": round(elapsed, 2),
@@ -183,19 +198,29 @@ def main(argv: list[str] | None = None) -> None:
                 f"issue HTML {html_kb:.1f} KiB, text {len(message.text.encode()) / 1024:.1f} KiB;"
                 f" {args.recipients} recipients per provider"
             )
-            print(f"{'provider':<10}{'recipients/s':>14}{'requests':>10}{'bytes/recipient':>17}")
+            print(f"{'provider':<20}{'recipients/s':>14}{'requests':>10}{'bytes/recipient':>17}")
         show: Callable[[dict[str, Any]], None] = (
             (lambda r: print(json.dumps(r)))
             if args.json
             else (
                 lambda r: print(
-                    f"{r['provider']:<10}{r['recipients_per_s']:>14,}"
+                    f"{r['provider']:<20}{r['recipients_per_s']:>14,}"
                     f"{r['requests']:>10,}{r['bytes_per_recipient']:>17,}"
                 )
             )
         )
         for provider in args.provider or PROVIDERS:
-            show(run(provider, base, message, args.recipients))
+            if provider in TEMPLATED:
+                full = run(provider, base, message, args.recipients, template=False)
+                stored = run(provider, base, message, args.recipients, template=True)
+                show(full)
+                show(stored)
+                if not args.json:
+                    rate = stored["recipients_per_s"] / full["recipients_per_s"]
+                    size = stored["bytes_per_recipient"] / full["bytes_per_recipient"]
+                    print(f"{'':<20}template vs full: {rate:.1f}x the rate, {size:.3f}x the bytes")
+            else:
+                show(run(provider, base, message, args.recipients))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ or a ``.env`` file; nothing else in the package reads ``os.environ``."""
 from __future__ import annotations
 
 import logging
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -12,7 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from digest.exceptions import ConfigError
+from digest.exceptions import AddressError, ConfigError
+from digest.mailsafe import check_address, header_text
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,16 @@ PLACEHOLDER_SECRETS = frozenset(
 SAMPLE_POSTAL_ADDRESS = "Weekly Verdicts, 1 Example Street, Springfield, USA"
 #: Sender domains that can never receive replies or pass DMARC (RFC 2606 / RFC 6761).
 TEST_DOMAINS = ("localhost", "example.com", "example.net", "example.org")
-TEST_DOMAIN_SUFFIXES = (".localhost", ".test", ".example", ".invalid", ".local")
+TEST_DOMAIN_SUFFIXES = (
+    ".localhost",
+    ".test",
+    ".example",
+    ".invalid",
+    ".local",
+    ".example.com",
+    ".example.net",
+    ".example.org",
+)
 
 #: Signs links only under ``digest demo`` (``signing_key`` refuses it otherwise).
 DEMO_SECRET = "demo-only-secret-not-for-production-use-0000000000"  # noqa: S105
@@ -91,9 +102,18 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=60, ge=2)
     max_attempts: int = Field(default=5, ge=1, le=50)
     rate_limit: float | None = Field(default=None, gt=0)
+    # Limits every worker shares (digest/scale/limits.py).
+    worker_name: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9._-]+$")
+    redis_url: str | None = None
+    domain_limits: str | None = None
+    warmup: str | None = None
+    warmup_start: date | None = None
     # Delivery engine (docs/delivery.md).
     smtp_max_per_connection: int = Field(default=1000, ge=1)
     pause_after_failures: int = Field(default=100, ge=1)
+    # A transport-wide failure (no connection, Maildir not writable) lasting this long
+    # pauses the send; its rows stay queued, no attempt is spent (docs/hardening.md).
+    outage_grace_seconds: float = Field(default=60.0, ge=0)
     retry_base_seconds: float = Field(default=10.0, gt=0)
     retry_max_seconds: float = Field(default=600.0, gt=0)
 
@@ -102,6 +122,7 @@ class Settings(BaseSettings):
     postmark_token: SecretStr | None = None
     postmark_stream: str = "broadcast"
     postmark_base_url: str = "https://api.postmarkapp.com"
+    postmark_templates: bool = True
     sendgrid_api_key: SecretStr | None = None
     sendgrid_base_url: str = "https://api.sendgrid.com"
     mailgun_api_key: SecretStr | None = None
@@ -114,6 +135,7 @@ class Settings(BaseSettings):
     ses_access_key_id: str | None = None
     ses_secret_access_key: SecretStr | None = None
     ses_configuration_set: str | None = None
+    ses_bulk: bool = True
     # Provider webhooks (POST /webhooks/{provider}); unset secret = that webhook refuses all.
     postmark_webhook_user: str | None = None
     postmark_webhook_password: SecretStr | None = None
@@ -133,6 +155,22 @@ class Settings(BaseSettings):
 
     demo: bool = False
 
+    @field_validator("domain_limits")
+    @classmethod
+    def _domain_limits(cls, value: str | None) -> str | None:
+        from digest.scale.limits import parse_domain_limits
+
+        parse_domain_limits(value)
+        return value
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup(cls, value: str | None) -> str | None:
+        from digest.scale.limits import parse_warmup
+
+        parse_warmup(value)
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -141,6 +179,38 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _mailbox(cls, value: str | None) -> str | None:
+        # Header-bound: the display name is neutralised (no line break, no RFC 2047
+        # encoded word, see digest.mailsafe), the address must be writable as is.
+        if value is None:
+            return None
+        from email.utils import formataddr, parseaddr
+
+        name, addr = parseaddr(value)
+        try:
+            addr = check_address(addr)
+        except AddressError as exc:
+            raise ValueError(f"not a usable address: {exc}") from exc
+        name = header_text(name, 100)
+        return formataddr((name, addr)) if name else addr
+
+    @field_validator("bounce_address", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_address(value.strip())
+        except AddressError as exc:
+            raise ValueError(f"not a usable address: {exc}") from exc
+
+    @field_validator("list_name")
+    @classmethod
+    def _header_line(cls, value: str) -> str:
+        return header_text(value, 100)
 
     @field_validator("base_url", "site_url")
     @classmethod

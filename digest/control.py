@@ -1,4 +1,4 @@
-"""Operator controls: pause, resume and cancel an issue's send.
+"""Operator controls: pause, resume and cancel an issue's send; re-queue its failures.
 
 The state lives in the database (``issue.state``); a running sender reads it between
 batches and stops cleanly — its in-flight batch is finished and recorded first. Every
@@ -20,14 +20,17 @@ from digest.editorial.history import record
 from digest.exceptions import IssueStateError
 from digest.models import Delivery, DeliveryState, Issue, IssueState
 from digest.timeutil import utcnow
+from subscribers.models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 I = Issue.__table__  # type: ignore[attr-defined]  # noqa: E741
+S = Subscriber.__table__  # type: ignore[attr-defined]
 
 PAUSABLE = (IssueState.DRAFT, IssueState.SENDING)
 CANCELLABLE = (IssueState.DRAFT, IssueState.SENDING, IssueState.PAUSED)
+RETRYABLE = (IssueState.SENT, IssueState.PAUSED, IssueState.SENDING)
 
 
 @dataclass(frozen=True)
@@ -152,3 +155,63 @@ def cancel_issue(
             )
         ).rowcount
     return replace(result, detail=f"{skipped or 0} unsent deliveries skipped")
+
+
+def retry_failed(
+    engine: Engine, week: str | None = None, *, number: int | None = None, actor: str = "cli"
+) -> ControlResult:
+    """Put the ``failed`` deliveries of an issue back in the queue, on purpose (after an
+    outage that outlasted the retries, or a content refusal that has been fixed).
+
+    Only rows whose subscriber is still ``active`` are re-queued — never anyone
+    suppressed since (bounced, unsubscribed, complained). Attempts start again from
+    zero. A ``sent`` issue goes back to ``sending`` (the caller then runs the send
+    loop); a paused one stays paused until ``resume``.
+    """
+    issue = _target(engine, week, number)
+    assert issue.id is not None
+    issue_id, name, state = issue.id, issue.label, str(issue.state)
+    if state not in RETRYABLE:
+        can = " or ".join(s.value for s in RETRYABLE)
+        raise IssueStateError(f"issue {name} is {state}; only a {can} issue has failures to retry")
+    now = utcnow()
+    active = select(S.c.id).where(S.c.status == SubscriberStatus.ACTIVE.value)
+    with engine.begin() as conn:
+        requeued = (
+            conn.execute(
+                update(D)
+                .where(
+                    D.c.issue_id == issue_id,
+                    D.c.state == DeliveryState.FAILED.value,
+                    D.c.subscriber_id.in_(active),
+                )
+                .values(
+                    state=DeliveryState.QUEUED.value,
+                    attempts=0,
+                    next_attempt_at=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+            or 0
+        )
+        new_state = state
+        if requeued and state == IssueState.SENT:
+            conn.execute(
+                update(I)
+                .where(I.c.id == issue_id, I.c.state == IssueState.SENT.value)
+                .values(
+                    state=IssueState.SENDING.value,
+                    state_reason=f"{requeued} failed deliveries re-queued",
+                    finished_at=None,
+                    updated_at=now,
+                )
+            )
+            new_state = IssueState.SENDING.value
+    with session_scope(engine) as session:
+        record(session, issue_id, actor, "retry-failed", requeued=requeued)
+    logger.info("issue %s: %d failed deliveries re-queued", name, requeued)
+    return ControlResult(
+        name, state, str(new_state), f"{requeued} failed deliveries re-queued", issue.number
+    )

@@ -26,6 +26,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from digest.config import Settings
@@ -78,15 +80,22 @@ class SendReport:
         return line
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def worker_id(settings: Settings | None = None) -> str:
+    """``host:pid:random``: whose lease a batch is (``DIGEST_WORKER_NAME`` names the
+    machine when its host name says nothing, e.g. in containers)."""
+    host = (settings.worker_name if settings is not None else None) or socket.gethostname()
+    return f"{host[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 # ---------------------------------------------------------------- enqueue
 
 
 def enqueue(conn: Connection, issue_id: int) -> int:
-    """One queued row per active subscriber not yet queued, in one INSERT … SELECT."""
+    """One queued row per active subscriber not yet queued, in one INSERT … SELECT.
+
+    ``ON CONFLICT DO NOTHING`` on (issue, subscriber): two senders enqueueing the same
+    issue at once (the NOT EXISTS of each cannot see the other's uncommitted rows)
+    both succeed, and the second simply joins the send."""
     now = utcnow()
     already = select(D.c.id).where(D.c.issue_id == issue_id, D.c.subscriber_id == S.c.id).exists()
     source = select(
@@ -96,17 +105,31 @@ def enqueue(conn: Connection, issue_id: int) -> int:
         literal(0),
         literal(now, type_=D.c.updated_at.type),
     ).where(S.c.status == SubscriberStatus.ACTIVE.value, ~already)
-    stmt = insert(D).from_select(
-        ["issue_id", "subscriber_id", "state", "attempts", "updated_at"], source
-    )
+    columns = ["issue_id", "subscriber_id", "state", "attempts", "updated_at"]
+    dialect = conn.dialect.name
+    stmt: Any
+    if dialect in ("sqlite", "postgresql"):
+        ins = sqlite_insert(D) if dialect == "sqlite" else postgresql_insert(D)
+        stmt = ins.from_select(columns, source).on_conflict_do_nothing(
+            index_elements=["issue_id", "subscriber_id"]
+        )
+    else:
+        stmt = insert(D).from_select(columns, source)
 
     def queued() -> int:
         return int(conn.execute(select(func.count()).where(D.c.issue_id == issue_id)).scalar_one())
 
-    # Some drivers report -1 for INSERT … SELECT: count instead of trusting rowcount.
-    before = queued()
-    conn.execute(stmt)
-    added = queued() - before
+    if dialect in ("sqlite", "postgresql"):
+        # RETURNING counts exactly the rows this statement added. A count before/after
+        # includes a concurrent sender's rows, and rowcount was seen to report every
+        # candidate row for a statement that waited on the other sender's lock and then
+        # inserted nothing (PostgreSQL, psycopg 3; tests/test_delivery_outage.py).
+        added = sum(1 for _ in conn.execute(stmt.returning(D.c.id)))
+    else:
+        # Some drivers report -1 for INSERT … SELECT: count instead of trusting rowcount.
+        before = queued()
+        conn.execute(stmt)
+        added = queued() - before
     logger.info("issue %s: enqueued %d deliveries", issue_id, added)
     return added
 
@@ -282,11 +305,14 @@ def record_results(
                 }
             )
         else:
+            # Only a refusal of the address itself suppresses the subscriber; a refused
+            # message (content, size) or an address we could not write fails this
+            # delivery alone (docs/hardening.md).
             failed_rows.append(
                 {
                     "b_id": rid,
                     "b_error": (result.error or "")[:2000],
-                    "b_sub": result.recipient.subscriber_id,
+                    "b_sub": result.recipient.subscriber_id if result.bounce else None,
                 }
             )
     retried = 0
@@ -356,7 +382,7 @@ def record_results(
                 ),
                 [{"b_id": r["b_id"], "b_error": r["b_error"]} for r in failed_rows],
             )
-            # A permanent refusal means the address does not work: stop mailing it.
+            # A permanent refusal of the address means it does not work: stop mailing it.
             bounced = [r["b_sub"] for r in failed_rows if r["b_sub"]]
             suppress(
                 conn,

@@ -9,6 +9,7 @@ the scheduler and the web app can catch one type and show its message::
     ├── ImportValidationError       an import file is wrong; nothing was written
     ├── RenderError                 a template failed (names the template)
     ├── SubscriberError             an address is invalid, suppressed or unknown
+    │   ├── AddressError            an address cannot go into a header or an envelope
     │   └── TokenError              a signed link is forged, expired or for another purpose
     ├── IssueStateError             the issue is not in a state that allows the action
     ├── PreflightError              a real send refused: the preflight report has errors
@@ -62,6 +63,12 @@ class RenderError(DigestError):
 
 class SubscriberError(DigestError):
     """An address is invalid, suppressed or unknown."""
+
+
+class AddressError(SubscriberError):
+    """An address cannot be written into a header or an SMTP envelope (it holds an
+    encoded word, a delimiter or a control character, or its domain has no IDNA form).
+    At send time this fails that one recipient, never the batch."""
 
 
 class TokenError(SubscriberError):

@@ -11,6 +11,7 @@ as of the end of that week when there is none) name one; otherwise the open issu
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -76,6 +77,7 @@ class JobResult:
     number: int | None = None
     issue_id: int | None = None
     enqueued: int = 0
+    enqueue_seconds: float = 0.0
     recipients: int = 0
     report: SendReport | None = None
     reason: str | None = None
@@ -106,7 +108,10 @@ class JobResult:
             state = self.outcome.replace("already-", "")
             return f"{self.label}: issue is {state}; nothing to send"
         if self.report is not None:
-            return self.report.summary()
+            line = self.report.summary()
+            if self.enqueued >= 10_000:  # worth saying on a big list
+                line += f"; enqueued {self.enqueued:,} in {self.enqueue_seconds:.1f}s"
+            return line
         if self.reason:
             return f"{self.label}: {self.reason}"
         return f"{self.label}: {self.outcome}"
@@ -173,8 +178,11 @@ def weekly_job(
     scheduled: bool = False,
     again: bool = False,
     actor: str = "cli",
+    workers: int = 1,
 ) -> JobResult:
     """Send the issue (see the module doc) to every active subscriber.
+
+    ``workers`` > 1 sends through that many local processes (digest/scale/pool.py).
 
     ``scheduled`` is the scheduler's run: a draft goes out only once its scheduled time
     has come, and never as a second issue in one ISO week. By hand (``again``) an
@@ -233,12 +241,28 @@ def weekly_job(
 
     for line in warnings:
         logger.warning("%s: %s", result.label, line)
+    enqueue_started = time.monotonic()
     with engine.begin() as conn:
         added = enqueue(conn, issue_id)
         by_state = counts(conn, issue_id)
         open_now = sum(n for s, n in by_state.items() if s in ("queued", "retry", "sending"))
     progress.start(open_now)
     result.enqueued = added
+    result.enqueue_seconds = time.monotonic() - enqueue_started
+    if workers > 1:
+        from digest.scale.pool import run_local_workers
+
+        assert result.number is not None
+        result.report = run_local_workers(
+            settings,
+            engine,
+            issue_id,
+            result.number,
+            message.label,
+            workers,
+            progress=progress.advance,
+        )
+        return result
     result.report = deliver(
         engine, issue_id, message, transport, settings, progress=progress.advance
     )

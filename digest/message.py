@@ -11,17 +11,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
+from email import errors, policy
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import escape
 
 from digest import mimefast
 from digest.config import Settings
-from digest.render import one_line, placeholder
+from digest.exceptions import AddressError
+from digest.mailsafe import check_address, fit_display_name, header_text, needs_smtputf8
+from digest.render import placeholder
 from digest.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -48,7 +50,32 @@ for _name in ("list-unsubscribe", "list-help", "list-subscribe", "list-archive")
 
 #: CRLF line ends and 78-column folding: what SMTP and every provider expects.
 MAIL_POLICY = policy.SMTP.clone(header_factory=_HEADERS)
+#: The same for a recipient whose local part is not ASCII (RFC 6531/6532): headers in
+#: raw UTF-8, only ever handed to an SMTPUTF8 server or written to a Maildir.
+MAIL_POLICY_UTF8 = MAIL_POLICY.clone(utf8=True)
 DEFAULT_GREETING_NAME = "there"
+
+
+def safe_mailbox(value: str) -> str:
+    """A configured ``Name <addr>`` (DIGEST_FROM, DIGEST_REPLY_TO) rebuilt from its parts:
+    the name through :func:`header_text`, the address checked (AddressError if bad)."""
+    name, addr = parseaddr(value)
+    name = header_text(name, 100)
+    addr = check_address(addr)
+    return formataddr((name, addr)) if name else addr
+
+
+def to_address(display_name: str, email: str) -> Address:
+    """The To header's value. Built from its parts, so a non-ASCII local part (sent only
+    with SMTPUTF8) is not refused by the stdlib's addr-spec parser."""
+    address = check_address(email)
+    local, _, domain = address.rpartition("@")
+    try:
+        return Address(
+            display_name=fit_display_name(display_name, address), username=local, domain=domain
+        )
+    except (ValueError, errors.HeaderParseError, errors.MessageDefect) as exc:
+        raise AddressError(f"{address[:80]!r} cannot go into a To header: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -83,13 +110,15 @@ class IssueMessage:
         #: how logs and summaries name the issue: "#12 (2026-W47)"
         self.label = f"#{number} ({week})" if number is not None else week
         self.settings = settings
-        self.subject = one_line(("[TEST] " if test else "") + subject, 250)
+        self.subject = header_text(("[TEST] " if test else "") + subject, 250)
         self.html = html
         self.text = text
         self.date = date or utcnow()
         self.date_header = format_datetime(self.date.astimezone(), usegmt=False)
-        self.from_header = settings.from_address
-        self.list_id = f"{one_line(settings.list_name, 100)} <{settings.effective_list_id}>"
+        # Settings are checked at start-up too; the message does not rely on that.
+        self.from_header = safe_mailbox(settings.from_address)
+        self.reply_to = safe_mailbox(settings.reply_to) if settings.reply_to else None
+        self.list_id = f"{header_text(settings.list_name, 100)} <{settings.effective_list_id}>"
         self.mailto = settings.effective_unsubscribe_mailto
         self.domain = settings.from_domain
         self.boundary = "=_digest_" + stable_digest(settings, "boundary", issue_id, length=24)
@@ -117,8 +146,13 @@ class IssueMessage:
         url = url or self.unsubscribe_url(recipient)
         return f"<{url}>, <mailto:{self.mailto}?subject=unsubscribe>"
 
+    @staticmethod
+    def display_name(recipient: Recipient) -> str:
+        """The name as it may appear in the To header (and the greeting)."""
+        return header_text(recipient.name, 100)
+
     def greeting_name(self, recipient: Recipient) -> str:
-        return one_line(recipient.name, 100) or DEFAULT_GREETING_NAME
+        return self.display_name(recipient) or DEFAULT_GREETING_NAME
 
     def values(self, recipient: Recipient) -> dict[str, str]:
         """Plain-text values for every placeholder."""
@@ -140,8 +174,13 @@ class IssueMessage:
         return text
 
     def to_header(self, recipient: Recipient) -> str:
-        name = one_line(recipient.name, 100)
-        return formataddr((name, recipient.email)) if name else recipient.email
+        address = check_address(recipient.email)
+        name = fit_display_name(self.display_name(recipient), address)
+        if not name:
+            return address
+        if not address.isascii():  # formataddr refuses a UTF-8 local part
+            return str(to_address(name, address))
+        return formataddr((name, address))
 
     def headers(self, recipient: Recipient) -> dict[str, str]:
         """Every header of one recipient's copy, in order (unencoded values)."""
@@ -155,8 +194,8 @@ class IssueMessage:
             "List-Unsubscribe": self.list_unsubscribe(recipient),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
-        if self.settings.reply_to:
-            headers["Reply-To"] = self.settings.reply_to
+        if self.reply_to:
+            headers["Reply-To"] = self.reply_to
         return headers
 
     # ------------------------------------------------------------ the stdlib path
@@ -167,8 +206,7 @@ class IssueMessage:
         for key, value in self.headers(recipient).items():
             if key == "To":
                 # Address objects encode a non-ASCII display name (RFC 2047) correctly.
-                name = one_line(recipient.name, 100)
-                msg[key] = Address(display_name=name, addr_spec=recipient.email)
+                msg[key] = to_address(self.display_name(recipient), recipient.email)
             else:
                 msg[key] = value
         msg.set_content(
@@ -182,15 +220,24 @@ class IssueMessage:
         return msg
 
     def as_bytes_slow(self, recipient: Recipient) -> bytes:
-        """The reference bytes: :meth:`build` serialised by the stdlib generator."""
-        return self.build(recipient).as_bytes(policy=MAIL_POLICY)
+        """The reference bytes: :meth:`build` serialised by the stdlib generator.
+
+        Raises AddressError for an address no header can hold; a non-ASCII local part
+        gets a UTF-8 header block (the SMTP transport sends it only with SMTPUTF8)."""
+        utf8 = needs_smtputf8(recipient.email)
+        try:
+            return self.build(recipient).as_bytes(policy=MAIL_POLICY_UTF8 if utf8 else MAIL_POLICY)
+        except (UnicodeError, errors.HeaderParseError, errors.MessageDefect) as exc:
+            raise AddressError(
+                f"{recipient.email[:80]!r}: the message cannot be built: {exc}"
+            ) from exc
 
     # ------------------------------------------------------------ the fast path
 
     def as_bytes(self, recipient: Recipient) -> bytes:
         """One recipient's message, byte for byte what :meth:`as_bytes_slow` gives."""
         skeleton = self._compiled()
-        if skeleton is None:
+        if skeleton is None or not recipient.email.isascii():
             return self.as_bytes_slow(recipient)
         return skeleton.render(recipient) or self.as_bytes_slow(recipient)
 

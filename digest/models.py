@@ -239,3 +239,33 @@ class MailEventRecord(SQLModel, table=True):
     detail: str = Field(default="", max_length=1000)
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class RateBucket(SQLModel, table=True):
+    """One shared token bucket (digest/scale/buckets.py): the global send rate, a
+    recipient domain's rate, or a day's warm-up count."""
+
+    __tablename__ = "rate_bucket"
+
+    key: str = Field(primary_key=True, max_length=200)
+    tokens: float
+    stamp: float
+
+
+class WebhookNonce(SQLModel, table=True):
+    """A signature nonce a provider webhook used (Mailgun's ``token``): kept for the
+    age window so a captured signature cannot be replayed with another body."""
+
+    __tablename__ = "webhook_nonce"
+    __table_args__ = (
+        UniqueConstraint("provider", "nonce", name="uq_webhook_nonce_provider_nonce"),
+        Index("ix_webhook_nonce_seen_at", "seen_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)
+    nonce: str = Field(max_length=200)
+    #: SHA-256 of the body first signed with it: the identical request again is a
+    #: harmless retry (its events are deduplicated); any other body is a forgery.
+    body_sha256: str = Field(max_length=64)
+    seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

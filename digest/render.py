@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from digest.config import PROJECT_ROOT, Settings
 from digest.exceptions import RenderError
+from digest.mailsafe import header_text, one_line
 from digest.models import LENS_TITLES, Comparison, Tool
 from digest.timeutil import parse_week
 
@@ -179,11 +180,6 @@ def week_label(week: str) -> str:
     return f"Week {num}, {year}"
 
 
-def one_line(value: str, limit: int = 300) -> str:
-    """Collapse whitespace and control characters: subjects and names go into headers."""
-    return " ".join(re.sub(r"[\x00-\x1f\x7f\u2028\u2029]", " ", value).split())[:limit]
-
-
 def _render(env: Environment, name: str, context: dict[str, Any]) -> str:
     try:
         return env.get_template(name).render(context)
@@ -230,7 +226,8 @@ def render_issue(
     everything = [*full, *links]
     if not everything:
         raise RenderError(template, "an issue needs at least one comparison")
-    subject = one_line(subject or default_subject(everything), 200)
+    # The subject is a header: no line break and no RFC 2047 encoded word (mailsafe).
+    subject = header_text(subject or default_subject(everything), 200)
     preheader = one_line(preheader or default_preheader(everything), 200)
     context: dict[str, Any] = {
         "subject": subject,

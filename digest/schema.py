@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from digest.mailsafe import defuse_encoded_words
 from digest.models import LENSES, Comparison
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -90,7 +91,9 @@ class ComparisonIn(_Strict):
     published_at: datetime
     tools: list[ToolIn]
 
-    _single_lines = field_validator("title", "standfirst")(lambda v: _one_line(v))
+    _single_lines = field_validator("standfirst")(lambda v: _one_line(v))
+    # The title makes the subject (a header): no RFC 2047 encoded word in it.
+    _title = field_validator("title")(lambda v: defuse_encoded_words(_one_line(v)))
 
     @field_validator("published_at", mode="before")
     @classmethod

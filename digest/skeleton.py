@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import logging
 import re
-from email.headerregistry import Address
 
 from markupsafe import escape
 
 from digest import mimefast
-from digest.message import DEFAULT_GREETING_NAME, MAIL_POLICY, IssueMessage, Recipient
-from digest.render import one_line, placeholder
+from digest.mailsafe import fit_display_name
+from digest.message import (
+    DEFAULT_GREETING_NAME,
+    MAIL_POLICY,
+    IssueMessage,
+    Recipient,
+    to_address,
+)
+from digest.render import placeholder
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +117,7 @@ class MessageSkeleton:
         return text, html
 
     def _values(self, recipient: Recipient) -> tuple[str, dict[str, str]]:
-        name = one_line(recipient.name, 100)
+        name = self.message.display_name(recipient)
         if self.standard:
             url = self.message.unsubscribe_url(recipient)
             return name, {"name": name or DEFAULT_GREETING_NAME, "unsubscribe_url": url}
@@ -148,17 +154,17 @@ class MessageSkeleton:
         self, recipient: Recipient, values: dict[str, str], name: str | None = None
     ) -> list[bytes]:
         if name is None:
-            name = one_line(recipient.name, 100)
+            name = self.message.display_name(recipient)
         out: list[bytes] = []
         for item in self.headers:
             if isinstance(item, bytes):
                 out.append(item)
             elif item == "To":
                 out.append(
-                    mimefast.fold_address("To", name, recipient.email)
-                    or mimefast.fold_stdlib(
-                        MAIL_POLICY, "To", Address(display_name=name, addr_spec=recipient.email)
+                    mimefast.fold_address(
+                        "To", fit_display_name(name, recipient.email), recipient.email
                     )
+                    or mimefast.fold_stdlib(MAIL_POLICY, "To", to_address(name, recipient.email))
                 )
             elif item == "Message-ID":
                 out.append(self._message_id(recipient))

@@ -6,6 +6,17 @@ reads the issue's state (``digest pause`` / ``cancel`` take effect there), and w
 batch is out a heartbeat thread renews its lease, so only a dead worker's rows are
 ever taken over. Transient answers go back to the queue with backoff and are retried
 in the same run; throttling also slows the shared rate down.
+
+An outage is different from a transient answer: when no recipient of a chunk reached
+the server (connection refused, timeouts across the pool, a Maildir that cannot be
+written), the rows go back to the queue untouched — no attempt is spent on them — and
+the loop waits and tries again with backoff for up to ``DIGEST_OUTAGE_GRACE_SECONDS``;
+then it pauses the issue with the reason, and ``digest resume`` sends them. A long
+outage therefore never turns a list into ``failed`` rows.
+
+The pause after ``DIGEST_PAUSE_AFTER_FAILURES`` permanent failures in a row holds
+inside a batch too: failures past the threshold are given back to the queue instead of
+being recorded (or suppressed), and the send pauses after that batch.
 """
 
 from __future__ import annotations
@@ -40,6 +51,19 @@ logger = logging.getLogger(__name__)
 
 #: Longest single sleep while waiting for retries: pause/cancel stay responsive.
 POLL_SECONDS = 1.0
+#: First wait after an outage; doubles per failed probe.
+OUTAGE_FIRST_WAIT = 1.0
+
+
+class _Outage(Exception):
+    """No recipient of a chunk reached the server; its rows are back in the queue."""
+
+
+def outage_reason(error: str) -> str:
+    return (
+        f"paused: the transport is unreachable ({error[:200]}); nothing was spent on the "
+        "unsent deliveries, they stay queued; `digest resume` sends them when it is back"
+    )
 
 
 class Heartbeat:
@@ -119,7 +143,10 @@ class _Loop:
             try:
                 results = self.transport.send_batch(self.message, chunk)
             except TransientTransportError as exc:
-                results = [SendResult.retry(r, str(exc), exc.retry_after) for r in chunk]
+                if exc.retry_after is not None or is_throttle(str(exc)):
+                    results = [SendResult.retry(r, str(exc), exc.retry_after) for r in chunk]
+                else:  # the transport as a whole failed: nothing reached anyone
+                    results = [SendResult.unreachable(r, str(exc)) for r in chunk]
             except SendStopped as exc:
                 done = [r for r in exc.results if isinstance(r, SendResult)]
                 self._record(done)
@@ -129,13 +156,35 @@ class _Loop:
             except TransportConfigError:
                 release(self.engine, batch[start:])
                 raise
+            if results and all(r.outage for r in results):
+                release(self.engine, batch[start:])
+                raise _Outage(results[0].error or "the transport is unreachable")
             reason = self._record(results)
             if reason:
                 release(self.engine, batch[start + len(chunk) :])
                 return reason
         return None
 
+    def _held_back(self, results: list[SendResult]) -> tuple[list[SendResult], list[Recipient]]:
+        """Split off the permanent failures past the pause threshold: they go back to
+        the queue unrecorded (the server refusing everything is not a verdict on them)."""
+        count, limit = self.consecutive_failed, self.settings.pause_after_failures
+        keep: list[SendResult] = []
+        held: list[Recipient] = []
+        for result in results:
+            if count >= limit and result.status is SendStatus.FAILED:
+                held.append(result.recipient)
+                continue
+            keep.append(result)
+            if result.status is SendStatus.FAILED:
+                count += 1
+            elif result.status is SendStatus.SENT:
+                count = 0
+        return keep, held
+
     def _record(self, results: list[SendResult]) -> str | None:
+        results, held = self._held_back(results)
+        release(self.engine, held)
         sent, retried, failed = record_results(self.engine, results, self.settings)
         report = self.report
         report.sent += sent
@@ -164,14 +213,36 @@ class _Loop:
             )
         return None
 
-    def run(self, max_wait: float) -> SendReport:
+    def _nap(self, seconds: float) -> None:
+        """Sleep in short steps, stopping early when the issue is paused or cancelled."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if issue_state(self.engine, self.issue_id) != IssueState.SENDING:
+                return
+            time.sleep(min(left, POLL_SECONDS))
+
+    def run(self, max_wait: float, stop: threading.Event | None = None) -> SendReport:
         report = self.report
-        owner = worker_id()
+        owner = worker_id(self.settings)
         started = time.monotonic()
         waited = 0.0
+        outage_since: float | None = None
+        outage_wait = OUTAGE_FIRST_WAIT
+        try:
+            self.transport.open()
+        except TransientTransportError as exc:  # e.g. a Maildir that cannot be created
+            report.stopped = outage_reason(str(exc))
+            set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, report.stopped)
+            logger.warning("issue %s: %s", report.week, report.stopped)
+            return report
         with self.transport, Heartbeat(self.engine, self.settings.lease_seconds) as beat:
             while True:
+                if stop is not None and stop.is_set():
+                    report.stopped = "worker stopping"
+                    break
                 state = issue_state(self.engine, self.issue_id)
+                if state == IssueState.SENT:
+                    break  # another sender of the same issue finished it: not stopped short
                 if state != IssueState.SENDING:
                     report.stopped = f"issue is {state}"
                     break
@@ -203,6 +274,22 @@ class _Loop:
                 beat.lease = claim.lease
                 try:
                     reason = self.send_batch(claim.recipients)
+                    outage_since, outage_wait = None, OUTAGE_FIRST_WAIT
+                except _Outage as exc:
+                    now = time.monotonic()
+                    outage_since = now if outage_since is None else outage_since
+                    if now - outage_since + outage_wait > self.settings.outage_grace_seconds:
+                        reason = outage_reason(str(exc))
+                    else:
+                        logger.warning(
+                            "issue %s: transport unreachable (%s); trying again in %.0fs",
+                            report.week,
+                            exc,
+                            outage_wait,
+                        )
+                        self._nap(outage_wait)
+                        outage_wait *= 2
+                        continue
                 except TransportConfigError as exc:
                     set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, str(exc))
                     report.stopped = str(exc)
@@ -230,6 +317,7 @@ def deliver(
     *,
     progress: Progress | None = None,
     max_wait: float | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Send every open delivery of ``issue_id``.
 
@@ -239,10 +327,11 @@ def deliver(
     (default: long enough for every attempt and for a dead worker's leases to expire;
     the next run picks up whatever is left). Raises
     :class:`TransportConfigError` (after pausing the issue) when the server refuses the
-    login or the sender.
+    login or the sender. ``stop`` (a long-running worker's SIGTERM) ends the loop after
+    the batch in hand, which is recorded first.
     """
     if max_wait is None:
         # Long enough for every retry, and for a crashed worker's leases to run out.
         max_wait = settings.max_attempts * settings.retry_max_seconds + 2 * settings.lease_seconds
     loop = _Loop(engine, issue_id, message, transport, settings, progress)
-    return loop.run(max_wait)
+    return loop.run(max_wait, stop)

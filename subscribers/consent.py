@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import idna
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -37,6 +38,23 @@ _HASH_PREFIX = b"weekly-verdict-digest:"
 def email_hash(email: str) -> str:
     """The suppression list's key for an (already normalised) address."""
     return hashlib.sha256(_HASH_PREFIX + email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def _legacy_form(email: str) -> str | None:
+    """The Unicode-domain spelling an address was stored (and hashed) in before domains
+    were kept in ASCII: a forgotten person known only by that hash stays suppressed."""
+    local, _, domain = email.rpartition("@")
+    if "xn--" not in domain:
+        return None
+    try:
+        return f"{local}@{idna.decode(domain)}"
+    except idna.IDNAError:
+        return None
+
+
+def _hashes(email: str) -> list[str]:
+    legacy = _legacy_form(email)
+    return [email_hash(email)] + ([email_hash(legacy)] if legacy else [])
 
 
 def _clip(value: str | None, limit: int) -> str | None:
@@ -172,13 +190,13 @@ def add_suppressions(conn: Connection, emails: Sequence[str], reason: str, *, so
 
 def suppression_of(conn: Connection, email: str) -> str | None:
     """The reason ``email`` is suppressed, or None."""
-    reason = conn.execute(select(X.c.reason).where(X.c.email_hash == email_hash(email))).scalar()
+    reason = conn.execute(select(X.c.reason).where(X.c.email_hash.in_(_hashes(email)))).scalar()
     return None if reason is None else str(reason)
 
 
 def suppressed_among(conn: Connection, emails: Sequence[str]) -> set[str]:
     """The addresses of ``emails`` that are on the suppression list."""
-    by_hash = {email_hash(e): e for e in emails}
+    by_hash = {h: e for e in emails for h in _hashes(e)}
     found: set[str] = set()
     keys = list(by_hash)
     for start in range(0, len(keys), 500):
@@ -192,4 +210,4 @@ def suppressed_among(conn: Connection, emails: Sequence[str]) -> set[str]:
 
 def lift_suppression(conn: Connection, email: str) -> None:
     """Only a completed double opt-in calls this."""
-    conn.execute(delete(X).where(X.c.email_hash == email_hash(email)))
+    conn.execute(delete(X).where(X.c.email_hash.in_(_hashes(email))))

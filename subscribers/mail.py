@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from email.utils import formataddr
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 
 from digest.config import Settings
+from digest.mailsafe import header_text
 from digest.message import IssueMessage, Recipient
-from digest.render import one_line, placeholder, render_email
+from digest.render import placeholder, render_email
 from digest.timeutil import utcnow
 from digest.tokens import make_token
 from digest.transports import Transport, make_transport
@@ -53,7 +53,7 @@ def _compiled(list_name: str, site_host: str, postal_address: str, hours: int) -
 
 
 def confirm_subject(list_name: str) -> str:
-    return one_line(f"Confirm your subscription to {list_name}", 200)
+    return header_text(f"Confirm your subscription to {list_name}", 200)
 
 
 def confirm_url(settings: Settings, subscriber_id: int, nonce: str) -> str:
@@ -78,7 +78,7 @@ class ConfirmationMessage(IssueMessage):
         )
         # Defused like every rendered value (digest.render): a name cannot smuggle in
         # a placeholder for a later substitution to fill.
-        name = (one_line(recipient.name, 100) or GREETING_FALLBACK).replace("[[%", "[[ %")
+        name = (self.display_name(recipient) or GREETING_FALLBACK).replace("[[%", "[[ %")
         html = html.replace(placeholder("confirm_url"), str(escape(confirm_link)))
         html = html.replace(placeholder("name"), str(escape(name)))
         text = text.replace(placeholder("confirm_url"), confirm_link)
@@ -109,10 +109,9 @@ class ConfirmationMessage(IssueMessage):
         return self.text
 
     def headers(self, recipient: Recipient) -> dict[str, str]:
-        name = one_line(recipient.name, 100)
         headers = {
             "From": self.from_header,
-            "To": formataddr((name, recipient.email)) if name else recipient.email,
+            "To": self.to_header(recipient),
             "Subject": self.subject,
             "Date": self.date_header,
             "Message-ID": self._message_id,
@@ -122,8 +121,8 @@ class ConfirmationMessage(IssueMessage):
             "List-Unsubscribe": self.list_unsubscribe(recipient),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
-        if self.settings.reply_to:
-            headers["Reply-To"] = self.settings.reply_to
+        if self.reply_to:
+            headers["Reply-To"] = self.reply_to
         return headers
 
     def as_bytes(self, recipient: Recipient) -> bytes:

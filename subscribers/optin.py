@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -114,6 +114,8 @@ def _request(conn: Connection, address: str, name: str, who: Requester) -> Subsc
                 created_at=now,
                 updated_at=now,
                 confirm_nonce=nonce,
+                # The throttle slot is taken in the same transaction (see below).
+                confirm_sent_at=now,
             )
         ).inserted_primary_key
         assert key is not None
@@ -127,9 +129,6 @@ def _request(conn: Connection, address: str, name: str, who: Requester) -> Subsc
     if row.status == SubscriberStatus.ACTIVE:
         log("already active; nothing sent")
         return SubscribeOutcome()
-    recent = row.confirm_sent_at is not None and now - row.confirm_sent_at < timedelta(
-        seconds=CONFIRM_RESEND_SECONDS
-    )
     nonce = row.confirm_nonce or new_nonce()
     values: dict[str, Any] = {"confirm_nonce": nonce, "updated_at": now}
     if row.status == SubscriberStatus.PENDING and name:
@@ -137,7 +136,20 @@ def _request(conn: Connection, address: str, name: str, who: Requester) -> Subsc
         values["name"] = name
     conn.execute(update(S).where(S.c.id == row.id).values(**values))
     state = "pending" if row.status == SubscriberStatus.PENDING else f"{row.status}, re-opt-in"
-    if recent and row.confirm_nonce is not None:
+    # The throttle is one conditional UPDATE: of any number of simultaneous requests
+    # exactly one takes the slot. It is kept across suppression (unsubscribing from the
+    # confirmation clears the nonce, not the time), so "I never asked for this" is not
+    # followed by another email at once.
+    cutoff = now - timedelta(seconds=CONFIRM_RESEND_SECONDS)
+    claimed = conn.execute(
+        update(S)
+        .where(
+            S.c.id == row.id,
+            or_(S.c.confirm_sent_at.is_(None), S.c.confirm_sent_at <= cutoff),
+        )
+        .values(confirm_sent_at=now)
+    ).rowcount
+    if not claimed:
         log(f"{state}; a confirmation went out less than 10 minutes ago, not resent")
         return SubscribeOutcome()
     log(f"{state}; confirmation requested")

@@ -20,8 +20,8 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from digest.exceptions import SubscriberError
-from digest.render import one_line
+from digest.exceptions import AddressError, SubscriberError
+from digest.mailsafe import check_address, header_text, one_line
 from digest.timeutil import utcnow
 from subscribers.consent import log_event, log_event_rows, suppressed_among, suppression_of
 from subscribers.models import SUPPRESSED_STATES, ConsentAction, Subscriber, SubscriberStatus
@@ -40,13 +40,20 @@ def normalize_email(raw: str) -> str:
         result = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise SubscriberError(f"invalid address {raw.strip()[:80]!r}: {exc}") from exc
-    # The domain is case-insensitive; the local part is kept as given except for case
-    # folding, which every real mailbox provider treats as equal.
-    return result.normalized.lower()
+    # The domain is case-insensitive and stored in its ASCII (punycode) form, however it
+    # was typed: one row per mailbox, and the form every transport needs. The local part
+    # is kept as given except for case folding, which every real mailbox provider treats
+    # as equal; a non-ASCII local part is allowed (sent with SMTPUTF8, docs/hardening.md).
+    address = f"{result.local_part}@{result.ascii_domain}".lower()
+    try:
+        return check_address(address)
+    except AddressError as exc:
+        raise AddressError(f"invalid address {raw.strip()[:80]!r}: {exc}") from exc
 
 
 def clean_name(raw: str | None) -> str:
-    name = one_line(raw or "", MAX_NAME + 1)
+    # A name goes into the To header: one line and no RFC 2047 encoded word (mailsafe).
+    name = header_text(raw or "", MAX_NAME + 1)
     if len(name) > MAX_NAME:
         raise SubscriberError(f"name is longer than {MAX_NAME} characters")
     return name

@@ -48,14 +48,14 @@ class DigestCLI:
     env: dict[str, str]
     runner: CliRunner = field(default_factory=CliRunner)
 
-    def __call__(self, *args: str | Path, **extra_env: str) -> Result:
+    def __call__(self, *args: str | Path, stdin: str | None = None, **extra_env: str) -> Result:
         # Unset every DIGEST_* the outer process has, so nothing leaks into the test.
         env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("DIGEST_")}
         env.update(self.env)
         env.update(extra_env)
         get_settings.cache_clear()
         try:
-            return self.runner.invoke(app, [str(a) for a in args], env=env)
+            return self.runner.invoke(app, [str(a) for a in args], env=env, input=stdin)
         finally:
             get_settings.cache_clear()
 

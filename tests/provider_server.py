@@ -77,9 +77,12 @@ class ProviderServer:
             disable_nagle_algorithm = True
             wbufsize = 64 * 1024
 
-            def do_POST(self) -> None:
+            def do_GET(self) -> None:
+                self.do_POST("GET")
+
+            def do_POST(self, method: str = "POST") -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                captured = Captured("POST", self.path, self.headers, self.rfile.read(length))
+                captured = Captured(method, self.path, self.headers, self.rfile.read(length))
                 owner.requests.append(captured)
                 reply = owner.respond(captured)
                 if reply.hang:

@@ -139,3 +139,23 @@ def test_header_shortcuts_match_the_stdlib_folder(seed: int) -> None:
     if short is not None:
         address = Address(name, addr_spec="a.b@example.com")
         assert short == mimefast.fold_stdlib(MAIL_POLICY, "To", address)
+
+
+def test_a_long_display_name_that_needs_quoting_is_cut_not_unquoted(settings: Settings) -> None:
+    """The stdlib folds a quoted name longer than a line without its quotes, and a
+    ':' or ',' in it then reads as a group or a second address: such a name is cut at
+    a word to fit (found by the header fuzz test)."""
+    message = IssueMessage(
+        issue_id=3, week="2026-W47", subject="S", html="<p>x</p>", text="x", settings=settings
+    )
+    name = "Ann, Bob: the whole research team of the lab at the university of somewhere"
+    recipient = Recipient(9, "reader@example.com", name)
+    raw = message.as_bytes(recipient)
+    assert raw == message.as_bytes_slow(recipient)
+    parsed = message_from_bytes(raw, policy=policy.default)
+    [to] = parsed["To"].addresses
+    assert to.addr_spec == "reader@example.com"
+    assert to.display_name.startswith("Ann, Bob: the whole research team")
+    short = Recipient(9, "reader@example.com", "Ann, Bob: research")
+    [kept] = message_from_bytes(message.as_bytes(short), policy=policy.default)["To"].addresses
+    assert kept.display_name == "Ann, Bob: research"

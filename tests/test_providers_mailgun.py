@@ -102,7 +102,7 @@ def test_one_request_with_recipient_variables(settings: Settings) -> None:
 
 def test_rejected_address_is_isolated(settings: Settings) -> None:
     rcpts = recipients(8)
-    rcpts[5] = Recipient(6, "invalid@", "", 1006)
+    rcpts[5] = Recipient(6, "invalid@example.com", "", 1006)
     with ProviderServer(mailgun) as server:
         transport = MailgunTransport(mg_settings(settings, server.url))
         with transport:

@@ -38,7 +38,7 @@ def sendgrid(req: Captured) -> Reply:
             "field": f"personalizations.{i}.to.0.email",
         }
         for i, p in enumerate(people)
-        if "@" not in p["to"][0]["email"]
+        if p["to"][0]["email"].startswith("invalid@")
     ]
     if bad:
         return Reply(400, {"errors": bad})
@@ -90,7 +90,7 @@ def test_one_body_and_a_personalization_per_recipient(settings: Settings) -> Non
 
 def test_rejected_recipient_fails_alone_and_the_rest_are_sent(settings: Settings) -> None:
     rcpts = recipients(4)
-    rcpts[2] = Recipient(3, "not-an-address", "", 1003)
+    rcpts[2] = Recipient(3, "invalid@example.com", "", 1003)
     with ProviderServer(sendgrid) as server:
         transport = transport_for(settings, server.url)
         with transport:

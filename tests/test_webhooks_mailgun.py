@@ -104,3 +104,34 @@ def test_forged_resigned_stale_and_unsigned_are_refused(settings: Settings, engi
     assert event_count(engine) == 0 and status_of(engine, "m@example.com") == "active"
     unconfigured = client_for(settings, engine)
     assert unconfigured.post("/webhooks/mailgun", json=good).status_code == 403
+
+
+def test_a_signature_goes_with_one_body_only(settings: Settings, engine: Engine) -> None:
+    """Mailgun signs timestamp + token, not the body (issue 13, item 5): a captured
+    signature replayed with another body is refused and changes nothing; the identical
+    request again (a provider retry) is accepted as a duplicate."""
+    add_reader(engine, "keep@example.com")
+    add_reader(engine, "victim@example.com")
+    client = client_for(settings, engine, mailgun_webhook_signing_key=KEY)
+    genuine = payload(failed("keep@example.com", "mg-10", severity="temporary"))
+    assert client.post("/webhooks/mailgun", json=genuine).status_code == 200
+    assert client.post("/webhooks/mailgun", json=genuine).status_code == 200  # a retry
+    forged = {"signature": genuine["signature"], "event-data": failed("victim@example.com", "x")}
+    answer = client.post("/webhooks/mailgun", json=forged)
+    assert answer.status_code == 401 and "already used" in answer.text
+    assert status_of(engine, "victim@example.com") == "active"
+
+
+def test_non_finite_timestamps_are_refused(settings: Settings, engine: Engine) -> None:
+    add_reader(engine, "n@example.com")
+    client = client_for(settings, engine, mailgun_webhook_signing_key=KEY)
+    for stamp in ("nan", "NaN", "inf", "-inf"):
+        token = secrets.token_hex(25)
+        signature = hmac.new(KEY.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
+        body = {
+            "signature": {"timestamp": stamp, "token": token, "signature": signature},
+            "event-data": failed("n@example.com", f"mg-{stamp}"),
+        }
+        answer = client.post("/webhooks/mailgun", json=body)
+        assert answer.status_code == 401 and "timestamp" in answer.text, stamp
+    assert status_of(engine, "n@example.com") == "active"

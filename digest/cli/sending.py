@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from digest.exceptions import DigestError
+from digest.exceptions import DigestError, TransportConfigError
 
 if TYPE_CHECKING:
     from digest.jobs import JobResult
@@ -47,6 +47,15 @@ def send(
         bool,
         typer.Option("--again", help="Confirm sending a second issue in one ISO week."),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Send with N local worker processes (each with DIGEST_SMTP_CONNECTIONS).",
+        ),
+    ] = 1,
 ) -> None:
     """Send the open issue (or freeze one from what is new) to every active subscriber.
 
@@ -55,50 +64,36 @@ def send(
 
     Example: digest send --yes
     """
-    from digest.jobs import weekly_job
-
     if not (dry_run or to or yes):
         fail("a real send needs --yes (or try --dry-run, or --to ADDR for a test copy)", 2)
     s = settings()
     target = checked_week(week)
-    try:
-        if to:
-            from subscribers.service import normalize_email
+    if to:
+        from subscribers.service import normalize_email
 
+        try:
             to = normalize_email(to)
-        engine = store_engine(s)
-        with progress_bar("sending") as bar:
-            result = weekly_job(
-                s,
-                engine=engine,
-                issue=issue,
-                week=target,
-                dry_run=dry_run,
-                test_to=to,
-                progress=bar,
-                again=again,
-                actor=actor(),
-            )
-        if result.outcome == "needs-confirmation":
-            if not (sys.stdin.isatty() and typer.confirm(f"{result.reason}. Send it now?")):
-                fail(f"{result.label}: not sent: {result.reason}", 2)
-            with progress_bar("sending") as bar:
-                result = weekly_job(
-                    s,
-                    engine=engine,
-                    issue=result.number,
-                    progress=bar,
-                    again=True,
-                    actor=actor(),
-                )
-    except DigestError as exc:
-        fail(str(exc))
+        except DigestError as exc:
+            fail(str(exc))
+    engine = store_engine(s)
+    common = {"settings": s, "engine": engine, "again": again, "workers": workers}
+    result = _run_job(issue=issue, week=target, dry_run=dry_run, test_to=to, **common)
+    if result.outcome == "needs-confirmation":
+        if not (sys.stdin.isatty() and typer.confirm(f"{result.reason}. Send it now?")):
+            fail(f"{result.label}: not sent: {result.reason}", 2)
+        result = _run_job(issue=result.number, **{**common, "again": True})
     finish_send(result)
+
+
+#: Exit status of a send that stopped short or could not go out: paused (by the
+#: operator, by itself after failures or an outage, or a refused login/sender),
+#: cancelled, held, waiting for approval. README "Exit status".
+EXIT_STOPPED = 3
 
 
 def finish_send(result: JobResult) -> None:
     """Warnings, then the summary line always; exit 3 when the issue could not go out
-    (paused, held, waiting for approval) or the send stopped short."""
+    (paused, cancelled, held, waiting for approval) or the send stopped short."""
     from digest.jobs import STOPPED_SHORT
 
     for line in result.warnings:
@@ -106,7 +101,21 @@ def finish_send(result: JobResult) -> None:
     out.print(result.summary(), highlight=False, markup=False)
     stopped = result.report.stopped if result.report is not None else None
     if result.outcome in STOPPED_SHORT or (stopped and "retries pending" not in stopped):
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_STOPPED)
+
+
+def _run_job(**kwargs: object) -> JobResult:
+    """weekly_job with the CLI's error handling: a refused login or sender pauses the
+    issue and exits 3 (stopped), like every other stop; other errors exit 1."""
+    from digest.jobs import weekly_job
+
+    try:
+        with progress_bar("sending") as bar:
+            return weekly_job(progress=bar, actor=actor(), **kwargs)  # type: ignore[arg-type]
+    except TransportConfigError as exc:
+        fail(f"{exc} (the issue is paused; `digest resume` after fixing it)", EXIT_STOPPED)
+    except DigestError as exc:
+        fail(str(exc))
 
 
 @app.command()
@@ -194,20 +203,48 @@ def resume(
     Example: digest resume --issue 12
     """
     from digest.control import resume_issue
-    from digest.jobs import weekly_job
 
     s = settings()
     try:
         engine = store_engine(s)
         result = resume_issue(engine, checked_week(week), number=issue, actor=actor())
-        out.print(result.summary(), highlight=False, markup=False)
-        if not send_now:
-            return
-        with progress_bar("sending") as bar:
-            job = weekly_job(s, engine=engine, issue=result.number, progress=bar, actor=actor())
     except DigestError as exc:
         fail(str(exc))
-    finish_send(job)
+    out.print(result.summary(), highlight=False, markup=False)
+    if send_now:
+        finish_send(_run_job(settings=s, engine=engine, issue=result.number))
+
+
+@app.command("retry-failed")
+def retry_failed(
+    week: WeekOpt = None,
+    issue: IssueOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Confirm: these people get mail.")
+    ] = False,
+    send_now: Annotated[
+        bool,
+        typer.Option("--send/--no-send", help="Send them here (default), or leave it to `send`."),
+    ] = True,
+) -> None:
+    """Re-queue the failed deliveries of a finished issue and send them (never to anyone
+    suppressed since); use after an outage or a fixed content refusal.
+
+    Example: digest retry-failed --issue 12 --yes
+    """
+    from digest.control import retry_failed as requeue
+
+    if not yes:
+        fail("this mails everyone whose delivery failed; add --yes", 2)
+    s = settings()
+    try:
+        engine = store_engine(s)
+        result = requeue(engine, checked_week(week), number=issue, actor=actor())
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(result.summary(), highlight=False, markup=False)
+    if send_now and result.state == "sending":
+        finish_send(_run_job(settings=s, engine=engine, issue=result.number))
 
 
 @app.command()
@@ -231,3 +268,46 @@ def cancel(
     except DigestError as exc:
         fail(str(exc))
     out.print(result.summary(), highlight=False, markup=False)
+
+
+@app.command()
+def worker(
+    issue: IssueOpt = None,
+    until_done: Annotated[
+        bool,
+        typer.Option("--until-done", help="Exit when the issue is sent (or paused, cancelled)."),
+    ] = False,
+    poll: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between looks for an issue to send.")
+    ] = 2.0,
+) -> None:
+    """Run a sender that claims batches of whichever issue is sending, until stopped.
+
+    Start any number, on any machines sharing one PostgreSQL (or on one machine with
+    SQLite): they share the queue through leases. SIGTERM finishes the batch in hand.
+
+    Example: DIGEST_WORKER_NAME=mail-2 digest worker
+    """
+    import signal
+    import threading
+
+    from digest.scale.worker import Worker
+
+    s = settings()
+    engine = store_engine(s)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    err.print(
+        f"worker {s.worker_name or 'on this host'}: waiting for an issue to send "
+        "(Ctrl-C or SIGTERM stops after the batch in hand)",
+        highlight=False,
+        markup=False,
+    )
+    try:
+        report = Worker(s, engine, number=issue, poll_seconds=poll, stop=stop).run(
+            until_done=until_done
+        )
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(report.summary(), highlight=False, markup=False)

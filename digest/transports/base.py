@@ -4,7 +4,15 @@ A transport never decides what happens to a delivery; it reports what the server
 
 - ``SENT``: accepted (``provider_id`` holds the provider's message id, if any);
 - ``RETRY``: a transient answer (4xx, throttling, timeout) — ``retry_after`` if known;
-- ``FAILED``: a permanent answer for that recipient (5xx, rejected address).
+- ``FAILED``: a permanent answer for that recipient (5xx, rejected address);
+  ``bounce`` says the *address* was refused (RCPT stage, 5.1.x, a provider's
+  "invalid recipient") — only then is the subscriber suppressed. A message-level
+  refusal (content rejected, message too big) or an address we could not even write
+  (see :mod:`digest.mailsafe`) fails that delivery and leaves the subscriber alone.
+
+``RETRY`` with ``outage`` set means the server could not be reached at all (no
+connection, connection lost, a Maildir that cannot be written): when a whole chunk
+comes back like that the send loop pauses instead of burning attempts.
 
 Failures of the whole transport raise from :mod:`digest.exceptions`:
 ``TransientTransportError`` (retry the batch later) or ``TransportConfigError``
@@ -20,6 +28,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 
+from digest.exceptions import AddressError
+from digest.mailsafe import check_address
 from digest.message import IssueMessage, Recipient
 
 logger = logging.getLogger(__name__)
@@ -38,6 +48,10 @@ class SendResult:
     provider_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
+    #: FAILED: the server refused the address itself (suppress the subscriber)
+    bounce: bool = False
+    #: RETRY: the server was not reached; nothing was said about this recipient
+    outage: bool = False
 
     @classmethod
     def sent(cls, recipient: Recipient, provider_id: str | None = None) -> SendResult:
@@ -50,8 +64,30 @@ class SendResult:
         return cls(recipient, SendStatus.RETRY, error=error, retry_after=retry_after)
 
     @classmethod
-    def failed(cls, recipient: Recipient, error: str) -> SendResult:
-        return cls(recipient, SendStatus.FAILED, error=error)
+    def failed(cls, recipient: Recipient, error: str, *, bounce: bool = False) -> SendResult:
+        return cls(recipient, SendStatus.FAILED, error=error, bounce=bounce)
+
+    @classmethod
+    def unreachable(cls, recipient: Recipient, error: str) -> SendResult:
+        return cls(recipient, SendStatus.RETRY, error=error, outage=True)
+
+
+def address_refusal(recipient: Recipient) -> SendResult | None:
+    """A FAILED result (not a bounce) for an address no message or envelope can hold."""
+    try:
+        check_address(recipient.email)
+    except AddressError as exc:
+        return SendResult.failed(recipient, f"not sent: {exc}"[:500])
+    return None
+
+
+def message_bytes(message: IssueMessage, recipient: Recipient) -> bytes | SendResult:
+    """The recipient's bytes, or a FAILED result (not a bounce) when that one address
+    cannot be put into a message: one poison address never stops a batch."""
+    try:
+        return message.as_bytes(recipient)
+    except AddressError as exc:
+        return SendResult.failed(recipient, f"not sent: {exc}"[:500])
 
 
 class Transport(ABC):

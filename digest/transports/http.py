@@ -16,9 +16,12 @@ by *when* it happened:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -33,7 +36,7 @@ from digest.exceptions import (
     TransportConfigError,
 )
 from digest.message import IssueMessage, Recipient
-from digest.transports.base import SendResult, SendStatus, Transport
+from digest.transports.base import SendResult, SendStatus, Transport, address_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -238,10 +241,14 @@ class HttpTransport(Transport):
             return []
         if len(recipients) > self.max_batch:
             raise ValueError(f"{self.name} accepts at most {self.max_batch} recipients per batch")
+        refused = {i: address_refusal(r) for i, r in enumerate(recipients)}
+        usable = [r for i, r in enumerate(recipients) if refused[i] is None]
         try:
-            return self.send_chunk(message, recipients)
+            done = iter(self.send_chunk(message, usable) if usable else [])
         except OutcomeUnknown as exc:
-            return uncertain_results(recipients, str(exc))
+            done = iter(uncertain_results(usable, str(exc)))
+        # One unusable address fails alone; the others go out in one request as before.
+        return [refused[i] or next(done) for i in range(len(recipients))]
 
     def send_chunk(
         self, message: IssueMessage, recipients: Sequence[Recipient]
@@ -264,3 +271,35 @@ def personal_headers(message: IssueMessage, recipient: Recipient) -> dict[str, s
     for name in ("From", "To", "Subject", "Date", "Reply-To"):
         headers.pop(name, None)
     return headers
+
+
+@dataclass(frozen=True)
+class StoredTemplate:
+    """An issue's body as a provider-side template: ``{{name}}`` (HTML-escaped by the
+    provider) in the HTML, ``{{{name}}}`` (as is) in the text, the same subject."""
+
+    key: str
+    subject: str
+    html: str
+    text: str
+
+
+_MUSTACHE = re.compile(r"\{\{|\}\}")
+
+
+def stored_template(message: IssueMessage) -> StoredTemplate | None:
+    """The message as a Mustache/Handlebars template, or None when it cannot be one
+    (no per-recipient values, or its content holds braces a template would read)."""
+    from digest.render import PER_RECIPIENT, placeholder
+
+    names = list(message.values(Recipient(0, "probe@example.com", "")))
+    if names != list(PER_RECIPIENT):
+        return None
+    html, text, subject = message.html, message.text, message.subject
+    if any(_MUSTACHE.search(part) for part in (html, text, subject)):
+        return None
+    for name in names:
+        html = html.replace(placeholder(name), "{{" + name + "}}")
+        text = text.replace(placeholder(name), "{{{" + name + "}}}")
+    digest = hashlib.sha256("\x1f".join((subject, html, text)).encode("utf-8")).hexdigest()
+    return StoredTemplate(f"digest-{message.issue_id}-{digest[:16]}", subject, html, text)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from digest.exceptions import TransientTransportError
 from digest.message import IssueMessage, Recipient
-from digest.transports.base import SendResult, Transport
+from digest.transports.base import SendResult, Transport, message_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ class MaildirTransport(Transport):
         self._box: mailbox.Maildir | None = None
 
     def open(self) -> None:
+        if self._box is not None:
+            return
         try:
             self._box = mailbox.Maildir(self.path, create=True)
         except OSError as exc:
@@ -36,12 +38,17 @@ class MaildirTransport(Transport):
         if self._box is None:
             self.open()
         assert self._box is not None
-        results = []
+        results: list[SendResult] = []
         for recipient in recipients:
+            raw = message_bytes(message, recipient)
+            if isinstance(raw, SendResult):
+                results.append(raw)
+                continue
             try:
-                key = self._box.add(message.as_bytes(recipient))
+                key = self._box.add(raw)
             except OSError as exc:
-                results.append(SendResult.retry(recipient, f"Maildir write failed: {exc}"))
+                # Disk full, read-only, permissions: the folder, not this recipient.
+                results.append(SendResult.unreachable(recipient, f"Maildir write failed: {exc}"))
                 continue
             results.append(SendResult.sent(recipient, provider_id=key))
         return results

@@ -125,7 +125,7 @@ class MailgunTransport(HttpTransport):
         """Mailgun names no culprit in a 400 and sends nothing: halve the batch until the
         rejected addresses stand alone; the others go out in the halves that pass."""
         if len(recipients) == 1:
-            return [SendResult.failed(recipients[0], f"mailgun: {reason}"[:500])]
+            return [SendResult.failed(recipients[0], f"mailgun: {reason}"[:500], bounce=True)]
         mid = len(recipients) // 2
         return self._part(message, recipients[:mid]) + self._part(message, recipients[mid:])
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from digest.message import IssueMessage, Recipient
-from digest.transports.base import SendResult, Transport
+from digest.transports.base import SendResult, Transport, message_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +28,13 @@ class MemoryTransport(Transport):
     def send_batch(
         self, message: IssueMessage, recipients: Sequence[Recipient]
     ) -> list[SendResult]:
-        results = []
+        results: list[SendResult] = []
         for recipient in recipients:
             message_id = message.message_id(recipient)
-            self.outbox.append(StoredMessage(recipient, message_id, message.as_bytes(recipient)))
+            raw = message_bytes(message, recipient)
+            if isinstance(raw, SendResult):
+                results.append(raw)
+                continue
+            self.outbox.append(StoredMessage(recipient, message_id, raw))
             results.append(SendResult.sent(recipient, provider_id=message_id))
         return results

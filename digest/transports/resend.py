@@ -104,7 +104,9 @@ class ResendTransport(HttpTransport):
         results = []
         for i, recipient in enumerate(recipients):
             if i in errors:
-                results.append(SendResult.failed(recipient, f"resend: {errors[i]}"[:500]))
+                results.append(
+                    SendResult.failed(recipient, f"resend: {errors[i]}"[:500], bounce=True)
+                )
             else:
                 # Accepted entries are listed in order, without the rejected ones.
                 results.append(SendResult.sent(recipient, provider_id=next(ids, None)))

@@ -146,7 +146,9 @@ class SendGridTransport(HttpTransport):
                 raise TransportConfigError(f"sendgrid refused the request: {describe(response)}")
             for pos, reason in bad.items():
                 i = pending[pos]
-                results[i] = SendResult.failed(recipients[i], f"sendgrid: {reason}"[:500])
+                results[i] = SendResult.failed(
+                    recipients[i], f"sendgrid: {reason}"[:500], bounce=True
+                )
             pending = [i for pos, i in enumerate(pending) if pos not in bad]
             if not pending:
                 return [results[i] for i in range(len(recipients))]

@@ -1,10 +1,21 @@
-"""Amazon SES v2 ``SendEmail`` with raw MIME content, through boto3 (extra ``ses``).
+"""Amazon SES v2 through boto3 (extra ``ses``): ``SendBulkEmail`` with a stored
+template, or ``SendEmail`` with raw MIME.
 
-SES has no batch form for raw messages, so each recipient is one call carrying the
-complete message :meth:`IssueMessage.as_bytes` builds — headers and all, exactly as
-SMTP would send it. boto3's own retries are off: a timed-out ``SendEmail`` may have
-been accepted and SES has no idempotency key, so only failures that provably sent
-nothing are retried (see :mod:`digest.transports.http`).
+**Bulk** (the default, ``DIGEST_SES_BULK=true``): the issue's HTML and text are stored
+once as an SES email template (``CreateEmailTemplate``, named ``digest-<issue>-<content
+hash>``, so every worker finds the same one), and each ``SendBulkEmail`` call carries up
+to 50 entries of only the recipient's values and their own ``List-Unsubscribe``,
+``List-Unsubscribe-Post``, ``List-Id`` and ``Message-ID`` as replacement headers (SES
+may still assign its own Message-ID). About 1 KB per recipient instead of the whole
+message.
+
+**Raw** (a message that cannot be a template, or ``DIGEST_SES_BULK=false``): each
+recipient is one call carrying the complete message :meth:`IssueMessage.as_bytes`
+builds — headers and all, exactly as SMTP would send it.
+
+boto3's own retries are off: a timed-out call may have been accepted and SES has no
+idempotency key, so only failures that provably sent nothing are retried (see
+:mod:`digest.transports.http`).
 """
 
 from __future__ import annotations
@@ -17,8 +28,15 @@ from typing import Any
 from digest.config import Settings
 from digest.exceptions import ConfigError, TransientTransportError, TransportConfigError
 from digest.message import IssueMessage, Recipient
-from digest.transports.base import SendResult, Transport
-from digest.transports.http import MAX_RETRY_AFTER, metadata, uncertain_results
+from digest.transports.base import SendResult, Transport, address_refusal, message_bytes
+from digest.transports.http import (
+    MAX_RETRY_AFTER,
+    StoredTemplate,
+    metadata,
+    personal_headers,
+    stored_template,
+    uncertain_results,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +62,25 @@ ACCOUNT = frozenset(
 )
 
 
+#: SendBulkEmail entry statuses (BulkEmailStatus) about one recipient and final.
+BULK_RECIPIENT = frozenset({"MESSAGE_REJECTED", "INVALID_PARAMETER"})
+BULK_THROTTLED = frozenset({"ACCOUNT_THROTTLED", "ACCOUNT_DAILY_QUOTA_EXCEEDED"})
+#: ... and those about the account or configuration: stop the send.
+BULK_ACCOUNT = frozenset(
+    {
+        "MAIL_FROM_DOMAIN_NOT_VERIFIED",
+        "CONFIGURATION_SET_DOES_NOT_EXIST",
+        "CONFIGURATION_SET_NOT_FOUND",
+        "TEMPLATE_DOES_NOT_EXIST",
+        "TEMPLATE_NOT_FOUND",
+        "ACCOUNT_SUSPENDED",
+        "ACCOUNT_SENDING_PAUSED",
+        "CONFIGURATION_SET_SENDING_PAUSED",
+        "INVALID_SENDING_POOL_NAME",
+    }
+)
+
+
 class SESTransport(Transport):
     name = "ses"
     max_batch = 50
@@ -52,6 +89,7 @@ class SESTransport(Transport):
         self.settings = settings
         self._client = client
         self._stop: TransportConfigError | None = None
+        self._stored: set[str] = set()
         self.requests_made = 0
         self.bytes_sent = 0
         if client is None:
@@ -101,10 +139,20 @@ class SESTransport(Transport):
         if self._stop is not None:
             raise self._stop
         self.open()
+        template = stored_template(message) if self.settings.ses_bulk else None
+        if template is not None:
+            # An address no envelope can hold fails alone; the rest go in one call.
+            refused = [address_refusal(r) for r in recipients]
+            fine = [r for r, no in zip(recipients, refused, strict=True) if no is None]
+            sent = iter(self._send_bulk(message, fine, template) if fine else [])
+            return [no or next(sent) for no in refused]
         results: list[SendResult] = []
         for i, recipient in enumerate(recipients):
             rest = recipients[i:]
-            raw = message.as_bytes(recipient)
+            raw = message_bytes(message, recipient)
+            if isinstance(raw, SendResult):
+                results.append(raw)
+                continue
             request: dict[str, Any] = {
                 "FromEmailAddress": parseaddr(message.from_header)[1],
                 "Destination": {"ToAddresses": [recipient.email]},
@@ -131,7 +179,9 @@ class SESTransport(Transport):
                     return self._stop_after(results, rest, TransportConfigError(text))
                 if status >= 500:
                     return results + [SendResult.retry(r, text) for r in rest]
-                results.append(SendResult.failed(recipient, text))
+                # MessageRejected is about the content, not the address.
+                bounce = code != "MessageRejected"
+                results.append(SendResult.failed(recipient, text, bounce=bounce))
                 continue
             except (ConnectTimeoutError, EndpointConnectionError) as exc:
                 # The connection never opened: nothing of this message left.
@@ -148,6 +198,130 @@ class SESTransport(Transport):
             self.requests_made += 1
             self.bytes_sent += len(raw)
             results.append(SendResult.sent(recipient, provider_id=answer.get("MessageId")))
+        return results
+
+    # ------------------------------------------------------------ bulk with a template
+
+    def _store(self, template: StoredTemplate) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if template.key in self._stored:
+            return
+        try:
+            self._client.create_email_template(
+                TemplateName=template.key,
+                TemplateContent={
+                    "Subject": template.subject,
+                    "Html": template.html,
+                    "Text": template.text,
+                },
+            )
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code != "AlreadyExistsException":  # another worker stored the same one
+                text = f"ses {code}: {error.get('Message', '')}"[:500]
+                if code in THROTTLED:
+                    raise TransientTransportError(text, 1.0) from exc
+                raise TransportConfigError(f"ses refused the issue's template: {text}") from exc
+        except BotoCoreError as exc:
+            # Storing a template sends nobody anything: trying again is always safe.
+            raise TransientTransportError(f"ses: cannot store the template: {exc}") from exc
+        self.requests_made += 1
+        self._stored.add(template.key)
+
+    def _send_bulk(
+        self, message: IssueMessage, recipients: Sequence[Recipient], template: StoredTemplate
+    ) -> list[SendResult]:
+        import json
+
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+        )
+
+        self._store(template)
+        request: dict[str, Any] = {
+            "FromEmailAddress": message.from_header,
+            "DefaultContent": {"Template": {"TemplateName": template.key, "TemplateData": "{}"}},
+            "BulkEmailEntries": [
+                {
+                    "Destination": {"ToAddresses": [message.to_header(r)]},
+                    "ReplacementEmailContent": {
+                        "ReplacementTemplate": {
+                            "ReplacementTemplateData": json.dumps(message.values(r))
+                        }
+                    },
+                    "ReplacementHeaders": [
+                        {"Name": k, "Value": v} for k, v in personal_headers(message, r).items()
+                    ],
+                    "ReplacementTags": [
+                        {"Name": k, "Value": v} for k, v in metadata(message, r).items()
+                    ],
+                }
+                for r in recipients
+            ],
+        }
+        if self.settings.reply_to:
+            request["ReplyToAddresses"] = [self.settings.reply_to]
+        if self.settings.ses_configuration_set:
+            request["ConfigurationSetName"] = self.settings.ses_configuration_set
+        try:
+            answer = self._client.send_bulk_email(**request)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            text = f"ses {code}: {error.get('Message', '')}"[:500]
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            self.requests_made += 1
+            if code in THROTTLED or status == 429:
+                wait = MAX_RETRY_AFTER if code == "LimitExceededException" else 1.0
+                return [SendResult.retry(r, text, wait) for r in recipients]
+            if code in ACCOUNT or status in (401, 403) or "not verified" in text:
+                raise TransportConfigError(text) from exc
+            if status >= 500:
+                return [SendResult.retry(r, text) for r in recipients]
+            # The request as a whole was refused before anything went out.
+            raise TransportConfigError(f"ses refused the bulk request: {text}") from exc
+        except (ConnectTimeoutError, EndpointConnectionError) as exc:
+            raise TransientTransportError(f"ses: cannot connect: {exc}") from exc
+        except BotoCoreError as exc:
+            return uncertain_results(recipients, f"ses: no answer ({type(exc).__name__})")
+        self.requests_made += 1
+        entries = answer.get("BulkEmailEntryResults") or []
+        if len(entries) != len(recipients):
+            return uncertain_results(recipients, "ses: answer does not list every entry")
+        return self._bulk_results(recipients, entries)
+
+    def _bulk_results(
+        self, recipients: Sequence[Recipient], entries: list[dict[str, Any]]
+    ) -> list[SendResult]:
+        results: list[SendResult] = []
+        stop: str | None = None
+        for recipient, entry in zip(recipients, entries, strict=True):
+            status = str(entry.get("Status", ""))
+            text = f"ses {status}: {entry.get('Error', '')}"[:500]
+            if status == "SUCCESS":
+                results.append(SendResult.sent(recipient, provider_id=entry.get("MessageId")))
+            elif status in BULK_RECIPIENT:
+                # Content or a parameter, not a refused mailbox: nobody is suppressed.
+                results.append(SendResult.failed(recipient, text))
+            elif status in BULK_THROTTLED:
+                wait = MAX_RETRY_AFTER if status == "ACCOUNT_DAILY_QUOTA_EXCEEDED" else 1.0
+                results.append(SendResult.retry(recipient, text, wait))
+            elif status in BULK_ACCOUNT:
+                stop = stop or text
+                results.append(SendResult.retry(recipient, text))
+            else:  # TRANSIENT_FAILURE, FAILED and anything new: not sent, try again
+                results.append(SendResult.retry(recipient, text))
+        if stop is not None:
+            return self._stop_after(
+                [r for r in results if r.status != "retry"],
+                [r.recipient for r in results if r.status == "retry"],
+                TransportConfigError(stop),
+            )
         return results
 
     def _stop_after(

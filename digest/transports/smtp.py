@@ -26,9 +26,10 @@ from typing import NoReturn
 
 from digest.config import Settings
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
+from digest.mailsafe import check_address, needs_smtputf8
 from digest.message import IssueMessage, Recipient
 from digest.ratelimit import RateLimiter
-from digest.transports.base import SendResult, Transport
+from digest.transports.base import SendResult, Transport, message_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,28 @@ def _describe(code: int, msg: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}"[:500]
 
 
-def classify(recipient: Recipient, code: int, msg: bytes | str) -> SendResult:
+def is_address_refusal(code: int, msg: bytes | str, *, at_rcpt: bool) -> bool:
+    """Whether a 5xx refuses the *address* (and so may suppress the subscriber): any
+    5xx to RCPT TO, and after DATA only an RFC 3463 address status (5.1.x). "554 5.7.1
+    content rejected" or "552 5.3.4 message too big" say nothing about the mailbox."""
+    if not 500 <= code < 600:
+        return False
+    if at_rcpt:
+        return True
+    text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg
+    return text.lstrip().startswith("5.1.")
+
+
+def classify(
+    recipient: Recipient, code: int, msg: bytes | str, *, at_rcpt: bool = False
+) -> SendResult:
     """A server answer for one recipient → SENT / RETRY (4xx) / FAILED (5xx)."""
     if 200 <= code < 300:
         return SendResult.sent(recipient)
     if 400 <= code < 500:
         return SendResult.retry(recipient, _describe(code, msg))
-    return SendResult.failed(recipient, _describe(code, msg))
+    bounce = is_address_refusal(code, msg, at_rcpt=at_rcpt)
+    return SendResult.failed(recipient, _describe(code, msg), bounce=bounce)
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -126,18 +142,27 @@ def _pipelined_replies(conn: smtplib.SMTP, count: int) -> list[tuple[int, bytes]
     return replies
 
 
-def transaction(conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> None:
+def transaction(
+    conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes, *, utf8: bool = False
+) -> None:
     """``SMTP.sendmail`` for one plain-address recipient, without its per-message
     address parsing and regex dot-stuffing (both cost more than building the message).
 
     When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one
     write and their replies are read together: two round trips per message instead of
     four, which is most of a send's time on a fast server. Raises what ``sendmail``
-    raises."""
+    raises. ``utf8``: a non-ASCII local part, sent with SMTPUTF8 (RFC 6531); the caller
+    has checked that the server offers it."""
     options = f" SIZE={len(raw)}" if conn.does_esmtp and conn.has_extn("size") else ""
+    conn.command_encoding = "ascii"
+    if utf8:
+        options += " SMTPUTF8"
+        if conn.has_extn("8bitmime"):
+            options += " BODY=8BITMIME"
+        conn.command_encoding = "utf-8"
     mail_cmd, rcpt_cmd = f"MAIL FROM:<{sender}>{options}", f"RCPT TO:<{recipient}>"
     if conn.does_esmtp and conn.has_extn("pipelining"):
-        conn.send(f"{mail_cmd}\r\n{rcpt_cmd}\r\nDATA\r\n")
+        conn.send(f"{mail_cmd}\r\n{rcpt_cmd}\r\nDATA\r\n".encode(conn.command_encoding))
         (mail, mail_resp), (rcpt, rcpt_resp), (data, data_resp) = _pipelined_replies(conn, 3)
         if data == 354 and (mail != 250 or rcpt not in (250, 251)):
             # A server should refuse DATA without a valid recipient; if it did not,
@@ -189,12 +214,21 @@ class Session:
             self.conn = connect(self.settings)
             self.connects += 1
             self.used = 0
+        address = check_address(recipient.email)  # the domain in ASCII (IDNA)
+        utf8 = needs_smtputf8(address)
+        if utf8 and not self.conn.has_extn("smtputf8"):
+            # Not the address's fault, and not the batch's: this one recipient fails.
+            return SendResult.failed(
+                recipient,
+                f"{self.settings.smtp_host} does not offer SMTPUTF8, which the non-ASCII "
+                "local part of this address needs",
+            )
         self.used += 1
         try:
-            transaction(self.conn, self.envelope_from, recipient.email, raw)
+            transaction(self.conn, self.envelope_from, address, raw, utf8=utf8)
         except smtplib.SMTPRecipientsRefused as exc:
-            code, msg = exc.recipients.get(recipient.email, (550, b"recipient refused"))
-            return self._answer(recipient, code, msg)
+            code, msg = exc.recipients.get(address, (550, b"recipient refused"))
+            return self._answer(recipient, code, msg, at_rcpt=True)
         except smtplib.SMTPSenderRefused as exc:
             if 400 <= exc.smtp_code < 500:
                 return self._answer(recipient, exc.smtp_code, exc.smtp_error)
@@ -207,15 +241,17 @@ class Session:
         except CONNECTION_ERRORS as exc:
             self.drop()
             # The server may or may not have taken the message: retry (at-least-once).
-            return SendResult.retry(recipient, f"connection lost: {exc}"[:500])
+            return SendResult.unreachable(recipient, f"connection lost: {exc}"[:500])
         return SendResult.sent(recipient)
 
-    def _answer(self, recipient: Recipient, code: int, msg: bytes | str) -> SendResult:
+    def _answer(
+        self, recipient: Recipient, code: int, msg: bytes | str, *, at_rcpt: bool = False
+    ) -> SendResult:
         if code == 421:  # the server is closing the connection
             self.drop()
         else:
             self._reset()
-        return classify(recipient, code, msg)
+        return classify(recipient, code, msg, at_rcpt=at_rcpt)
 
     def _reset(self) -> None:
         try:
@@ -294,7 +330,7 @@ class SMTPTransport(Transport):
             raise SendStopped(str(fatal), [r for r in results if r is not None]) from fatal
         reason = str(problems[0]) if problems else "not attempted"
         return [
-            result if result is not None else SendResult.retry(recipients[i], reason)
+            result if result is not None else SendResult.unreachable(recipients[i], reason)
             for i, result in enumerate(results)
         ]
 
@@ -315,7 +351,10 @@ class SMTPTransport(Transport):
             if index is None:
                 return
             recipient = recipients[index]
-            raw = message.as_bytes(recipient)
+            raw = message_bytes(message, recipient)
+            if isinstance(raw, SendResult):
+                results[index] = raw
+                continue
             if self.rate_limiter is not None:
                 self.rate_limiter.acquire()
             try:
@@ -326,7 +365,7 @@ class SMTPTransport(Transport):
                 return
             except TransientTransportError as exc:
                 # Cannot (re)connect: this session stops for this batch; whatever no
-                # session got to comes back as RETRY.
-                results[index] = SendResult.retry(recipient, str(exc), exc.retry_after)
+                # session got to comes back as RETRY (unreachable: not the recipient's).
+                results[index] = SendResult.unreachable(recipient, str(exc))
                 problems.append(exc)
                 return

@@ -13,9 +13,11 @@ import binascii
 import hashlib
 import hmac
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,11 +27,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from pydantic import SecretStr
+from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from digest.config import Settings
 from digest.exceptions import WebhookVerificationError
+from digest.models import WebhookNonce
+from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
+N = WebhookNonce.__table__  # type: ignore[attr-defined]
 
 #: Fetches a URL's body (SNS certificates, subscription confirmations); injectable.
 Fetcher = Callable[[str], bytes]
@@ -52,6 +62,8 @@ def _fresh(timestamp: str, settings: Settings, now: float | None = None) -> None
         ts = float(timestamp)
     except (TypeError, ValueError):
         raise WebhookVerificationError("missing or malformed timestamp") from None
+    if not math.isfinite(ts):  # "nan" compares false with everything: it passed the age check
+        raise WebhookVerificationError("missing or malformed timestamp")
     now = time.time() if now is None else now
     if abs(now - ts) > settings.webhook_max_age_seconds:
         raise WebhookVerificationError("timestamp too old or in the future")
@@ -109,8 +121,9 @@ def verify_sendgrid(
 # ---------------------------------------------------------------- Mailgun
 
 
-def verify_mailgun(settings: Settings, signature: Any, now: float | None = None) -> None:
-    """HMAC-SHA256 of ``timestamp + token`` with the webhook signing key."""
+def verify_mailgun(settings: Settings, signature: Any, now: float | None = None) -> str:
+    """HMAC-SHA256 of ``timestamp + token`` with the webhook signing key; returns the
+    token, which the caller must :func:`claim_nonce` (the body is not signed)."""
     key = _secret(settings.mailgun_webhook_signing_key, "DIGEST_MAILGUN_WEBHOOK_SIGNING_KEY")
     if not isinstance(signature, dict):
         raise WebhookVerificationError("missing Mailgun signature")
@@ -123,6 +136,47 @@ def verify_mailgun(settings: Settings, signature: Any, now: float | None = None)
     expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, given.lower()):
         raise WebhookVerificationError("bad Mailgun signature")
+    return token
+
+
+def claim_nonce(engine: Engine, provider: str, nonce: str, body: bytes, settings: Settings) -> None:
+    """Record a signature's nonce with the body it came with; WebhookVerificationError
+    if it was used before with a different body.
+
+    Mailgun signs only timestamp + token, not the body: a captured signature would
+    verify with any other body. Tokens are kept for twice the age window (older
+    signatures fail the timestamp check anyway), so a token goes with one body only;
+    the identical request again (a provider retry) passes, and its events are
+    recognised by their ids."""
+    digest = hashlib.sha256(body).hexdigest()
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            delete(N).where(
+                N.c.seen_at < now - timedelta(seconds=2 * settings.webhook_max_age_seconds)
+            )
+        )
+        dialect = conn.dialect.name
+        row = {"provider": provider, "nonce": nonce[:200], "body_sha256": digest, "seen_at": now}
+        if dialect in ("sqlite", "postgresql"):
+            ins = sqlite_insert(N) if dialect == "sqlite" else postgresql_insert(N)
+            added = conn.execute(
+                ins.values(**row).on_conflict_do_nothing(index_elements=["provider", "nonce"])
+            ).rowcount
+        else:
+            try:
+                with conn.begin_nested():
+                    added = conn.execute(insert(N).values(**row)).rowcount
+            except IntegrityError:
+                added = 0
+        if not added:
+            first = conn.execute(
+                select(N.c.body_sha256).where(N.c.provider == provider, N.c.nonce == nonce[:200])
+            ).scalar()
+            if first != digest:
+                raise WebhookVerificationError(
+                    f"{provider} signature already used with another body (replay)"
+                )
 
 
 # ---------------------------------------------------------------- Resend (Svix)

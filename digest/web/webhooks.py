@@ -46,7 +46,8 @@ def https_fetch(url: str) -> bytes:
 def _events(
     provider: str, settings: Settings, headers: dict[str, str], body: bytes, state: Any
 ) -> tuple[list[MailEvent], dict[str, Any]]:
-    """Verify and parse; returns the events and anything extra for the answer."""
+    """Verify and parse; returns the events and anything extra for the answer (a
+    Mailgun signature's token under ``"_nonce"``, to be claimed before applying)."""
     if provider == "postmark":
         auth.verify_postmark(settings, headers)
         return parse.postmark(parse.load_json(body)), {}
@@ -58,10 +59,10 @@ def _events(
             payload = parse.load_json(body)
         except WebhookError:
             raise WebhookVerificationError("missing Mailgun signature") from None
-        auth.verify_mailgun(
+        token = auth.verify_mailgun(
             settings, payload.get("signature") if isinstance(payload, dict) else None
         )
-        return parse.mailgun(payload), {}
+        return parse.mailgun(payload), {"_nonce": token}
     if provider == "resend":
         svix_id = auth.verify_svix(settings, headers, body)
         return parse.resend(parse.load_json(body), svix_id), {}
@@ -108,6 +109,9 @@ def _process(
     state: Any,
 ) -> dict[str, Any]:
     events, extra = _events(provider, settings, headers, body, state)
+    nonce = extra.pop("_nonce", None)
+    if nonce is not None:
+        auth.claim_nonce(engine, provider, nonce, body, settings)
     report = apply_events(engine, events, settings)
     return {"provider": provider, "events": len(events), **report.as_dict(), **extra}
 

@@ -1,0 +1,239 @@
+"""Benchmark: sender processes on every core — `digest send --workers N` to smtp-sink.
+
+Two measurements, each with its baseline from the same run:
+
+- **vs smtp-source** (default): N subscribers (100,000) in a fresh store, Postfix's
+  ``smtp-sink`` on loopback, ``digest send --workers W`` with C SMTP sessions each
+  (2 × 2 = 4 sessions by default), then Postfix's ``smtp-source`` with W × C sessions,
+  the same message count and size against the same sink. Prints both rates and their
+  ratio.
+- **scaling** (``--scale``): a fresh PostgreSQL schema per run with N subscribers
+  (1,000,000 by default; inserted server-side with generate_series), then
+  ``digest send --workers W`` for each W in ``--workers`` (1, 2, 4): messages/s,
+  enqueue time, each worker's peak RSS, and the rate relative to one worker.
+
+Needs ``smtp-sink``/``smtp-source`` (Debian's ``postfix``, daemon not started) and, for
+``--scale``, a PostgreSQL server (``DIGEST_BENCH_POSTGRES_URL``, default the local
+trust-auth one).
+
+    .venv/bin/python bench/workers.py                         # 100k: workers 2 vs smtp-source
+    .venv/bin/python bench/workers.py -n 20000 -w 2 -c 2
+    .venv/bin/python bench/workers.py --scale                 # 1M on PostgreSQL, 1/2/4 workers
+    .venv/bin/python bench/workers.py --scale -n 200000 -w 1 -w 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import ROOT, SECRET, WEEK, bench_settings, demo_message, seed
+from e2e_smtp import free_port, tool
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from digest.db import make_engine, migrate
+from digest.message import Recipient
+
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def smtp_sink(sink: str) -> Iterator[int]:
+    port = free_port()
+    command = [sink, f"127.0.0.1:{port}", "2048"]
+    if os.geteuid() == 0:
+        command[1:1] = ["-u", "postfix"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.3)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@dataclass
+class Send:
+    wall: float
+    summary: str
+    #: the `digest send` process's own peak RSS (the worker, when there is one)
+    own_rss_mb: float
+
+    def loop_rate(self) -> float:
+        found = re.search(r"\(([\d,]+)/s\)", self.summary)
+        return float(found.group(1).replace(",", "")) if found else 0.0
+
+    def rss(self) -> str:
+        found = re.search(r"peak RSS ([\d, ]+) MB", self.summary)
+        return found.group(1) if found else f"{self.own_rss_mb:.0f}"
+
+    def enqueue(self) -> str:
+        found = re.search(r"enqueued [\d,]+ in ([\d.]+)s", self.summary)
+        return f"{found.group(1)} s" if found else "-"
+
+
+def digest_send(database_url: str, port: int, workers: int, connections: int) -> Send:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        DIGEST_DATABASE_URL=database_url,
+        DIGEST_SECRET_KEY=SECRET,
+        DIGEST_BASE_URL="https://verdicts.example.com",
+        DIGEST_FROM="Weekly AI Tool Verdicts <digest@verdicts.example.com>",
+        DIGEST_TRANSPORT="smtp",
+        DIGEST_SMTP_HOST="127.0.0.1",
+        DIGEST_SMTP_PORT=str(port),
+        DIGEST_SMTP_CONNECTIONS=str(connections),
+        DIGEST_BATCH_SIZE="500",
+        # A loopback rig: an example.com sender and no web app to probe.
+        DIGEST_ALLOW_UNSAFE_SEND="true",
+        DIGEST_PREFLIGHT_HEALTH_TIMEOUT="0",
+    )
+    digest = Path(sys.executable).parent / "digest"
+    command = [str(digest), "send", "--week", WEEK, "--yes", "--again"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    out, err = proc.communicate()
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"digest send failed:\n{out}\n{err}")
+    # The children are reaped; RUSAGE_CHILDREN's max is the largest one's peak.
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return Send(wall, out.strip().splitlines()[-1], rss)
+
+
+def versus_source(n: int, workers: int, connections: int, sink: str, source: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        settings = bench_settings(work)
+        engine = seed(settings, work, n)
+        size = len(demo_message(settings, engine).as_bytes(Recipient(1, "r@example.com", "R")))
+        engine.dispose()
+        with smtp_sink(sink) as port:
+            send = digest_send(settings.database_url, port, workers, connections)
+            started = time.monotonic()
+            subprocess.run(
+                [
+                    source,
+                    "-d",
+                    "-s",
+                    str(workers * connections),
+                    "-m",
+                    str(n),
+                    "-l",
+                    str(size),
+                    "-f",
+                    "digest@verdicts.example.com",
+                    "-t",
+                    "reader@example.com",
+                    f"127.0.0.1:{port}",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            source_wall = time.monotonic() - started
+    digest_rate, source_rate = n / send.wall, n / source_wall
+    print(f"subscribers           {n:,} (message {size:,} bytes)")
+    print(
+        f"digest send           --workers {workers} × {connections} sessions: "
+        f"{digest_rate:,.0f} msg/s whole command ({send.wall:.1f} s), "
+        f"send loop {send.loop_rate():,.0f} msg/s"
+    )
+    print(
+        f"smtp-source           {workers * connections} sessions: {source_rate:,.0f} msg/s "
+        f"({source_wall:.1f} s)"
+    )
+    print(
+        f"ratio digest/source   {digest_rate / source_rate:.2f} (whole command), "
+        f"{send.loop_rate() / source_rate:.2f} (send loop)"
+    )
+    print(f"peak RSS per worker   {send.rss()} MB")
+    print(f"digest said           {send.summary}")
+
+
+@contextmanager
+def pg_schema(base: str) -> Iterator[str]:
+    schema = f"digest_bench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    url = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def scaling(n: int, worker_counts: list[int], connections: int, sink: str, base: str) -> None:
+    print(f"{n:,} subscribers on PostgreSQL, {connections} SMTP sessions per worker")
+    head = f"{'workers':>8}{'msg/s':>10}{'vs 1':>7}{'wall s':>9}{'enqueue':>10}"
+    print(f"{head}  peak RSS per worker (MB)")
+    first: float | None = None
+    for workers in worker_counts:
+        with tempfile.TemporaryDirectory() as tmp, pg_schema(base) as url:
+            work = Path(tmp)
+            settings = bench_settings(work, database_url=url)
+            engine = seed(settings, work, 0)
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO subscriber (email, name, status, source, created_at,"
+                        " updated_at, confirmed_at)"
+                        " SELECT 'reader' || lpad(i::text, 7, '0') || '@example.com',"
+                        " 'Reader ' || i, 'active', 'bench', now(), now(), now()"
+                        " FROM generate_series(0, :n - 1) AS i"
+                    ),
+                    {"n": n},
+                )
+                conn.execute(text("ANALYZE subscriber"))
+            migrate(engine)
+            engine.dispose()
+            with smtp_sink(sink) as port:
+                send = digest_send(url, port, workers, connections)
+        rate = n / send.wall
+        first = first or rate
+        print(
+            f"{workers:>8}{rate:>10,.0f}{rate / first:>7.2f}{send.wall:>9.1f}"
+            f"{send.enqueue():>10}  {send.rss()}",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, help="subscribers (100,000; 1,000,000 with --scale)")
+    parser.add_argument("-w", "--workers", type=int, action="append", help="worker processes")
+    parser.add_argument("-c", "--connections", type=int, default=2, help="SMTP sessions each")
+    parser.add_argument("--scale", action="store_true", help="1/2/4 workers on PostgreSQL")
+    args = parser.parse_args(argv)
+    sink, source = tool("smtp-sink"), tool("smtp-source")
+    if not sink or not source:
+        raise SystemExit("smtp-sink / smtp-source not found: apt-get install postfix")
+    if args.scale:
+        base = os.environ.get("DIGEST_BENCH_POSTGRES_URL", PG_DEFAULT)
+        scaling(args.n or 1_000_000, args.workers or [1, 2, 4], args.connections, sink, base)
+    else:
+        versus_source(args.n or 100_000, (args.workers or [2])[0], args.connections, sink, source)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""``digest send --workers N``: N local sender processes for one issue, one progress.
+
+One Python process with a connection pool is bound by one core; N processes (spawned,
+each with its own ``DIGEST_SMTP_CONNECTIONS`` sessions) share the issue's queue
+through the delivery leases. The parent only watches: it reads the issue's counts from
+the database twice a second for the progress bar, forwards SIGTERM/SIGINT to the
+children (each finishes its batch), and collects their reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from digest.config import Settings
+from digest.delivery import SendReport, counts
+from digest.exceptions import ConfigError, DigestError
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+
+
+def _child(settings: Settings, number: int, results: Any, index: int) -> None:
+    """One worker process (spawned: it imports and connects afresh)."""
+    from digest.jobs import open_store
+    from digest.scale.worker import Worker
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    error = None
+    report = None
+    try:
+        engine = open_store(settings)
+        report = Worker(settings, engine, number=number, stop=stop).run(until_done=True)
+    except DigestError as exc:
+        error = str(exc)
+    # ru_maxrss is in KiB on Linux: each worker's own peak, for the report.
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    counted = (report.sent, report.failed, report.skipped, report.retried) if report else (0,) * 4
+    results.put((index, *counted, rss_mb, error))
+
+
+@dataclass
+class PoolReport(SendReport):
+    workers: int = 1
+    #: each worker's peak resident memory, MB
+    peak_rss_mb: list[float] = field(default_factory=list)
+
+    def summary(self) -> str:
+        line = super().summary() + f" by {self.workers} worker processes"
+        if self.peak_rss_mb:
+            line += f" (peak RSS {', '.join(f'{m:.0f}' for m in sorted(self.peak_rss_mb))} MB)"
+        return line
+
+
+def check_store(settings: Settings, engine: Engine) -> None:
+    """Several processes on SQLite work on one machine (WAL lets them share the file);
+    an in-memory database cannot be shared at all."""
+    if engine.dialect.name == "sqlite" and (
+        engine.url.database in (None, "", ":memory:") or "mode=memory" in str(engine.url)
+    ):
+        raise ConfigError("--workers needs a database file or PostgreSQL, not an in-memory SQLite")
+
+
+def run_local_workers(
+    settings: Settings,
+    engine: Engine,
+    issue_id: int,
+    number: int,
+    label: str,
+    workers: int,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> PoolReport:
+    """Send issue ``number`` with ``workers`` processes; returns their combined report."""
+    check_store(settings, engine)
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_child, args=(settings, number, results, i), name=f"digest-worker-{i}")
+        for i in range(workers)
+    ]
+    started = time.monotonic()
+    with engine.connect() as conn:
+        done_before = _finished(counts(conn, issue_id))
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                import os
+
+                os.kill(proc.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    seen = done_before
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(POLL_SECONDS)
+            with engine.connect() as conn:
+                now = _finished(counts(conn, issue_id))
+            if progress and now > seen:
+                progress(now - seen)
+            seen = max(seen, now)
+        for proc in procs:
+            proc.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    report = PoolReport(week=label, workers=workers)
+    errors = []
+    while not results.empty():
+        _index, sent, failed, skipped, retried, rss_mb, error = results.get()
+        report.peak_rss_mb.append(rss_mb)
+        report.sent += sent
+        report.failed += failed
+        report.skipped += skipped
+        report.retried += retried
+        if error:
+            errors.append(error)
+    with engine.connect() as conn:
+        final = _finished(counts(conn, issue_id))
+    if progress and final > seen:
+        progress(final - seen)
+    report.elapsed = time.monotonic() - started
+    crashed = [p.name for p in procs if p.exitcode not in (0, None)]
+    if errors or crashed:
+        report.stopped = "; ".join(errors + [f"{n} exited abnormally" for n in crashed])
+        report.errors.extend(errors)
+    else:
+        from digest.delivery import issue_state
+
+        state = issue_state(engine, issue_id)
+        if state != "sent":
+            report.stopped = f"issue is {state}"
+    return report
+
+
+def _finished(by_state: dict[str, int]) -> int:
+    return sum(n for state, n in by_state.items() if state in ("sent", "failed", "skipped"))

@@ -1,0 +1,223 @@
+"""Many senders, one issue: ``digest send --workers N`` and long-running ``digest
+worker`` processes on SQLite and PostgreSQL — each subscriber once (at most one batch
+of duplicates per killed worker, same Message-IDs), pause reaches every worker, and
+the lease owners name each "machine"."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli_support import settings_env
+from conftest import TEST_SECRET, throwaway_postgres
+from smtp_faults import FaultHandler, FaultPlan, fault_smtp, seed_issue_store, smtp_settings
+from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
+from store_support import WEEK
+
+from digest.config import Settings
+from digest.db import make_engine, migrate
+from digest.issues import freeze_issue
+from digest.jobs import weekly_job
+from digest.models import Delivery
+from digest.status import issue_status
+
+pytestmark = pytest.mark.slow
+
+DIGEST = Path(sys.executable).parent / "digest"
+BATCH = 25
+D = Delivery.__table__  # type: ignore[attr-defined]
+
+
+def _env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(settings_env(settings))
+    env.update(
+        DIGEST_TRANSPORT="smtp",
+        DIGEST_SMTP_HOST="127.0.0.1",
+        DIGEST_SMTP_PORT=str(port),
+        DIGEST_SMTP_CONNECTIONS="1",
+        DIGEST_BATCH_SIZE=str(BATCH),
+        DIGEST_LEASE_SECONDS="3",
+        DIGEST_RETRY_BASE_SECONDS="0.05",
+        DIGEST_RETRY_MAX_SECONDS="0.2",
+        **extra,
+    )
+    return env
+
+
+def _wait(condition: object, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _start_issue(engine: Engine, settings: Settings) -> int:
+    """Freeze the issue and start it sending (enqueue), without delivering anything."""
+    from digest.db import session_scope
+    from digest.delivery import enqueue
+
+    with session_scope(engine) as session:
+        issue = freeze_issue(session, WEEK, settings)
+        assert issue is not None and issue.id is not None
+        issue.state = "sending"
+        session.add(issue)
+        issue_id, number = issue.id, issue.number
+    with engine.begin() as conn:
+        enqueue(conn, issue_id)
+    return number
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[tuple[Settings, Engine]]:
+    with throwaway_postgres() as url:
+        settings = Settings(
+            database_url=url,
+            secret_key=TEST_SECRET,
+            transport="memory",
+            base_url="http://digest.test",
+            from_address="Weekly AI Tool Verdicts <digest@verdicts.test>",
+            allow_unsafe_send=True,
+            preflight_health_timeout=0,
+        )
+        engine = make_engine(url)
+        migrate(engine)
+        yield settings, engine
+        engine.dispose()
+
+
+def test_send_with_two_worker_processes_on_sqlite(
+    tmp_path: Path, settings: Settings, engine: Engine
+) -> None:
+    emails = seed_issue_store(engine, settings, tmp_path, 300)
+    handler = FaultHandler(FaultPlan(rate_451=0.05))
+    with fault_smtp(handler) as server:
+        s = smtp_settings(settings, server, batch_size=BATCH, smtp_connections=2)
+        result = weekly_job(s, engine=engine, week=WEEK, workers=2)
+    assert result.report is not None
+    assert "by 2 worker processes" in result.report.summary()
+    assert result.report.sent == 300 and result.report.stopped is None
+    copies = handler.copies()
+    assert set(copies) == set(emails) and set(copies.values()) == {1}
+    info = issue_status(engine, WEEK)
+    assert info is not None and info["state"] == "sent" and info["counts"]["sent"] == 300
+
+
+@pytest.mark.postgres
+def test_four_workers_on_postgres_one_killed_every_subscriber_once(
+    tmp_path: Path, pg: tuple[Settings, Engine]
+) -> None:
+    settings, engine = pg
+    emails = seed_issue_store(engine, settings, tmp_path, 600)
+    number = _start_issue(engine, settings)
+    handler = FaultHandler(FaultPlan(rate_slow=1.0, slow_seconds=0.004))
+    owners: set[str] = set()
+    with fault_smtp(handler) as server:
+        procs = [
+            subprocess.Popen(
+                [str(DIGEST), "worker", "--issue", str(number), "--until-done"],
+                env=_env(settings, server.port, DIGEST_WORKER_NAME=f"machine-{'ab'[i % 2]}"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for i in range(4)
+        ]
+
+        def leased() -> bool:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(D.c.lease_owner).where(D.c.lease_owner.is_not(None))
+                ).scalars()
+                owners.update(o.split(":")[0] for o in rows)
+            return {"machine-a", "machine-b"} <= owners and handler.total >= 150
+
+        _wait(leased, "both machines to hold leases")
+        procs[0].send_signal(signal.SIGKILL)
+        for proc in procs[1:]:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()
+            assert b"worker:" in out
+        procs[0].wait(timeout=10)
+    copies = handler.copies()
+    assert set(copies) == set(emails), "somebody was missed"
+    assert sum(n - 1 for n in copies.values()) <= BATCH  # the killed worker's one batch
+    for email, n in copies.items():
+        if n > 1:
+            assert len(handler.message_ids(email)) == 1, email
+    info = issue_status(engine, number=number)
+    assert info is not None and info["state"] == "sent" and info["counts"]["sent"] == 600
+
+
+@pytest.mark.postgres
+def test_pause_reaches_every_worker_within_one_batch(
+    tmp_path: Path, pg: tuple[Settings, Engine]
+) -> None:
+    settings, engine = pg
+    emails = seed_issue_store(engine, settings, tmp_path, 800)
+    number = _start_issue(engine, settings)
+    handler = FaultHandler(FaultPlan(rate_slow=1.0, slow_seconds=0.004))
+    with fault_smtp(handler) as server:
+        env = _env(settings, server.port)
+        procs = [
+            subprocess.Popen(
+                [str(DIGEST), "worker", "--poll", "0.2"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(3)
+        ]
+        try:
+            _wait(lambda: handler.total >= 100, "the send to get going")
+            subprocess.run(
+                [str(DIGEST), "pause", "--issue", str(number)], env=env, check=True, timeout=60
+            )
+            at_pause = handler.total
+            # Every worker finishes the batch in hand, then stops sending this issue.
+            _wait(lambda: _in_flight(engine) == 0, "the in-flight batches to be recorded", 60)
+            settled = handler.total
+            assert settled - at_pause <= 3 * BATCH
+            time.sleep(1.0)  # the workers keep polling; a paused issue gets nothing
+            assert handler.total == settled
+            subprocess.run(
+                [str(DIGEST), "resume", "--issue", str(number), "--no-send"],
+                env=env,
+                check=True,
+                timeout=60,
+            )
+            _wait(lambda: handler.total >= len(emails), "the resumed send to finish", 120)
+            _wait(lambda: _state(engine, number) == "sent", "the issue to be sent", 60)
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                out, _ = proc.communicate(timeout=60)
+                assert proc.returncode == 0
+                assert b"stopped by a signal" in out
+    copies = handler.copies()
+    assert set(copies) == set(emails) and set(copies.values()) == {1}
+
+
+def _in_flight(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(text("SELECT count(*) FROM delivery WHERE state = 'sending'")).scalar_one()
+        )
+
+
+def _state(engine: Engine, number: int) -> str:
+    with engine.connect() as conn:
+        return str(
+            conn.execute(
+                text("SELECT state FROM issue WHERE number = :n"), {"n": number}
+            ).scalar_one()
+        )
