@@ -13,17 +13,14 @@ import csv
 import os
 import shutil
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from servers import RecordingSMTPServer, free_port
+from servers import RecordingSMTPServer, digest_serve, free_port
 from store_support import SAMPLE_CSV, seed_store
 
 from digest.accounts.service import add_user
@@ -32,7 +29,6 @@ from digest.db import make_engine, migrate, session_scope
 from digest.jobs import current_week
 
 REPO = Path(__file__).resolve().parent.parent
-DIGEST = str(Path(sys.executable).with_name("digest"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -51,17 +47,6 @@ AXE_PLACES = (
 SECRET = "console-browser-secret-0123456789abcdef"
 EDITOR, OPERATOR = "editor@example.com", "operator@example.com"
 PASSWORD = "a long enough password for the rig"
-
-
-def wait_for(condition: Callable[[], object], what: str, limit: float = 60.0) -> object:
-    """Poll until ``condition()`` is truthy (a generous limit, not a timing assertion)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def chromium() -> Any:
@@ -165,40 +150,6 @@ def seed(settings: Settings, tmp: Path, readers: int) -> None:
 
 
 @contextmanager
-def serve(env: dict[str, str], tmp: Path, port: int) -> Iterator[str]:
-    """``digest serve`` as a subprocess until the block ends; yields its base URL."""
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [DIGEST, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError((tmp / "serve.log").read_text())
-        try:
-            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, "digest serve to answer")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@contextmanager
 def console_rig(
     tmp: Path, smtp: RecordingSMTPServer, *, readers: int = 0, **env_extra: str
 ) -> Iterator[Rig]:
@@ -208,7 +159,7 @@ def console_rig(
         database_url=env["DIGEST_DATABASE_URL"], secret_key=SECRET, timezone="Europe/Berlin"
     )
     seed(settings, tmp, readers)
-    with serve(env, tmp, port) as base:
+    with digest_serve(env, tmp, port) as base:
         yield Rig(base, smtp, env, settings, tmp)
 
 

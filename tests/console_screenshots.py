@@ -20,31 +20,29 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from console_rig import (  # noqa: E402
+from console_rig import (
     EDITOR,
     OPERATOR,
     browser,
     log_in,
     rig_env,
     seed,
-    serve,
-    wait_for,
 )
-from servers import free_port, recording_smtp  # noqa: E402
-from sqlalchemy import insert, select, update  # noqa: E402
-from store_support import sample_items, write_json  # noqa: E402
+from servers import digest_serve, free_port, recording_smtp, wait_for
+from sqlalchemy import insert, select, update
+from store_support import sample_items, write_json
 
-from digest.config import Settings  # noqa: E402
-from digest.db import make_engine, session_scope  # noqa: E402
-from digest.editorial.schedule import prepare_draft  # noqa: E402
-from digest.importer import import_comparisons  # noqa: E402
-from digest.issues import Edit, edit_issue  # noqa: E402
-from digest.jobs import weekly_job  # noqa: E402
-from digest.models import Delivery, MailEventRecord  # noqa: E402
-from digest.timeutil import utcnow  # noqa: E402
-from digest.transports.memory import MemoryTransport  # noqa: E402
-from subscribers.lifecycle import suppress  # noqa: E402
-from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus  # noqa: E402
+from digest.config import Settings
+from digest.db import make_engine, session_scope
+from digest.editorial.schedule import prepare_draft
+from digest.importer import import_comparisons
+from digest.issues import Edit, edit_issue
+from digest.jobs import weekly_job
+from digest.models import Delivery, MailEventRecord
+from digest.timeutil import utcnow
+from digest.transports.memory import MemoryTransport
+from subscribers.lifecycle import suppress
+from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 C = ConsentEvent.__table__  # type: ignore[attr-defined]
@@ -154,7 +152,7 @@ def main(out: Path) -> None:
         )
         seed(settings, tmp, READERS)
         history(settings, tmp)
-        with serve(env, tmp, port) as base, browser() as chrome:
+        with digest_serve(env, tmp, port) as base, browser() as chrome:
             wide = chrome.new_context(viewport={"width": 1280, "height": 900})
             page = wide.new_page()
             page.goto(f"{base}/console/login")

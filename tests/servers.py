@@ -1,5 +1,6 @@
 """Real local servers for tests (loopback only, never the internet).
 
+``digest_serve()`` runs ``digest serve`` as a subprocess on a given loopback port.
 ``recording_smtp()`` starts an aiosmtpd server on a free 127.0.0.1 port that accepts
 every message and keeps it; the ``smtp_server`` fixture wraps it. Import the context
 manager from here when a test needs a server with its own settings::
@@ -13,17 +14,25 @@ manager from here when a test needs a server with its own settings::
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
+
+#: The installed console script beside this interpreter.
+DIGEST = str(Path(sys.executable).with_name("digest"))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -106,3 +115,48 @@ def smtp_server() -> Iterator[RecordingSMTPServer]:
     """An aiosmtpd server on a free loopback port recording every message."""
     with recording_smtp() as server:
         yield server
+
+
+def wait_for(condition: Callable[[], object], what: str, limit: float = 60.0) -> object:
+    """Poll until ``condition()`` is truthy (a generous limit, not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def digest_serve(env: dict[str, str], tmp: Path, port: int) -> Iterator[str]:
+    """``digest serve`` as a subprocess until the block ends; yields its base URL."""
+    log = (tmp / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [DIGEST, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError((tmp / "serve.log").read_text())
+        try:
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, "digest serve to answer")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -20,9 +20,8 @@ from console_rig import (
     browser,
     console_rig,
     log_in,
-    wait_for,
 )
-from servers import recording_smtp
+from servers import recording_smtp, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from console_rig import DIGEST, serve
-from servers import free_port
+from servers import DIGEST, digest_serve, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +30,7 @@ def test_the_printed_demo_login_works(tmp_path: Path) -> None:
     env = {**clean, **dict(pair.split("=", 1) for pair in shlex.split(command.group(1)))}
     port = free_port()
     with (
-        serve(env, tmp_path, port) as base,
+        digest_serve(env, tmp_path, port) as base,
         httpx.Client(base_url=base, follow_redirects=True) as browser,
     ):
         form = browser.get("/console/login")

@@ -13,13 +13,12 @@ import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from servers import RecordingSMTPServer, free_port, recording_smtp
+from servers import RecordingSMTPServer, digest_serve, free_port, recording_smtp, wait_for
 from subscriber_support import import_sample, parse
 
 from digest.config import Settings
@@ -54,17 +53,6 @@ def _env(tmp_path: Path, smtp: RecordingSMTPServer, port: int) -> dict[str, str]
     return env
 
 
-def _wait_for(condition: Callable[[], object], what: str, limit: float = 30.0) -> object:
-    """Poll until ``condition()`` is truthy (a generous limit, not a timing assertion)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, RecordingSMTPServer, dict[str, str]]]:
     with recording_smtp() as smtp:
@@ -75,35 +63,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, RecordingSMTPServer, dict[str,
         migrate(engine)
         import_sample(engine, settings, tmp_path, WEEK)
         engine.dispose()
-        log = (tmp_path / "serve.log").open("wb")
-        proc = subprocess.Popen(
-            [DIGEST, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-        base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError((tmp_path / "serve.log").read_text())
-            try:
-                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        try:
-            _wait_for(up, "digest serve to answer")
+        with digest_serve(env, tmp_path, port) as base:
             yield base, smtp, env
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -127,7 +88,7 @@ def test_subscribe_confirm_send_one_click_unsubscribe_next_send_skips(
     with httpx.Client(base_url=base, follow_redirects=False) as browser:
         r = browser.post("/subscribe", data={"email": reader, "name": "Rea <b>der</b>"})
         assert r.status_code == 200 and "Check your inbox" in r.text
-        confirmation = _wait_for(lambda: _to(smtp, reader), "the confirmation email")
+        confirmation = wait_for(lambda: _to(smtp, reader), "the confirmation email")
         assert isinstance(confirmation, list) and len(confirmation) == 1
         text = parse(confirmation[0]).get_body(("plain",)).get_content()  # type: ignore[union-attr]
         found = re.search(rf"{re.escape(base)}/confirm/[A-Za-z0-9_-]+", text)

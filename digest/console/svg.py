@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 WIDTH, HEIGHT = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 62, 36, 44, 50
 INK, GRID, MUTED = "#1f2933", "#d1d5db", "#4b5563"
+PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,6 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def _frame(chart_id: str, title: str, desc: str, top: float, unit: str) -> list[str]:
-    plot_h = HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d" class="chart" font-family="sans-serif" '
@@ -57,7 +57,7 @@ def _frame(chart_id: str, title: str, desc: str, top: float, unit: str) -> list[
     ]
     for i in range(5):
         value = top * i / 4
-        y = TOP + plot_h - plot_h * i / 4
+        y = TOP + PLOT_H - PLOT_H * i / 4
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
         )
@@ -88,6 +88,24 @@ def _labels(labels: Sequence[str], xs: Sequence[float]) -> list[str]:
     ]
 
 
+def _start(
+    chart_id: str,
+    title: str,
+    desc: str,
+    series: Sequence[Series],
+    unit: str,
+    top: float | None,
+) -> tuple[float, list[str]]:
+    """The axis top and the chart's opening: frame, grid and legend."""
+    top = top or nice_max(max((v for s in series for v in s.values), default=0.0))
+    return top, _frame(chart_id, title, desc, top, unit) + _legend(series)
+
+
+def _end(parts: list[str], labels: Sequence[str], xs: Sequence[float]) -> Markup:
+    parts = [*parts, *_labels(labels, xs), "</svg>"]
+    return Markup("".join(parts))  # noqa: S704 (every text in it went through escape())
+
+
 def bar_chart(
     chart_id: str,
     title: str,
@@ -99,11 +117,8 @@ def bar_chart(
     top: float | None = None,
 ) -> Markup:
     """Grouped bars: one group per label, one bar per series."""
-    highest = max((v for s in series for v in s.values), default=0.0)
-    top = top or nice_max(highest)
-    parts = _frame(chart_id, title, desc, top, unit) + _legend(series)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    group = plot_w / max(1, len(labels))
+    top, parts = _start(chart_id, title, desc, series, unit, top)
+    group = PLOT_W / max(1, len(labels))
     bar = group * 0.8 / max(1, len(series))
     centres = []
     for i, label in enumerate(labels):
@@ -111,15 +126,13 @@ def bar_chart(
         centres.append(LEFT + group * (i + 0.5))
         for j, s in enumerate(series):
             value = float(s.values[i])
-            h = plot_h * min(value, top) / top
+            h = PLOT_H * min(value, top) / top
             parts.append(
-                f'<rect x="{x0 + bar * j:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar:.1f}" '
+                f'<rect x="{x0 + bar * j:.1f}" y="{TOP + PLOT_H - h:.1f}" width="{bar:.1f}" '
                 f'height="{h:.1f}" fill="{s.color}"><title>{escape(label)}: {escape(s.name)} '
                 f"{escape(_fmt(value, unit))}</title></rect>"
             )
-    parts += _labels(labels, centres)
-    parts.append("</svg>")
-    return Markup("".join(parts))  # noqa: S704 (every text in it went through escape())
+    return _end(parts, labels, centres)
 
 
 def line_chart(
@@ -132,15 +145,12 @@ def line_chart(
     unit: str = "",
 ) -> Markup:
     """One line per series over the labels (time)."""
-    highest = max((v for s in series for v in s.values), default=0.0)
-    top = nice_max(highest)
-    parts = _frame(chart_id, title, desc, top, unit) + _legend(series)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    step = plot_w / max(1, len(labels) - 1)
-    xs = [LEFT + step * i if len(labels) > 1 else LEFT + plot_w / 2 for i in range(len(labels))]
+    top, parts = _start(chart_id, title, desc, series, unit, None)
+    step = PLOT_W / max(1, len(labels) - 1)
+    xs = [LEFT + step * i if len(labels) > 1 else LEFT + PLOT_W / 2 for i in range(len(labels))]
     for s in series:
         points = [
-            (x, TOP + plot_h - plot_h * float(v) / top) for x, v in zip(xs, s.values, strict=True)
+            (x, TOP + PLOT_H - PLOT_H * float(v) / top) for x, v in zip(xs, s.values, strict=True)
         ]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{s.color}" stroke-width="3"/>')
@@ -149,6 +159,4 @@ def line_chart(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{s.color}"><title>'
                 f"{escape(label)}: {escape(s.name)} {escape(_fmt(float(v), unit))}</title></circle>"
             )
-    parts += _labels(labels, xs)
-    parts.append("</svg>")
-    return Markup("".join(parts))  # noqa: S704 (every text in it went through escape())
+    return _end(parts, labels, xs)
