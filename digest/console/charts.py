@@ -8,7 +8,7 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -115,8 +115,7 @@ def subscribers_by_week(conn: Connection, tz: ZoneInfo, now: datetime, weeks: in
 
 
 def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
+    # The store keeps UTC; a naive value (SQLite without the column type) is UTC too.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
