@@ -40,5 +40,5 @@ setup(
     packages=find_packages(include=["digest", "digest.*", "subscribers", "subscribers.*"])
     + _packages,
     package_dir=_package_dir,
-    package_data={"digest": ["sample/*", "py.typed"], **_package_data},
+    package_data={"digest": ["sample/*", "py.typed", "console/static/*"], **_package_data},
 )

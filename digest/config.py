@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     #: seconds to wait for DIGEST_BASE_URL/healthz in the preflight report; 0 skips it
     preflight_health_timeout: float = Field(default=3.0, ge=0, le=60)
     console_session_hours: float = Field(default=12, gt=0, le=24 * 90)
+    #: console login attempts per client IP per window (docs/console.md)
+    console_login_limit: int = Field(default=10, ge=1, le=100_000)
+    console_login_window: int = Field(default=900, ge=1)  # seconds
 
     full_cards: int = Field(default=5, ge=0, le=50)
     max_comparisons: int = Field(default=20, ge=1, le=200)

@@ -70,5 +70,6 @@ def throwaway_postgres() -> Iterator[str]:
 
 # Shared fixtures defined in helper modules (tests/ is on sys.path, it has no __init__).
 from cli_support import digest_cli  # noqa: E402,F401
+from console_support import console  # noqa: E402,F401
 from servers import smtp_server  # noqa: E402,F401
 from subscriber_support import sqlite_web, store, web  # noqa: E402,F401

@@ -1,5 +1,6 @@
 """Real local servers for tests (loopback only, never the internet).
 
+``digest_serve()`` runs ``digest serve`` as a subprocess on a given loopback port.
 ``recording_smtp()`` starts an aiosmtpd server on a free 127.0.0.1 port that accepts
 every message and keeps it; the ``smtp_server`` fixture wraps it. Import the context
 manager from here when a test needs a server with its own settings::
@@ -29,6 +30,9 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+
+#: The installed console script beside this interpreter.
+DIGEST = str(Path(sys.executable).with_name("digest"))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -116,7 +120,7 @@ def smtp_server() -> Iterator[RecordingSMTPServer]:
 DIGEST = str(Path(sys.executable).with_name("digest"))
 
 
-def wait_for(condition: Callable[[], object], what: str, limit: float = 30.0) -> object:
+def wait_for(condition: Callable[[], object], what: str, limit: float = 60.0) -> object:
     """Poll until ``condition()`` is truthy (a generous limit, not a timing assertion)."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:

@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from digest import __version__
+from digest import __version__, console
 from digest.config import Settings, get_settings
 from digest.db import make_engine, migrate
 from digest.exceptions import StoreError
 from digest.ops import health, metrics
-from digest.web import archive, console, public, site, webhooks
+from digest.web import archive, public, site, webhooks
 from digest.web.pages import SecurityHeaders
 from digest.web.ratelimit import RateLimiter
 from digest.web.site import HeadAsGet
@@ -38,7 +38,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(archive.router)
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.
     app.include_router(webhooks.router)
-    app.include_router(console.router)
+    console.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
 

@@ -1,0 +1,181 @@
+"""Work the console starts and the browser watches: a send, a CSV import.
+
+Each runs in a background thread of the web process; pages refresh themselves and read
+the progress from the database (a send) or from the job (an import). Several
+processes may still send the same issue at once: the delivery leases make that safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Request
+from sqlalchemy.engine import Engine
+
+from digest.config import Settings
+from digest.exceptions import DigestError, SubscriberError
+from digest.jobs import weekly_job
+from subscribers.mail import TransportFactory
+from subscribers.service import CsvImportReport, import_csv
+
+logger = logging.getLogger(__name__)
+
+
+class SendRunner:
+    """Runs ``weekly_job`` for one issue in one background thread per process."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, transport_factory: TransportFactory | None
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.transport_factory = transport_factory
+        self.last_summary: str | None = None
+        self.number: int | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, number: int, *, actor: str, again: bool = False) -> bool:
+        """Send issue ``number`` in the background; False if a send is running already."""
+        with self._lock:
+            if self.running:
+                return False
+            self.number = number
+            self._thread = threading.Thread(
+                target=self._run, args=(number, actor, again), name=f"send-{number}", daemon=True
+            )
+            self._thread.start()
+            return True
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self, number: int, actor: str, again: bool) -> None:
+        transport = self.transport_factory(self.settings) if self.transport_factory else None
+        try:
+            result = weekly_job(
+                self.settings,
+                engine=self.engine,
+                transport=transport,
+                issue=number,
+                again=again,
+                actor=actor,
+            )
+            self.last_summary = result.summary()
+        except DigestError as exc:
+            self.last_summary = f"send of #{number} stopped: {exc}"
+            logger.error(self.last_summary)
+        except Exception:  # a console send must never take the web process down
+            logger.exception("send of #%s crashed", number)
+            self.last_summary = f"send of #{number} crashed; see the server log"
+
+
+def send_runner(request: Request) -> SendRunner:
+    state = request.app.state
+    if getattr(state, "send_runner", None) is None:
+        state.send_runner = SendRunner(state.settings, state.engine, state.transport_factory)
+    runner: SendRunner = state.send_runner
+    return runner
+
+
+@dataclass
+class ImportJob:
+    """One CSV upload being imported: all-or-nothing, so it either reports every bad
+    line (and wrote nothing) or how many it added."""
+
+    id: str
+    filename: str
+    by: str
+    rows: int
+    done: int = 0
+    finished: bool = False
+    report: CsvImportReport | None = None
+    problems: list[str] = field(default_factory=list)
+    thread: threading.Thread | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.finished else int(100 * self.done / self.rows) if self.rows else 0
+
+
+class ImportRunner:
+    """CSV imports in background threads; the newest ``KEEP`` jobs are remembered."""
+
+    KEEP = 20
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._jobs: OrderedDict[str, ImportJob] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> ImportJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def start(self, path: Path, *, filename: str, source: str, by: str) -> ImportJob:
+        """Import ``path`` (a private copy the job deletes when done)."""
+        with path.open("rb") as handle:
+            rows = max(0, sum(1 for _ in handle) - 1)
+        job = ImportJob(secrets.token_urlsafe(12), filename, by, rows)
+        with self._lock:
+            self._jobs[job.id] = job
+            while len(self._jobs) > self.KEEP:
+                self._jobs.popitem(last=False)
+        job.thread = threading.Thread(
+            target=self._run, args=(job, path, source), name=f"import-{job.id}", daemon=True
+        )
+        job.thread.start()
+        return job
+
+    def _run(self, job: ImportJob, path: Path, source: str) -> None:
+        def advance(n: int) -> None:
+            job.done += n
+
+        try:
+            job.report = import_csv(self.engine, path, source=source, progress=advance)
+        except SubscriberError as exc:
+            job.problems = [_without_folder(line, path) for line in str(exc).splitlines()]
+        except DigestError as exc:
+            job.problems = [str(exc)]
+        except Exception:
+            logger.exception("CSV import %s crashed", job.filename)
+            job.problems = ["the import crashed; nothing was written (see the server log)"]
+        finally:
+            job.finished = True
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _without_folder(line: str, path: Path) -> str:
+    """``/tmp/x/readers.csv:3: …`` → ``line 3: …`` (the folder is ours, not theirs)."""
+    prefix = f"{path}:"
+    if line.startswith(prefix):
+        number, _, rest = line[len(prefix) :].partition(":")
+        return f"line {number}:{rest}" if number.isdigit() else line[len(prefix) :]
+    return line
+
+
+def private_copy(name: str) -> Path:
+    """A path in a fresh private folder for an uploaded file called ``name``."""
+    folder = Path(tempfile.mkdtemp(prefix="digest-import-"))
+    safe = "".join(ch for ch in Path(name).name if ch.isalnum() or ch in "._-")[:80]
+    return folder / (safe or "upload.csv")
+
+
+def import_runner(request: Request) -> ImportRunner:
+    state = request.app.state
+    if getattr(state, "import_runner", None) is None:
+        state.import_runner = ImportRunner(state.engine)
+    runner: ImportRunner = state.import_runner
+    return runner

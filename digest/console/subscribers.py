@@ -1,0 +1,206 @@
+"""Subscribers in the console (operators only: these pages carry personal data):
+search, one subscriber's state, consent log and deliveries; add, unsubscribe, forget;
+CSV import with progress and an error report by line."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import func, or_, select
+from sqlmodel import Session
+
+from digest.console.auth import Operator, OperatorPost
+from digest.console.pages import ConsoleProblem, render
+from digest.console.runner import import_runner, private_copy
+from digest.db import session_scope
+from digest.exceptions import DigestError
+from digest.models import Delivery, Issue
+from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.privacy import forget, show, unsubscribe_address
+from subscribers.service import MAX_CSV_BYTES, add_subscriber
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/console/subscribers", include_in_schema=False)
+
+S = Subscriber.__table__  # type: ignore[attr-defined]
+D = Delivery.__table__  # type: ignore[attr-defined]
+I = Issue.__table__  # type: ignore[attr-defined]  # noqa: E741
+PAGE_SIZE = 50
+STATUSES = [s.value for s in SubscriberStatus]
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped.lower()}%"
+
+
+@router.get("", response_class=HTMLResponse)
+def subscriber_list(
+    request: Request, viewer: Operator, q: str = "", status: str = "", page: int = 1
+) -> Response:
+    q = q.strip()[:200]
+    if status and status not in STATUSES:
+        raise ConsoleProblem(422, f"status must be one of {', '.join(STATUSES)}")
+    page = max(1, page)
+    query = select(S.c.id, S.c.email, S.c.name, S.c.status, S.c.source, S.c.created_at)
+    if q:
+        pattern = _like(q)
+        query = query.where(
+            or_(
+                func.lower(S.c.email).like(pattern, escape="\\"),
+                func.lower(S.c.name).like(pattern, escape="\\"),
+            )
+        )
+    if status:
+        query = query.where(S.c.status == status)
+    with request.app.state.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        rows = conn.execute(
+            query.order_by(S.c.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+        ).all()
+        by_status = dict(conn.execute(select(S.c.status, func.count()).group_by(S.c.status)).all())
+    return render(
+        request,
+        "subscribers.html",
+        viewer,
+        rows=rows,
+        q=q,
+        status=status,
+        statuses=STATUSES,
+        by_status={s: int(by_status.get(s, 0)) for s in STATUSES},
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+    )
+
+
+def _subscriber(request: Request, subscriber_id: int) -> Subscriber:
+    with Session(request.app.state.engine) as session:
+        found = session.get(Subscriber, subscriber_id)
+    if found is None:
+        raise ConsoleProblem(404, "no such subscriber (perhaps forgotten)", title="Not found")
+    return found
+
+
+@router.get("/{subscriber_id}", response_class=HTMLResponse)
+def subscriber_page(request: Request, subscriber_id: int, viewer: Operator) -> Response:
+    person = _subscriber(request, subscriber_id)
+    info = show(request.app.state.engine, person.email)
+    with request.app.state.engine.connect() as conn:
+        deliveries = conn.execute(
+            select(I.c.number, I.c.week, D.c.state, D.c.attempts, D.c.sent_at, D.c.last_error)
+            .join(I, I.c.id == D.c.issue_id)
+            .where(D.c.subscriber_id == subscriber_id)
+            .order_by(I.c.number.desc())
+            .limit(100)
+        ).all()
+    return render(
+        request,
+        "subscriber.html",
+        viewer,
+        person=person,
+        info=info,
+        deliveries=deliveries,
+        active=person.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING),
+    )
+
+
+@router.post("/add")
+def subscriber_add(
+    request: Request,
+    viewer: OperatorPost,
+    email: Annotated[str, Form(max_length=320)] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+    consent: Annotated[str, Form(max_length=150)] = "",
+) -> Response:
+    if not consent.strip():
+        raise ConsoleProblem(422, "say where and how this person agreed (the consent source)")
+    try:
+        with session_scope(request.app.state.engine) as session:
+            person, created = add_subscriber(
+                session, email, name, source=f"{consent.strip()} (added by {viewer.email})"
+            )
+            subscriber_id = person.id
+    except DigestError as exc:
+        raise ConsoleProblem(422, f"not added: {exc}") from exc
+    done = "added" if created else "unchanged"
+    return RedirectResponse(f"/console/subscribers/{subscriber_id}?done={done}", status_code=303)
+
+
+@router.post("/{subscriber_id}/unsubscribe")
+def subscriber_unsubscribe(request: Request, subscriber_id: int, viewer: OperatorPost) -> Response:
+    person = _subscriber(request, subscriber_id)
+    try:
+        changed = unsubscribe_address(
+            request.app.state.engine,
+            person.email,
+            source="console",
+            detail=f"unsubscribed by {viewer.email}",
+        )
+    except DigestError as exc:
+        raise ConsoleProblem(409, str(exc)) from exc
+    done = "unsubscribed" if changed else "unchanged"
+    return RedirectResponse(f"/console/subscribers/{subscriber_id}?done={done}", status_code=303)
+
+
+@router.post("/{subscriber_id}/forget")
+def subscriber_forget(
+    request: Request,
+    subscriber_id: int,
+    viewer: OperatorPost,
+    sure: Annotated[str, Form()] = "",
+) -> Response:
+    if sure != "yes":
+        raise ConsoleProblem(422, "tick “yes, erase this person” to forget them; nothing changed")
+    person = _subscriber(request, subscriber_id)
+    forget(request.app.state.engine, person.email)
+    logger.info("subscriber %s forgotten by %s", subscriber_id, viewer.email)
+    return RedirectResponse("/console/subscribers?done=forgotten", status_code=303)
+
+
+@router.get("/import/new", response_class=HTMLResponse)
+def import_form(request: Request, viewer: Operator) -> Response:
+    return render(request, "import.html", viewer, job=None)
+
+
+@router.post("/import/new")
+async def import_upload(
+    request: Request,
+    viewer: OperatorPost,
+    file: Annotated[UploadFile | None, File()] = None,
+    consent: Annotated[str, Form(max_length=150)] = "",
+) -> Response:
+    if file is None or not file.filename:
+        raise ConsoleProblem(422, "choose a CSV file to import")
+    if not consent.strip():
+        raise ConsoleProblem(422, "say where and how these people agreed (the consent source)")
+    target = private_copy(file.filename)
+    size = 0
+    with target.open("wb") as out:
+        while chunk := await file.read(1 << 20):
+            size += len(chunk)
+            if size > MAX_CSV_BYTES:
+                out.close()
+                target.unlink(missing_ok=True)
+                target.parent.rmdir()
+                raise ConsoleProblem(413, "the file is larger than 200 MB; nothing was imported")
+            out.write(chunk)
+    job = import_runner(request).start(
+        target,
+        filename=target.name,
+        source=f"{consent.strip()} (imported by {viewer.email})",
+        by=viewer.email,
+    )
+    return RedirectResponse(f"/console/subscribers/import/{job.id}", status_code=303)
+
+
+@router.get("/import/{job_id}", response_class=HTMLResponse)
+def import_progress(request: Request, job_id: str, viewer: Operator) -> Response:
+    job = import_runner(request).get(job_id)
+    if job is None:
+        raise ConsoleProblem(404, "no such import (the server forgets old ones)")
+    return render(request, "import.html", viewer, job=job, refresh=None if job.finished else 2)
