@@ -142,7 +142,13 @@ def cancel_issue(
             .where(
                 D.c.issue_id == issue_id,
                 or_(
-                    D.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
+                    D.c.state.in_(
+                        [
+                            DeliveryState.QUEUED.value,
+                            DeliveryState.RETRY.value,
+                            DeliveryState.WAITING.value,
+                        ]
+                    ),
                     and_(D.c.state == DeliveryState.SENDING.value, D.c.lease_expires_at < now),
                 ),
             )

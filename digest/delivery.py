@@ -46,7 +46,14 @@ D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscriber.__table__  # type: ignore[attr-defined]
 I = Issue.__table__  # type: ignore[attr-defined]  # noqa: E741
 
-OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.RETRY, DeliveryState.SENDING)
+OPEN_STATES = (
+    DeliveryState.QUEUED,
+    DeliveryState.RETRY,
+    DeliveryState.WAITING,
+    DeliveryState.SENDING,
+)
+#: Open rows that wait for their ``next_attempt_at``.
+DUE_STATES = (DeliveryState.RETRY, DeliveryState.WAITING)
 
 
 @dataclass
@@ -58,6 +65,8 @@ class SendReport:
     retried: int = 0
     failed: int = 0
     skipped: int = 0
+    #: held back by a shared send limit (they wait, they do not fail)
+    waiting: int = 0
     batches: int = 0
     throttled: int = 0
     elapsed: float = 0.0
@@ -75,6 +84,8 @@ class SendReport:
         )
         if self.sent and self.elapsed:
             line += f" ({self.rate:.0f}/s)"
+        if self.waiting:
+            line += f"; {self.waiting} held back by send limits (they wait, they do not fail)"
         if self.stopped:
             line += f"; stopped: {self.stopped}"
         return line
@@ -151,7 +162,7 @@ def _claimable(issue_id: int, now: datetime) -> Any:
         D.c.issue_id == issue_id,
         or_(
             and_(
-                D.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
+                D.c.state.in_([DeliveryState.QUEUED.value, *(state.value for state in DUE_STATES)]),
                 or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
             ),
             and_(D.c.state == DeliveryState.SENDING.value, D.c.lease_expires_at < now),
@@ -161,9 +172,9 @@ def _claimable(issue_id: int, now: datetime) -> Any:
 
 def _pick(conn: Connection, issue_id: int, now: datetime, size: int) -> list[int]:
     """Up to ``size`` claimable ids: expired leases first (a dead worker's batch), then
-    retries that are due, then fresh rows in id order.
+    retries that are due, then waiting rows that are due, then fresh rows in id order.
 
-    Three narrow queries instead of one ``OR``: each walks an index
+    Narrow queries instead of one ``OR``: each walks an index
     (``ix_delivery_claim`` or ``ix_delivery_queue``) and stops after ``size`` rows,
     so claiming costs the same at the last batch of 100,000 as at the first.
     """
@@ -172,13 +183,18 @@ def _pick(conn: Connection, issue_id: int, now: datetime, size: int) -> list[int
         select(D.c.id).where(
             mine, D.c.state == DeliveryState.SENDING.value, D.c.lease_expires_at < now
         ),
-        select(D.c.id)
-        .where(
-            mine,
-            D.c.state == DeliveryState.RETRY.value,
-            or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
-        )
-        .order_by(D.c.next_attempt_at),
+        *(
+            # One query per state: (issue, state, next_attempt_at) is ix_delivery_claim,
+            # so the index hands the due rows over in order and the scan stops early.
+            select(D.c.id)
+            .where(
+                mine,
+                D.c.state == state.value,
+                or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
+            )
+            .order_by(D.c.next_attempt_at)
+            for state in DUE_STATES
+        ),
         select(D.c.id).where(mine, D.c.state == DeliveryState.QUEUED.value).order_by(D.c.id),
     ]
     ids: list[int] = []
@@ -392,6 +408,34 @@ def record_results(
                 detail="permanent refusal during send",
             )
     return len(sent_rows), retried, len(failed_rows)
+
+
+def hold_back(engine: Engine, waits: Sequence[tuple[Recipient, float]], reason: str) -> int:
+    """Claimed rows that a send limit keeps back: ``waiting`` until ``now + wait``
+    seconds, the attempt given back (waiting never counts towards DIGEST_MAX_ATTEMPTS)."""
+    rows = [
+        {"b_id": r.delivery_id, "b_next": utcnow() + timedelta(seconds=wait)}
+        for r, wait in waits
+        if r.delivery_id is not None
+    ]
+    if not rows:
+        return 0
+    with engine.begin() as conn:
+        conn.execute(
+            update(D)
+            .where(D.c.id == bindparam("b_id"), D.c.state == DeliveryState.SENDING.value)
+            .values(
+                state=DeliveryState.WAITING.value,
+                next_attempt_at=bindparam("b_next"),
+                attempts=D.c.attempts - 1,
+                lease_owner=None,
+                lease_expires_at=None,
+                last_error=reason[:2000],
+                updated_at=utcnow(),
+            ),
+            rows,
+        )
+    return len(rows)
 
 
 def release(engine: Engine, recipients: Sequence[Recipient]) -> None:

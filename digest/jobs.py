@@ -22,7 +22,7 @@ from sqlmodel import Session, col
 
 from digest.config import Settings, get_settings
 from digest.db import make_engine, migrate, session_scope
-from digest.delivery import SendReport, counts, enqueue
+from digest.delivery import OPEN_STATES, SendReport, counts, enqueue
 from digest.editorial.history import record
 from digest.editorial.preflight import (
     EXEMPT_TRANSPORTS,
@@ -245,7 +245,7 @@ def weekly_job(
     with engine.begin() as conn:
         added = enqueue(conn, issue_id)
         by_state = counts(conn, issue_id)
-        open_now = sum(n for s, n in by_state.items() if s in ("queued", "retry", "sending"))
+        open_now = sum(n for s, n in by_state.items() if s in {o.value for o in OPEN_STATES})
     progress.start(open_now)
     result.enqueued = added
     result.enqueue_seconds = time.monotonic() - enqueue_started

@@ -191,6 +191,9 @@ class DeliveryState(StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
     RETRY = "retry"
+    #: held back until ``next_attempt_at`` by a send limit (a domain's rate, the day's
+    #: warm-up allowance) or a local-time wave; waiting is not an attempt
+    WAITING = "waiting"
     SENT = "sent"
     FAILED = "failed"
     SKIPPED = "skipped"

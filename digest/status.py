@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from digest.delivery import D, counts
+from digest.delivery import OPEN_STATES, D, counts
 from digest.events import provider_events
 from digest.issues import target_issue
 from digest.models import DeliveryState, IssueState
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 #: The rate is measured over the last minute of sending (or since the start, if shorter).
 RATE_WINDOW_SECONDS = 60
-OPEN = ("queued", "retry", "sending")
+OPEN = tuple(state.value for state in OPEN_STATES)
 
 
 def send_rate(

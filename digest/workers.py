@@ -33,6 +33,7 @@ from digest.delivery import (
     Progress,
     SendReport,
     claim_leased,
+    hold_back,
     issue_state,
     next_wakeup,
     record_results,
@@ -45,6 +46,7 @@ from digest.exceptions import SendStopped, TransientTransportError, TransportCon
 from digest.message import IssueMessage, Recipient
 from digest.models import IssueState
 from digest.ratelimit import RateLimiter, is_throttle
+from digest.scale.limits import SendGate, make_buckets
 from digest.transports.base import SendResult, SendStatus, Transport
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 #: First wait after an outage; doubles per failed probe.
 OUTAGE_FIRST_WAIT = 1.0
+#: How a run that stops with deliveries still due later says so (not "stopped short").
+PENDING = "deliveries pending"
 
 
 class _Outage(Exception):
@@ -122,6 +126,11 @@ class _Loop:
         self.paced_inside = hasattr(transport, "rate_limiter")
         if self.paced_inside:
             transport.rate_limiter = self.limiter  # type: ignore[attr-defined]
+        # The limits every worker shares (digest/scale/limits.py): the global rate is
+        # reserved chunk by chunk in a bucket in the database (or Redis), which holds
+        # it across processes and machines; the local limiter above still adapts to
+        # throttling answers.
+        self.gate = SendGate(settings, make_buckets(settings, engine), engine=engine)
         self.consecutive_failed = 0
 
     def _tick(self, n: int) -> None:
@@ -130,14 +139,32 @@ class _Loop:
 
     def _chunks(self, batch: list[Recipient]) -> list[tuple[int, list[Recipient]]]:
         size = self.transport.max_batch
-        if not self.paced_inside and self.limiter.rate is not None:
-            # About a quarter second's worth per call keeps the pace smooth.
+        if self.limiter.rate is not None:
+            # About a quarter second's worth per call keeps the pace smooth, and the
+            # shared bucket is never more than that much ahead.
             size = max(1, min(size, int(self.limiter.rate / 4)))
         return [(i, batch[i : i + size]) for i in range(0, len(batch), size)]
 
+    def _admit(self, batch: list[Recipient]) -> list[Recipient]:
+        """Who of a claimed batch may go now; the rest wait (domain limits, warm-up)."""
+        if not self.gate.active:
+            return batch
+        admission = self.gate.admit(batch)
+        if admission.later:
+            held = hold_back(
+                self.engine,
+                admission.later,
+                "waiting: a recipient-domain limit (DIGEST_DOMAIN_LIMITS) or the day's "
+                "warm-up allowance (DIGEST_WARMUP)",
+            )
+            self.report.waiting += held
+        return admission.now
+
     def send_batch(self, batch: list[Recipient]) -> str | None:
         """Send and record one claimed batch; returns a reason when the send must stop."""
+        batch = self._admit(batch)
         for start, chunk in self._chunks(batch):
+            self.gate.pace(len(chunk))
             if not self.paced_inside:
                 self.limiter.acquire(len(chunk))
             try:
@@ -263,7 +290,7 @@ class _Loop:
                         set_issue_state(self.engine, self.issue_id, IssueState.SENT)
                         break
                     if waited + wait > max_wait:
-                        report.stopped = f"retries pending; next in {wait:.0f}s"
+                        report.stopped = f"{PENDING}; the next is due in {wait:.0f}s"
                         logger.info("issue %s: %s", report.week, report.stopped)
                         break
                     nap = min(wait, POLL_SECONDS) + 0.02

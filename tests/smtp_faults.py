@@ -103,6 +103,8 @@ class FaultHandler:
     _recent: deque[float] = field(default_factory=deque)
     #: when each message was delivered (monotonic), for rate measurements
     delivered_at: list[float] = field(default_factory=list)
+    #: (recipient, monotonic time) of every delivery, for per-domain rates
+    arrivals: list[tuple[str, float]] = field(default_factory=list)
 
     def _over_quota(self) -> bool:
         limit = self.plan.throttle_above
@@ -195,8 +197,10 @@ class FaultHandler:
         message_id = match.group(1) if match else b""
         with self.lock:
             for rcpt in envelope.rcpt_tos:
+                now = time.monotonic()
                 self.delivered[rcpt].append(message_id)
-                self.delivered_at.append(time.monotonic())
+                self.delivered_at.append(now)
+                self.arrivals.append((rcpt, now))
             count = sum(len(v) for v in self.delivered.values())
         if self.on_delivered is not None:
             self.on_delivered(count)

@@ -220,3 +220,76 @@ def _state(engine: Engine, number: int) -> str:
                 text("SELECT state FROM issue WHERE number = :n"), {"n": number}
             ).scalar_one()
         )
+
+
+def _busiest_second(times: list[float]) -> int:
+    """The most deliveries in any one-second window."""
+    times = sorted(times)
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] > 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def _run_workers(env: dict[str, str], number: int, count: int) -> None:
+    procs = [
+        subprocess.Popen(
+            [str(DIGEST), "worker", "--issue", str(number), "--until-done"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err.decode()
+
+
+@pytest.mark.postgres
+def test_the_global_rate_holds_across_workers(tmp_path: Path, pg: tuple[Settings, Engine]) -> None:
+    settings, engine = pg
+    emails = seed_issue_store(engine, settings, tmp_path, 200)
+    number = _start_issue(engine, settings)
+    rate = 40
+    handler = FaultHandler()
+    with fault_smtp(handler) as server:
+        # Three workers with one shared limit; each alone would be allowed all of it.
+        _run_workers(_env(settings, server.port, DIGEST_RATE_LIMIT=str(rate)), number, 3)
+    assert set(handler.copies()) == set(emails)
+    assert _busiest_second(handler.delivered_at) <= rate + BATCH
+
+
+@pytest.mark.postgres
+def test_a_domain_limit_holds_while_other_domains_flow(
+    tmp_path: Path, pg: tuple[Settings, Engine]
+) -> None:
+    settings, engine = pg
+    emails = seed_issue_store(engine, settings, tmp_path, 150)
+    slow = [f"slow{i:02d}@slow.example" for i in range(20)]
+    from sqlalchemy import update
+
+    from subscribers.models import Subscriber
+
+    S = Subscriber.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:  # the first 20 readers move to the limited domain
+        for old, new in zip(emails, slow, strict=False):
+            conn.execute(update(S).where(S.c.email == old).values(email=new))
+    number = _start_issue(engine, settings)
+    handler = FaultHandler()
+    with fault_smtp(handler) as server:
+        env = _env(settings, server.port, DIGEST_DOMAIN_LIMITS="slow.example=4/s")
+        _run_workers(env, number, 2)
+    copies = handler.copies()
+    assert set(copies) == set(slow) | set(emails[20:]) and set(copies.values()) == {1}
+    at = {rcpt: when for rcpt, when in handler.arrivals}
+    slow_times = [at[r] for r in slow]
+    other_times = [at[r] for r in emails[20:]]
+    # The limited domain never gets more than its burst plus a second's worth …
+    assert _busiest_second(slow_times) <= 2 * 4
+    # … and waiting for it holds nobody else up: the rest were all done before it was.
+    assert max(other_times) < max(slow_times)
+    info = issue_status(engine, number=number)
+    assert info is not None and info["state"] == "sent" and info["counts"]["failed"] == 0

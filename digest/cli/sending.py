@@ -95,12 +95,13 @@ def finish_send(result: JobResult) -> None:
     """Warnings, then the summary line always; exit 3 when the issue could not go out
     (paused, cancelled, held, waiting for approval) or the send stopped short."""
     from digest.jobs import STOPPED_SHORT
+    from digest.workers import PENDING
 
     for line in result.warnings:
         err.print(f"[yellow]warning:[/] {line}", highlight=False, markup=True, soft_wrap=True)
     out.print(result.summary(), highlight=False, markup=False)
     stopped = result.report.stopped if result.report is not None else None
-    if result.outcome in STOPPED_SHORT or (stopped and "retries pending" not in stopped):
+    if result.outcome in STOPPED_SHORT or (stopped and PENDING not in stopped):
         raise typer.Exit(EXIT_STOPPED)
 
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from digest.config import Settings
 from digest.console.pages import ConsoleProblem
-from digest.delivery import counts
+from digest.delivery import OPEN_STATES, counts
 from digest.events import provider_events
 from digest.issues import find_issue, issue_message
 from digest.models import Issue
@@ -21,7 +21,7 @@ from digest.preview import SAMPLE_RECIPIENT
 logger = logging.getLogger(__name__)
 
 LIST_LIMIT = 100
-OPEN = ("queued", "retry", "sending")
+OPEN = tuple(state.value for state in OPEN_STATES)
 _DARK_QUERY = re.compile(
     r"@media\s+(?:only\s+)?(?:screen\s+and\s+)?\(\s*prefers-color-scheme\s*:\s*dark\s*\)",
     re.IGNORECASE,

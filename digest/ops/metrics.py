@@ -29,6 +29,7 @@ from sqlalchemy import Column, ColumnElement, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from digest.delivery import OPEN_STATES
 from digest.events import EventKind
 from digest.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
 from digest.timeutil import utcnow
@@ -43,7 +44,7 @@ E = MailEventRecord.__table__  # type: ignore[attr-defined]
 I = Issue.__table__  # type: ignore[attr-defined]  # noqa: E741
 S = Subscriber.__table__  # type: ignore[attr-defined]
 
-OPEN = (DeliveryState.QUEUED, DeliveryState.RETRY, DeliveryState.SENDING)
+OPEN = tuple(state.value for state in OPEN_STATES)
 #: The send rate is the messages accepted over this many seconds before the scrape.
 RATE_WINDOW_SECONDS = 60
 
@@ -92,7 +93,7 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(
             "digest_queue_depth",
             "Deliveries still to send (queued, retry, sending), all issues.",
-            value=sum(deliveries[s.value] for s in OPEN),
+            value=sum(deliveries[s] for s in OPEN),
         )
         yield CounterMetricFamily(
             "digest_messages_sent",

@@ -140,7 +140,9 @@ class SendGate:
         rate = self.settings.rate_limit
         if rate is None or n <= 0:
             return 0.0
-        wait = self.buckets.reserve("global", n, rate, burst=max(rate, float(n)))
+        # A burst of one chunk: whatever the number of workers, no one-second window
+        # carries more than the rate plus one chunk (a chunk is at most a batch).
+        wait = self.buckets.reserve("global", n, rate, burst=float(n))
         if wait > 0:
             self.sleep(wait)
         self.paced += n

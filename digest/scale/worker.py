@@ -26,7 +26,7 @@ from digest.delivery import SendReport
 from digest.issues import issue_message
 from digest.models import Issue, IssueState
 from digest.transports import Transport, make_transport
-from digest.workers import deliver
+from digest.workers import PENDING, deliver
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Worker:
             )
             self.report.add(report)
             idle_since = time.monotonic()
-            if until_done and (report.stopped is None or "retries pending" not in report.stopped):
+            if until_done and (report.stopped is None or PENDING not in report.stopped):
                 break
         if self.stop.is_set():
             self.report.stopped = "stopped by a signal after its batch in hand"
