@@ -267,6 +267,15 @@ class IssueMessage:
             return self.as_bytes_slow(recipient)
         return skeleton.render(recipient) or self.as_bytes_slow(recipient)
 
+    def as_data(self, recipient: Recipient) -> bytes:
+        """:meth:`as_bytes` as SMTP DATA: dot-stuffed and ended with CRLF "." CRLF."""
+        skeleton = self._compiled()
+        if skeleton is not None and recipient.email.isascii():
+            data = skeleton.render_data(recipient)
+            if data is not None:
+                return data
+        return mimefast.smtp_data(self.as_bytes(recipient))
+
     def _compiled(self) -> MessageSkeleton | None:
         if not self._fast_ready:
             from digest.skeleton import MessageSkeleton

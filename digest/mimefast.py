@@ -276,3 +276,81 @@ def fold_list_header(name: str, value: str, eol: str = EOL) -> str:
             line = " " + piece
     lines.append(line)
     return eol.join(lines) + eol
+
+
+# ---------------------------------------------------------------- SMTP DATA
+
+
+def _stuff(raw: bytes, into: list[bytes | memoryview]) -> None:
+    """Append ``raw`` with a dot added after every LF that a dot follows."""
+    view = memoryview(raw)  # slices of it are not copies; the caller's join copies once
+    start = 0
+    at = raw.find(b"\n.")
+    while at >= 0:
+        into.append(view[start : at + 1])
+        into.append(b".")
+        start = at + 1
+        at = raw.find(b"\n.", start + 1)
+    into.append(view[start:])
+
+
+def smtp_data(raw: bytes) -> bytes:
+    """``raw`` dot-stuffed (RFC 5321 4.5.2: a line that starts with "." gets another)
+    and ended with CRLF "." CRLF, as one buffer for one write.
+
+    A digest has a handful of such lines (MJML's CSS), so the cuts are found with
+    ``bytes.find`` and the pieces joined once: ``bytes.replace`` with a longer
+    replacement costs half as much again."""
+    pieces: list[bytes | memoryview] = [b"."] if raw.startswith(b".") else []
+    _stuff(raw, pieces)
+    if not raw.endswith(b"\r\n"):
+        pieces.append(b"\r\n")
+    pieces.append(b".\r\n")
+    return b"".join(pieces)
+
+
+class DotStuffer:
+    """:func:`smtp_data` for a message given as parts, most of them the same bytes
+    objects for every recipient (a skeleton's static pieces): their stuffed form is
+    worked out once, so a 55 KB digest is not scanned again per recipient."""
+
+    #: parts shorter than this are stuffed each time (cheap, and mostly per recipient)
+    CACHE_FROM = 256
+    MAX_CACHED = 4096
+
+    def __init__(self) -> None:
+        # id → (the part itself, kept alive so the id stays its own; its stuffed form)
+        self._cache: dict[int, tuple[bytes, bytes]] = {}
+
+    def _stuffed(self, part: bytes) -> bytes:
+        if len(part) < self.CACHE_FROM:
+            if b"\n." not in part:
+                return part
+            pieces: list[bytes | memoryview] = []
+            _stuff(part, pieces)
+            return b"".join(pieces)
+        hit = self._cache.get(id(part))
+        if hit is not None and hit[0] is part:
+            return hit[1]
+        pieces = []
+        _stuff(part, pieces)
+        stuffed = b"".join(pieces)
+        if len(self._cache) < self.MAX_CACHED:
+            self._cache[id(part)] = (part, stuffed)
+        return stuffed
+
+    def data(self, parts: list[bytes]) -> bytes:
+        """``smtp_data(b"".join(parts))``, byte for byte."""
+        out: list[bytes] = []
+        tail = b""  # the last two bytes of the message so far
+        for part in parts:
+            if not part:
+                continue
+            if (not out or tail.endswith(b"\n")) and part[:1] == b".":
+                out.append(b".")
+            out.append(self._stuffed(part))
+            tail = (tail + part[-2:])[-2:]
+        if tail != b"\r\n":
+            out.append(b"\r\n")
+        out.append(b".\r\n")
+        return b"".join(out)

@@ -57,6 +57,7 @@ class MessageSkeleton:
         self._mid = message.message_id(PROBES[0])
         self._mid_shape: tuple[bytes, bytes, int] | None = None
         self._lu_shape: dict[int, tuple[bytes, bytes]] = {}
+        self._stuffer = mimefast.DotStuffer()
 
     # ------------------------------------------------------------ compile
 
@@ -166,8 +167,7 @@ class MessageSkeleton:
                 out.append(self._list_unsubscribe(recipient, values["unsubscribe_url"]))
         return out
 
-    def render(self, recipient: Recipient) -> bytes | None:
-        """The recipient's bytes; None when a value is outside what the skeleton handles."""
+    def _parts(self, recipient: Recipient) -> list[bytes] | None:
         name, values = self._values(recipient)
         if any("\n" in v or "\r" in v for v in values.values()):
             return None
@@ -178,4 +178,15 @@ class MessageSkeleton:
         parts.append(self.between)
         self.html.render(html_values, parts)
         parts.append(self.tail)
-        return b"".join(parts)
+        return parts
+
+    def render(self, recipient: Recipient) -> bytes | None:
+        """The recipient's bytes; None when a value is outside what the skeleton handles."""
+        parts = self._parts(recipient)
+        return None if parts is None else b"".join(parts)
+
+    def render_data(self, recipient: Recipient) -> bytes | None:
+        """:meth:`render` as SMTP DATA, dot-stuffed and ended: what
+        :func:`mimefast.smtp_data` makes of it, without scanning the static parts again."""
+        parts = self._parts(recipient)
+        return None if parts is None else self._stuffer.data(parts)

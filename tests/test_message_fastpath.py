@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from email import message_from_bytes, policy, quoprimime
 from email.headerregistry import Address
+from pathlib import Path
 
 import pytest
 from conftest import TEST_SECRET
@@ -159,3 +160,45 @@ def test_a_long_display_name_that_needs_quoting_is_cut_not_unquoted(settings: Se
     short = Recipient(9, "reader@example.com", "Ann, Bob: research")
     [kept] = message_from_bytes(message.as_bytes(short), policy=policy.default)["To"].addresses
     assert kept.display_name == "Ann, Bob: research"
+
+
+def _dot_stuffed(raw: bytes) -> bytes:
+    """RFC 5321 4.5.2 the obvious way: the reference for the fast forms."""
+    raw = raw.replace(b"\n.", b"\n..")
+    if raw.startswith(b"."):
+        raw = b"." + raw
+    if not raw.endswith(b"\r\n"):
+        raw += b"\r\n"
+    return raw + b".\r\n"
+
+
+def test_smtp_data_is_the_message_dot_stuffed_and_ended() -> None:
+    rng = random.Random(5)
+    stuffer = mimefast.DotStuffer()
+    alphabet = b".\r\nab"
+    shared = [bytes(rng.choice(alphabet) for _ in range(600)) for _ in range(4)]
+    for _ in range(5000):
+        parts = [
+            rng.choice(shared)
+            if rng.random() < 0.3
+            else bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+            for _ in range(rng.randint(0, 6))
+        ]
+        raw = b"".join(parts)
+        assert mimefast.smtp_data(raw) == _dot_stuffed(raw), raw
+        assert stuffer.data(parts) == _dot_stuffed(raw), parts
+
+
+def test_the_skeletons_smtp_data_matches_the_message(settings: Settings, tmp_path: Path) -> None:
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    seed_issue_store(engine, settings, tmp_path, 0)
+    with session_scope(engine) as session:
+        issue = freeze_issue(session, WEEK, settings)
+        assert issue is not None
+        message = issue_message(issue, settings)
+    assert message._compiled() is not None
+    for i in range(50):
+        recipient = Recipient(i + 1, f"reader{i}@example.com", ["", "Ada", "Zoë Ünïcode"][i % 3])
+        assert message.as_data(recipient) == _dot_stuffed(message.as_bytes(recipient))
+    engine.dispose()

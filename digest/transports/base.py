@@ -90,6 +90,15 @@ def message_bytes(message: IssueMessage, recipient: Recipient) -> bytes | SendRe
         return SendResult.failed(recipient, f"not sent: {exc}"[:500])
 
 
+def message_data(message: IssueMessage, recipient: Recipient) -> bytes | SendResult:
+    """The recipient's message as SMTP DATA (dot-stuffed, ended), or a FAILED result
+    like :func:`message_bytes`."""
+    try:
+        return message.as_data(recipient)
+    except AddressError as exc:
+        return SendResult.failed(recipient, f"not sent: {exc}"[:500])
+
+
 class Transport(ABC):
     """Sends batches of one issue's messages. Use as a context manager."""
 

@@ -29,8 +29,9 @@ from digest.exceptions import SendStopped, TransientTransportError, TransportCon
 from digest.mail.dkim import DkimSigner
 from digest.mailsafe import check_address, needs_smtputf8
 from digest.message import IssueMessage, Recipient
+from digest.mimefast import smtp_data
 from digest.ratelimit import RateLimiter
-from digest.transports.base import SendResult, Transport, message_bytes
+from digest.transports.base import SendResult, Transport, message_bytes, message_data
 
 logger = logging.getLogger(__name__)
 
@@ -144,17 +145,19 @@ def _pipelined_replies(conn: smtplib.SMTP, count: int) -> list[tuple[int, bytes]
 
 
 def transaction(
-    conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes, *, utf8: bool = False
+    conn: smtplib.SMTP, sender: str, recipient: str, data: bytes, *, utf8: bool = False
 ) -> None:
     """``SMTP.sendmail`` for one plain-address recipient, without its per-message
-    address parsing and regex dot-stuffing (both cost more than building the message).
+    address parsing and regex dot-stuffing (both cost more than building the message):
+    ``data`` is the message already dot-stuffed and ended (:func:`mimefast.smtp_data`,
+    or the skeleton's :meth:`~digest.skeleton.MessageSkeleton.render_data`).
 
     When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one
     write and their replies are read together: two round trips per message instead of
     four, which is most of a send's time on a fast server. Raises what ``sendmail``
     raises. ``utf8``: a non-ASCII local part, sent with SMTPUTF8 (RFC 6531); the caller
     has checked that the server offers it."""
-    options = f" SIZE={len(raw)}" if conn.does_esmtp and conn.has_extn("size") else ""
+    options = f" SIZE={len(data)}" if conn.does_esmtp and conn.has_extn("size") else ""
     conn.command_encoding = "ascii"
     if utf8:
         options += " SMTPUTF8"
@@ -164,8 +167,8 @@ def transaction(
     mail_cmd, rcpt_cmd = f"MAIL FROM:<{sender}>{options}", f"RCPT TO:<{recipient}>"
     if conn.does_esmtp and conn.has_extn("pipelining"):
         conn.send(f"{mail_cmd}\r\n{rcpt_cmd}\r\nDATA\r\n".encode(conn.command_encoding))
-        (mail, mail_resp), (rcpt, rcpt_resp), (data, data_resp) = _pipelined_replies(conn, 3)
-        if data == 354 and (mail != 250 or rcpt not in (250, 251)):
+        (mail, mail_resp), (rcpt, rcpt_resp), (ready, ready_resp) = _pipelined_replies(conn, 3)
+        if ready == 354 and (mail != 250 or rcpt not in (250, 251)):
             # A server should refuse DATA without a valid recipient; if it did not,
             # end the empty message so the session stays in step.
             conn.send(".\r\n")
@@ -181,16 +184,10 @@ def transaction(
         rcpt, rcpt_resp = conn.docmd(rcpt_cmd)
         if rcpt not in (250, 251):
             _fail_refused(conn, rcpt, smtplib.SMTPRecipientsRefused({recipient: (rcpt, rcpt_resp)}))
-        data, data_resp = conn.docmd("DATA")
-    if data != 354:
-        raise smtplib.SMTPDataError(data, data_resp)
-    # Dot-stuffing ((?m)^\. → ..) with bytes.replace: MJML's CSS starts lines with dots.
-    raw = raw.replace(b"\n.", b"\n..")
-    if raw.startswith(b"."):
-        raw = b"." + raw
-    if not raw.endswith(b"\r\n"):
-        raw += b"\r\n"
-    conn.send(raw + b".\r\n")
+        ready, ready_resp = conn.docmd("DATA")
+    if ready != 354:
+        raise smtplib.SMTPDataError(ready, ready_resp)
+    conn.send(data)
     code, resp = conn.getreply()
     if code != 250:
         raise smtplib.SMTPDataError(code, resp)
@@ -206,9 +203,10 @@ class Session:
         self.used = 0
         self.connects = 0
 
-    def send(self, raw: bytes, recipient: Recipient) -> SendResult:
-        """One SMTP transaction. Connection trouble → a RETRY result and a fresh
-        connection next time; a failed reconnect raises TransientTransportError."""
+    def send(self, data: bytes, recipient: Recipient) -> SendResult:
+        """One SMTP transaction of ``data`` (dot-stuffed, ended). Connection trouble →
+        a RETRY result and a fresh connection next time; a failed reconnect raises
+        TransientTransportError."""
         if self.conn is not None and self.used >= self.settings.smtp_max_per_connection:
             self.close()
         if self.conn is None:
@@ -226,7 +224,7 @@ class Session:
             )
         self.used += 1
         try:
-            transaction(self.conn, self.envelope_from, address, raw, utf8=utf8)
+            transaction(self.conn, self.envelope_from, address, data, utf8=utf8)
         except smtplib.SMTPRecipientsRefused as exc:
             code, msg = exc.recipients.get(address, (550, b"recipient refused"))
             return self._answer(recipient, code, msg, at_rcpt=True)
@@ -354,16 +352,18 @@ class SMTPTransport(Transport):
             if index is None:
                 return
             recipient = recipients[index]
-            raw = message_bytes(message, recipient)
-            if isinstance(raw, SendResult):
-                results[index] = raw
+            if self.signer is None:
+                data = message_data(message, recipient)
+            else:
+                raw = message_bytes(message, recipient)
+                data = raw if isinstance(raw, SendResult) else smtp_data(self.signer.sign(raw))
+            if isinstance(data, SendResult):
+                results[index] = data
                 continue
-            if self.signer is not None:
-                raw = self.signer.sign(raw)
             if self.rate_limiter is not None:
                 self.rate_limiter.acquire()
             try:
-                results[index] = session.send(raw, recipient)
+                results[index] = session.send(data, recipient)
             except TransportConfigError as exc:
                 problems.append(exc)
                 stop.set()
