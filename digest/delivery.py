@@ -101,22 +101,55 @@ def worker_id(settings: Settings | None = None) -> str:
 # ---------------------------------------------------------------- enqueue
 
 
-def enqueue(conn: Connection, issue_id: int) -> int:
-    """One queued row per active subscriber not yet queued, in one INSERT … SELECT.
+@dataclass(frozen=True)
+class Audience:
+    """A slice of the active subscribers and how their rows start: which compiled
+    variant they get, and whether they wait for a time (a local-time wave) or are
+    skipped with a reason (nothing in their topics this time)."""
+
+    where: tuple[Any, ...] = ()
+    variant_id: int | None = None
+    state: DeliveryState = DeliveryState.QUEUED
+    next_attempt_at: datetime | None = None
+    note: str | None = None
+
+
+EVERYONE = (Audience(),)
+
+
+def enqueue(conn: Connection, issue_id: int, audience: Sequence[Audience] = EVERYONE) -> int:
+    """One row per active subscriber not yet queued, in one INSERT … SELECT per slice
+    of ``audience`` (by default everyone, queued now).
 
     ``ON CONFLICT DO NOTHING`` on (issue, subscriber): two senders enqueueing the same
     issue at once (the NOT EXISTS of each cannot see the other's uncommitted rows)
     both succeed, and the second simply joins the send."""
+    return sum(_enqueue(conn, issue_id, part) for part in audience)
+
+
+def _enqueue(conn: Connection, issue_id: int, part: Audience) -> int:
     now = utcnow()
     already = select(D.c.id).where(D.c.issue_id == issue_id, D.c.subscriber_id == S.c.id).exists()
     source = select(
         literal(issue_id),
         S.c.id,
-        literal(DeliveryState.QUEUED.value),
+        literal(part.state.value),
         literal(0),
         literal(now, type_=D.c.updated_at.type),
-    ).where(S.c.status == SubscriberStatus.ACTIVE.value, ~already)
-    columns = ["issue_id", "subscriber_id", "state", "attempts", "updated_at"]
+        literal(part.variant_id, type_=D.c.variant_id.type),
+        literal(part.next_attempt_at, type_=D.c.next_attempt_at.type),
+        literal(part.note, type_=D.c.last_error.type),
+    ).where(S.c.status == SubscriberStatus.ACTIVE.value, ~already, *part.where)
+    columns = [
+        "issue_id",
+        "subscriber_id",
+        "state",
+        "attempts",
+        "updated_at",
+        "variant_id",
+        "next_attempt_at",
+        "last_error",
+    ]
     dialect = conn.dialect.name
     stmt: Any
     if dialect in ("sqlite", "postgresql"):
@@ -141,7 +174,7 @@ def enqueue(conn: Connection, issue_id: int) -> int:
         before = queued()
         conn.execute(stmt)
         added = queued() - before
-    logger.info("issue %s: enqueued %d deliveries", issue_id, added)
+    logger.info("issue %s: enqueued %d deliveries (%s)", issue_id, added, part.state.value)
     return added
 
 
@@ -332,21 +365,34 @@ def record_results(
                 }
             )
     retried = 0
+    sent_values: dict[str, Any] = {
+        "state": DeliveryState.SENT.value,
+        "sent_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+    # Most sent rows carry nothing of their own (SMTP): one UPDATE … IN for them, and
+    # an executemany only for rows with a provider id or a note.
+    plain = [r["b_id"] for r in sent_rows if r["b_provider"] is None and r["b_note"] is None]
+    own = [r for r in sent_rows if r["b_provider"] is not None or r["b_note"] is not None]
     with engine.begin() as conn:
-        if sent_rows:
+        if plain:
+            conn.execute(
+                update(D)
+                .where(D.c.id.in_(plain))
+                .values(**sent_values, provider_id=None, last_error=None)
+            )
+        if own:
             conn.execute(
                 update(D)
                 .where(D.c.id == bindparam("b_id"))
                 .values(
-                    state=DeliveryState.SENT.value,
+                    **sent_values,
                     provider_id=bindparam("b_provider"),
-                    sent_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
                     last_error=bindparam("b_note"),
-                    updated_at=now,
                 ),
-                sent_rows,
+                own,
             )
         if retry_rows:
             attempts: dict[int, int] = dict(

@@ -213,6 +213,9 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     issue_id: int = Field(foreign_key="issue.id", ondelete="CASCADE")
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    #: the compiled variant this reader gets (their topics, their frequency); None = the
+    #: issue itself
+    variant_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     state: str = Field(default=DeliveryState.QUEUED, max_length=20)
     attempts: int = 0
     lease_owner: str | None = Field(default=None, max_length=100)
@@ -277,3 +280,51 @@ class WebhookNonce(SQLModel, table=True):
     #: harmless retry (its events are deduplicated); any other body is a forgery.
     body_sha256: str = Field(max_length=64)
     seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class IssueVariant(SQLModel, table=True):
+    """The issue compiled for one preference set among its recipients (topics and
+    frequency): compiled once per set when the send starts, never per reader."""
+
+    __tablename__ = "issue_variant"
+    __table_args__ = (UniqueConstraint("issue_id", "key", name="uq_issue_variant_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True, ondelete="CASCADE")
+    #: ``frequency|topics-json``: the preference set
+    key: str = Field(max_length=2000)
+    topics: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    frequency: str = Field(default="weekly", max_length=10)
+    subject: str = Field(max_length=300)
+    html: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    #: the slugs it features, in order (JSON); empty = nothing for this set: no email
+    comparisons: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    recipients: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class IssueLink(SQLModel, table=True):
+    """A link an issue contains, behind ``/r/<token>``: the token names this row (issue,
+    comparison, kind) and never a reader; the redirect only ever leads to ``url``."""
+
+    __tablename__ = "issue_link"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "comparison_id", "kind", "url", name="uq_issue_link"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id", index=True, ondelete="CASCADE")
+    comparison_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    kind: str = Field(max_length=20)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ClickCount(SQLModel, table=True):
+    """How often a link was followed: per issue and comparison, nothing about who."""
+
+    __tablename__ = "click_count"
+
+    link_id: int = Field(foreign_key="issue_link.id", primary_key=True, ondelete="CASCADE")
+    clicks: int = 0
+    last_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

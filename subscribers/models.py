@@ -3,7 +3,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column
+from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
 from digest.timeutil import UTCDateTime, utcnow
@@ -47,6 +47,12 @@ class Subscriber(SQLModel, table=True):
     confirm_sent_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
+    # What this reader wants (digest/readers/preferences.py): the topics (a sorted JSON
+    # list of categories; NULL = every topic), how often, and the reader's time zone
+    # for DIGEST_SEND_LOCAL_TIME (NULL = DIGEST_TIMEZONE).
+    topics: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    frequency: str = Field(default="weekly", max_length=10)
+    timezone: str | None = Field(default=None, max_length=64)
 
 
 class ConsentAction(StrEnum):

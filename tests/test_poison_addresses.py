@@ -19,7 +19,8 @@ from aiosmtpd.controller import Controller
 from alembic import command
 from fastapi.testclient import TestClient
 from servers import RecordingHandler, RecordingSMTPServer, free_port
-from sqlalchemy import insert, select
+from sqlalchemy import column, insert, select
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Engine
 from store_support import WEEK, dated, sample_items, write_json
 
@@ -69,9 +70,14 @@ def _seed(engine: Engine, settings: Settings, tmp_path: Path) -> None:
         ):
             add_subscriber(session, address, "Reader")
     now = utcnow()
+    # The table as revision 0005 has it (the model's later columns are not there yet).
+    old = sa_table(
+        "subscriber",
+        *(column(c) for c in ("email", "name", "status", "source", "created_at", "updated_at")),
+    )
     with engine.begin() as conn:
         conn.execute(
-            insert(S),
+            insert(old),
             [
                 {
                     "email": p,
@@ -189,17 +195,20 @@ def test_migration_moves_unicode_domains_to_ascii(tmp_path: Path) -> None:
     cfg = alembic_config(engine)
     command.upgrade(cfg, "0005")
     now = utcnow()
+    # The table as revision 0005 had it: the model's later columns are not there yet.
+    names = ("email", "name", "status", "source", "created_at", "updated_at")
+    old = sa_table("subscriber", *(column(name) for name in names))
     with engine.begin() as conn:
         conn.execute(
-            insert(S),
+            insert(old),
             [
                 {
                     "email": e,
                     "name": "",
                     "status": st,
                     "source": "old",
-                    "created_at": now,
-                    "updated_at": now,
+                    "created_at": now.replace(tzinfo=None),
+                    "updated_at": now.replace(tzinfo=None),
                 }
                 for e, st in (("a@münchen.de", "active"), ("u@bücher.ch", "unsubscribed"))
             ],
