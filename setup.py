@@ -40,5 +40,8 @@ setup(
     packages=find_packages(include=["digest", "digest.*", "subscribers", "subscribers.*"])
     + _packages,
     package_dir=_package_dir,
-    package_data={"digest": ["sample/*", "py.typed", "console/static/*"], **_package_data},
+    package_data={
+        "digest": ["sample/*", "py.typed", "console/static/*", "web/static/*"],
+        **_package_data,
+    },
 )

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=60, ge=2)
     max_attempts: int = Field(default=5, ge=1, le=50)
     rate_limit: float | None = Field(default=None, gt=0)
+    # Each reader's own digest (digest/readers/).
+    send_local_time: str | None = None
+    click_counts: bool = True
     # Limits every worker shares (digest/scale/limits.py).
     worker_name: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9._-]+$")
     redis_url: str | None = None
@@ -177,6 +180,23 @@ class Settings(BaseSettings):
         from digest.scale.limits import parse_domain_limits
 
         parse_domain_limits(value)
+        return value
+
+    @field_validator("send_local_time")
+    @classmethod
+    def _local_time(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from digest.readers.waves import parse_local_time
+
+        parse_local_time(value)
+        return value.strip()
+
+    @field_validator("click_counts", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("on", "off"):
+            return value.strip().lower() == "on"
         return value
 
     @field_validator("warmup")

@@ -112,6 +112,8 @@ class Audience:
     state: DeliveryState = DeliveryState.QUEUED
     next_attempt_at: datetime | None = None
     note: str | None = None
+    #: the local-time wave (digest/readers/waves.py)
+    wave_at: datetime | None = None
 
 
 EVERYONE = (Audience(),)
@@ -139,6 +141,7 @@ def _enqueue(conn: Connection, issue_id: int, part: Audience) -> int:
         literal(part.variant_id, type_=D.c.variant_id.type),
         literal(part.next_attempt_at, type_=D.c.next_attempt_at.type),
         literal(part.note, type_=D.c.last_error.type),
+        literal(part.wave_at, type_=D.c.wave_at.type),
     ).where(S.c.status == SubscriberStatus.ACTIVE.value, ~already, *part.where)
     columns = [
         "issue_id",
@@ -149,6 +152,7 @@ def _enqueue(conn: Connection, issue_id: int, part: Audience) -> int:
         "variant_id",
         "next_attempt_at",
         "last_error",
+        "wave_at",
     ]
     dialect = conn.dialect.name
     stmt: Any
@@ -251,14 +255,21 @@ class Claim:
     lease: str
 
 
-def claim_leased(engine: Engine, issue_id: int, owner: str, size: int, lease_seconds: int) -> Claim:
+def claim_leased(
+    engine: Engine,
+    issue_id: int,
+    owner: str,
+    size: int,
+    lease_seconds: int,
+    now: datetime | None = None,
+) -> Claim:
     """Lease up to ``size`` deliveries to ``owner``.
 
     The claim holds the recipients to send to, how many claimed rows were skipped
     because the subscriber is no longer active (unsubscribed mid-send), and the
     lease's name (for :func:`renew_lease`).
     """
-    now = utcnow()
+    now = now or utcnow()
     lease = f"{owner}/{uuid.uuid4().hex[:8]}"
     with engine.begin() as conn:
         # Pick the ids first (a batch, not the list): PostgreSQL may run a LIMIT … SKIP
@@ -279,7 +290,7 @@ def claim_leased(engine: Engine, issue_id: int, owner: str, size: int, lease_sec
             )
         )
         rows = conn.execute(
-            select(D.c.id, D.c.subscriber_id, S.c.email, S.c.name, S.c.status)
+            select(D.c.id, D.c.subscriber_id, D.c.variant_id, S.c.email, S.c.name, S.c.status)
             .join(S, S.c.id == D.c.subscriber_id)
             .where(
                 D.c.id.in_(ids),
@@ -302,7 +313,13 @@ def claim_leased(engine: Engine, issue_id: int, owner: str, size: int, lease_sec
                 )
             )
     recipients = [
-        Recipient(subscriber_id=r.subscriber_id, email=r.email, name=r.name, delivery_id=r.id)
+        Recipient(
+            subscriber_id=r.subscriber_id,
+            email=r.email,
+            name=r.name,
+            delivery_id=r.id,
+            variant_id=r.variant_id,
+        )
         for r in rows
         if r.status == SubscriberStatus.ACTIVE.value
     ]
@@ -330,10 +347,13 @@ def backoff_seconds(attempt: int, base: float = 10.0, cap: float = 600.0) -> flo
 
 
 def record_results(
-    engine: Engine, results: Sequence[SendResult], settings: Settings
+    engine: Engine,
+    results: Sequence[SendResult],
+    settings: Settings,
+    now: datetime | None = None,
 ) -> tuple[int, int, int]:
     """Write each recipient's outcome; returns (sent, retried, failed)."""
-    now = utcnow()
+    now = now or utcnow()
     sent_rows: list[dict[str, Any]] = []
     retry_rows: list[dict[str, Any]] = []
     failed_rows: list[dict[str, Any]] = []
@@ -456,11 +476,16 @@ def record_results(
     return len(sent_rows), retried, len(failed_rows)
 
 
-def hold_back(engine: Engine, waits: Sequence[tuple[Recipient, float]], reason: str) -> int:
+def hold_back(
+    engine: Engine,
+    waits: Sequence[tuple[Recipient, float]],
+    reason: str,
+    now: datetime | None = None,
+) -> int:
     """Claimed rows that a send limit keeps back: ``waiting`` until ``now + wait``
     seconds, the attempt given back (waiting never counts towards DIGEST_MAX_ATTEMPTS)."""
     rows = [
-        {"b_id": r.delivery_id, "b_next": utcnow() + timedelta(seconds=wait)}
+        {"b_id": r.delivery_id, "b_next": (now or utcnow()) + timedelta(seconds=wait)}
         for r, wait in waits
         if r.delivery_id is not None
     ]
@@ -520,7 +545,7 @@ def set_issue_state(
         conn.execute(update(I).where(I.c.id == issue_id).values(**values))
 
 
-def next_wakeup(engine: Engine, issue_id: int) -> float | None:
+def next_wakeup(engine: Engine, issue_id: int, now: datetime | None = None) -> float | None:
     """Seconds until some open delivery becomes claimable; None when none is open."""
     with engine.connect() as conn:
         row = conn.execute(
@@ -532,7 +557,7 @@ def next_wakeup(engine: Engine, issue_id: int) -> float | None:
         ).one()
     if not row[2]:
         return None
-    now = utcnow()
+    now = now or utcnow()
     moments = [m for m in (row[0], row[1]) if m is not None]
     if not moments:
         return 0.0

@@ -33,6 +33,7 @@ from digest.models import (
     IssueState,
     ReviewState,
 )
+from digest.readers.clicks import linker
 from digest.render import render_issue
 from digest.selection import Selection, addable, select_comparisons
 from digest.timeutil import local_text, utcnow, week_bounds, week_of
@@ -189,25 +190,31 @@ def freeze_next(
         return Frozen(None, nothing_new=nothing_new_message(session, settings, selection))
     number = last_number + 1
     label = week or week_of(scheduled_for or cutoff, settings.tz)
-    rendered = render_issue(
-        week=label, number=number, full=selection.full, links=selection.links, settings=settings
-    )
     issue = Issue(
         number=number,
         week=label,
         cutoff=cutoff,
-        subject=rendered.subject,
-        preheader=rendered.preheader,
+        subject="",
+        preheader="",
         intro="",
-        html=rendered.html,
-        text=rendered.text,
         scheduled_for=scheduled_for,
         created_at=now,
         updated_at=now,
     )
     session.add(issue)
-    session.flush()
+    session.flush()  # its id names the counted links it renders with
     assert issue.id is not None
+    rendered = render_issue(
+        week=label,
+        number=number,
+        full=selection.full,
+        links=selection.links,
+        settings=settings,
+        linker=linker(session, settings, issue.id),
+    )
+    issue.subject, issue.preheader = rendered.subject, rendered.preheader
+    issue.html, issue.text = rendered.html, rendered.text
+    session.add(issue)
     _arrange(session, issue.id, [(c, i < len(selection.full)) for i, c in enumerate(selection.all)])
     session.exec(update(IssueCounter).where(col(IssueCounter.id) == 1).values(last_number=number))
     record(
@@ -333,6 +340,7 @@ def edit_issue(
         subject=edit.subject if edit.subject is not None else issue.subject,
         preheader=edit.preheader if edit.preheader is not None else issue.preheader,
         intro=edit.intro if edit.intro is not None else (issue.intro or None),
+        linker=linker(session, settings, issue.id),
     )
     changes: dict[str, object] = {}
     for name, new in (

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from digest.config import Settings, get_settings
 from digest.db import make_engine, migrate, session_scope
-from digest.delivery import OPEN_STATES, SendReport, counts, enqueue
+from digest.delivery import EVERYONE, OPEN_STATES, SendReport, counts, enqueue
 from digest.editorial.history import record
 from digest.editorial.preflight import (
     EXEMPT_TRANSPORTS,
@@ -179,6 +181,8 @@ def weekly_job(
     again: bool = False,
     actor: str = "cli",
     workers: int = 1,
+    clock: Callable[[], datetime] | None = None,
+    max_wait: float | None = None,
 ) -> JobResult:
     """Send the issue (see the module doc) to every active subscriber.
 
@@ -242,8 +246,8 @@ def weekly_job(
     for line in warnings:
         logger.warning("%s: %s", result.label, line)
     enqueue_started = time.monotonic()
-    with engine.begin() as conn:
-        added = enqueue(conn, issue_id)
+    added = enqueue_audience(engine, settings, issue_id, now, actor)
+    with engine.connect() as conn:
         by_state = counts(conn, issue_id)
         open_now = sum(n for s, n in by_state.items() if s in {o.value for o in OPEN_STATES})
     progress.start(open_now)
@@ -264,9 +268,42 @@ def weekly_job(
         )
         return result
     result.report = deliver(
-        engine, issue_id, message, transport, settings, progress=progress.advance
+        engine,
+        issue_id,
+        message,
+        transport,
+        settings,
+        progress=progress.advance,
+        clock=clock or utcnow,
+        max_wait=max_wait,
     )
     return result
+
+
+def enqueue_audience(
+    engine: Engine, settings: Settings, issue_id: int, now: datetime, actor: str
+) -> int:
+    """Queue every active reader not yet queued: with the variant of their preference
+    set (compiled once per set, digest/readers/variants.py), skipped when their topics
+    have nothing, waiting for their local time with DIGEST_SEND_LOCAL_TIME."""
+    from digest.readers.variants import plan
+    from digest.readers.waves import in_waves
+
+    for attempt in range(2):
+        try:
+            with session_scope(engine) as session:
+                issue = session.get(Issue, issue_id)
+                assert issue is not None
+                slices = plan(session, settings, issue, actor)
+                audience = list(EVERYONE) if slices is None else [s.audience() for s in slices]
+                conn = session.connection()
+                audience = in_waves(audience, settings, issue.started_at or now, conn)
+                return enqueue(conn, issue_id, audience)
+        except IntegrityError:
+            # Another sender compiled the same variant a moment ago: use theirs.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _target(

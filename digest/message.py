@@ -23,7 +23,7 @@ from digest import mimefast
 from digest.config import Settings
 from digest.exceptions import AddressError
 from digest.mailsafe import check_address, fit_display_name, header_text, needs_smtputf8
-from digest.render import ARCHIVE_URL, placeholder
+from digest.render import ARCHIVE_URL, BASE_URL, placeholder
 from digest.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -94,21 +94,32 @@ class Recipient:
     email: str
     name: str = ""
     delivery_id: int | None = None
+    #: the compiled variant of the issue this reader gets (None: the issue itself)
+    variant_id: int | None = None
 
 
 _LEGACY_GREETING = "Hi " + placeholder("name") + ","
 
 
-def per_issue_values(html: str, text: str, archive_url: str) -> tuple[str, str]:
-    """The frozen HTML and text with the per-issue placeholder filled in (the archive
-    link); per-recipient ones stay. Issues frozen before greetings became whole lines
-    said "Hi [[%name%]],": that becomes the greeting placeholder."""
+def per_issue_values(html: str, text: str, archive_url: str, base_url: str = "") -> tuple[str, str]:
+    """The frozen HTML and text with the per-issue placeholders filled in (the archive
+    link, the base of the counted links); per-recipient ones stay. Issues frozen
+    before greetings became whole lines said "Hi [[%name%]],": that becomes the
+    greeting placeholder."""
     html = html.replace(placeholder(ARCHIVE_URL), str(escape(archive_url)))
     text = text.replace(placeholder(ARCHIVE_URL), archive_url)
+    html = html.replace(placeholder(BASE_URL), str(escape(base_url)))
+    text = text.replace(placeholder(BASE_URL), base_url)
     if _LEGACY_GREETING in html or _LEGACY_GREETING in text:
         html = html.replace(_LEGACY_GREETING, placeholder("greeting"))
         text = text.replace(_LEGACY_GREETING, placeholder("greeting"))
     return html, text
+
+
+def preferences_url(unsubscribe_url: str) -> str:
+    """The reader's preference page: the same signed token as their unsubscribe link
+    (both let the reader, and only the reader, change their subscription)."""
+    return unsubscribe_url.replace("/unsubscribe/", "/preferences/", 1)
 
 
 class IssueMessage:
@@ -136,7 +147,7 @@ class IssueMessage:
         self.subject = header_text(("[TEST] " if test else "") + subject, 250)
         #: "view in browser": the current DIGEST_BASE_URL, whenever the issue was frozen
         self.archive_url = f"{settings.base_url}/archive/{number if number is not None else week}"
-        self.html, self.text = per_issue_values(html, text, self.archive_url)
+        self.html, self.text = per_issue_values(html, text, self.archive_url, settings.base_url)
         self.date = date or utcnow()
         self.date_header = format_datetime(self.date.astimezone(), usegmt=False)
         # Settings are checked at start-up too; the message does not rely on that.
@@ -181,9 +192,11 @@ class IssueMessage:
 
     def values(self, recipient: Recipient) -> dict[str, str]:
         """Plain-text values for every placeholder."""
+        unsubscribe = self.unsubscribe_url(recipient)
         return {
             "greeting": greeting(self.display_name(recipient)),
-            "unsubscribe_url": self.unsubscribe_url(recipient),
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": preferences_url(unsubscribe),
         }
 
     def html_for(self, recipient: Recipient) -> str:

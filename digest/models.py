@@ -216,6 +216,8 @@ class Delivery(SQLModel, table=True):
     #: the compiled variant this reader gets (their topics, their frequency); None = the
     #: issue itself
     variant_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    #: the local-time wave this row belongs to (DIGEST_SEND_LOCAL_TIME), else None
+    wave_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     state: str = Field(default=DeliveryState.QUEUED, max_length=20)
     attempts: int = 0
     lease_owner: str | None = Field(default=None, max_length=100)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +40,7 @@ TEMPLATES_DIR = resource_dir("templates")
 #: Placeholder syntax shared with digest.message. Content can never produce it: every
 #: rendered value has "[[%" defused by :func:`_defuse`.
 PLACEHOLDER = "[[%{}%]]"
-PER_RECIPIENT = ("greeting", "unsubscribe_url")
+PER_RECIPIENT = ("greeting", "unsubscribe_url", "preferences_url")
 #: The issue's "view in browser" URL: the same for every recipient, filled in when the
 #: message is prepared (digest.message.IssueMessage) from the current DIGEST_BASE_URL.
 ARCHIVE_URL = "archive_url"
@@ -269,6 +269,21 @@ def compile_mjml(source: str, template: str) -> str:
     return str(html).replace(_PREVIEW_STYLE, _PREVIEW_STYLE_CLEAN, 1)
 
 
+#: The per-issue placeholder for DIGEST_BASE_URL in counted links (digest/readers/clicks.py).
+BASE_URL = "base_url"
+#: Gives a comparison's link its counted form (digest/readers/clicks.py): called with
+#: the comparison, the kind of link ("card" or "link") and the URL.
+Linker = Callable[[Comparison, str, str], str]
+
+
+def _linked(
+    view: dict[str, Any], comparison: Comparison, kind: str, linker: Linker | None
+) -> dict[str, Any]:
+    if linker is not None:
+        view["link"] = linker(comparison, kind, view["link"])
+    return view
+
+
 def issue_context(
     *,
     week: str,
@@ -279,6 +294,7 @@ def issue_context(
     subject: str | None = None,
     preheader: str | None = None,
     intro: str | None = None,
+    linker: Linker | None = None,
 ) -> dict[str, Any]:
     """What templates/email/digest.* are rendered with. The email keeps per-recipient
     values and the archive link as placeholders; the web variant
@@ -297,8 +313,8 @@ def issue_context(
         "subscriber": True,
         "web": None,
         "total": len(everything),
-        "full": [comparison_view(c, settings) for c in full],
-        "links": [comparison_view(c, settings) for c in links],
+        "full": [_linked(comparison_view(c, settings), c, "card", linker) for c in full],
+        "links": [_linked(comparison_view(c, settings), c, "link", linker) for c in links],
         **brand_context(settings),
         # Substituted when the message is built (digest.message), so the link follows
         # DIGEST_BASE_URL at send time, not the one the issue was frozen under.
@@ -319,6 +335,7 @@ def render_issue(
     preheader: str | None = None,
     intro: str | None = None,
     template: str = "email/digest",
+    linker: Linker | None = None,
 ) -> RenderedIssue:
     """Render one issue once; per-recipient values stay as placeholders."""
     context = issue_context(
@@ -330,6 +347,7 @@ def render_issue(
         subject=subject,
         preheader=preheader,
         intro=intro,
+        linker=linker,
     )
     subject, preheader = context["subject"], context["preheader"]
     source = mjml_source(template, context)

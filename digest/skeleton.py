@@ -18,7 +18,14 @@ from markupsafe import escape
 
 from digest import mimefast
 from digest.mailsafe import fit_display_name
-from digest.message import MAIL_POLICY, IssueMessage, Recipient, greeting, to_address
+from digest.message import (
+    MAIL_POLICY,
+    IssueMessage,
+    Recipient,
+    greeting,
+    preferences_url,
+    to_address,
+)
 from digest.render import placeholder
 
 logger = logging.getLogger(__name__)
@@ -30,7 +37,7 @@ PROBES = (
     Recipient(subscriber_id=22, email="probe@example.com", name=""),
     Recipient(subscriber_id=333, email="p@example.com", name='Zoë "Q" O\'Brien-Ünïcode'),
 )
-_STANDARD_VALUES = ["greeting", "unsubscribe_url"]
+_STANDARD_VALUES = ["greeting", "unsubscribe_url", "preferences_url"]
 #: Characters quoted-printable leaves alone (anything else goes through the table).
 _QP_UNSAFE = re.compile(r"[^\t -<>-~]")
 
@@ -115,7 +122,11 @@ class MessageSkeleton:
         name = self.message.display_name(recipient)
         if self.standard:
             url = self.message.unsubscribe_url(recipient)
-            return name, {"greeting": greeting(name), "unsubscribe_url": url}
+            return name, {
+                "greeting": greeting(name),
+                "unsubscribe_url": url,
+                "preferences_url": preferences_url(url),
+            }
         return name, self.message.values(recipient)
 
     def _message_id(self, recipient: Recipient) -> bytes:

@@ -67,6 +67,9 @@ def issue_status(
         if issue.state == IssueState.SENDING:
             rate = round(send_rate(conn, issue.id, issue.started_at), 2)
             eta = round(remaining / rate, 1) if rate > 0 else None
+        from digest.readers.variants import variant_summary
+        from digest.readers.waves import waves
+
         return {
             "number": issue.number,
             "week": issue.week,
@@ -84,5 +87,7 @@ def issue_status(
             "remaining": remaining,
             "rate": rate,
             "eta_seconds": eta,
+            "variants": variant_summary(session, issue.id),
+            "waves": waves(conn, issue.id),
             **provider_events(conn, issue.id),
         }

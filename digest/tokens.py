@@ -46,7 +46,7 @@ from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
-PURPOSES = frozenset({"unsubscribe", "confirm"})
+PURPOSES = frozenset({"unsubscribe", "confirm", "click"})
 BINDING_BYTES = 8
 _VERSION = 1
 _CLAIM = struct.Struct(">BQI")  # version, subscriber id, issued-at (unix seconds, 0 = none)

@@ -24,9 +24,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from digest.config import Settings
 from digest.delivery import (
@@ -47,6 +50,7 @@ from digest.message import IssueMessage, Recipient
 from digest.models import IssueState
 from digest.ratelimit import RateLimiter, is_throttle
 from digest.scale.limits import SendGate, make_buckets
+from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus, Transport
 
 logger = logging.getLogger(__name__)
@@ -113,7 +117,9 @@ class _Loop:
         transport: Transport,
         settings: Settings,
         progress: Progress | None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self.clock = clock
         self.engine = engine
         self.issue_id = issue_id
         self.message = message
@@ -121,6 +127,7 @@ class _Loop:
         self.settings = settings
         self.progress = progress
         self.report = SendReport(week=message.label)
+        self.messages: dict[int | None, IssueMessage] = {None: message}
         self.limiter = RateLimiter(settings.rate_limit)
         # A pooled transport paces each message itself; others are paced per chunk.
         self.paced_inside = hasattr(transport, "rate_limiter")
@@ -138,12 +145,45 @@ class _Loop:
             self.progress(n)
 
     def _chunks(self, batch: list[Recipient]) -> list[tuple[int, list[Recipient]]]:
+        """Runs of ``batch`` to hand to the transport: one variant each (a transport
+        call carries one message), at most a quarter second's worth when paced."""
         size = self.transport.max_batch
         if self.limiter.rate is not None:
             # About a quarter second's worth per call keeps the pace smooth, and the
             # shared bucket is never more than that much ahead.
             size = max(1, min(size, int(self.limiter.rate / 4)))
-        return [(i, batch[i : i + size]) for i in range(0, len(batch), size)]
+        chunks: list[tuple[int, list[Recipient]]] = []
+        start = 0
+        while start < len(batch):
+            variant = batch[start].variant_id
+            end = start + 1
+            while end < len(batch) and end - start < size and batch[end].variant_id == variant:
+                end += 1
+            chunks.append((start, batch[start:end]))
+            start = end
+        return chunks
+
+    def _message_for(self, variant_id: int | None) -> IssueMessage:
+        """The issue's message, or a reader variant's (compiled once per preference set,
+        prepared once per run)."""
+        if variant_id not in self.messages:
+            from digest.models import IssueVariant
+
+            with Session(self.engine) as session:
+                variant = session.get(IssueVariant, variant_id)
+            if variant is None:
+                raise LookupError(f"issue variant {variant_id} is gone")
+            self.messages[variant_id] = IssueMessage(
+                issue_id=self.message.issue_id,
+                week=self.message.week,
+                number=self.message.number,
+                subject=variant.subject,
+                html=variant.html,
+                text=variant.text,
+                settings=self.settings,
+                date=self.message.date,
+            )
+        return self.messages[variant_id]
 
     def _admit(self, batch: list[Recipient]) -> list[Recipient]:
         """Who of a claimed batch may go now; the rest wait (domain limits, warm-up)."""
@@ -156,19 +196,20 @@ class _Loop:
                 admission.later,
                 "waiting: a recipient-domain limit (DIGEST_DOMAIN_LIMITS) or the day's "
                 "warm-up allowance (DIGEST_WARMUP)",
+                self.clock(),
             )
             self.report.waiting += held
         return admission.now
 
     def send_batch(self, batch: list[Recipient]) -> str | None:
         """Send and record one claimed batch; returns a reason when the send must stop."""
-        batch = self._admit(batch)
+        batch = sorted(self._admit(batch), key=lambda r: r.variant_id or 0)
         for start, chunk in self._chunks(batch):
             self.gate.pace(len(chunk))
             if not self.paced_inside:
                 self.limiter.acquire(len(chunk))
             try:
-                results = self.transport.send_batch(self.message, chunk)
+                results = self.transport.send_batch(self._message_for(chunk[0].variant_id), chunk)
             except TransientTransportError as exc:
                 if exc.retry_after is not None or is_throttle(str(exc)):
                     results = [SendResult.retry(r, str(exc), exc.retry_after) for r in chunk]
@@ -212,7 +253,7 @@ class _Loop:
     def _record(self, results: list[SendResult]) -> str | None:
         results, held = self._held_back(results)
         release(self.engine, held)
-        sent, retried, failed = record_results(self.engine, results, self.settings)
+        sent, retried, failed = record_results(self.engine, results, self.settings, self.clock())
         report = self.report
         report.sent += sent
         report.retried += retried
@@ -279,13 +320,14 @@ class _Loop:
                     owner,
                     self.settings.batch_size,
                     self.settings.lease_seconds,
+                    self.clock(),
                 )
                 report.skipped += claim.skipped
                 self._tick(claim.skipped)
                 if not claim.recipients:
                     if claim.skipped:
                         continue
-                    wait = next_wakeup(self.engine, self.issue_id)
+                    wait = next_wakeup(self.engine, self.issue_id, self.clock())
                     if wait is None:
                         set_issue_state(self.engine, self.issue_id, IssueState.SENT)
                         break
@@ -345,6 +387,7 @@ def deliver(
     progress: Progress | None = None,
     max_wait: float | None = None,
     stop: threading.Event | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> SendReport:
     """Send every open delivery of ``issue_id``.
 
@@ -360,5 +403,5 @@ def deliver(
     if max_wait is None:
         # Long enough for every retry, and for a crashed worker's leases to run out.
         max_wait = settings.max_attempts * settings.retry_max_seconds + 2 * settings.lease_seconds
-    loop = _Loop(engine, issue_id, message, transport, settings, progress)
+    loop = _Loop(engine, issue_id, message, transport, settings, progress, clock)
     return loop.run(max_wait, stop)

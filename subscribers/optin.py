@@ -85,28 +85,59 @@ def _row(conn: Connection, where: Any) -> Any:
 
 
 def request_subscription(
-    engine: Engine, email: str, name: str | None, who: Requester
+    engine: Engine,
+    email: str,
+    name: str | None,
+    who: Requester,
+    preferences: dict[str, Any] | None = None,
 ) -> SubscribeOutcome:
-    """Record a subscribe request; SubscriberError if the address or name is invalid."""
+    """Record a subscribe request; SubscriberError if the address, the name or a
+    preference is invalid. ``preferences``: the sign-up form's topics, frequency and
+    time zone (digest/readers/preferences.py), kept on a row nobody confirmed yet."""
     address = normalize_email(email)
     clean = clean_name(name)
     for _attempt in range(2):
         try:
             with engine.begin() as conn:
-                return _request(conn, address, clean, who)
+                chosen = _chosen(conn, preferences)
+                return _request(conn, address, clean, who, chosen)
         except IntegrityError:
             # Two requests for a new address at once: the other created the row.
             logger.info("concurrent subscribe for one address; retrying")
     raise SubscriberError("too many simultaneous requests for this address; try again")
 
 
-def _request(conn: Connection, address: str, name: str, who: Requester) -> SubscribeOutcome:
+def _chosen(conn: Connection, preferences: dict[str, Any] | None) -> dict[str, Any]:
+    """The stored form of the sign-up's choices (nothing when none were made)."""
+    from digest.readers.preferences import (
+        catalog,
+        check_frequency,
+        check_timezone,
+        normal_topics,
+    )
+
+    if not preferences:
+        return {}
+    chosen: dict[str, Any] = {}
+    if preferences.get("topics") is not None:
+        chosen["topics"] = normal_topics(preferences["topics"], catalog(conn))
+    if preferences.get("frequency"):
+        chosen["frequency"] = check_frequency(preferences["frequency"])
+    if preferences.get("timezone"):
+        chosen["timezone"] = check_timezone(preferences["timezone"])
+    return chosen
+
+
+def _request(
+    conn: Connection, address: str, name: str, who: Requester, chosen: dict[str, Any]
+) -> SubscribeOutcome:
     now = utcnow()
     row = _row(conn, S.c.email == address)
     if row is None:
         nonce = new_nonce()
         key = conn.execute(
             insert(S).values(
+                **chosen,
                 email=address,
                 name=name,
                 status=SubscriberStatus.PENDING.value,
@@ -131,9 +162,12 @@ def _request(conn: Connection, address: str, name: str, who: Requester) -> Subsc
         return SubscribeOutcome()
     nonce = row.confirm_nonce or new_nonce()
     values: dict[str, Any] = {"confirm_nonce": nonce, "updated_at": now}
-    if row.status == SubscriberStatus.PENDING and name:
-        # Nobody has confirmed this row yet, so the newest request may name it.
-        values["name"] = name
+    if row.status == SubscriberStatus.PENDING:
+        # Nobody has confirmed this row yet, so the newest request may name it and say
+        # what it wants.
+        if name:
+            values["name"] = name
+        values.update(chosen)
     conn.execute(update(S).where(S.c.id == row.id).values(**values))
     state = "pending" if row.status == SubscriberStatus.PENDING else f"{row.status}, re-opt-in"
     # The throttle is one conditional UPDATE: of any number of simultaneous requests

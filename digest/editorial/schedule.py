@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from digest.config import Settings
 from digest.db import session_scope
+from digest.delivery import next_wakeup
 from digest.exceptions import ConfigError, IssueStateError
 from digest.issues import Frozen, find_issue, freeze_next, open_issue, started_in_week
 from digest.models import IssueState
@@ -111,6 +112,11 @@ def scheduler_tick(
                 and current.scheduled_for is not None
                 and current.scheduled_for <= now
             )
+            if current.state == IssueState.SENDING and current.id is not None:
+                # A send still in progress with deliveries due now (the next local-time
+                # wave, retries after a restart): carry it on.
+                wait = next_wakeup(engine, current.id, now)
+                due = wait is not None and wait <= 0
             if not due:
                 return None
             slot = None

@@ -15,7 +15,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_TOKEN_PATH = re.compile(r"/(confirm|unsubscribe)/[^/?#\s]+")
+_TOKEN_PATH = re.compile(r"/(confirm|unsubscribe|preferences)/[^/?#\s]+")
 REDACTED = "[token]"
 
 

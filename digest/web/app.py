@@ -22,7 +22,7 @@ from digest.config import Settings, get_settings
 from digest.db import make_engine, migrate
 from digest.exceptions import StoreError
 from digest.ops import health, metrics
-from digest.web import archive, public, site, webhooks
+from digest.web import archive, public, readers, site, webhooks
 from digest.web.pages import SecurityHeaders
 from digest.web.ratelimit import RateLimiter
 from digest.web.site import HeadAsGet
@@ -36,6 +36,7 @@ def include_routers(app: FastAPI) -> None:
     """Every router the app serves. A feature with its own router adds one line here."""
     app.include_router(public.router)
     app.include_router(archive.router)
+    app.include_router(readers.router)
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.
     app.include_router(webhooks.router)
     console.install(app)

@@ -70,7 +70,9 @@ def _issue_view(issue: Issue, settings: Settings) -> dict[str, Any]:
 def public_html(issue: Issue, settings: Settings) -> str:
     """An issue with no stored selection (frozen outside the store's comparisons): its
     email HTML with the placeholders replaced by non-personal values."""
-    html = per_issue_values(issue.html, issue.text, issue_url(settings, issue))[0]
+    html = per_issue_values(issue.html, issue.text, issue_url(settings, issue), settings.base_url)[
+        0
+    ]
     html = html.replace(placeholder("greeting"), "")
     html = html.replace(placeholder("unsubscribe_url"), f"{settings.base_url}/unsubscribe")
     # Any per-recipient placeholder added later must not show raw (or personal) either.

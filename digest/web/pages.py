@@ -25,10 +25,12 @@ _ENV = Environment(
     lstrip_blocks=True,
 )
 
-#: Pages run no script at all; styles are inline in the page (no third-party request).
+#: Styles are inline in the page (no third-party request); the only script is our own
+#: /static/timezone.js, which fills the sign-up form's time zone (everything works
+#: without it).
 PAGE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; "
+    "img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 #: An issue's page is the digest template's web variant: inline styles, remote images
 #: (a logo), links, and the subscribe box's form.
@@ -39,7 +41,7 @@ ARCHIVE_CSP = (
 
 #: Public POST bodies (subscribe, confirm, one-click unsubscribe) are tiny.
 MAX_FORM_BYTES = 64 * 1024
-LIMITED_PREFIXES = ("/subscribe", "/unsubscribe", "/confirm")
+LIMITED_PREFIXES = ("/subscribe", "/unsubscribe", "/confirm", "/preferences")
 
 
 def render_template(name: str, context: dict[str, Any]) -> str:
@@ -65,6 +67,7 @@ def page(
             # it is reached by (DIGEST_BASE_URL is for the links in emails).
             "root": request.scope.get("root_path", "").rstrip("/"),
             "postal_address": settings.postal_address,
+            "topic_catalog": _topics(request) if template == "subscribe.html" else [],
             **context,
         },
     )
@@ -72,6 +75,17 @@ def page(
     # Pages reached through a token must not be cached by a shared proxy.
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _topics(request: Request) -> list[str]:
+    """The topics a reader may choose at sign-up (the comparisons' categories)."""
+    from digest.readers.preferences import catalog
+
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        return []
+    with engine.connect() as conn:
+        return catalog(conn)
 
 
 def client_ip(request: Request) -> str:

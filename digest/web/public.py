@@ -150,8 +150,27 @@ async def _subscribe_fields(request: Request) -> tuple[dict[str, Any], bool]:
         form = await request.form()
         if any(isinstance(v, UploadFile) for _, v in form.multi_items()):
             raise _BadRequest(422, "files are not accepted")
-        return {k: v for k, v in form.items()}, False
+        fields: dict[str, Any] = {k: v for k, v in form.items()}
+        if "topics" in form:  # checkboxes: one field per chosen topic
+            fields["topics"] = [v for v in form.getlist("topics") if isinstance(v, str)]
+        return fields, False
     raise _BadRequest(415, "send a form (application/x-www-form-urlencoded) or JSON")
+
+
+def _preferences(data: dict[str, Any]) -> dict[str, Any]:
+    """The optional choices a sign-up may carry: topics (a list), frequency, time zone."""
+    topics = data.get("topics")
+    if topics is not None and (
+        not isinstance(topics, list) or not all(isinstance(t, str) for t in topics)
+    ):
+        raise SubscriberError("'topics' must be a list of topic names")
+    chosen: dict[str, Any] = {"topics": topics}
+    for key in ("frequency", "timezone"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise SubscriberError(f"'{key}' must be a string")
+        chosen[key] = value
+    return chosen
 
 
 def _utf8_form(ctype: str, raw: bytes) -> bool:
@@ -234,7 +253,9 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
             logger.info("honeypot filled from %s; request ignored", client_ip(request))
             return answer()
         who = _who(request, "web form" if not wants_json else "web api")
-        outcome = await run_in_threadpool(request_subscription, _engine(request), email, name, who)
+        outcome = await run_in_threadpool(
+            request_subscription, _engine(request), email, name, who, _preferences(data)
+        )
     except SubscriberError as exc:
         reason = str(exc)
         if wants_json:

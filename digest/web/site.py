@@ -112,4 +112,5 @@ class HeadAsGet:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
+        # Marked, so a route whose GET has an effect (a click count) can tell.
+        await self.app({**scope, "method": "GET", "digest.head": True}, receive, headers_only)

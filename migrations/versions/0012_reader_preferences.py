@@ -39,6 +39,7 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("delivery") as batch:
         batch.add_column(sa.Column("variant_id", sa.Integer(), nullable=True))
+        batch.add_column(_ts("wave_at", True))
 
     op.create_table(
         "issue_variant",
@@ -89,6 +90,7 @@ def downgrade() -> None:
     op.drop_table("issue_link")
     op.drop_table("issue_variant")
     with op.batch_alter_table("delivery") as batch:
+        batch.drop_column("wave_at")
         batch.drop_column("variant_id")
     with op.batch_alter_table("subscriber") as batch:
         for column in ("timezone", "frequency", "topics"):
