@@ -4,6 +4,7 @@ person: ``digest subscribers show / export / forget``."""
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import tempfile
@@ -70,6 +71,9 @@ def show(engine: Engine, email: str) -> dict[str, Any]:
             "confirmed_at": _iso(row.confirmed_at),
             "unsubscribed_at": _iso(row.unsubscribed_at),
             "confirmation_pending": row.confirm_nonce is not None,
+            "topics": json.loads(row.topics) if row.topics else None,
+            "frequency": row.frequency,
+            "timezone": row.timezone,
             "events": events_for(conn, row.id),
         }
 

@@ -11,6 +11,7 @@ collect it, and nothing in it asserts.
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import tempfile
@@ -38,7 +39,7 @@ from digest.editorial.schedule import prepare_draft
 from digest.importer import import_comparisons
 from digest.issues import Edit, edit_issue
 from digest.jobs import weekly_job
-from digest.models import Delivery, MailEventRecord
+from digest.models import ClickCount, Delivery, IssueLink, MailEventRecord
 from digest.timeutil import utcnow
 from digest.transports.memory import MemoryTransport
 from subscribers.lifecycle import suppress
@@ -48,7 +49,27 @@ S = Subscriber.__table__  # type: ignore[attr-defined]
 C = ConsentEvent.__table__  # type: ignore[attr-defined]
 D = Delivery.__table__  # type: ignore[attr-defined]
 E = MailEventRecord.__table__  # type: ignore[attr-defined]
+L = IssueLink.__table__  # type: ignore[attr-defined]
+K = ClickCount.__table__  # type: ignore[attr-defined]
 READERS = 420
+ZONES = [None, None, "America/New_York", "America/Los_Angeles", "Asia/Tokyo", "Europe/London"]
+
+
+def preferences(rng: random.Random) -> dict[str, Any]:
+    """What a reader might have chosen: most take everything every week at home."""
+    roll = rng.random()
+    topics = (
+        json.dumps(["Developer Tools"])
+        if roll < 0.3
+        else json.dumps(["Productivity", "Writing"])
+        if roll < 0.4
+        else None
+    )
+    return {
+        "topics": topics,
+        "frequency": "monthly" if rng.random() < 0.06 else "weekly",
+        "timezone": rng.choice(ZONES),
+    }
 
 
 def history(settings: Settings, tmp: Path) -> None:
@@ -65,6 +86,9 @@ def history(settings: Settings, tmp: Path) -> None:
                 update(S).where(S.c.id == sid).values(created_at=joined, confirmed_at=joined)
             )
             conn.execute(update(C).where(C.c.subscriber_id == sid).values(created_at=joined))
+            conn.execute(update(S).where(S.c.id == sid).values(**preferences(rng)))
+    # The past issues went out at 09:00 in each reader's zone, and readers clicked.
+    local = settings.model_copy(update={"send_local_time": "09:00"})
     # Before the sample comparisons (dated into last week): they are the draft's.
     for weeks_ago in (5, 4, 3, 2):
         moment = now - timedelta(weeks=weeks_ago, hours=2)
@@ -75,7 +99,13 @@ def history(settings: Settings, tmp: Path) -> None:
             item["published_at"] = (moment - timedelta(days=2, hours=i)).isoformat()
         import_comparisons(engine, [write_json(tmp / f"past-{weeks_ago}.json", items)])
         result = weekly_job(
-            settings, engine=engine, transport=MemoryTransport(), now=moment, actor="scheduler"
+            local,
+            engine=engine,
+            transport=MemoryTransport(),
+            now=moment,
+            clock=lambda moment=moment: moment + timedelta(days=2),
+            max_wait=0,
+            actor="scheduler",
         )
         with engine.begin() as conn:
             deliveries = conn.execute(
@@ -99,6 +129,14 @@ def history(settings: Settings, tmp: Path) -> None:
                     }
                 )
             conn.execute(insert(E), events)
+            links = conn.execute(select(L.c.id).where(L.c.issue_id == result.issue_id)).scalars()
+            conn.execute(
+                insert(K),
+                [
+                    {"link_id": link, "clicks": rng.randint(3, 60), "last_at": moment}
+                    for link in links
+                ],
+            )
     with engine.begin() as conn:
         ids = list(conn.execute(select(S.c.id).order_by(S.c.id)).scalars())
         leaving = rng.sample(ids, 40)
@@ -201,6 +239,12 @@ def main(out: Path) -> None:
             engine.dispose()
             page.goto(f"{base}/console/issues/4/deliveries?show=bounced")
             shoot(page, out, "deliveries")
+            page.goto(f"{base}/console/issues/4#readers")
+            page.locator("#readers").screenshot(path=str(out / "console-readers.png"))
+            print(f"wrote {out / 'console-readers.png'}")
+            page.goto(f"{base}/console/subscribers/31")
+            page.locator("#preferences summary").click()
+            shoot(page, out, "subscriber")
     print(f"work folder: {tmp}")
 
 

@@ -4,6 +4,7 @@ monthly round-up, delivery at 09:00 local in waves, and click counts that name n
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from cli_support import DigestCLI
 from fastapi.testclient import TestClient
+from readers_support import add_reader, published_samples
 from sqlalchemy import MetaData, func, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -20,7 +22,6 @@ from store_support import sample_items, write_json
 
 from digest.config import Settings
 from digest.control import cancel_issue, pause_issue, resume_issue
-from digest.db import session_scope
 from digest.importer import import_comparisons
 from digest.issues import issue_message
 from digest.jobs import weekly_job
@@ -30,42 +31,9 @@ from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
 from digest.workers import deliver
 from subscribers.models import Subscriber
-from subscribers.service import add_subscriber
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 D = Delivery.__table__  # type: ignore[attr-defined]
-NOW = datetime.now(UTC)
-
-
-def _comparisons(engine: Engine, tmp_path: Path, *, old_topic: str | None = "Robotics") -> None:
-    """The seven samples, published over the last days; and, when ``old_topic``, one
-    old comparison that puts that topic in the catalogue but in no new issue."""
-    items = sample_items()
-    for index, item in enumerate(items):
-        item["published_at"] = (NOW - timedelta(hours=5 + index)).isoformat()
-    if old_topic:
-        old = json.loads(json.dumps(items[0]))
-        old.update(slug="old-robots", title="Old Robot A vs Old Robot B")
-        old["published_at"] = (NOW - timedelta(days=60)).isoformat()
-        for tool in old["tools"]:
-            tool["category"] = old_topic
-        items.append(old)
-    import_comparisons(engine, [write_json(tmp_path / "readers.json", items)])
-
-
-def _reader(
-    engine: Engine,
-    email: str,
-    topics: list[str] | None = None,
-    frequency: str = "weekly",
-    timezone: str | None = None,
-) -> None:
-    with session_scope(engine) as session:
-        sub, _ = add_subscriber(session, email, email.split("@")[0].title())
-        sub.topics = json.dumps(sorted(topics)) if topics else None
-        sub.frequency = frequency
-        sub.timezone = timezone
-        session.add(sub)
 
 
 def _received(outbox: MemoryTransport) -> dict[str, EmailMessage]:
@@ -95,7 +63,7 @@ BY_TOPIC = {
 def test_one_compile_per_preference_set_and_no_empty_emails(
     settings: Settings, engine: Engine, tmp_path: Path, digest_cli: DigestCLI
 ) -> None:
-    _comparisons(engine, tmp_path)
+    published_samples(engine, tmp_path)
     sets = {
         "all": None,
         "dev": ["Developer Tools"],
@@ -105,7 +73,7 @@ def test_one_compile_per_preference_set_and_no_empty_emails(
     }
     for name, topics in sets.items():
         for n in range(2):
-            _reader(engine, f"{name}{n}@example.com", topics)
+            add_reader(engine, f"{name}{n}@example.com", topics)
     outbox = MemoryTransport()
     result = weekly_job(settings, engine=engine, transport=outbox)
     assert result.report is not None and result.report.sent == 8
@@ -156,9 +124,9 @@ def test_monthly_readers_get_the_round_up_only(
     for i, item in enumerate(items):
         item["published_at"] = (november - timedelta(days=1, hours=i)).isoformat()
     import_comparisons(engine, [write_json(tmp_path / "nov.json", items)])
-    _reader(engine, "weekly@example.com")
-    _reader(engine, "monthly@example.com", frequency="monthly")
-    _reader(engine, "monthly-dev@example.com", ["Developer Tools"], frequency="monthly")
+    add_reader(engine, "weekly@example.com")
+    add_reader(engine, "monthly@example.com", frequency="monthly")
+    add_reader(engine, "monthly-dev@example.com", ["Developer Tools"], frequency="monthly")
     first = MemoryTransport()
     weekly_job(berlin, engine=engine, transport=first, now=november)
     # November's issue rounds up October, which had none: only weekly readers get mail.
@@ -191,9 +159,9 @@ def test_each_reader_gets_it_at_nine_local_in_waves(
         "angeleno@example.com": "America/Los_Angeles",
         "nozone@example.com": None,  # the list's own zone (UTC here)
     }
-    _comparisons(engine, tmp_path, old_topic=None)
+    published_samples(engine, tmp_path, old_topic=None)
     for email, zone in zones.items():
-        _reader(engine, email, timezone=zone)
+        add_reader(engine, email, timezone=zone)
     start = datetime(2026, 12, 6, 19, 0, tzinfo=UTC)  # Sunday evening in UTC
     clock = [start]
     outbox = MemoryTransport()
@@ -253,9 +221,9 @@ def test_cancel_skips_the_waves_still_to_come(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     local = settings.model_copy(update={"send_local_time": "09:00"})
-    _comparisons(engine, tmp_path, old_topic=None)
-    _reader(engine, "kiwi@example.com", timezone="Pacific/Auckland")
-    _reader(engine, "angeleno@example.com", timezone="America/Los_Angeles")
+    published_samples(engine, tmp_path, old_topic=None)
+    add_reader(engine, "kiwi@example.com", timezone="Pacific/Auckland")
+    add_reader(engine, "angeleno@example.com", timezone="America/Los_Angeles")
     start = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)  # 09:00 in Auckland
     outbox = MemoryTransport()
     weekly_job(local, engine=engine, transport=outbox, now=start, clock=lambda: start, max_wait=0)
@@ -275,9 +243,9 @@ def _counted_links(engine: Engine) -> list[IssueLink]:
 def test_click_counts_name_nobody_and_lead_only_where_the_issue_does(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    _comparisons(engine, tmp_path, old_topic=None)
-    _reader(engine, "ada@example.com")
-    _reader(engine, "bo@example.com")
+    published_samples(engine, tmp_path, old_topic=None)
+    add_reader(engine, "ada@example.com")
+    add_reader(engine, "bo@example.com")
     outbox = MemoryTransport()
     weekly_job(settings, engine=engine, transport=outbox)
     bodies = {
@@ -286,8 +254,6 @@ def test_click_counts_name_nobody_and_lead_only_where_the_issue_does(
         .get_content()  # type: ignore[union-attr]
         for m in outbox.outbox
     }
-    import re
-
     links = {e: re.findall(r"http://digest\.test/r/([A-Za-z0-9_-]+)", b) for e, b in bodies.items()}
     # The same counted links for every reader: a token cannot name one of them.
     assert links["ada@example.com"] == links["bo@example.com"] and links["ada@example.com"]
@@ -321,8 +287,8 @@ def test_click_counts_off_link_straight_to_the_target(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     direct = settings.model_copy(update={"click_counts": False})
-    _comparisons(engine, tmp_path, old_topic=None)
-    _reader(engine, "ada@example.com")
+    published_samples(engine, tmp_path, old_topic=None)
+    add_reader(engine, "ada@example.com")
     outbox = MemoryTransport()
     weekly_job(direct, engine=engine, transport=outbox)
     text = (
@@ -337,14 +303,12 @@ def test_click_counts_off_link_straight_to_the_target(
 def test_the_preference_page_is_reached_from_every_email(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    _comparisons(engine, tmp_path)
-    _reader(engine, "ada@example.com")
+    published_samples(engine, tmp_path)
+    add_reader(engine, "ada@example.com")
     outbox = MemoryTransport()
     weekly_job(settings, engine=engine, transport=outbox)
     msg = message_from_bytes(outbox.outbox[0].raw, policy=policy.default)
     html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    import re
-
     [path] = set(re.findall(r"http://digest\.test(/preferences/[A-Za-z0-9_-]+)", html))
     client = TestClient(create_app(settings, engine=engine), base_url="http://digest.test")
     page = client.get(path)
@@ -393,7 +357,7 @@ def test_the_preference_page_is_reached_from_every_email(
 def test_sign_up_can_choose_topics_frequency_and_zone(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    _comparisons(engine, tmp_path)
+    published_samples(engine, tmp_path)
     outbox = MemoryTransport()
     client = TestClient(
         create_app(settings, engine=engine, transport_factory=lambda _s: outbox),

@@ -3,10 +3,13 @@ links, key rotation, HTML error pages, HEAD, favicon, docs without third-party s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from email_support import Chromium, axe_violations, chromium  # noqa: F401
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from readers_support import published_samples
 from sqlalchemy import select
 from subscriber_support import WebApp, make_web, parse
 
@@ -164,9 +167,21 @@ def test_head_favicon_and_docs_without_script(sqlite_web: WebApp) -> None:
     assert off.client.get("/openapi.json").status_code == 200
 
 
-def test_public_pages_pass_axe(chromium: Chromium, sqlite_web: WebApp) -> None:  # noqa: F811
+def test_public_pages_pass_axe(
+    chromium: Chromium,  # noqa: F811
+    sqlite_web: WebApp,
+    tmp_path: Path,
+) -> None:
+    published_samples(sqlite_web.engine, tmp_path)  # topics to choose on the forms
     sqlite_web.client.post("/subscribe", data={"email": "axe@example.com"})
     [link] = sqlite_web.confirmation_links()
+    sid = _add(sqlite_web, "reader@example.com")
+    preferences = _unsubscribe_path(sqlite_web.settings, sid, "reader@example.com").replace(
+        "/unsubscribe/", "/preferences/"
+    )
+    page = sqlite_web.client.get(preferences)
+    assert page.status_code == 200 and 'value="Developer Tools"' in page.text
     paths = ["/", "/unsubscribe", "/unsubscribe/broken", sqlite_web.path(link), "/nope", "/docs"]
+    paths.append(preferences)
     for path in paths:
         assert axe_violations(chromium, sqlite_web.client.get(path).text, 375) == [], path

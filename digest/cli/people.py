@@ -6,16 +6,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from sqlmodel import Session
-
-from digest.exceptions import DigestError
-from digest.wording import plural
-
-if TYPE_CHECKING:
-    pass
 
 from digest.cli.common import (
     fail,
@@ -25,6 +19,8 @@ from digest.cli.common import (
     store_engine,
     subscribers_app,
 )
+from digest.exceptions import DigestError
+from digest.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +125,68 @@ def subscribers_show(
             highlight=False,
             markup=False,
         )
+
+
+@subscribers_app.command("preferences")
+def subscribers_preferences(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    topic: Annotated[
+        list[str] | None,
+        typer.Option("--topic", help="A topic to receive (repeat it); --all-topics for every one."),
+    ] = None,
+    all_topics: Annotated[
+        bool, typer.Option("--all-topics", help="Every topic, including new ones.")
+    ] = False,
+    frequency: Annotated[
+        str | None, typer.Option(help="weekly, or monthly (the month's round-up).")
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(help="IANA zone for DIGEST_SEND_LOCAL_TIME, e.g. Europe/Berlin; '' resets."),
+    ] = None,
+) -> None:
+    """Show a reader's topics, frequency and time zone, or set what they asked for.
+
+    Options left out keep their value.
+
+    Example: digest subscribers preferences ada@example.com --topic "Developer Tools"
+    --timezone Europe/Berlin
+    """
+    from sqlalchemy import select
+
+    from digest.readers.preferences import catalog, preferences_of, set_preferences
+    from subscribers.models import Subscriber
+    from subscribers.service import normalize_email
+
+    engine = store_engine(settings())
+    S = Subscriber.__table__  # type: ignore[attr-defined]
+    try:
+        address = normalize_email(email)
+        with engine.connect() as conn:
+            found = conn.execute(select(S.c.id).where(S.c.email == address)).scalar()
+            if found is None:
+                fail(f"no subscriber {address}")
+            now = preferences_of(conn, found)
+            known = catalog(conn)
+        assert now is not None
+        if topic or all_topics or frequency is not None or timezone is not None:
+            now = set_preferences(
+                engine,
+                found,
+                topics=[] if all_topics else (topic or now.topics or []),
+                frequency=frequency or now.frequency,
+                timezone=now.timezone if timezone is None else timezone,
+            )
+    except DigestError as exc:
+        fail(str(exc))
+    out.print(
+        f"{address}: topics {', '.join(now.topics) if now.topics else 'every topic'}; "
+        f"{now.frequency}; time zone {now.timezone or 'the default (DIGEST_TIMEZONE)'}",
+        highlight=False,
+        markup=False,
+    )
+    if known:
+        out.print(f"topics to choose from: {', '.join(known)}", highlight=False, markup=False)
 
 
 @subscribers_app.command("export")

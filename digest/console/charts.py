@@ -15,7 +15,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
 
+from digest.console import reading
 from digest.console.auth import Editor
 from digest.console.pages import render
 from digest.console.svg import Series, bar_chart, line_chart
@@ -229,6 +231,8 @@ def charts(request: Request, viewer: Editor) -> Response:
         ],
         unit="%",
     )
+    with Session(request.app.state.engine) as session:
+        most_read, most_read_chart = reading.most_read_chart(session)
     return render(
         request,
         "charts.html",
@@ -239,4 +243,8 @@ def charts(request: Request, viewer: Editor) -> Response:
         flow_chart=flow,
         delivered_chart=delivered,
         trouble_chart=trouble,
+        most_read=most_read,
+        most_read_chart=most_read_chart,
+        recent_issues=reading.RECENT_ISSUES,
+        click_counts=request.app.state.settings.click_counts,
     )

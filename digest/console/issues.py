@@ -17,6 +17,7 @@ from sqlmodel import Session
 from digest.config import Settings
 from digest.console.auth import Editor, EditorPost
 from digest.console.pages import PREVIEW_CSP, ConsoleProblem, render
+from digest.console.reading import issue_reading
 from digest.console.runner import send_runner
 from digest.console.views import (
     describe,
@@ -117,6 +118,7 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
         entries = _history(session, issue.id)
         already = started_in_week(session, settings, utcnow())
         subscribers = active_count(session)
+        reading = issue_reading(session, issue, settings)
     real = settings.transport not in EXEMPT_TRANSPORTS
     # The health probe waits on the network: it runs on the send confirmation page.
     report = preflight(
@@ -147,6 +149,7 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
         text=preview_text(issue, settings),
         dark_styles=has_dark_styles(issue.html),
         progress=progress,
+        reading=reading,
         last_summary=runner.last_summary if runner.number == number else None,
         refresh=REFRESH_SECONDS if live else None,
         settings=settings,

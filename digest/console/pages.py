@@ -11,7 +11,7 @@ posts, and the console checks that a post comes from its own origin.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -58,6 +58,7 @@ NOTICES = {
     "resumed": "Resumed.",
     "cancelled": "Cancelled: every delivery not yet sent was skipped.",
     "added": "Subscriber added as active.",
+    "preferences": "Preferences saved; the next issue follows them.",
     "unsubscribed": "Unsubscribed; the address is on the suppression list.",
     "forgotten": "Erased. Only a hash of the address stays, on the suppression list.",
     "password": "Your password is set; you are logged in.",
@@ -73,10 +74,14 @@ _ENV = Environment(
 
 
 @pass_context
-def _local(context: Context, moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """An instant in DIGEST_TIMEZONE, as people there read it."""
+def _local(context: Context, moment: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An instant (or its ISO form) in DIGEST_TIMEZONE, as people there read it."""
     if moment is None:
         return "—"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:  # the store keeps UTC; SQLite hands it back naive
+        moment = moment.replace(tzinfo=UTC)
     tz: ZoneInfo = context["tz"]
     return moment.astimezone(tz).strftime(fmt)
 

@@ -18,6 +18,13 @@ from digest.console.runner import import_runner, private_copy
 from digest.db import session_scope
 from digest.exceptions import DigestError
 from digest.models import Delivery, Issue
+from digest.readers.preferences import (
+    FREQUENCIES,
+    ZONES,
+    catalog,
+    set_preferences,
+    topics_list,
+)
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.privacy import forget, show, unsubscribe_address
 from subscribers.service import MAX_CSV_BYTES, add_subscriber
@@ -98,6 +105,7 @@ def subscriber_page(request: Request, subscriber_id: int, viewer: Operator) -> R
             .order_by(I.c.number.desc())
             .limit(100)
         ).all()
+        topics = catalog(conn)
     return render(
         request,
         "subscriber.html",
@@ -105,6 +113,11 @@ def subscriber_page(request: Request, subscriber_id: int, viewer: Operator) -> R
         person=person,
         info=info,
         deliveries=deliveries,
+        topics=topics,
+        chosen=set(topics_list(person.topics) or topics),
+        frequencies=FREQUENCIES,
+        zones=ZONES,
+        settings_local_time=request.app.state.settings.send_local_time,
         active=person.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING),
     )
 
@@ -129,6 +142,34 @@ def subscriber_add(
         raise ConsoleProblem(422, f"not added: {exc}") from exc
     done = "added" if created else "unchanged"
     return RedirectResponse(f"/console/subscribers/{subscriber_id}?done={done}", status_code=303)
+
+
+@router.post("/{subscriber_id}/preferences")
+def subscriber_preferences(
+    request: Request,
+    subscriber_id: int,
+    viewer: OperatorPost,
+    topic: Annotated[list[str] | None, Form()] = None,
+    frequency: Annotated[str, Form(max_length=20)] = "weekly",
+    timezone: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """An operator sets what a reader asked for (by mail, say): topics, frequency and
+    the time zone the local-time send uses."""
+    person = _subscriber(request, subscriber_id)
+    try:
+        set_preferences(
+            request.app.state.engine,
+            subscriber_id,
+            topics=topic or [],
+            frequency=frequency,
+            timezone=timezone,
+        )
+    except DigestError as exc:
+        raise ConsoleProblem(422, f"not saved: {exc}") from exc
+    logger.info("preferences of subscriber %s set by %s", person.id, viewer.email)
+    return RedirectResponse(
+        f"/console/subscribers/{subscriber_id}?done=preferences", status_code=303
+    )
 
 
 @router.post("/{subscriber_id}/unsubscribe")

@@ -47,14 +47,18 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:,.0f}"
 
 
-def _frame(chart_id: str, title: str, desc: str, top: float, unit: str) -> list[str]:
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+def _open(chart_id: str, title: str, desc: str, width: int, height: int) -> list[str]:
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d" class="chart" font-family="sans-serif" '
         f'font-size="15">',
         f'<title id="{chart_id}-t">{escape(title)}</title>',
         f'<desc id="{chart_id}-d">{escape(desc)}</desc>',
     ]
+
+
+def _frame(chart_id: str, title: str, desc: str, top: float, unit: str) -> list[str]:
+    parts = _open(chart_id, title, desc, WIDTH, HEIGHT)
     for i in range(5):
         value = top * i / 4
         y = TOP + PLOT_H - PLOT_H * i / 4
@@ -160,3 +164,39 @@ def line_chart(
                 f"{escape(label)}: {escape(s.name)} {escape(_fmt(float(v), unit))}</title></circle>"
             )
     return _end(parts, labels, xs)
+
+
+#: wider than the other charts: it takes a row of its own, and its labels are long
+H_WIDTH, ROW_H, LABEL_W, VALUE_W, H_TOP = 960, 30, 420, 70, 8
+MAX_LABEL = 50
+
+
+def hbar_chart(
+    chart_id: str, title: str, desc: str, labels: Sequence[str], values: Sequence[float], color: str
+) -> Markup:
+    """One horizontal bar per label, for long labels (comparison titles): the label on
+    the left (cut at ``MAX_LABEL`` characters; the bar's tooltip has it whole), the
+    value at the end of the bar."""
+    height = H_TOP + ROW_H * max(1, len(labels)) + 8
+    top = nice_max(max(values, default=0.0))
+    span = H_WIDTH - LABEL_W - VALUE_W
+    parts = [
+        *_open(chart_id, title, desc, H_WIDTH, height),
+        f'<line x1="{LABEL_W}" x2="{LABEL_W}" y1="{H_TOP}" y2="{height - 8}" stroke="{GRID}"/>',
+    ]
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+        y = H_TOP + ROW_H * i
+        shown = label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1].rstrip() + "…"
+        w = span * min(float(value), top) / top
+        figure = escape(_fmt(float(value), ""))
+        parts.append(
+            f'<text x="{LABEL_W - 8}" y="{y + 19}" text-anchor="end" fill="{INK}">'
+            f"{escape(shown)}</text>"
+        )
+        parts.append(
+            f'<rect x="{LABEL_W}" y="{y + 4}" width="{w:.1f}" height="{ROW_H - 8}" '
+            f'fill="{color}"><title>{escape(label)}: {figure}</title></rect>'
+        )
+        parts.append(f'<text x="{LABEL_W + w + 6:.1f}" y="{y + 19}" fill="{MUTED}">{figure}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 (every text in it went through escape())

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -30,6 +30,10 @@ FREQUENCIES = (WEEKLY, MONTHLY)
 S = Subscriber.__table__  # type: ignore[attr-defined]
 T = Tool.__table__  # type: ignore[attr-defined]
 MAX_TOPICS = 50
+#: Zones a reader may pick (the canonical Area/Location names, not the aliases).
+ZONES = sorted(
+    z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/"))
+)
 
 
 def catalog(conn: Connection) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -89,21 +90,33 @@ def in_waves(
     return out
 
 
-def waves(conn: Connection, issue_id: int) -> list[dict[str, object]]:
-    """An issue's local-time waves: when each is due and its deliveries by state."""
+def waves(conn: Connection, issue_id: int) -> list[dict[str, Any]]:
+    """An issue's local-time waves: when each is due, the readers' time zones in it
+    (None: the default zone) and its deliveries by state."""
     from sqlalchemy import func
 
     from digest.models import Delivery
 
     D = Delivery.__table__  # type: ignore[attr-defined]
     rows = conn.execute(
-        select(D.c.wave_at, D.c.state, func.count())
+        select(D.c.wave_at, S.c.timezone, D.c.state, func.count())
+        .select_from(D.join(S, S.c.id == D.c.subscriber_id))
         .where(D.c.issue_id == issue_id, D.c.wave_at.is_not(None))
-        .group_by(D.c.wave_at, D.c.state)
+        .group_by(D.c.wave_at, S.c.timezone, D.c.state)
         .order_by(D.c.wave_at)
     ).all()
     out: dict[datetime, dict[str, int]] = {}
-    for at, state, n in rows:
+    tzs: dict[datetime, set[str | None]] = {}
+    for at, zone, state, n in rows:
         at = at if at.tzinfo else at.replace(tzinfo=UTC)
-        out.setdefault(at, {})[state] = int(n)
-    return [{"at": at.isoformat(), "counts": counts} for at, counts in out.items()]
+        counts = out.setdefault(at, {})
+        counts[state] = counts.get(state, 0) + int(n)
+        tzs.setdefault(at, set()).add(zone)
+    return [
+        {
+            "at": at.isoformat(),
+            "zones": sorted(tzs[at], key=lambda z: z or ""),
+            "counts": counts,
+        }
+        for at, counts in out.items()
+    ]

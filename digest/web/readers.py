@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from digest.config import Settings
 from digest.exceptions import SubscriberError, TokenError
 from digest.readers.clicks import follow
-from digest.readers.preferences import catalog, preferences_of, set_preferences
+from digest.readers.preferences import ZONES, catalog, preferences_of, set_preferences
 from digest.tokens import address_matches, read_claims
 from digest.web.pages import page
 from subscribers.models import Subscriber, SubscriberStatus
@@ -26,10 +25,6 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter()
 S = Subscriber.__table__  # type: ignore[attr-defined]
-#: Zones a reader may pick (the canonical Area/Location names, not the aliases).
-ZONES = sorted(
-    z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/"))
-)
 #: Shipped inside the package (setup.py's package data).
 TIMEZONE_JS = Path(__file__).resolve().parent / "static" / "timezone.js"
 
