@@ -116,6 +116,11 @@ def test_subscribe_confirm_send_one_click_unsubscribe_next_send_skips(
         follow_redirects=False,
     )
     assert r.status_code == 200 and "location" not in r.headers
+    # A counted link: to the comparison page, and the log cannot tie it to an address.
+    click = re.search(rf"{re.escape(base)}/r/[A-Za-z0-9_-]+", msg.as_string())
+    assert click is not None
+    clicked = httpx.get(click.group(0), follow_redirects=False)
+    assert clicked.status_code == 302 and "/compare/" in clicked.headers["location"]
 
     with session_scope(engine) as session:
         state = {s.email: s.status for s in list_subscribers(session)}
@@ -139,6 +144,7 @@ def test_subscribe_confirm_send_one_click_unsubscribe_next_send_skips(
 
     # The access log shows the requests but never a token (issue 13).
     log = (tmp_path / "serve.log").read_text()
-    assert "/confirm/[token]" in log and "/unsubscribe/[token]" in log
+    assert "/confirm/[token]" in log and "/unsubscribe/[token]" in log and "/r/[token]" in log
+    assert click.group(0).rsplit("/", 1)[1] not in log
     assert found.group(0).rsplit("/", 1)[1] not in log
     assert http_url.rsplit("/", 1)[1] not in log

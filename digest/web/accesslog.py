@@ -1,9 +1,12 @@
-"""The access log without secrets: confirm and unsubscribe tokens are cut out.
+"""The access log without secrets: confirm, unsubscribe, preference and click tokens
+are cut out.
 
 A token in a URL is a credential (it confirms or unsubscribes one person); uvicorn's
 access log would keep every one of them in plain text, where log shipping and
-backups carry them far. :class:`RedactTokens` rewrites the request path of each
-access-log record; :func:`log_config` is uvicorn's logging configuration with it.
+backups carry them far. A click token names no one, but beside the client's address
+it would say who clicked what, which the click counts promise nothing stored can.
+:class:`RedactTokens` rewrites the request path of each access-log record;
+:func:`log_config` is uvicorn's logging configuration with it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-_TOKEN_PATH = re.compile(r"/(confirm|unsubscribe|preferences)/[^/?#\s]+")
+_TOKEN_PATH = re.compile(r"/(confirm|unsubscribe|preferences|r)/[^/?#\s]+")
 REDACTED = "[token]"
 
 
