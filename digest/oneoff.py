@@ -59,9 +59,11 @@ class OneOffMessage(IssueMessage):
             "Message-ID": self._message_id,
             "Auto-Submitted": "auto-generated",
         }
-        if self.settings.reply_to:
-            headers["Reply-To"] = self.settings.reply_to
+        if self.reply_to:
+            headers["Reply-To"] = self.reply_to
         return headers
 
     def as_bytes(self, recipient: Recipient) -> bytes:
+        # One email for one person: the stdlib path (IssueMessage.build with the
+        # headers above), not the per-issue skeleton.
         return self.as_bytes_slow(recipient)

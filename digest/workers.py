@@ -36,11 +36,8 @@ from digest.delivery import (
     Progress,
     SendReport,
     claim_leased,
-    hold_back,
     issue_state,
     next_wakeup,
-    record_results,
-    release,
     renew_lease,
     set_issue_state,
     worker_id,
@@ -48,6 +45,7 @@ from digest.delivery import (
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
 from digest.message import IssueMessage, Recipient
 from digest.models import IssueState
+from digest.outcomes import hold_back, record_results, release
 from digest.ratelimit import RateLimiter, is_throttle
 from digest.scale.limits import SendGate, make_buckets
 from digest.timeutil import utcnow

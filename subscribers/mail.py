@@ -3,17 +3,15 @@ confirmation and a fresh unsubscribe link (for a reader whose old link did not w
 
 Each is rendered like the digest (Jinja + MJML, templates/email/confirm.* and
 unsubscribe_link.*), compiled once per process with the greeting and link as
-placeholders, and wrapped in a :class:`LinkMessage` — an
-:class:`~digest.message.IssueMessage` whose headers
-are those of a transactional email: a fresh Message-ID per email, the name only
-through ``email.headerregistry``, and a List-Unsubscribe for whoever did not ask for
-the email.
+placeholders, and wrapped in a :class:`LinkMessage` — a
+:class:`~digest.oneoff.OneOffMessage` whose headers are those of a transactional
+email: a fresh Message-ID per email, the name only through ``email.headerregistry``,
+and a List-Unsubscribe for whoever did not ask for the email.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +19,8 @@ from markupsafe import Markup, escape
 
 from digest.config import Settings
 from digest.mailsafe import header_text
-from digest.message import IssueMessage, Recipient, greeting
+from digest.message import Recipient, greeting
+from digest.oneoff import OneOffMessage
 from digest.render import brand_context, placeholder, render_email
 from digest.timeutil import utcnow
 from digest.tokens import TokenMinter, make_token
@@ -95,7 +94,7 @@ def confirm_url(settings: Settings, subscriber_id: int, nonce: str) -> str:
     return f"{settings.base_url}/confirm/{token}"
 
 
-class LinkMessage(IssueMessage):
+class LinkMessage(OneOffMessage):
     """One transactional email that carries one link for one recipient (confirm a
     subscription, a fresh unsubscribe link).
 
@@ -117,53 +116,21 @@ class LinkMessage(IssueMessage):
         text = text.replace(placeholder("link"), link)
         text = text.replace(placeholder("greeting"), hello)
         super().__init__(
-            issue_id=0,
-            week=self.kind,
-            subject=_SUBJECTS[self.template](settings.list_name),
-            html=html,
-            text=text,
-            settings=settings,
+            settings, subject=_SUBJECTS[self.template](settings.list_name), html=html, text=text
         )
         self.recipient = recipient
         self.link = link
-        self._message_id = f"<{self.kind}.{secrets.token_hex(12)}@{self.domain}>"
-        self.boundary = f"=_{self.kind}_" + secrets.token_hex(12)
         self.feedback_id = f"{self.kind}:{settings.effective_list_id}:transactional:{self.domain}"
 
-    def message_id(self, recipient: Recipient) -> str:
-        return self._message_id
-
-    def values(self, recipient: Recipient) -> dict[str, str]:
-        return {}
-
-    def html_for(self, recipient: Recipient) -> str:
-        return self.html
-
-    def text_for(self, recipient: Recipient) -> str:
-        return self.text
-
     def headers(self, recipient: Recipient) -> dict[str, str]:
-        headers = {
-            "From": self.from_header,
-            "To": self.to_header(recipient),
-            "Subject": self.subject,
-            "Date": self.date_header,
-            "Message-ID": self._message_id,
-            "Auto-Submitted": "auto-generated",
+        return {
+            **super().headers(recipient),
             # "I never asked for this": one click puts the address on the suppression
             # list, so nobody can use the form to mail this person again.
             "List-Unsubscribe": self.list_unsubscribe(recipient),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "Feedback-ID": self.feedback_id,
         }
-        if self.reply_to:
-            headers["Reply-To"] = self.reply_to
-        return headers
-
-    def as_bytes(self, recipient: Recipient) -> bytes:
-        # One email for one person: the stdlib path (IssueMessage.build with the
-        # headers above), not the per-issue skeleton.
-        return self.as_bytes_slow(recipient)
 
 
 class ConfirmationMessage(LinkMessage):

@@ -14,10 +14,11 @@ from subscriber_support import Store
 
 from digest.config import Settings
 from digest.db import session_scope
-from digest.delivery import claim_leased, enqueue, record_results, renew_lease
+from digest.delivery import claim_leased, enqueue, renew_lease
 from digest.issues import freeze_issue, issue_message
 from digest.message import IssueMessage, Recipient
 from digest.models import Delivery, DeliveryState, IssueState
+from digest.outcomes import record_results
 from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus
 from digest.transports.smtp import SMTPTransport

@@ -76,6 +76,12 @@ IssueOpt = Annotated[
 ]
 
 
+def say(text: str) -> None:
+    """Print a line as it is: addresses, paths and subjects are not Rich markup, and
+    nothing in them is coloured as if it were a number or a URL."""
+    out.print(text, highlight=False, markup=False)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     # Escaped: file names and JSON paths like "x.json[0]" or "pages[draft].txt" are not
     # markup. soft_wrap: a long path must stay on one line to be copied or grepped.

@@ -22,6 +22,7 @@ from digest.cli.common import (
     fail,
     out,
     progress_bar,
+    say,
     settings,
     store_engine,
 )
@@ -201,10 +202,6 @@ def edit(
     except DigestError as exc:
         fail(str(exc))
     if not changes:
-        out.print(f"issue {label}: nothing changed", highlight=False, markup=False)
+        say(f"issue {label}: nothing changed")
         return
-    out.print(
-        f"issue {label} updated ({', '.join(changes)}): {subject_now}",
-        highlight=False,
-        markup=False,
-    )
+    say(f"issue {label} updated ({', '.join(changes)}): {subject_now}")

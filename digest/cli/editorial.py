@@ -17,7 +17,7 @@ from digest.cli.common import (
     app,
     checked_week,
     fail,
-    out,
+    say,
     settings,
     store_engine,
 )
@@ -50,7 +50,7 @@ def draft(
             frozen = prepare_draft(session, s, actor=actor())
             issue = frozen.issue
             if issue is None:
-                out.print(f"{frozen.nothing_new}; no draft", highlight=False, markup=False)
+                say(f"{frozen.nothing_new}; no draft")
                 return
             rows = [(c.slug, c.title, full) for c, full in issue_rows(session, issue)]
     except DigestError as exc:
@@ -71,15 +71,11 @@ def draft(
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return
     verb = "froze" if frozen.created else "open:"
-    out.print(
-        f"{verb} issue {issue.label} ({issue.state}, review {issue.review}); goes out {when}",
-        highlight=False,
-        markup=False,
-    )
-    out.print(f"subject: {issue.subject}", highlight=False, markup=False)
+    say(f"{verb} issue {issue.label} ({issue.state}, review {issue.review}); goes out {when}")
+    say(f"subject: {issue.subject}")
     for slug, title, full in rows:
-        out.print(f"  {'card' if full else 'link'}  {slug}  {title}", highlight=False, markup=False)
-    out.print(f"review it: {console_url(s, issue)}", highlight=False, markup=False)
+        say(f"  {'card' if full else 'link'}  {slug}  {title}")
+    say(f"review it: {console_url(s, issue)}")
 
 
 def _review(
@@ -107,7 +103,7 @@ def _review(
             label, review = target.label, target.review
     except DigestError as exc:
         fail(str(exc))
-    out.print(f"issue {label}: review {review}", highlight=False, markup=False)
+    say(f"issue {label}: review {review}")
 
 
 @app.command("approve")
@@ -182,10 +178,10 @@ def preflight_cmd(
         info = {"number": target.number, "week": target.week, "transport": s.transport}
         sys.stdout.write(json.dumps({**info, **report.as_dict()}, indent=2) + "\n")
     else:
-        out.print(f"issue {label}, transport {s.transport}", highlight=False, markup=False)
+        say(f"issue {label}, transport {s.transport}")
         for check in report.checks:
-            out.print(f"  {check.line()}", highlight=False, markup=False)
-        out.print(report.summary(), highlight=False, markup=False)
+            say(f"  {check.line()}")
+        say(report.summary())
     if not report.passed:
         raise typer.Exit(1)
 
@@ -214,12 +210,8 @@ def history_cmd(
     if as_json:
         sys.stdout.write(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
         return
-    out.print(f"issue {label}", highlight=False, markup=False)
+    say(f"issue {label}")
     for entry in entries:
         rest = {k: v for k, v in entry.items() if k not in ("at", "actor", "action")}
         detail = json.dumps(rest, ensure_ascii=False) if rest else ""
-        out.print(
-            f"  {entry['at'][:19]}  {entry['action']:<13} {entry['actor']}  {detail}",
-            highlight=False,
-            markup=False,
-        )
+        say(f"  {entry['at'][:19]}  {entry['action']:<13} {entry['actor']}  {detail}")

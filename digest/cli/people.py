@@ -11,14 +11,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from digest.cli.common import (
-    fail,
-    out,
-    progress_bar,
-    settings,
-    store_engine,
-    subscribers_app,
-)
+from digest.cli.common import fail, out, progress_bar, say, settings, store_engine, subscribers_app
 from digest.exceptions import DigestError
 from digest.wording import plural
 
@@ -106,24 +99,14 @@ def subscribers_show(
         sys.stdout.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         return
     if not info["known"]:
-        out.print(
-            f"{info['email']}: forgotten; on the suppression list ({info['suppressed']})",
-            highlight=False,
-            markup=False,
-        )
+        say(f"{info['email']}: forgotten; on the suppression list ({info['suppressed']})")
         return
-    out.print(f"{info['email']}  {info['status']}  {info['name']}", highlight=False, markup=False)
-    out.print(
-        f"consent: {info['confirmed_at'] or 'none yet'}  source: {info['source']}",
-        highlight=False,
-        markup=False,
-    )
+    say(f"{info['email']}  {info['status']}  {info['name']}")
+    say(f"consent: {info['confirmed_at'] or 'none yet'}  source: {info['source']}")
     for ev in info["events"]:
-        out.print(
+        say(
             f"  {ev['at']}  {ev['action']:<11} {ev['source']}  ip={ev['ip'] or '-'}  "
-            f"{ev['detail']}  ua={ev['user_agent'] or '-'}",
-            highlight=False,
-            markup=False,
+            f"{ev['detail']}  ua={ev['user_agent'] or '-'}"
         )
 
 
@@ -179,14 +162,12 @@ def subscribers_preferences(
             )
     except DigestError as exc:
         fail(str(exc))
-    out.print(
+    say(
         f"{address}: topics {', '.join(now.topics) if now.topics else 'every topic'}; "
-        f"{now.frequency}; time zone {now.timezone or 'the default (DIGEST_TIMEZONE)'}",
-        highlight=False,
-        markup=False,
+        f"{now.frequency}; time zone {now.timezone or 'the default (DIGEST_TIMEZONE)'}"
     )
     if known:
-        out.print(f"topics to choose from: {', '.join(known)}", highlight=False, markup=False)
+        say(f"topics to choose from: {', '.join(known)}")
 
 
 @subscribers_app.command("export")
@@ -204,7 +185,7 @@ def subscribers_export(
         count = export_csv(engine, csv_path)
     except OSError as exc:
         fail(f"cannot write {csv_path}: {exc.strerror}")
-    out.print(f"wrote {plural(count, 'subscriber')} to {csv_path}", highlight=False, markup=False)
+    say(f"wrote {plural(count, 'subscriber')} to {csv_path}")
 
 
 @subscribers_app.command("unsubscribe")
@@ -225,11 +206,7 @@ def subscribers_unsubscribe(
         changed = unsubscribe_address(engine, email, source=source)
     except DigestError as exc:
         fail(str(exc))
-    out.print(
-        ("unsubscribed " if changed else "already not subscribed: ") + email.strip(),
-        highlight=False,
-        markup=False,
-    )
+    say(("unsubscribed " if changed else "already not subscribed: ") + email.strip())
 
 
 @subscribers_app.command("forget")
@@ -251,20 +228,14 @@ def subscribers_forget(
     except DigestError as exc:
         fail(str(exc))
     if result.erased:
-        out.print(
+        say(
             f"forgot {result.email}; its hash stays on the suppression list "
-            f"({result.suppressed_as})",
-            highlight=False,
-            markup=False,
+            f"({result.suppressed_as})"
         )
     elif result.suppressed_as:
-        out.print(
-            f"nothing stored for {result.email} beyond its hash on the suppression list",
-            highlight=False,
-            markup=False,
-        )
+        say(f"nothing stored for {result.email} beyond its hash on the suppression list")
     else:
-        out.print(f"nothing stored for {result.email}", highlight=False, markup=False)
+        say(f"nothing stored for {result.email}")
 
 
 @subscribers_app.command("list")

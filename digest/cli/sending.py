@@ -24,6 +24,7 @@ from digest.cli.common import (
     fail,
     out,
     progress_bar,
+    say,
     settings,
     store_engine,
 )
@@ -99,7 +100,7 @@ def finish_send(result: JobResult) -> None:
 
     for line in result.warnings:
         err.print(f"[yellow]warning:[/] {line}", highlight=False, markup=True, soft_wrap=True)
-    out.print(result.summary(), highlight=False, markup=False)
+    say(result.summary())
     stopped = result.report.stopped if result.report is not None else None
     if result.outcome in STOPPED_SHORT or (stopped and PENDING not in stopped):
         raise typer.Exit(EXIT_STOPPED)
@@ -149,15 +150,13 @@ def status(
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return
     counts = ", ".join(f"{k} {v}" for k, v in info["counts"].items() if v)
-    out.print(
+    say(
         f"issue #{info['number']} ({info['week']}): {info['state']} — {counts or 'no deliveries'}",
-        highlight=False,
-        markup=False,
     )
     if info["state"] == "draft":
-        out.print(f"review: {info['review']}", highlight=False, markup=False)
+        say(f"review: {info['review']}")
     if info.get("state_reason"):
-        out.print(f"reason: {info['state_reason']}", highlight=False, markup=False)
+        say(f"reason: {info['state_reason']}")
     if info.get("rate") is not None:
         eta = info.get("eta_seconds")
         out.print(
@@ -185,7 +184,7 @@ def pause(week: WeekOpt = None, issue: IssueOpt = None) -> None:
         )
     except DigestError as exc:
         fail(str(exc))
-    out.print(result.summary(), highlight=False, markup=False)
+    say(result.summary())
 
 
 @app.command()
@@ -213,7 +212,7 @@ def resume(
         result = resume_issue(engine, checked_week(week), number=issue, actor=actor())
     except DigestError as exc:
         fail(str(exc))
-    out.print(result.summary(), highlight=False, markup=False)
+    say(result.summary())
     if send_now:
         finish_send(_run_job(settings=s, engine=engine, issue=result.number))
 
@@ -245,7 +244,7 @@ def retry_failed(
         result = requeue(engine, checked_week(week), number=issue, actor=actor())
     except DigestError as exc:
         fail(str(exc))
-    out.print(result.summary(), highlight=False, markup=False)
+    say(result.summary())
     if send_now and result.state == "sending":
         finish_send(_run_job(settings=s, engine=engine, issue=result.number))
 
@@ -270,7 +269,7 @@ def cancel(
         )
     except DigestError as exc:
         fail(str(exc))
-    out.print(result.summary(), highlight=False, markup=False)
+    say(result.summary())
 
 
 @app.command()
@@ -313,4 +312,4 @@ def worker(
         )
     except DigestError as exc:
         fail(str(exc))
-    out.print(report.summary(), highlight=False, markup=False)
+    say(report.summary())

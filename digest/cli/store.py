@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from digest.cli.common import TerminalProgress, app, fail, out, progress_bar, settings
+from digest.cli.common import TerminalProgress, app, fail, progress_bar, say, settings
 from digest.exceptions import DigestError
 from digest.ops.backup import PageProgress
 
@@ -47,7 +47,7 @@ def backup(
             snapshot = backup_store(settings(), path, force=force, progress=_pages(bar))
     except DigestError as exc:
         fail(str(exc))
-    out.print(f"backup: {snapshot.describe()}", highlight=False, markup=False)
+    say(f"backup: {snapshot.describe()}")
 
 
 @app.command()
@@ -70,4 +70,4 @@ def restore(
             report = restore_store(settings(), path, progress=_pages(bar))
     except DigestError as exc:
         fail(str(exc))
-    out.print(report.summary(), highlight=False, markup=False)
+    say(report.summary())

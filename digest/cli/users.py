@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from digest.cli.common import app, fail, out, settings, store_engine
+from digest.cli.common import app, fail, out, say, settings, store_engine
 from digest.exceptions import DigestError
 
 logger = logging.getLogger(__name__)
@@ -49,13 +49,11 @@ def users_add(
             address, role_name = new.user.email, new.user.role
     except DigestError as exc:
         fail(str(exc))
-    out.print(f"added {role_name} {address}", highlight=False, markup=False)
+    say(f"added {role_name} {address}")
     if new.setup_token:
-        out.print(
+        say(
             f"set-password link (one use, {SETUP_LINK_HOURS} hours): "
-            f"{setup_url(s, new.setup_token)}",
-            highlight=False,
-            markup=False,
+            f"{setup_url(s, new.setup_token)}"
         )
 
 
@@ -76,11 +74,7 @@ def users_reset(
             token = reset_link(session, email)
     except DigestError as exc:
         fail(str(exc))
-    out.print(
-        f"set-password link (one use, {SETUP_LINK_HOURS} hours): {setup_url(s, token)}",
-        highlight=False,
-        markup=False,
-    )
+    say(f"set-password link (one use, {SETUP_LINK_HOURS} hours): {setup_url(s, token)}")
 
 
 @users_app.command("list")
@@ -109,11 +103,7 @@ def users_list(
     for row in rows:
         state = "" if row["password_set"] else "  (no password yet)"
         login = row["last_login_at"] or "never"
-        out.print(
-            f"{row['role']:<9} {row['email']}  last login: {login}{state}",
-            highlight=False,
-            markup=False,
-        )
+        say(f"{row['role']:<9} {row['email']}  last login: {login}{state}")
     out.print(f"{len(rows)} account{'' if len(rows) == 1 else 's'}", highlight=False)
 
 
@@ -134,4 +124,4 @@ def users_remove(
             address = user.email
     except DigestError as exc:
         fail(str(exc))
-    out.print(f"removed {address}", highlight=False, markup=False)
+    say(f"removed {address}")

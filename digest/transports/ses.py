@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from email.utils import parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digest.config import Settings
 from digest.exceptions import ConfigError, TransientTransportError, TransportConfigError
@@ -37,6 +37,9 @@ from digest.transports.http import (
     stored_template,
     uncertain_results,
 )
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,25 @@ BULK_ACCOUNT = frozenset(
         "INVALID_SENDING_POOL_NAME",
     }
 )
+
+
+def _refusal(exc: ClientError) -> tuple[str, str, int, float | None]:
+    """A refused call's error code, a short text, its HTTP status and, when SES is
+    throttling, how long to wait before the retry."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    text = f"ses {code}: {error.get('Message', '')}"[:500]
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    wait = None
+    if code in THROTTLED or status == 429:
+        # A daily quota resets within a day; a rate limit within a second.
+        wait = MAX_RETRY_AFTER if code == "LimitExceededException" else 1.0
+    return code, text, status, wait
+
+
+def _account_refusal(code: str, text: str, status: int) -> bool:
+    """The account or the sender is at fault: nothing else will go through either."""
+    return code in ACCOUNT or status in (401, 403) or "not verified" in text
 
 
 class SESTransport(Transport):
@@ -166,16 +188,11 @@ class SESTransport(Transport):
             try:
                 answer = self._client.send_email(**request)
             except ClientError as exc:
-                error = exc.response.get("Error", {})
-                code = str(error.get("Code", ""))
-                text = f"ses {code}: {error.get('Message', '')}"[:500]
-                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+                code, text, status, wait = _refusal(exc)
                 self.requests_made += 1
-                if code in THROTTLED or status == 429:
-                    # A daily quota resets within a day; a rate limit within a second.
-                    wait = MAX_RETRY_AFTER if code == "LimitExceededException" else 1.0
+                if wait is not None:
                     return results + [SendResult.retry(r, text, wait) for r in rest]
-                if code in ACCOUNT or status in (401, 403) or "not verified" in text:
+                if _account_refusal(code, text, status):
                     return self._stop_after(results, rest, TransportConfigError(text))
                 if status >= 500:
                     return results + [SendResult.retry(r, text) for r in rest]
@@ -271,15 +288,11 @@ class SESTransport(Transport):
         try:
             answer = self._client.send_bulk_email(**request)
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            text = f"ses {code}: {error.get('Message', '')}"[:500]
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            code, text, status, wait = _refusal(exc)
             self.requests_made += 1
-            if code in THROTTLED or status == 429:
-                wait = MAX_RETRY_AFTER if code == "LimitExceededException" else 1.0
+            if wait is not None:
                 return [SendResult.retry(r, text, wait) for r in recipients]
-            if code in ACCOUNT or status in (401, 403) or "not verified" in text:
+            if _account_refusal(code, text, status):
                 raise TransportConfigError(text) from exc
             if status >= 500:
                 return [SendResult.retry(r, text) for r in recipients]
