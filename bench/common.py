@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +25,35 @@ from subscribers.models import Subscriber  # noqa: E402
 WEEK = "2026-W47"
 SECRET = "bench-secret-key-0123456789abcdef"
 SAMPLE = ROOT / "digest" / "sample" / "comparisons.json"
+
+
+class PeakRSS:
+    """A child's own peak resident memory (VmHWM), read from /proc while it runs.
+
+    Not ``wait4``'s ``ru_maxrss``: Linux carries this process's resident size at fork
+    (it holds the freshly seeded store) into the child's figure."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/status")
+        self.peak_kb = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.2):
+            try:
+                for line in self.path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                return  # the child has exited
+
+    def stop(self) -> float:
+        """Stop watching; the peak in MB (read before the child is reaped)."""
+        self._done.set()
+        self._thread.join()
+        return self.peak_kb / 1024
 
 
 def bench_settings(workdir: Path, **overrides: object) -> Settings:

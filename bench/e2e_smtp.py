@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import ROOT, SECRET, WEEK, bench_settings, demo_message, seed
+from common import ROOT, SECRET, WEEK, PeakRSS, bench_settings, demo_message, seed
 
 from digest.message import Recipient
 
@@ -86,6 +86,32 @@ class Result:
         ]
 
 
+def smtp_source(source: str, sessions: int, messages: int, size: int, port: int) -> float:
+    """The baseline: Postfix's smtp-source sends ``messages`` of ``size`` bytes over
+    ``sessions`` kept-open connections (``-d``, as the pool does); its wall time."""
+    started = time.monotonic()
+    subprocess.run(
+        [
+            source,
+            "-d",
+            "-s",
+            str(sessions),
+            "-m",
+            str(messages),
+            "-l",
+            str(size),
+            "-f",
+            "digest@verdicts.example.com",
+            "-t",
+            "reader@example.com",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.monotonic() - started
+
+
 def run_one(subscribers: int, connections: int, sink: str, source: str) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -131,34 +157,16 @@ def run_one(subscribers: int, connections: int, sink: str, source: str) -> Resul
                 cwd=ROOT,
             )
             assert proc.stdout is not None and proc.stderr is not None
-            _, status, usage = os.wait4(proc.pid, 0)
+            peak = PeakRSS(proc.pid)
+            _, status, _usage = os.wait4(proc.pid, 0)
             digest_wall = time.monotonic() - started
+            digest_rss = peak.stop()
             output = proc.stdout.read().decode().strip()
             if os.waitstatus_to_exitcode(status) != 0:
                 raise SystemExit(f"digest send failed: {output}\n{proc.stderr.read().decode()}")
             loop = re.search(r"\(([\d,]+)/s\)", output)
             loop_rate = float(loop.group(1).replace(",", "")) if loop else 0.0
-            started = time.monotonic()
-            subprocess.run(
-                [
-                    source,
-                    "-d",
-                    "-s",
-                    str(connections),
-                    "-m",
-                    str(subscribers),
-                    "-l",
-                    str(size),
-                    "-f",
-                    "digest@verdicts.example.com",
-                    "-t",
-                    "reader@example.com",
-                    f"127.0.0.1:{port}",
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-            source_wall = time.monotonic() - started
+            source_wall = smtp_source(source, connections, subscribers, size, port)
         finally:
             sink_proc.terminate()
             sink_proc.wait(timeout=10)
@@ -168,7 +176,7 @@ def run_one(subscribers: int, connections: int, sink: str, source: str) -> Resul
         size,
         digest_wall,
         loop_rate,
-        usage.ru_maxrss / 1024,
+        digest_rss,
         source_wall,
         output.splitlines()[-1],
     )

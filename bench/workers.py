@@ -37,8 +37,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import ROOT, SECRET, WEEK, bench_settings, demo_message, seed
-from e2e_smtp import free_port, tool
+from common import ROOT, SECRET, WEEK, PeakRSS, bench_settings, demo_message, seed
+from e2e_smtp import free_port, smtp_source, tool
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -107,14 +107,12 @@ def digest_send(database_url: str, port: int, workers: int, connections: int) ->
     proc = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
+    peak = PeakRSS(proc.pid)
     out, err = proc.communicate()
     wall = time.monotonic() - started
+    rss = peak.stop()
     if proc.returncode != 0:
         raise SystemExit(f"digest send failed:\n{out}\n{err}")
-    # The children are reaped; RUSAGE_CHILDREN's max is the largest one's peak.
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return Send(wall, out.strip().splitlines()[-1], rss)
 
 
@@ -127,27 +125,7 @@ def versus_source(n: int, workers: int, connections: int, sink: str, source: str
         engine.dispose()
         with smtp_sink(sink) as port:
             send = digest_send(settings.database_url, port, workers, connections)
-            started = time.monotonic()
-            subprocess.run(
-                [
-                    source,
-                    "-d",
-                    "-s",
-                    str(workers * connections),
-                    "-m",
-                    str(n),
-                    "-l",
-                    str(size),
-                    "-f",
-                    "digest@verdicts.example.com",
-                    "-t",
-                    "reader@example.com",
-                    f"127.0.0.1:{port}",
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-            source_wall = time.monotonic() - started
+            source_wall = smtp_source(source, workers * connections, n, size, port)
     digest_rate, source_rate = n / send.wall, n / source_wall
     print(f"subscribers           {n:,} (message {size:,} bytes)")
     print(

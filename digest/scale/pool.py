@@ -31,6 +31,23 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 
 
+def own_peak_rss_mb() -> float:
+    """This process's own peak resident memory in MB.
+
+    VmHWM, not ``ru_maxrss``: Linux carries a parent's resident size at fork into the
+    child's ``ru_maxrss`` across exec, so a worker spawned by a parent that had just
+    enqueued a million rows would report the parent's peak, not its own."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    # ru_maxrss is in KiB on Linux (elsewhere, without /proc, the best there is).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(settings: Settings, number: int, results: Any, index: int) -> None:
     """One worker process (spawned: it imports and connects afresh)."""
     from digest.jobs import open_store
@@ -46,8 +63,7 @@ def _child(settings: Settings, number: int, results: Any, index: int) -> None:
         report = Worker(settings, engine, number=number, stop=stop).run(until_done=True)
     except DigestError as exc:
         error = str(exc)
-    # ru_maxrss is in KiB on Linux: each worker's own peak, for the report.
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = own_peak_rss_mb()
     counted = (report.sent, report.failed, report.skipped, report.retried) if report else (0,) * 4
     results.put((index, *counted, rss_mb, error))
 
