@@ -126,7 +126,6 @@ class SendGate:
         self.domains = parse_domain_limits(settings.domain_limits)
         self.warmup = parse_warmup(settings.warmup)
         self._start: date | None = settings.warmup_start
-        self.paced = 0
 
     @property
     def active(self) -> bool:
@@ -145,7 +144,6 @@ class SendGate:
         wait = self.buckets.reserve("global", n, rate, burst=float(n))
         if wait > 0:
             self.sleep(wait)
-        self.paced += n
         return wait
 
     # ------------------------------------------------------------ domains and warm-up
