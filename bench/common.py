@@ -19,6 +19,7 @@ from digest.db import make_engine, migrate, session_scope  # noqa: E402
 from digest.importer import import_comparisons  # noqa: E402
 from digest.issues import freeze_issue, issue_message  # noqa: E402
 from digest.message import IssueMessage  # noqa: E402
+from digest.scale.pool import peak_rss_mb  # noqa: E402
 from digest.timeutil import utcnow, window  # noqa: E402
 from subscribers.models import Subscriber  # noqa: E402
 
@@ -34,26 +35,24 @@ class PeakRSS:
     (it holds the freshly seeded store) into the child's figure."""
 
     def __init__(self, pid: int) -> None:
-        self.path = Path(f"/proc/{pid}/status")
-        self.peak_kb = 0
+        self.pid = pid
+        self.peak_mb = 0.0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
         while not self._done.wait(0.2):
-            try:
-                for line in self.path.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
-            except (OSError, ValueError):
+            peak = peak_rss_mb(self.pid)
+            if peak is None:
                 return  # the child has exited
+            self.peak_mb = max(self.peak_mb, peak)
 
     def stop(self) -> float:
-        """Stop watching; the peak in MB (read before the child is reaped)."""
+        """Stop watching; the peak in MB."""
         self._done.set()
         self._thread.join()
-        return self.peak_kb / 1024
+        return self.peak_mb
 
 
 def bench_settings(workdir: Path, **overrides: object) -> Settings:

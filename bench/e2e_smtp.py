@@ -158,7 +158,7 @@ def run_one(subscribers: int, connections: int, sink: str, source: str) -> Resul
             )
             assert proc.stdout is not None and proc.stderr is not None
             peak = PeakRSS(proc.pid)
-            _, status, _usage = os.wait4(proc.pid, 0)
+            _, status = os.waitpid(proc.pid, 0)
             digest_wall = time.monotonic() - started
             digest_rss = peak.stop()
             output = proc.stdout.read().decode().strip()

@@ -35,6 +35,16 @@ def backoff_seconds(attempt: int, base: float = 10.0, cap: float = 600.0) -> flo
     return random.uniform(min(base / 2, high), high)
 
 
+def _settled(state: DeliveryState, now: datetime) -> dict[str, Any]:
+    """The columns of a row whose attempt is over: its new state, and the lease gone."""
+    return {
+        "state": state.value,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+
+
 def record_results(
     engine: Engine,
     results: Sequence[SendResult],
@@ -74,13 +84,7 @@ def record_results(
                 }
             )
     retried = 0
-    sent_values: dict[str, Any] = {
-        "state": DeliveryState.SENT.value,
-        "sent_at": now,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "updated_at": now,
-    }
+    sent_values = {**_settled(DeliveryState.SENT, now), "sent_at": now}
     # Most sent rows carry nothing of their own (SMTP): one UPDATE … IN for them, and
     # an executemany only for rows with a provider id or a note.
     plain = [r["b_id"] for r in sent_rows if r["b_provider"] is None and r["b_note"] is None]
@@ -131,12 +135,9 @@ def record_results(
                     update(D)
                     .where(D.c.id == bindparam("b_id"))
                     .values(
-                        state=DeliveryState.RETRY.value,
+                        **_settled(DeliveryState.RETRY, now),
                         next_attempt_at=bindparam("b_next"),
                         last_error=bindparam("b_error"),
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        updated_at=now,
                     ),
                     [{k: r[k] for k in ("b_id", "b_next", "b_error")} for r in retry_rows],
                 )
@@ -144,13 +145,7 @@ def record_results(
             conn.execute(
                 update(D)
                 .where(D.c.id == bindparam("b_id"))
-                .values(
-                    state=DeliveryState.FAILED.value,
-                    last_error=bindparam("b_error"),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    updated_at=now,
-                ),
+                .values(**_settled(DeliveryState.FAILED, now), last_error=bindparam("b_error")),
                 [{"b_id": r["b_id"], "b_error": r["b_error"]} for r in failed_rows],
             )
             # A permanent refusal of the address means it does not work: stop mailing it.

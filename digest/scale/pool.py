@@ -31,21 +31,27 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 
 
-def own_peak_rss_mb() -> float:
-    """This process's own peak resident memory in MB.
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """A process's own peak resident memory in MB (VmHWM), or None without /proc or
+    once the process has exited.
 
     VmHWM, not ``ru_maxrss``: Linux carries a parent's resident size at fork into the
     child's ``ru_maxrss`` across exec, so a worker spawned by a parent that had just
     enqueued a million rows would report the parent's peak, not its own."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
-    except OSError:
+    except (OSError, ValueError):
         pass
+    return None
+
+
+def own_peak_rss_mb() -> float:
+    peak = peak_rss_mb()
     # ru_maxrss is in KiB on Linux (elsewhere, without /proc, the best there is).
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(settings: Settings, number: int, results: Any, index: int) -> None:
