@@ -27,6 +27,7 @@ from digest.render import ARCHIVE_URL, BASE_URL, placeholder
 from digest.timeutil import utcnow
 
 if TYPE_CHECKING:
+    from digest.mail.dkim import DkimSigner
     from digest.skeleton import MessageSkeleton
 from digest.tokens import TokenMinter, stable_digest, stable_digester
 
@@ -288,6 +289,15 @@ class IssueMessage:
             if data is not None:
                 return data
         return mimefast.smtp_data(self.as_bytes(recipient))
+
+    def as_signed_data(self, recipient: Recipient, signer: DkimSigner) -> bytes:
+        """:meth:`as_data` with ``signer``'s DKIM-Signature field in front."""
+        skeleton = self._compiled()
+        if skeleton is not None and recipient.email.isascii():
+            data = skeleton.render_signed_data(recipient, signer)
+            if data is not None:
+                return data
+        return mimefast.smtp_data(signer.sign(self.as_bytes(recipient)))
 
     def _compiled(self) -> MessageSkeleton | None:
         if not self._fast_ready:

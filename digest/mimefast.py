@@ -90,12 +90,13 @@ class _Segment:
         self.text = text
         self.long = len(text) >= LONG_SEGMENT
         self.head = text[:100]
-        self._cache: dict[int, tuple[bytes, int]] = {}
+        self._cache: dict[int, tuple[bytes, bytes, int]] = {}
 
-    def advance(self, start: int) -> tuple[bytes, int]:
-        """Encoded output while the wrap position stays well inside this segment, and
-        the position where it stops. Only whole steps that cannot reach past the
-        segment are taken, so the result does not depend on what follows."""
+    def advance(self, start: int) -> tuple[bytes, bytes, int]:
+        """Encoded output while the wrap position stays well inside this segment, the
+        same dot-stuffed (:func:`line_stuffed`), and the position where it stops. Only
+        whole steps that cannot reach past the segment are taken, so the result does
+        not depend on what follows."""
         cached = self._cache.get(start)
         if cached is not None:
             return cached
@@ -113,7 +114,8 @@ class _Segment:
             else:
                 out.append(text[start:stop] + "=" + EOL)
                 start = stop
-        result = ("".join(out).encode("ascii"), start)
+        encoded = "".join(out).encode("ascii")
+        result = (encoded, line_stuffed(encoded), start)
         self._cache[first] = result
         return result
 
@@ -124,7 +126,11 @@ class _PlaceholderLine:
     def __init__(self, parts: list[_Segment | str]) -> None:
         self.parts = parts
 
-    def encode(self, values: dict[str, str], into: list[bytes]) -> None:
+    def encode(
+        self, values: dict[str, str], into: list[bytes], stuffed: list[bytes] | None = None
+    ) -> None:
+        """Append the encoded line to ``into`` in pieces that each start a line, and
+        the same pieces dot-stuffed to ``stuffed`` when it is given."""
         out: list[str] = []
         pending = ""
         for part in self.parts:
@@ -149,14 +155,22 @@ class _PlaceholderLine:
                 else:
                     out.append(window[start:stop] + "=" + EOL)
                     start = stop
-            encoded, resume = part.advance(start - n)
+            encoded, encoded_stuffed, resume = part.advance(start - n)
             if out:
-                into.append("".join(out).encode("ascii"))
+                chunk = "".join(out).encode("ascii")
+                into.append(chunk)
+                if stuffed is not None:
+                    stuffed.append(line_stuffed(chunk))
                 out = []
             into.append(encoded)
+            if stuffed is not None:
+                stuffed.append(encoded_stuffed)
             pending = part.text[resume:]
         _wrap_line(pending, out)
-        into.append("".join(out).encode("ascii"))
+        chunk = "".join(out).encode("ascii")
+        into.append(chunk)
+        if stuffed is not None:
+            stuffed.append(line_stuffed(chunk))
 
 
 class QPTemplate:
@@ -166,6 +180,8 @@ class QPTemplate:
 
     def __init__(self, body: str, placeholders: dict[str, str]) -> None:
         self.parts: list[bytes | _PlaceholderLine] = []
+        # Every piece starts a line and ends with CRLF, so each can be dot-stuffed alone.
+        self._stuffed: dict[int, bytes] = {}
         pattern = re.compile("|".join(re.escape(p) for p in placeholders.values()))
         names = {token: name for name, token in placeholders.items()}
         static: list[str] = []
@@ -188,14 +204,22 @@ class QPTemplate:
             self.parts.append(_PlaceholderLine(pieces))
         if static:
             self.parts.append("".join(static).encode("ascii"))
+        self._stuffed = {
+            id(part): line_stuffed(part) for part in self.parts if isinstance(part, bytes)
+        }
 
-    def render(self, values: dict[str, str], into: list[bytes]) -> None:
-        """Append the encoded body for ``values`` to ``into``."""
+    def render(
+        self, values: dict[str, str], into: list[bytes], stuffed: list[bytes] | None = None
+    ) -> None:
+        """Append the encoded body for ``values`` to ``into``, and the same dot-stuffed
+        for SMTP (each piece starts a line) to ``stuffed`` when it is given."""
         for part in self.parts:
             if isinstance(part, bytes):
                 into.append(part)
+                if stuffed is not None:
+                    stuffed.append(self._stuffed[id(part)])
             else:
-                part.encode(values, into)
+                part.encode(values, into, stuffed)
 
 
 # ---------------------------------------------------------------- headers
@@ -309,48 +333,16 @@ def smtp_data(raw: bytes) -> bytes:
     return b"".join(pieces)
 
 
-class DotStuffer:
-    """:func:`smtp_data` for a message given as parts, most of them the same bytes
-    objects for every recipient (a skeleton's static pieces): their stuffed form is
-    worked out once, so a 55 KB digest is not scanned again per recipient."""
+def line_stuffed(part: bytes) -> bytes:
+    """``part``, which starts a line, dot-stuffed: what it becomes inside SMTP DATA."""
+    return b"." + _stuffed_now(part) if part[:1] == b"." else _stuffed_now(part)
 
-    #: parts shorter than this are stuffed each time (cheap, and mostly per recipient)
-    CACHE_FROM = 256
-    MAX_CACHED = 4096
 
-    def __init__(self) -> None:
-        # id → (the part itself, kept alive so the id stays its own; its stuffed form)
-        self._cache: dict[int, tuple[bytes, bytes]] = {}
-
-    def _stuffed(self, part: bytes) -> bytes:
-        if len(part) < self.CACHE_FROM:
-            if b"\n." not in part:
-                return part
-            pieces: list[bytes | memoryview] = []
-            _stuff(part, pieces)
-            return b"".join(pieces)
-        hit = self._cache.get(id(part))
-        if hit is not None and hit[0] is part:
-            return hit[1]
-        pieces = []
-        _stuff(part, pieces)
-        stuffed = b"".join(pieces)
-        if len(self._cache) < self.MAX_CACHED:
-            self._cache[id(part)] = (part, stuffed)
-        return stuffed
-
-    def data(self, parts: list[bytes]) -> bytes:
-        """``smtp_data(b"".join(parts))``, byte for byte."""
-        out: list[bytes] = []
-        tail = b""  # the last two bytes of the message so far
-        for part in parts:
-            if not part:
-                continue
-            if (not out or tail.endswith(b"\n")) and part[:1] == b".":
-                out.append(b".")
-            out.append(self._stuffed(part))
-            tail = (tail + part[-2:])[-2:]
-        if tail != b"\r\n":
-            out.append(b"\r\n")
-        out.append(b".\r\n")
-        return b"".join(out)
+def _stuffed_now(part: bytes) -> bytes:
+    """``part`` with the dots after its line breaks doubled (its first byte is the
+    caller's: whether it starts a line depends on what came before)."""
+    if b"\n." not in part:
+        return part
+    pieces: list[bytes | memoryview] = []
+    _stuff(part, pieces)
+    return b"".join(pieces)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from markupsafe import escape
 
@@ -27,6 +28,9 @@ from digest.message import (
     to_address,
 )
 from digest.render import placeholder
+
+if TYPE_CHECKING:
+    from digest.mail.dkim import DkimSigner
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +63,13 @@ class MessageSkeleton:
         self.text = mimefast.QPTemplate(text, tokens)
         self.html = mimefast.QPTemplate(html, tokens)
         self.after_headers = b""
+        self.body_start = b""  # after_headers without the blank line: where the body begins
         self.between = b""
         self.tail = b""
         self._mid = message.message_id(PROBES[0])
         self._mid_shape: tuple[bytes, bytes, int] | None = None
         self._lu_shape: dict[int, tuple[bytes, bytes]] = {}
-        self._stuffer = mimefast.DotStuffer()
+        self._stuffed_glue = (b"", b"", b"")  # after_headers, between, tail: dot-stuffed
 
     # ------------------------------------------------------------ compile
 
@@ -93,11 +98,25 @@ class MessageSkeleton:
         if not raw.startswith(head) or at_text < 0 or at_html < 0:
             raise ValueError("the skeleton does not line up with the stdlib message")
         skeleton.after_headers = raw[len(head) : at_text]
+        if not skeleton.after_headers.startswith(b"\r\n"):
+            raise ValueError("the skeleton's header block does not end where the body starts")
+        skeleton.body_start = skeleton.after_headers[2:]
         skeleton.between = raw[at_text + len(text) : at_html]
         skeleton.tail = raw[at_html + len(html) :]
+        skeleton._stuffed_glue = (
+            mimefast.line_stuffed(skeleton.after_headers),
+            mimefast.line_stuffed(skeleton.between),
+            mimefast.line_stuffed(skeleton.tail),
+        )
         for other in PROBES:
-            if skeleton.render(other) != message.as_bytes_slow(other):
+            parts = skeleton._parts(other)
+            if parts is None or b"".join(parts) != message.as_bytes_slow(other):
                 raise ValueError(f"fast bytes differ from the stdlib's for {other.email}")
+            if not all(part.endswith(b"\r\n") for part in parts if part):
+                raise ValueError("a piece of the message does not end a line")
+            slow = mimefast.smtp_data(message.as_bytes_slow(other))
+            if skeleton.render_data(other) != slow:
+                raise ValueError(f"fast SMTP data differ from the stdlib's for {other.email}")
         return skeleton
 
     def _learn_message_id(self) -> None:
@@ -178,17 +197,30 @@ class MessageSkeleton:
                 out.append(self._list_unsubscribe(recipient, values["unsubscribe_url"]))
         return out
 
-    def _parts(self, recipient: Recipient) -> list[bytes] | None:
+    def _parts(
+        self, recipient: Recipient, stuffed: list[bytes] | None = None
+    ) -> list[bytes] | None:
+        """The recipient's message in pieces; with ``stuffed``, the same pieces
+        dot-stuffed for SMTP DATA are appended to it. Every piece starts a line (the
+        compile checks it), so each is stuffed on its own, the static ones once."""
         name, values = self._values(recipient)
         if any("\n" in v or "\r" in v for v in values.values()):
             return None
         text_values, html_values = self._body_values(values)
         parts = self._headers(recipient, values, name)
+        if stuffed is not None:
+            # A header line starts with its name or, folded, with white space: no dot.
+            stuffed.extend(parts)
+            stuffed.append(self._stuffed_glue[0])
         parts.append(self.after_headers)
-        self.text.render(text_values, parts)
+        self.text.render(text_values, parts, stuffed)
         parts.append(self.between)
-        self.html.render(html_values, parts)
+        if stuffed is not None:
+            stuffed.append(self._stuffed_glue[1])
+        self.html.render(html_values, parts, stuffed)
         parts.append(self.tail)
+        if stuffed is not None:
+            stuffed.append(self._stuffed_glue[2])
         return parts
 
     def render(self, recipient: Recipient) -> bytes | None:
@@ -199,5 +231,23 @@ class MessageSkeleton:
     def render_data(self, recipient: Recipient) -> bytes | None:
         """:meth:`render` as SMTP DATA, dot-stuffed and ended: what
         :func:`mimefast.smtp_data` makes of it, without scanning the static parts again."""
-        parts = self._parts(recipient)
-        return None if parts is None else self._stuffer.data(parts)
+        stuffed: list[bytes] = []
+        if self._parts(recipient, stuffed) is None:
+            return None
+        stuffed.append(b".\r\n")
+        return b"".join(stuffed)
+
+    def render_signed_data(self, recipient: Recipient, signer: DkimSigner) -> bytes | None:
+        """:meth:`render_data` with a DKIM-Signature field in front, signed over the
+        parts as they are: the body is hashed without being joined first."""
+        stuffed: list[bytes] = []
+        parts = self._parts(recipient, stuffed)
+        if parts is None:
+            return None
+        count = len(self.headers)
+        body = parts[count:]
+        body[0] = self.body_start
+        # The field's lines start with its name or a space: nothing to stuff.
+        stuffed.insert(0, signer.field(parts[:count], body))
+        stuffed.append(b".\r\n")
+        return b"".join(stuffed)

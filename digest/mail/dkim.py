@@ -20,6 +20,7 @@ import base64
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -71,16 +72,41 @@ def simple_body(body: bytes) -> bytes:
     return stripped + b"\r\n"
 
 
-def _fields(head: bytes) -> list[tuple[bytes, bytes]]:
-    """The header block as (name, raw value including folds) in order."""
-    fields: list[tuple[bytes, bytes]] = []
+def hash_simple_body(chunks: Sequence[bytes | memoryview]) -> bytes:
+    """SHA-256 of ``simple_body(b"".join(chunks))``, without joining or copying them:
+    only the end of the last chunk that is not all line breaks is looked at."""
+    hasher = hashlib.sha256()
+    last, end = len(chunks) - 1, 0
+    while last >= 0:
+        chunk = chunks[last]
+        end = len(chunk)
+        while end and chunk[end - 1] in (13, 10):
+            end -= 1
+        if end:
+            break
+        last -= 1
+    if last < 0:
+        hasher.update(b"\r\n")
+        return hasher.digest()
+    for index in range(last):
+        hasher.update(chunks[index])
+    chunk = chunks[last]
+    if len(chunk) == end + 2 and chunk[end:] == b"\r\n":
+        hasher.update(chunk)  # already ends with exactly one CRLF: the usual case
+    else:
+        hasher.update(memoryview(chunk)[:end])
+        hasher.update(b"\r\n")
+    return hasher.digest()
+
+
+def split_fields(head: bytes) -> list[bytes]:
+    """A header block (CRLF-ended lines) as whole fields, folds and CRLF included."""
+    fields: list[bytes] = []
     for line in head.split(b"\r\n"):
         if line[:1] in (b" ", b"\t") and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + b"\r\n" + line)
+            fields[-1] += line + b"\r\n"
         elif line:
-            name, _, value = line.partition(b":")
-            fields.append((name, value))
+            fields.append(line + b"\r\n")
     return fields
 
 
@@ -106,7 +132,10 @@ class DkimSigner:
         self._head = (
             f"v=1; a={self.algorithm}; c=relaxed/simple;\r\n d={domain}; s={selector};\r\n h="
         ).encode("ascii")
-        self._h_tags: dict[tuple[bytes, ...], tuple[list[bytes], bytes]] = {}
+        self._h_tags: dict[tuple[bytes, ...], tuple[list[bytes], bytes, bytes]] = {}
+        # field as sent → (lower-case name, "relaxed" line): an issue's static headers
+        # are the same bytes for every recipient, so they are canonicalised once.
+        self._canon: dict[bytes, tuple[bytes, bytes]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DkimSigner | None:
@@ -128,17 +157,30 @@ class DkimSigner:
                 f"DIGEST_DKIM_PRIVATE_KEY_FILE: not a PEM private key: {exc}"
             ) from exc
 
-    def _names(self, present: tuple[bytes, ...]) -> tuple[list[bytes], bytes]:
-        """The header names to sign for a message with ``present`` fields, and the
-        folded h= value (every copy of an issue has the same fields: computed once)."""
+    def _names(self, present: tuple[bytes, ...]) -> tuple[list[bytes], bytes, bytes]:
+        """The header names to sign for a message with ``present`` fields, the tags
+        of the signature up to ``bh=`` as sent, and their "relaxed" form (every copy
+        of an issue has the same fields: computed once)."""
         cached = self._h_tags.get(present)
         if cached is None:
             names = [h for h in SIGNED_HEADERS if h.encode() in present]
             names += [h for h in OVERSIGNED if h in names]
-            cached = ([h.encode() for h in names], _fold_names(names).encode("ascii"))
+            tags = self._head + _fold_names(names).encode("ascii") + b";\r\n bh="
+            cached = ([h.encode() for h in names], tags, _relaxed_header(b"DKIM-Signature", tags))
             if len(self._h_tags) < 64:
                 self._h_tags[present] = cached
         return cached
+
+    def _canonical(self, field: bytes) -> tuple[bytes, bytes]:
+        hit = self._canon.get(field)
+        if hit is None:
+            name, _, value = field.partition(b":")
+            name = name.strip().lower()
+            hit = (name, _relaxed_header(name, value.removesuffix(b"\r\n")) + b"\r\n")
+            if len(self._canon) >= 512:  # per-recipient fields: start again, never grow
+                self._canon.clear()
+            self._canon[field] = hit
+        return hit
 
     def public_record(self) -> str:
         """The TXT record to publish at ``selector._domainkey.domain``."""
@@ -146,22 +188,27 @@ class DkimSigner:
 
     def sign(self, message: bytes) -> bytes:
         """``message`` with a DKIM-Signature header field in front."""
-        head, sep, body = message.partition(b"\r\n\r\n")
-        if not sep:
+        end = message.find(b"\r\n\r\n")
+        if end < 0:
             raise ValueError("a message needs a header block and a body")
-        body_hash = base64.b64encode(hashlib.sha256(simple_body(body)).digest())
+        body = memoryview(message)[end + 4 :]
+        return self.field(split_fields(message[: end + 2]), [body]) + message
+
+    def field(self, fields: Sequence[bytes], body: Sequence[bytes | memoryview]) -> bytes:
+        """The DKIM-Signature field (folded, CRLF-ended) for a message whose header block
+        is ``fields`` (whole fields as :func:`split_fields` gives them) and whose body is
+        the join of ``body``: the fast path hands over its parts, never joined twice."""
+        body_hash = base64.b64encode(hash_simple_body(body))
         # RFC 6376 5.4.2: several instances of a name are signed from the bottom up.
         by_name: dict[bytes, list[bytes]] = {}
-        for name, value in _fields(head):
-            by_name.setdefault(name.strip().lower(), []).append(value)
-        names, h_tag = self._names(tuple(by_name))
-        lines = []
-        for h in names:
-            instances = by_name.get(h)
-            if instances:
-                lines.append(_relaxed_header(h, instances.pop()) + b"\r\n")
-        tags = self._head + h_tag + b";\r\n bh=" + body_hash + b";\r\n b="
-        lines.append(_relaxed_header(b"DKIM-Signature", b" " + tags))
+        for raw in fields:
+            name, line = self._canonical(raw)
+            by_name.setdefault(name, []).append(line)
+        names, tags, relaxed_tags = self._names(tuple(by_name))
+        lines = [by_name[h].pop() for h in names if by_name.get(h)]
+        # The tags are "relaxed" already, and neither the hash nor "; b=" has a space
+        # or a fold for canonicalisation to touch.
+        lines.append(relaxed_tags + body_hash + b"; b=")
         signed = b"".join(lines)
         if isinstance(self._key, rsa.RSAPrivateKey):
             signature = self._key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
@@ -169,7 +216,7 @@ class DkimSigner:
             signature = self._key.sign(hashlib.sha256(signed).digest())
         b64 = base64.b64encode(signature)
         folded = b"\r\n ".join(b64[i : i + 72] for i in range(0, len(b64), 72))
-        return b"DKIM-Signature: " + tags + b"\r\n " + folded + b"\r\n" + message
+        return b"DKIM-Signature: " + tags + body_hash + b";\r\n b=\r\n " + folded + b"\r\n"
 
 
 def _fold_names(names: list[str]) -> str:

@@ -27,10 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from digest.exceptions import AddressError
 from digest.mailsafe import check_address
 from digest.message import IssueMessage, Recipient
+
+if TYPE_CHECKING:
+    from digest.mail.dkim import DkimSigner
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +94,14 @@ def message_bytes(message: IssueMessage, recipient: Recipient) -> bytes | SendRe
         return SendResult.failed(recipient, f"not sent: {exc}"[:500])
 
 
-def message_data(message: IssueMessage, recipient: Recipient) -> bytes | SendResult:
-    """The recipient's message as SMTP DATA (dot-stuffed, ended), or a FAILED result
-    like :func:`message_bytes`."""
+def message_data(
+    message: IssueMessage, recipient: Recipient, signer: DkimSigner | None = None
+) -> bytes | SendResult:
+    """The recipient's message as SMTP DATA (dot-stuffed, ended; DKIM-signed when there
+    is a ``signer``), or a FAILED result like :func:`message_bytes`."""
     try:
+        if signer is not None:
+            return message.as_signed_data(recipient, signer)
         return message.as_data(recipient)
     except AddressError as exc:
         return SendResult.failed(recipient, f"not sent: {exc}"[:500])

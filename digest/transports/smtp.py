@@ -29,9 +29,8 @@ from digest.exceptions import SendStopped, TransientTransportError, TransportCon
 from digest.mail.dkim import DkimSigner
 from digest.mailsafe import check_address, needs_smtputf8
 from digest.message import IssueMessage, Recipient
-from digest.mimefast import smtp_data
 from digest.ratelimit import RateLimiter
-from digest.transports.base import SendResult, Transport, message_bytes, message_data
+from digest.transports.base import SendResult, Transport, message_data
 
 logger = logging.getLogger(__name__)
 
@@ -352,11 +351,7 @@ class SMTPTransport(Transport):
             if index is None:
                 return
             recipient = recipients[index]
-            if self.signer is None:
-                data = message_data(message, recipient)
-            else:
-                raw = message_bytes(message, recipient)
-                data = raw if isinstance(raw, SendResult) else smtp_data(self.signer.sign(raw))
+            data = message_data(message, recipient, self.signer)
             if isinstance(data, SendResult):
                 results[index] = data
                 continue
