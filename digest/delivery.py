@@ -263,15 +263,16 @@ def claim_leased(
     size: int,
     lease_seconds: int,
     now: datetime | None = None,
+    lease: str | None = None,
 ) -> Claim:
     """Lease up to ``size`` deliveries to ``owner``.
 
     The claim holds the recipients to send to, how many claimed rows were skipped
     because the subscriber is no longer active (unsubscribed mid-send), and the
-    lease's name (for :func:`renew_lease`).
+    lease's name (for :func:`renew_lease`; :func:`new_lease` makes one beforehand).
     """
     now = now or utcnow()
-    lease = f"{owner}/{uuid.uuid4().hex[:8]}"
+    lease = lease or new_lease(owner)
     with engine.begin() as conn:
         # Pick the ids first (a batch, not the list): PostgreSQL may run a LIMIT … SKIP
         # LOCKED subquery inside UPDATE … IN more than once and take too many rows.
@@ -301,18 +302,7 @@ def claim_leased(
             .order_by(D.c.id)
         ).all()
         inactive = [r.id for r in rows if r.status != SubscriberStatus.ACTIVE.value]
-        if inactive:
-            conn.execute(
-                update(D)
-                .where(D.c.id.in_(inactive))
-                .values(
-                    state=DeliveryState.SKIPPED.value,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    last_error="subscriber no longer active",
-                    updated_at=now,
-                )
-            )
+        skip_inactive(conn, inactive, now)
     recipients = [
         Recipient(
             subscriber_id=r.subscriber_id,
@@ -327,14 +317,39 @@ def claim_leased(
     return Claim(recipients, len(inactive), lease)
 
 
-def renew_lease(engine: Engine, lease: str, lease_seconds: int) -> int:
-    """Push the lease's expiry out again (the worker is alive); returns rows renewed."""
+def new_lease(owner: str) -> str:
+    """A fresh lease name for ``owner`` (a worker holds one per claimed batch)."""
+    return f"{owner}/{uuid.uuid4().hex[:8]}"
+
+
+def skip_inactive(conn: Connection, ids: Sequence[int], now: datetime) -> None:
+    """Claimed rows whose subscriber is no longer active: skipped, the lease gone."""
+    if ids:
+        conn.execute(
+            update(D)
+            .where(D.c.id.in_(ids), D.c.state == DeliveryState.SENDING.value)
+            .values(
+                state=DeliveryState.SKIPPED.value,
+                lease_owner=None,
+                lease_expires_at=None,
+                last_error="subscriber no longer active",
+                updated_at=now,
+            )
+        )
+
+
+def renew_lease(engine: Engine, lease: str | Sequence[str], lease_seconds: int) -> int:
+    """Push the expiry of a lease (or several) out again (the worker is alive);
+    returns rows renewed."""
+    leases = [lease] if isinstance(lease, str) else list(lease)
+    if not leases:
+        return 0
     now = utcnow()
     with engine.begin() as conn:
         return int(
             conn.execute(
                 update(D)
-                .where(D.c.lease_owner == lease, D.c.state == DeliveryState.SENDING.value)
+                .where(D.c.lease_owner.in_(leases), D.c.state == DeliveryState.SENDING.value)
                 .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
             ).rowcount
             or 0

@@ -18,9 +18,9 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Engine
 
 from digest.config import Settings
-from digest.delivery import D
+from digest.delivery import D, I
 from digest.message import Recipient
-from digest.models import DeliveryState
+from digest.models import DeliveryState, IssueState
 from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus
 from subscribers.lifecycle import suppress
@@ -199,6 +199,23 @@ def release(engine: Engine, recipients: Sequence[Recipient]) -> None:
     if not ids:
         return
     with engine.begin() as conn:
+        # Given back after a cancel (a batch claimed ahead): skipped, as cancel does.
+        cancelled = select(I.c.id).where(I.c.state == IssueState.CANCELLED.value)
+        conn.execute(
+            update(D)
+            .where(
+                D.c.id.in_(ids),
+                D.c.state == DeliveryState.SENDING.value,
+                D.c.issue_id.in_(cancelled),
+            )
+            .values(
+                state=DeliveryState.SKIPPED.value,
+                last_error="issue cancelled",
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=utcnow(),
+            )
+        )
         conn.execute(
             update(D)
             .where(D.c.id.in_(ids), D.c.state == DeliveryState.SENDING.value)

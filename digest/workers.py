@@ -1,7 +1,8 @@
 """The send loop: claim a batch, send it, record every answer, check the controls.
 
 One batch is in flight at a time, shared out over the transport's connections (the
-SMTP pool), so a crash can duplicate at most that one batch. Between batches the loop
+SMTP pool), so a crash can duplicate at most that one batch; the next one is claimed
+(leased, not tried) while it is out (digest/leases.py). Between batches the loop
 reads the issue's state (``digest pause`` / ``cancel`` take effect there), and while a
 batch is out a heartbeat thread renews its lease, so only a dead worker's rows are
 ever taken over. Transient answers go back to the queue with backoff and are retried
@@ -26,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from types import TracebackType
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -35,14 +35,13 @@ from digest.config import Settings
 from digest.delivery import (
     Progress,
     SendReport,
-    claim_leased,
     issue_state,
     next_wakeup,
-    renew_lease,
     set_issue_state,
     worker_id,
 )
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
+from digest.leases import ClaimAhead, Heartbeat
 from digest.message import IssueMessage, Recipient
 from digest.models import IssueState
 from digest.outcomes import hold_back, record_results, release
@@ -70,40 +69,6 @@ def outage_reason(error: str) -> str:
         f"paused: the transport is unreachable ({error[:200]}); nothing was spent on the "
         "unsent deliveries, they stay queued; `digest resume` sends them when it is back"
     )
-
-
-class Heartbeat:
-    """Renews the current batch's lease every third of its length, in a thread."""
-
-    def __init__(self, engine: Engine, lease_seconds: int) -> None:
-        self.engine = engine
-        self.lease_seconds = lease_seconds
-        self.lease: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(max(self.lease_seconds / 3, 0.2)):
-            lease = self.lease
-            if lease is None:
-                continue
-            try:
-                renew_lease(self.engine, lease, self.lease_seconds)
-            except Exception:  # a missed renewal only risks a duplicate; keep beating
-                logger.exception("could not renew lease %s", lease)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 class _Loop:
@@ -301,7 +266,16 @@ class _Loop:
             set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, report.stopped)
             logger.warning("issue %s: %s", report.week, report.stopped)
             return report
-        with self.transport, Heartbeat(self.engine, self.settings.lease_seconds) as beat:
+        ahead = ClaimAhead(
+            self.engine,
+            self.issue_id,
+            owner,
+            self.settings.batch_size,
+            self.settings.lease_seconds,
+            self.clock,
+        )
+        beat = Heartbeat(self.engine, self.settings.lease_seconds, ahead)
+        with self.transport, beat, ahead:
             while True:
                 if stop is not None and stop.is_set():
                     report.stopped = "worker stopping"
@@ -312,14 +286,7 @@ class _Loop:
                 if state != IssueState.SENDING:
                     report.stopped = f"issue is {state}"
                     break
-                claim = claim_leased(
-                    self.engine,
-                    self.issue_id,
-                    owner,
-                    self.settings.batch_size,
-                    self.settings.lease_seconds,
-                    self.clock(),
-                )
+                claim = ahead.take()
                 report.skipped += claim.skipped
                 self._tick(claim.skipped)
                 if not claim.recipients:
@@ -339,6 +306,7 @@ class _Loop:
                     continue
                 report.batches += 1
                 beat.lease = claim.lease
+                ahead.ahead(claim)  # the next claim runs while this batch is out
                 try:
                     reason = self.send_batch(claim.recipients)
                     outage_since, outage_wait = None, OUTAGE_FIRST_WAIT
@@ -370,6 +338,8 @@ class _Loop:
                     report.stopped = reason
                     logger.warning("issue %s: %s", report.week, reason)
                     break
+        report.skipped += ahead.skipped_on_close
+        self._tick(ahead.skipped_on_close)
         report.elapsed = time.monotonic() - started
         logger.info(report.summary())
         return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -13,12 +14,14 @@ from store_support import WEEK
 from subscriber_support import Store
 
 from digest.config import Settings
+from digest.control import cancel_issue
 from digest.db import session_scope
 from digest.delivery import claim_leased, enqueue, renew_lease
 from digest.issues import freeze_issue, issue_message
+from digest.leases import ClaimAhead
 from digest.message import IssueMessage, Recipient
 from digest.models import Delivery, DeliveryState, IssueState
-from digest.outcomes import record_results
+from digest.outcomes import record_results, release
 from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus
 from digest.transports.smtp import SMTPTransport
@@ -165,3 +168,66 @@ def test_a_sent_result_with_a_note_keeps_it(store: Store, tmp_path: Path) -> Non
         rows = conn.execute(select(D.c.state, D.c.provider_id, D.c.last_error)).all()
     assert sorted(r.state for r in rows) == ["sent"] * 3
     assert sorted((r.last_error or "") for r in rows) == ["", note, note]
+
+
+def _wait_for_lease(store: Store, lease: str, rows: int) -> None:
+    """The claim ahead runs in a thread: wait until its rows are leased."""
+    for _ in range(200):
+        if renew_lease(store.engine, [lease], 60) == rows:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"lease {lease} never held {rows} rows")
+
+
+def test_a_batch_claimed_ahead_is_renewed_checked_again_and_given_back(
+    store: Store, tmp_path: Path
+) -> None:
+    issue_id, _ = _issue(store, tmp_path, 30)
+    engine = store.engine
+    with ClaimAhead(engine, issue_id, "worker-a", 10, 60, utcnow) as ahead:
+        first = ahead.take()
+        assert len(first.recipients) == 10 and ahead.lease is None
+        ahead.ahead(first)  # claims the next 10 while the first would be sent
+        lease = ahead.lease
+        assert lease is not None
+        _wait_for_lease(store, lease, 10)
+        with engine.begin() as conn:
+            leaving = conn.execute(
+                select(D.c.subscriber_id).where(D.c.lease_owner == lease).limit(1)
+            ).scalar_one()
+            # A reader of the batch claimed ahead leaves before it goes out.
+            conn.execute(update(S).where(S.c.id == leaving).values(status="unsubscribed"))
+        second = ahead.take()
+        assert second.lease == lease and second.skipped == 1
+        assert len(second.recipients) == 9
+        assert leaving not in {r.subscriber_id for r in second.recipients}
+        ahead.ahead(second)
+        third = ahead.lease
+        assert third is not None
+        _wait_for_lease(store, third, 10)
+    # Leaving (a stop, a pause) gives the batch claimed ahead back untouched.
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(D.c.state, D.c.attempts, D.c.lease_owner, D.c.subscriber_id).where(
+                D.c.issue_id == issue_id
+            )
+        ).all()
+    by_state: dict[str, int] = {}
+    for row in rows:
+        by_state[row.state] = by_state.get(row.state, 0) + 1
+        if row.subscriber_id == leaving:
+            assert row.state == DeliveryState.SKIPPED.value
+    assert by_state == {"sending": 19, "skipped": 1, "queued": 10}
+    assert all(r.attempts == 0 and r.lease_owner is None for r in rows if r.state == "queued")
+    assert ahead.skipped_on_close == 0
+
+
+def test_rows_given_back_after_a_cancel_are_skipped(store: Store, tmp_path: Path) -> None:
+    issue_id, _ = _issue(store, tmp_path, 20)
+    engine = store.engine
+    claim = claim_leased(engine, issue_id, "worker-a", 10, 60)
+    cancel_issue(engine, WEEK)  # skips the queued rows, leaves the live lease alone
+    release(engine, claim.recipients)
+    with engine.connect() as conn:
+        states = conn.execute(select(D.c.state).where(D.c.issue_id == issue_id)).scalars().all()
+    assert states == ["skipped"] * 20

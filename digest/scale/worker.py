@@ -5,9 +5,10 @@ Any number of workers may run at once: each claims leased batches (PostgreSQL's
 ``SKIP LOCKED`` on a shared server; SQLite's write lock on one machine), records every
 answer, and renews its lease while it sends. Pause, resume and cancel are read between
 batches, so they reach every worker within one batch; an unsubscribe is seen when its
-batch is claimed. SIGTERM (or SIGINT) finishes and records the batch in hand, then
-exits: nothing is released twice, and a worker killed outright leaves its batch to the
-others once the lease runs out.
+batch is claimed, or, for the batch claimed ahead while another is out
+(digest/leases.py), just before it goes. SIGTERM (or SIGINT) finishes and records the
+batch in hand, then exits: nothing is released twice, and a worker killed outright
+leaves its batch to the others once the lease runs out.
 """
 
 from __future__ import annotations
