@@ -85,7 +85,7 @@ class ClaimAhead:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.skipped_on_close += self.close()
+        self.close()
 
     def _claim(self, lease: str | None = None) -> Claim:
         return claim_leased(
@@ -124,11 +124,10 @@ class ClaimAhead:
         self._next_lease = new_lease(self.owner)
         self._next = self._pool.submit(self._claim, self._next_lease)
 
-    def close(self) -> int:
-        """Give a batch claimed ahead and not taken back, untouched; returns how many of
-        its rows were skipped (those are final)."""
+    def close(self) -> None:
+        """Give a batch claimed ahead and not taken back, untouched (its skipped rows
+        are final: :attr:`skipped_on_close` counts them)."""
         future, self._next, self._next_lease = self._next, None, None
-        skipped = 0
         if future is not None:
             try:
                 claim = future.result()
@@ -136,11 +135,10 @@ class ClaimAhead:
                 logger.exception("claiming ahead failed")
             else:
                 release(self.engine, claim.recipients)
-                skipped = claim.skipped
+                self.skipped_on_close += claim.skipped
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        return skipped
 
 
 class Heartbeat:

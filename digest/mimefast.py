@@ -305,17 +305,20 @@ def fold_list_header(name: str, value: str, eol: str = EOL) -> str:
 # ---------------------------------------------------------------- SMTP DATA
 
 
-def _stuff(raw: bytes, into: list[bytes | memoryview]) -> None:
-    """Append ``raw`` with a dot added after every LF that a dot follows."""
-    view = memoryview(raw)  # slices of it are not copies; the caller's join copies once
+def _stuffed_pieces(raw: bytes) -> list[bytes | memoryview]:
+    """``raw``, which starts a line, in pieces with a dot added in front of every line
+    that starts with one (slices of a memoryview: the caller's join copies once)."""
+    view = memoryview(raw)
+    pieces: list[bytes | memoryview] = [b"."] if raw.startswith(b".") else []
     start = 0
     at = raw.find(b"\n.")
     while at >= 0:
-        into.append(view[start : at + 1])
-        into.append(b".")
+        pieces.append(view[start : at + 1])
+        pieces.append(b".")
         start = at + 1
         at = raw.find(b"\n.", start + 1)
-    into.append(view[start:])
+    pieces.append(view[start:])
+    return pieces
 
 
 def smtp_data(raw: bytes) -> bytes:
@@ -325,8 +328,7 @@ def smtp_data(raw: bytes) -> bytes:
     A digest has a handful of such lines (MJML's CSS), so the cuts are found with
     ``bytes.find`` and the pieces joined once: ``bytes.replace`` with a longer
     replacement costs half as much again."""
-    pieces: list[bytes | memoryview] = [b"."] if raw.startswith(b".") else []
-    _stuff(raw, pieces)
+    pieces = _stuffed_pieces(raw)
     if not raw.endswith(b"\r\n"):
         pieces.append(b"\r\n")
     pieces.append(b".\r\n")
@@ -334,15 +336,8 @@ def smtp_data(raw: bytes) -> bytes:
 
 
 def line_stuffed(part: bytes) -> bytes:
-    """``part``, which starts a line, dot-stuffed: what it becomes inside SMTP DATA."""
-    return b"." + _stuffed_now(part) if part[:1] == b"." else _stuffed_now(part)
-
-
-def _stuffed_now(part: bytes) -> bytes:
-    """``part`` with the dots after its line breaks doubled (its first byte is the
-    caller's: whether it starts a line depends on what came before)."""
-    if b"\n." not in part:
+    """``part``, which starts a line, dot-stuffed: what it becomes inside SMTP DATA
+    (the skeleton's pieces each start a line, so each is stuffed on its own)."""
+    if part[:1] != b"." and b"\n." not in part:
         return part
-    pieces: list[bytes | memoryview] = []
-    _stuff(part, pieces)
-    return b"".join(pieces)
+    return b"".join(_stuffed_pieces(part))

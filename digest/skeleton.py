@@ -69,7 +69,8 @@ class MessageSkeleton:
         self._mid = message.message_id(PROBES[0])
         self._mid_shape: tuple[bytes, bytes, int] | None = None
         self._lu_shape: dict[int, tuple[bytes, bytes]] = {}
-        self._stuffed_glue = (b"", b"", b"")  # after_headers, between, tail: dot-stuffed
+        # after_headers, between and tail as they go into SMTP DATA (dot-stuffed)
+        self._stuffed_after_headers = self._stuffed_between = self._stuffed_tail = b""
 
     # ------------------------------------------------------------ compile
 
@@ -103,19 +104,18 @@ class MessageSkeleton:
         skeleton.body_start = skeleton.after_headers[2:]
         skeleton.between = raw[at_text + len(text) : at_html]
         skeleton.tail = raw[at_html + len(html) :]
-        skeleton._stuffed_glue = (
-            mimefast.line_stuffed(skeleton.after_headers),
-            mimefast.line_stuffed(skeleton.between),
-            mimefast.line_stuffed(skeleton.tail),
-        )
+        skeleton._stuffed_after_headers = mimefast.line_stuffed(skeleton.after_headers)
+        skeleton._stuffed_between = mimefast.line_stuffed(skeleton.between)
+        skeleton._stuffed_tail = mimefast.line_stuffed(skeleton.tail)
         for other in PROBES:
-            parts = skeleton._parts(other)
-            if parts is None or b"".join(parts) != message.as_bytes_slow(other):
+            stuffed: list[bytes] = []
+            parts = skeleton._parts(other, stuffed)
+            slow = message.as_bytes_slow(other)
+            if parts is None or b"".join(parts) != slow:
                 raise ValueError(f"fast bytes differ from the stdlib's for {other.email}")
             if not all(part.endswith(b"\r\n") for part in parts if part):
                 raise ValueError("a piece of the message does not end a line")
-            slow = mimefast.smtp_data(message.as_bytes_slow(other))
-            if skeleton.render_data(other) != slow:
+            if b"".join(stuffed) + b".\r\n" != mimefast.smtp_data(slow):
                 raise ValueError(f"fast SMTP data differ from the stdlib's for {other.email}")
         return skeleton
 
@@ -211,16 +211,16 @@ class MessageSkeleton:
         if stuffed is not None:
             # A header line starts with its name or, folded, with white space: no dot.
             stuffed.extend(parts)
-            stuffed.append(self._stuffed_glue[0])
+            stuffed.append(self._stuffed_after_headers)
         parts.append(self.after_headers)
         self.text.render(text_values, parts, stuffed)
         parts.append(self.between)
         if stuffed is not None:
-            stuffed.append(self._stuffed_glue[1])
+            stuffed.append(self._stuffed_between)
         self.html.render(html_values, parts, stuffed)
         parts.append(self.tail)
         if stuffed is not None:
-            stuffed.append(self._stuffed_glue[2])
+            stuffed.append(self._stuffed_tail)
         return parts
 
     def render(self, recipient: Recipient) -> bytes | None:

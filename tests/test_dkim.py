@@ -23,7 +23,7 @@ from digest.db import session_scope
 from digest.exceptions import ConfigError
 from digest.issues import freeze_issue, issue_message
 from digest.jobs import weekly_job
-from digest.mail.dkim import DkimSigner, hash_simple_body, simple_body
+from digest.mail.dkim import DkimSigner, hash_simple_body
 from digest.mail.doctor import resolver, run_checks, txt_records
 from digest.message import Recipient
 from digest.mimefast import smtp_data
@@ -137,6 +137,15 @@ def test_signer_refuses_weak_or_half_configured_keys(settings: Settings, tmp_pat
             settings.model_copy(update={"dkim_selector": "s", "dkim_private_key_file": garbage})
         )
     assert DkimSigner.from_settings(settings) is None  # not configured: unsigned
+
+
+def simple_body(body: bytes) -> bytes:
+    """RFC 6376 3.4.3 "simple", the plain way: the reference for the chunked hash."""
+    stripped = body.rstrip(b"\r\n")
+    if not stripped:
+        return b"\r\n"
+    # rstrip took the last line's CRLF with the empty lines; put exactly one back.
+    return stripped + b"\r\n"
 
 
 def test_simple_body_canonicalisation() -> None:
