@@ -276,21 +276,33 @@ def claim_leased(
     with engine.begin() as conn:
         # Pick the ids first (a batch, not the list): PostgreSQL may run a LIMIT … SKIP
         # LOCKED subquery inside UPDATE … IN more than once and take too many rows.
-        # The UPDATE re-checks claimability, so a row picked by two workers goes to one.
-        ids = _pick(conn, issue_id, now, size)
+        # The UPDATE re-checks claimability, so a row picked by two workers goes to one;
+        # the other picks again (on SQLite its first pick ran before it held the write
+        # lock, so two workers starting together pick the same rows). Without that it
+        # would come back empty-handed and wait, as if the queue were drained.
+        ids: list[int] = []
+        held = 0
+        for _round in range(3):
+            picked = _pick(conn, issue_id, now, size - held)
+            if not picked:
+                break
+            won = conn.execute(
+                update(D)
+                .where(D.c.id.in_(picked), _claimable(issue_id, now))
+                .values(
+                    state=DeliveryState.SENDING.value,
+                    lease_owner=lease,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    attempts=D.c.attempts + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+            ids += picked
+            held += won
+            if won == len(picked):
+                break
         if not ids:
             return Claim([], 0, lease)
-        conn.execute(
-            update(D)
-            .where(D.c.id.in_(ids), _claimable(issue_id, now))
-            .values(
-                state=DeliveryState.SENDING.value,
-                lease_owner=lease,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                attempts=D.c.attempts + 1,
-                updated_at=now,
-            )
-        )
         rows = conn.execute(
             select(D.c.id, D.c.subscriber_id, D.c.variant_id, S.c.email, S.c.name, S.c.status)
             .join(S, S.c.id == D.c.subscriber_id)

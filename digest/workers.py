@@ -52,8 +52,12 @@ from digest.transports.base import SendResult, SendStatus, Transport
 
 logger = logging.getLogger(__name__)
 
-#: Longest single sleep while waiting for retries: pause/cancel stay responsive.
+#: Longest wait between two claims while deliveries are due later (retries, or rows
+#: leased by another worker).
 POLL_SECONDS = 1.0
+#: How often a waiting worker reads the issue's state: another worker finishing the
+#: issue, a pause or a cancel ends the wait at once rather than at the next claim.
+STATE_POLL_SECONDS = 0.1
 #: First wait after an outage; doubles per failed probe.
 OUTAGE_FIRST_WAIT = 1.0
 #: How a run that stops with deliveries still due later says so (not "stopped short").
@@ -244,13 +248,16 @@ class _Loop:
             )
         return None
 
-    def _nap(self, seconds: float) -> None:
-        """Sleep in short steps, stopping early when the issue is paused or cancelled."""
-        end = time.monotonic() + seconds
+    def _nap(self, seconds: float) -> float:
+        """Sleep up to ``seconds`` in short steps, ending early when the issue is no
+        longer sending (sent by another worker, paused, cancelled); the time slept."""
+        start = time.monotonic()
+        end = start + seconds
         while (left := end - time.monotonic()) > 0:
             if issue_state(self.engine, self.issue_id) != IssueState.SENDING:
-                return
-            time.sleep(min(left, POLL_SECONDS))
+                break
+            time.sleep(min(left, STATE_POLL_SECONDS))
+        return time.monotonic() - start
 
     def run(self, max_wait: float, stop: threading.Event | None = None) -> SendReport:
         report = self.report
@@ -300,9 +307,7 @@ class _Loop:
                         report.stopped = f"{PENDING}; the next is due in {wait:.0f}s"
                         logger.info("issue %s: %s", report.week, report.stopped)
                         break
-                    nap = min(wait, POLL_SECONDS) + 0.02
-                    time.sleep(nap)
-                    waited += nap
+                    waited += self._nap(min(wait, POLL_SECONDS) + 0.02)
                     continue
                 report.batches += 1
                 beat.lease = claim.lease

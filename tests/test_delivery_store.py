@@ -9,14 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from smtp_faults import FaultHandler, FaultPlan, fault_smtp, seed_issue_store, smtp_settings
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from store_support import WEEK
 from subscriber_support import Store
 
 from digest.config import Settings
 from digest.control import cancel_issue
 from digest.db import session_scope
-from digest.delivery import claim_leased, enqueue, renew_lease
+from digest.delivery import Claim, claim_leased, enqueue, renew_lease, set_issue_state
 from digest.issues import freeze_issue, issue_message
 from digest.leases import ClaimAhead
 from digest.message import IssueMessage, Recipient
@@ -24,8 +24,9 @@ from digest.models import Delivery, DeliveryState, IssueState
 from digest.outcomes import record_results, release
 from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus
+from digest.transports.memory import MemoryTransport
 from digest.transports.smtp import SMTPTransport
-from digest.workers import deliver
+from digest.workers import POLL_SECONDS, deliver
 from subscribers.models import Subscriber
 
 D = Delivery.__table__  # type: ignore[attr-defined]
@@ -231,3 +232,66 @@ def test_rows_given_back_after_a_cancel_are_skipped(store: Store, tmp_path: Path
     with engine.connect() as conn:
         states = conn.execute(select(D.c.state).where(D.c.issue_id == issue_id)).scalars().all()
     assert states == ["skipped"] * 20
+
+
+def test_a_claim_that_loses_its_rows_to_another_worker_picks_again(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two workers starting together pick the same rows (on SQLite a pick runs before
+    the write lock is taken). The one whose update then finds them gone picks again
+    rather than coming back empty-handed, which would look like a drained queue and
+    send it to sleep while 20 rows wait."""
+    issue_id, _ = _issue(store, tmp_path, 30)
+    engine = store.engine
+    others: list[Claim] = []
+
+    def the_other_worker_first(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE DELIVERY") and not others:
+            others.append(Claim([], 0, ""))  # once: the other worker's own update runs here
+            others[0] = claim_leased(engine, issue_id, "worker-b", 10, 60)
+
+    event.listen(engine, "before_cursor_execute", the_other_worker_first)
+    try:
+        mine = claim_leased(engine, issue_id, "worker-a", 10, 60)
+    finally:
+        event.remove(engine, "before_cursor_execute", the_other_worker_first)
+    theirs = {r.delivery_id for r in others[0].recipients}
+    ours = {r.delivery_id for r in mine.recipients}
+    assert len(theirs) == 10 and len(ours) == 10 and not ours & theirs
+    with engine.connect() as conn:
+        attempts = conn.execute(
+            select(D.c.attempts).where(D.c.issue_id == issue_id, D.c.attempts > 0)
+        ).scalars()
+        assert sorted(attempts) == [1] * 20  # nobody's attempt counted twice
+
+
+def test_a_worker_waiting_for_another_workers_batch_ends_when_the_issue_is_sent(
+    store: Store, tmp_path: Path
+) -> None:
+    """All rows are leased by another worker: this one waits for them (the lease might
+    run out), and stops as soon as the other records them and marks the issue sent,
+    not at its next claim a second later."""
+    issue_id, _ = _issue(store, tmp_path, 4)
+    engine = store.engine
+    theirs = claim_leased(engine, issue_id, "worker-b", 10, 60)
+    with session_scope(engine) as session:
+        from digest.models import Issue
+
+        issue = session.get(Issue, issue_id)
+        assert issue is not None
+        message = issue_message(issue, store.settings)
+
+    def the_other_worker_finishes() -> None:
+        time.sleep(0.2)
+        record_results(engine, [SendResult.sent(r) for r in theirs.recipients], store.settings)
+        set_issue_state(engine, issue_id, IssueState.SENT)
+
+    other = threading.Thread(target=the_other_worker_finishes)
+    started = time.monotonic()
+    other.start()
+    report = deliver(engine, issue_id, message, MemoryTransport(), store.settings)
+    waited = time.monotonic() - started
+    other.join()
+    assert report.sent == 0 and report.stopped is None, report.summary()
+    # Its next claim would have come after POLL_SECONDS; the state is read far sooner.
+    assert waited < POLL_SECONDS, waited

@@ -293,3 +293,17 @@ def test_a_domain_limit_holds_while_other_domains_flow(
     assert max(other_times) < max(slow_times)
     info = issue_status(engine, number=number)
     assert info is not None and info["state"] == "sent" and info["counts"]["failed"] == 0
+
+
+def test_workers_come_from_a_fork_server_that_preloads_what_they_import() -> None:
+    """The fork server skips a module it cannot import without a word, and every
+    worker would then import it again itself: each one named must exist."""
+    import importlib
+    import multiprocessing
+
+    from digest.scale.launch import PRELOAD, worker_context
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    expected = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    assert worker_context().get_start_method() == expected

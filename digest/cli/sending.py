@@ -67,6 +67,10 @@ def send(
     """
     if not (dry_run or to or yes):
         fail("a real send needs --yes (or try --dry-run, or --to ADDR for a test copy)", 2)
+    if workers > 1 and not (dry_run or to):
+        from digest.scale.launch import start_worker_server
+
+        start_worker_server()  # its imports overlap this process's
     s = settings()
     target = checked_week(week)
     if to:

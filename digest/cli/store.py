@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from digest.cli.common import TerminalProgress, app, fail, progress_bar, say, settings
 from digest.exceptions import DigestError
-from digest.ops.backup import PageProgress
+
+if TYPE_CHECKING:
+    # Only a type: importing the backup module at start-up would load FastAPI and
+    # Alembic (through the health checks) for every command.
+    from digest.ops.backup import PageProgress
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,19 @@
 """``digest send --workers N``: N local sender processes for one issue, one progress.
 
-One Python process with a connection pool is bound by one core; N processes (spawned,
-each with its own ``DIGEST_SMTP_CONNECTIONS`` sessions) share the issue's queue
-through the delivery leases. The parent only watches: it reads the issue's counts from
-the database twice a second for the progress bar, forwards SIGTERM/SIGINT to the
-children (each finishes its batch), and collects their reports.
+One Python process with a connection pool is bound by one core; N processes (each
+with its own ``DIGEST_SMTP_CONNECTIONS`` sessions) share the issue's queue through the
+delivery leases. The parent only watches: it reads the issue's counts from the
+database twice a second for the progress bar, forwards SIGTERM/SIGINT to the children
+(each finishes its batch), and collects their reports.
+
+The workers come from a fork server that has already imported the package
+(digest/scale/launch.py).
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import multiprocessing.connection
 import resource
 import signal
 import threading
@@ -25,6 +28,7 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings
 from digest.delivery import SendReport, counts
 from digest.exceptions import ConfigError, DigestError
+from digest.scale.launch import worker_context
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ def own_peak_rss_mb() -> float:
 
 
 def _child(settings: Settings, number: int, results: Any, index: int) -> None:
-    """One worker process (spawned: it imports and connects afresh)."""
+    """One worker process: it connects afresh (forked from the fork server, which
+    holds no connection, or spawned)."""
     from digest.jobs import open_store
     from digest.scale.worker import Worker
 
@@ -108,7 +113,7 @@ def run_local_workers(
 ) -> PoolReport:
     """Send issue ``number`` with ``workers`` processes; returns their combined report."""
     check_store(settings, engine)
-    ctx = multiprocessing.get_context("spawn")
+    ctx = worker_context()
     results = ctx.Queue()
     procs = [
         ctx.Process(target=_child, args=(settings, number, results, i), name=f"digest-worker-{i}")
@@ -130,8 +135,9 @@ def run_local_workers(
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     seen = done_before
     try:
-        while any(p.is_alive() for p in procs):
-            time.sleep(POLL_SECONDS)
+        while alive := [p.sentinel for p in procs if p.is_alive()]:
+            # Woken at once when a worker exits: the last one's exit ends the send.
+            multiprocessing.connection.wait(alive, POLL_SECONDS)
             with engine.connect() as conn:
                 now = _finished(counts(conn, issue_id))
             if progress and now > seen:
