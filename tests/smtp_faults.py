@@ -92,6 +92,9 @@ class FaultHandler:
     reject_sender: str | None = None
     #: advertise PIPELINING (RFC 2920) so the client's pipelined path is what runs
     pipelining: bool = True
+    #: the answer to the final dot for (recipient, attempt), or None for "250"; the
+    #: message is not delivered when it is not 2xx
+    data_answer: Callable[[str, int], str | None] | None = None
     #: called (in the server's thread) with the number of messages delivered so far
     on_delivered: Callable[[int], None] | None = None
     delivered: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
@@ -191,6 +194,12 @@ class FaultHandler:
             return "451 aborted"
         if fault == "slow":
             await asyncio.sleep(self.plan.slow_seconds)
+        if self.data_answer is not None:
+            rcpt = envelope.rcpt_tos[0]
+            with self.lock:
+                answer = self.data_answer(rcpt, self.attempts[rcpt])
+            if answer is not None:
+                return answer
         content = envelope.content
         data = content if isinstance(content, bytes) else str(content).encode()
         match = _MESSAGE_ID.search(data.split(b"\r\n\r\n", 1)[0])

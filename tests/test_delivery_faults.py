@@ -78,6 +78,41 @@ def test_faults_end_in_exactly_the_specified_states(
     assert info is not None and info["state"] == "sent" and info["remaining"] == 0
 
 
+def test_answers_to_the_final_dot_reach_the_right_recipient(
+    tmp_path: Path, settings: Settings, engine: Engine
+) -> None:
+    """A session reads the answer to a message only after building the next one: every
+    answer must still land on the recipient it was for, across sessions."""
+    emails = seed_issue_store(engine, settings, tmp_path, 90)
+    content = set(emails[1::6])  # refused for what it says: failed, the reader stays
+    mailbox = set(emails[3::6])  # refused as an address: failed and suppressed
+    busy = set(emails[5::6])  # 4xx the first time: sent on the retry
+
+    def answer(rcpt: str, attempt: int) -> str | None:
+        if rcpt in content:
+            return "554 5.7.1 message content rejected"
+        if rcpt in mailbox:
+            return "550 5.1.1 no such mailbox"
+        if rcpt in busy and attempt == 1:
+            return "452 4.3.1 insufficient storage, try later"
+        return None
+
+    with fault_smtp(FaultHandler(data_answer=answer)) as server:
+        s = smtp_settings(settings, server, smtp_connections=3, pause_after_failures=1000)
+        result = weekly_job(s, engine=engine, week=WEEK)
+    assert result.report is not None and result.report.stopped is None
+    final = states(engine)
+    assert {e for e, st in final.items() if st == DeliveryState.FAILED} == content | mailbox
+    assert {e for e, st in final.items() if st == DeliveryState.SENT} == (
+        set(emails) - content - mailbox
+    )
+    assert set(server.handler.copies()) == set(emails) - content - mailbox
+    assert set(server.handler.copies().values()) == {1}
+    status = subscriber_status(engine)
+    assert {e for e, st in status.items() if st == "bounced"} == mailbox
+    assert result.report.retried == len(busy)
+
+
 def test_pool_shares_work_and_caps_messages_per_connection(
     tmp_path: Path, settings: Settings, engine: Engine
 ) -> None:

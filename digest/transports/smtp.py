@@ -2,7 +2,8 @@
 
 A batch is shared out over the pool: each session takes the next recipient, builds
 that recipient's bytes and runs one SMTP transaction (each copy has its own
-unsubscribe link and Message-ID). Sessions are reused across batches, replaced after
+unsubscribe link and Message-ID), building the next message while the server answers
+the final dot of the one before. Sessions are reused across batches, replaced after
 ``DIGEST_SMTP_MAX_PER_CONNECTION`` messages, and reconnected after a ``421`` or a
 dropped connection. Every answer is classified per recipient: 2xx sent, 4xx retry,
 5xx failed; a refused login or a refused sender (5xx to MAIL FROM) stops the send.
@@ -143,13 +144,15 @@ def _pipelined_replies(conn: smtplib.SMTP, count: int) -> list[tuple[int, bytes]
     return replies
 
 
-def transaction(
+def start_transaction(
     conn: smtplib.SMTP, sender: str, recipient: str, data: bytes, *, utf8: bool = False
 ) -> None:
-    """``SMTP.sendmail`` for one plain-address recipient, without its per-message
-    address parsing and regex dot-stuffing (both cost more than building the message):
-    ``data`` is the message already dot-stuffed and ended (:func:`mimefast.smtp_data`,
-    or the skeleton's :meth:`~digest.skeleton.MessageSkeleton.render_data`).
+    """``SMTP.sendmail`` for one plain-address recipient up to the message's final dot,
+    without its per-message address parsing and regex dot-stuffing (both cost more than
+    building the message): ``data`` is the message already dot-stuffed and ended
+    (:func:`mimefast.smtp_data`, or the skeleton's
+    :meth:`~digest.skeleton.MessageSkeleton.render_data`). The server's answer to the
+    message is left to :func:`end_transaction`.
 
     When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one
     write and their replies are read together: two round trips per message instead of
@@ -187,9 +190,21 @@ def transaction(
     if ready != 354:
         raise smtplib.SMTPDataError(ready, ready_resp)
     conn.send(data)
+
+
+def end_transaction(conn: smtplib.SMTP) -> None:
+    """The server's answer to the message :func:`start_transaction` sent."""
     code, resp = conn.getreply()
     if code != 250:
         raise smtplib.SMTPDataError(code, resp)
+
+
+def transaction(
+    conn: smtplib.SMTP, sender: str, recipient: str, data: bytes, *, utf8: bool = False
+) -> None:
+    """One whole transaction: :func:`start_transaction`, then :func:`end_transaction`."""
+    start_transaction(conn, sender, recipient, data, utf8=utf8)
+    end_transaction(conn)
 
 
 class Session:
@@ -203,9 +218,16 @@ class Session:
         self.connects = 0
 
     def send(self, data: bytes, recipient: Recipient) -> SendResult:
-        """One SMTP transaction of ``data`` (dot-stuffed, ended). Connection trouble →
-        a RETRY result and a fresh connection next time; a failed reconnect raises
-        TransientTransportError."""
+        """One SMTP transaction of ``data`` (dot-stuffed, ended): :meth:`begin`, then
+        :meth:`finish`."""
+        return self.begin(data, recipient) or self.finish(recipient)
+
+    def begin(self, data: bytes, recipient: Recipient) -> SendResult | None:
+        """The transaction up to the message's final dot. None when the message went
+        out and the server's answer is still to be read (:meth:`finish`, before this
+        session's next :meth:`begin`); otherwise the recipient's result. Connection
+        trouble → a RETRY result and a fresh connection next time; a failed reconnect
+        raises TransientTransportError."""
         if self.conn is not None and self.used >= self.settings.smtp_max_per_connection:
             self.close()
         if self.conn is None:
@@ -223,7 +245,7 @@ class Session:
             )
         self.used += 1
         try:
-            transaction(self.conn, self.envelope_from, address, data, utf8=utf8)
+            start_transaction(self.conn, self.envelope_from, address, data, utf8=utf8)
         except smtplib.SMTPRecipientsRefused as exc:
             code, msg = exc.recipients.get(address, (550, b"recipient refused"))
             return self._answer(recipient, code, msg, at_rcpt=True)
@@ -234,13 +256,25 @@ class Session:
                 f"SMTP server refused the sender {self.envelope_from!r}: "
                 f"{_describe(exc.smtp_code, exc.smtp_error)}"
             ) from exc
-        except smtplib.SMTPResponseException as exc:  # SMTPDataError and the rest
-            return self._answer(recipient, exc.smtp_code, exc.smtp_error)
-        except CONNECTION_ERRORS as exc:
-            self.drop()
-            # The server may or may not have taken the message: retry (at-least-once).
-            return SendResult.unreachable(recipient, f"connection lost: {exc}"[:500])
+        except (smtplib.SMTPResponseException, *CONNECTION_ERRORS) as exc:
+            return self._broken(recipient, exc)
+        return None
+
+    def finish(self, recipient: Recipient) -> SendResult:
+        """The server's answer to the message :meth:`begin` sent to ``recipient``."""
+        assert self.conn is not None
+        try:
+            end_transaction(self.conn)
+        except (smtplib.SMTPResponseException, *CONNECTION_ERRORS) as exc:
+            return self._broken(recipient, exc)
         return SendResult.sent(recipient)
+
+    def _broken(self, recipient: Recipient, exc: Exception) -> SendResult:
+        if isinstance(exc, smtplib.SMTPResponseException):  # SMTPDataError and the rest
+            return self._answer(recipient, exc.smtp_code, exc.smtp_error)
+        self.drop()
+        # The server may or may not have taken the message: retry (at-least-once).
+        return SendResult.unreachable(recipient, f"connection lost: {exc}"[:500])
 
     def _answer(
         self, recipient: Recipient, code: int, msg: bytes | str, *, at_rcpt: bool = False
@@ -345,27 +379,42 @@ class SMTPTransport(Transport):
         results: list[SendResult | None],
         problems: list[Exception],
     ) -> None:
-        while not stop.is_set():
-            with lock:
-                index = next(work, None)
-            if index is None:
-                return
-            recipient = recipients[index]
-            data = message_data(message, recipient, self.signer)
-            if isinstance(data, SendResult):
-                results[index] = data
-                continue
-            if self.rate_limiter is not None:
-                self.rate_limiter.acquire()
-            try:
-                results[index] = session.send(data, recipient)
-            except TransportConfigError as exc:
-                problems.append(exc)
-                stop.set()
-                return
-            except TransientTransportError as exc:
-                # Cannot (re)connect: this session stops for this batch; whatever no
-                # session got to comes back as RETRY (unreachable: not the recipient's).
-                results[index] = SendResult.unreachable(recipient, str(exc))
-                problems.append(exc)
-                return
+        # The next recipient's message is built while the server answers the one
+        # before it, so building is off the session's path: the session only ever
+        # waits for the network and the server.
+        pending: tuple[int, Recipient] | None = None
+        try:
+            while not stop.is_set():
+                with lock:
+                    index = next(work, None)
+                if index is None:
+                    return
+                recipient = recipients[index]
+                data = message_data(message, recipient, self.signer)
+                if pending is not None:
+                    results[pending[0]] = session.finish(pending[1])
+                    pending = None
+                if isinstance(data, SendResult):
+                    results[index] = data
+                    continue
+                if self.rate_limiter is not None:
+                    self.rate_limiter.acquire()
+                try:
+                    outcome = session.begin(data, recipient)
+                except TransportConfigError as exc:
+                    problems.append(exc)
+                    stop.set()
+                    return
+                except TransientTransportError as exc:
+                    # Cannot (re)connect: this session stops for this batch; whatever no
+                    # session got to comes back as RETRY (unreachable: not the recipient's).
+                    results[index] = SendResult.unreachable(recipient, str(exc))
+                    problems.append(exc)
+                    return
+                if outcome is None:
+                    pending = (index, recipient)
+                else:
+                    results[index] = outcome
+        finally:
+            if pending is not None:
+                results[pending[0]] = session.finish(pending[1])
