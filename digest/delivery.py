@@ -282,7 +282,7 @@ def claim_leased(
         # would come back empty-handed and wait, as if the queue were drained.
         ids: list[int] = []
         held = 0
-        for _round in range(3):
+        for _ in range(3):
             picked = _pick(conn, issue_id, now, size - held)
             if not picked:
                 break

@@ -199,10 +199,6 @@ def weekly_job(
 
     if dry_run:
         return _dry_run(engine, settings, issue, week, now)
-    if workers > 1 and test_to is None:
-        from digest.scale.launch import start_worker_server
-
-        start_worker_server()  # it imports while this process renders and enqueues
 
     with session_scope(engine) as session:
         target, stop = _target(session, settings, issue, week, now, scheduled, actor)

@@ -1,8 +1,9 @@
 """How ``digest send --workers N`` starts its worker processes.
 
-The workers are forked from a fork server that imported the package once, started as
-soon as the command knows it will need workers (:func:`start_worker_server`), so its
-imports overlap the parent's rendering and enqueueing: each worker then starts in
+The workers are forked from a fork server that imported the package once. ``digest
+send --workers N`` starts it first thing (:func:`start_worker_server`), so its imports
+overlap the parent's rendering and enqueueing; any other caller gets it started with
+the first worker: each worker then starts in
 milliseconds instead of importing everything afresh, which took about a second of a
 30-second send. The fork server is a fresh single-threaded process, so its children
 inherit no connection, lock or thread of the parent (a plain ``fork`` of a parent that

@@ -199,14 +199,6 @@ def end_transaction(conn: smtplib.SMTP) -> None:
         raise smtplib.SMTPDataError(code, resp)
 
 
-def transaction(
-    conn: smtplib.SMTP, sender: str, recipient: str, data: bytes, *, utf8: bool = False
-) -> None:
-    """One whole transaction: :func:`start_transaction`, then :func:`end_transaction`."""
-    start_transaction(conn, sender, recipient, data, utf8=utf8)
-    end_transaction(conn)
-
-
 class Session:
     """One pooled SMTP connection: reused, capped, reconnected when it breaks."""
 
@@ -217,13 +209,9 @@ class Session:
         self.used = 0
         self.connects = 0
 
-    def send(self, data: bytes, recipient: Recipient) -> SendResult:
-        """One SMTP transaction of ``data`` (dot-stuffed, ended): :meth:`begin`, then
-        :meth:`finish`."""
-        return self.begin(data, recipient) or self.finish(recipient)
-
     def begin(self, data: bytes, recipient: Recipient) -> SendResult | None:
-        """The transaction up to the message's final dot. None when the message went
+        """One SMTP transaction of ``data`` (dot-stuffed, ended) up to the message's
+        final dot. None when the message went
         out and the server's answer is still to be read (:meth:`finish`, before this
         session's next :meth:`begin`); otherwise the recipient's result. Connection
         trouble → a RETRY result and a fresh connection next time; a failed reconnect
