@@ -6,7 +6,7 @@ Two measurements, each with its baseline from the same run:
   ``smtp-sink`` on loopback, ``digest send --workers W`` with C SMTP sessions each
   (2 × 2 = 4 sessions by default), then Postfix's ``smtp-source`` with W × C sessions,
   the same message count and size against the same sink. Prints both rates and their
-  ratio.
+  ratio; with ``--rounds R``, R such pairs in alternating order and the median ratio.
 - **scaling** (``--scale``): a fresh PostgreSQL schema per run with N subscribers
   (1,000,000 by default; inserted server-side with generate_series), then
   ``digest send --workers W`` for each W in ``--workers`` (1, 2, 4): messages/s,
@@ -18,6 +18,7 @@ trust-auth one).
 
     .venv/bin/python bench/workers.py                         # 100k: workers 2 vs smtp-source
     .venv/bin/python bench/workers.py -n 20000 -w 2 -c 2
+    .venv/bin/python bench/workers.py --rounds 5              # median of 5 alternating rounds
     .venv/bin/python bench/workers.py --scale                 # 1M on PostgreSQL, 1/2/4 workers
     .venv/bin/python bench/workers.py --scale -n 200000 -w 1 -w 2
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,32 +118,51 @@ def digest_send(database_url: str, port: int, workers: int, connections: int) ->
     return Send(wall, out.strip().splitlines()[-1], rss)
 
 
-def versus_source(n: int, workers: int, connections: int, sink: str, source: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        settings = bench_settings(work)
-        engine = seed(settings, work, n)
-        size = len(demo_message(settings, engine).as_bytes(Recipient(1, "r@example.com", "R")))
-        engine.dispose()
-        with smtp_sink(sink) as port:
-            send = digest_send(settings.database_url, port, workers, connections)
-            source_wall = smtp_source(source, workers * connections, n, size, port)
-    digest_rate, source_rate = n / send.wall, n / source_wall
-    print(f"subscribers           {n:,} (message {size:,} bytes)")
+def versus_source(
+    n: int, workers: int, connections: int, rounds: int, sink: str, source: str
+) -> None:
+    """``rounds`` of one digest send and one smtp-source run each, in alternating order
+    (digest first in odd rounds, smtp-source first in even ones) so that a drift in the
+    machine's speed weighs on both sides alike; every round's ratio and their median."""
+    ratios: list[tuple[float, float]] = []
+    for number in range(1, rounds + 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            # A fresh store each round: a sent issue has nothing left to send.
+            work = Path(tmp)
+            settings = bench_settings(work)
+            engine = seed(settings, work, n)
+            message = demo_message(settings, engine)
+            size = len(message.as_bytes(Recipient(1, "r@example.com", "R")))
+            engine.dispose()
+            if number == 1:
+                print(f"subscribers           {n:,} (message {size:,} bytes)")
+                print(
+                    f"digest send           --workers {workers} × {connections} sessions; "
+                    f"smtp-source {workers * connections} sessions"
+                )
+            with smtp_sink(sink) as port:
+                if number % 2:
+                    send = digest_send(settings.database_url, port, workers, connections)
+                    source_wall = smtp_source(source, workers * connections, n, size, port)
+                else:
+                    source_wall = smtp_source(source, workers * connections, n, size, port)
+                    send = digest_send(settings.database_url, port, workers, connections)
+        digest_rate, source_rate = n / send.wall, n / source_wall
+        ratios.append((digest_rate / source_rate, send.loop_rate() / source_rate))
+        print(
+            f"round {number}: digest {digest_rate:,.0f} msg/s whole command "
+            f"({send.wall:.1f} s), send loop {send.loop_rate():,.0f} msg/s; "
+            f"smtp-source {source_rate:,.0f} msg/s ({source_wall:.1f} s); ratio "
+            f"{ratios[-1][0]:.2f} whole, {ratios[-1][1]:.2f} loop; "
+            f"peak RSS per worker {send.rss()} MB",
+            flush=True,
+        )
+    whole = statistics.median(r[0] for r in ratios)
+    loop = statistics.median(r[1] for r in ratios)
     print(
-        f"digest send           --workers {workers} × {connections} sessions: "
-        f"{digest_rate:,.0f} msg/s whole command ({send.wall:.1f} s), "
-        f"send loop {send.loop_rate():,.0f} msg/s"
+        f"ratio digest/source   {whole:.2f} (whole command), {loop:.2f} (send loop)"
+        + (f", median of {rounds} rounds" if rounds > 1 else "")
     )
-    print(
-        f"smtp-source           {workers * connections} sessions: {source_rate:,.0f} msg/s "
-        f"({source_wall:.1f} s)"
-    )
-    print(
-        f"ratio digest/source   {digest_rate / source_rate:.2f} (whole command), "
-        f"{send.loop_rate() / source_rate:.2f} (send loop)"
-    )
-    print(f"peak RSS per worker   {send.rss()} MB")
     print(f"digest said           {send.summary}")
 
 
@@ -202,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-w", "--workers", type=int, action="append", help="worker processes")
     parser.add_argument("-c", "--connections", type=int, default=2, help="SMTP sessions each")
     parser.add_argument("--scale", action="store_true", help="1/2/4 workers on PostgreSQL")
+    parser.add_argument(
+        "-r", "--rounds", type=int, default=1, help="digest/smtp-source rounds (median ratio)"
+    )
     args = parser.parse_args(argv)
     sink, source = tool("smtp-sink"), tool("smtp-source")
     if not sink or not source:
@@ -210,7 +234,14 @@ def main(argv: list[str] | None = None) -> None:
         base = os.environ.get("DIGEST_BENCH_POSTGRES_URL", PG_DEFAULT)
         scaling(args.n or 1_000_000, args.workers or [1, 2, 4], args.connections, sink, base)
     else:
-        versus_source(args.n or 100_000, (args.workers or [2])[0], args.connections, sink, source)
+        versus_source(
+            args.n or 100_000,
+            (args.workers or [2])[0],
+            args.connections,
+            args.rounds,
+            sink,
+            source,
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ the week option and the terminal progress bar."""
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn
@@ -198,3 +200,13 @@ def main() -> None:
             message = f"database error: {exc.orig}"
         err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
+    finally:
+        # The command is over and the process is about to end: without the freeze the
+        # interpreter's shutdown walks every object of the ~900 imported modules in
+        # search of cycles to collect (0.3-0.4 s of every command on two cores). Files
+        # are still flushed and atexit hooks still run; database connections, which
+        # that collection used to close, are closed first (when a store was opened).
+        db = sys.modules.get("digest.db")
+        if db is not None:
+            db.close_engines()
+        gc.freeze()

@@ -20,10 +20,8 @@ import multiprocessing
 import multiprocessing.forkserver
 from multiprocessing.context import ForkServerContext, SpawnContext
 
-#: What the fork server imports once for every worker it forks: the worker, its
-#: transports, and the command line (a worker re-runs the parent's main script, which
-#: then costs nothing).
-PRELOAD = ["digest.cli", "digest.jobs", "digest.scale.worker", "digest.transports.smtp"]
+#: What the fork server imports once for every worker it forks (the module says what).
+PRELOAD = ["digest.scale.preload"]
 
 
 def worker_context() -> ForkServerContext | SpawnContext:

@@ -60,8 +60,10 @@ def own_peak_rss_mb() -> float:
 
 def _child(settings: Settings, number: int, results: Any, index: int) -> None:
     """One worker process: it connects afresh (forked from the fork server, which
-    holds no connection, or spawned)."""
-    from digest.jobs import open_store
+    holds no connection, or spawned). The parent has brought the schema up to date
+    before starting it, so it opens the store without migrating (and without loading
+    Alembic and the migration scripts)."""
+    from digest.db import make_engine
     from digest.scale.worker import Worker
 
     stop = threading.Event()
@@ -70,7 +72,7 @@ def _child(settings: Settings, number: int, results: Any, index: int) -> None:
     error = None
     report = None
     try:
-        engine = open_store(settings)
+        engine = make_engine(settings.database_url, settings.db_busy_timeout)
         report = Worker(settings, engine, number=number, stop=stop).run(until_done=True)
     except DigestError as exc:
         error = str(exc)
