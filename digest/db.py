@@ -7,6 +7,7 @@ Alembic: :func:`migrate` upgrades any database to the newest revision.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import weakref
 from collections.abc import Iterator
@@ -80,11 +81,12 @@ def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
+@atexit.register
 def close_engines() -> None:
-    """Close the pooled connections of every engine still alive. A process that
-    ends without collecting its garbage (the CLI freezes it at exit) would otherwise
-    leave its SQLite connections open, and SQLite checkpoints the WAL and removes the
-    ``-wal``/``-shm`` files only when the last connection closes."""
+    """Close the pooled connections of every engine still alive, at interpreter exit.
+    A process that ends without collecting its garbage (the CLI freezes it at exit)
+    would otherwise leave its SQLite connections open, and SQLite checkpoints the WAL
+    and removes the ``-wal``/``-shm`` files only when the last connection closes."""
     for engine in list(_engines):
         engine.dispose()
 

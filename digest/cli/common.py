@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn
@@ -204,9 +203,6 @@ def main() -> None:
         # The command is over and the process is about to end: without the freeze the
         # interpreter's shutdown walks every object of the ~900 imported modules in
         # search of cycles to collect (0.3-0.4 s of every command on two cores). Files
-        # are still flushed and atexit hooks still run; database connections, which
-        # that collection used to close, are closed first (when a store was opened).
-        db = sys.modules.get("digest.db")
-        if db is not None:
-            db.close_engines()
+        # are still flushed and atexit hooks still run, among them the one that closes
+        # the database connections that collection used to close (digest.db).
         gc.freeze()
