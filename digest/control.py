@@ -112,10 +112,15 @@ def pause_issue(
 def resume_issue(
     engine: Engine, week: str | None = None, *, number: int | None = None, actor: str = "cli"
 ) -> ControlResult:
-    """Let a paused issue send again (the caller then runs the send loop)."""
-    _, result = _move(
-        engine, week, number, (IssueState.PAUSED,), IssueState.SENDING, None, "resumed", actor
-    )
+    """Let a paused issue send again (the caller then runs the send loop).
+
+    An issue still marked ``sending`` is taken as it is: a sender that gave up on an
+    unreachable database could not record its pause (docs/delivery.md), and resuming
+    is how the operator continues it."""
+    allowed = (IssueState.PAUSED, IssueState.SENDING)
+    _, result = _move(engine, week, number, allowed, IssueState.SENDING, None, "resumed", actor)
+    if result.previous == IssueState.SENDING:
+        return replace(result, detail="it was still sending; this continues it")
     return result
 
 

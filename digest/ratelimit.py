@@ -60,8 +60,9 @@ class RateLimiter:
         self._last_throttle = float("-inf")
         self.throttled = 0
 
-    def acquire(self, n: int = 1) -> None:
-        """Block until ``n`` messages may go."""
+    def acquire(self, n: int = 1, sleep: Callable[[float], object] | None = None) -> None:
+        """Block until ``n`` messages may go. ``sleep`` replaces the limiter's own (the
+        send loop's hand-over gate ends a wait early on a pause)."""
         with self._lock:
             self._acquired += n
             rate = self.rate
@@ -74,7 +75,7 @@ class RateLimiter:
             self._tokens -= n
             wait = -self._tokens / rate if self._tokens < 0 else 0.0
         if wait > 0:
-            self._sleep(wait)
+            (sleep or self._sleep)(wait)
 
     def observed(self) -> float:
         elapsed = self._clock() - self._started

@@ -185,11 +185,11 @@ def test_four_workers_on_postgres_one_killed_every_subscriber_once(
 
 
 @pytest.mark.postgres
-def test_pause_reaches_every_worker_within_one_batch(
+def test_pause_reaches_every_worker_within_a_second(
     tmp_path: Path, pg: tuple[Settings, Engine]
 ) -> None:
     settings, engine = pg
-    emails = seed_issue_store(engine, settings, tmp_path, 800)
+    emails = seed_issue_store(engine, settings, tmp_path, 2400)
     number = _start_issue(engine, settings)
     handler = FaultHandler(FaultPlan(rate_slow=1.0, slow_seconds=0.004))
     with fault_smtp(handler) as server:

@@ -114,7 +114,7 @@ class SendGate:
         *,
         engine: Engine | None = None,
         clock: Callable[[], datetime] = utcnow,
-        sleep: Callable[[float], None] | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         import time as _time
 

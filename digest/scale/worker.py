@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from digest.config import Settings
+from digest.db_outage import ride_out
 from digest.delivery import SendReport
 from digest.issues import issue_message
 from digest.models import Issue, IssueState
@@ -100,7 +101,12 @@ class Worker:
     def run(self, *, until_done: bool = False) -> WorkerReport:
         idle_since = time.monotonic()
         while not self.stop.is_set():
-            issue = sending_issue(self.engine, self.number)
+            issue = ride_out(
+                lambda: sending_issue(self.engine, self.number),
+                self.settings.db_outage_grace_seconds,
+                "worker",
+                stop=self.stop,
+            )
             if issue is None:
                 if until_done:
                     break

@@ -14,6 +14,12 @@ A transport never decides what happens to a delivery; it reports what the server
 connection, connection lost, a Maildir that cannot be written): when a whole chunk
 comes back like that the send loop pauses instead of burning attempts.
 
+``RETRY`` with ``untried`` set means the message was never handed over: a transport
+asks its :attr:`Transport.handover` gate before each message (or each provider
+request), and the send loop closes the gate on a pause, a cancel, an unsubscribe, a
+database it cannot reach or a lease it can no longer vouch for (digest/handover.py).
+The loop gives such rows back untouched.
+
 Failures of the whole transport raise from :mod:`digest.exceptions`:
 ``TransientTransportError`` (retry the batch later) or ``TransportConfigError``
 (credentials or sender rejected: stop the send).
@@ -22,12 +28,13 @@ Failures of the whole transport raise from :mod:`digest.exceptions`:
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from digest.exceptions import AddressError
 from digest.mailsafe import check_address
@@ -56,6 +63,8 @@ class SendResult:
     bounce: bool = False
     #: RETRY: the server was not reached; nothing was said about this recipient
     outage: bool = False
+    #: RETRY: never handed over (the hand-over gate was closed); no attempt spent
+    untried: bool = False
 
     @classmethod
     def sent(cls, recipient: Recipient, provider_id: str | None = None) -> SendResult:
@@ -74,6 +83,41 @@ class SendResult:
     @classmethod
     def unreachable(cls, recipient: Recipient, error: str) -> SendResult:
         return cls(recipient, SendStatus.RETRY, error=error, outage=True)
+
+    @classmethod
+    def not_handed_over(cls, recipient: Recipient) -> SendResult:
+        return cls(recipient, SendStatus.RETRY, error="not handed over", untried=True)
+
+
+class Gate(Protocol):
+    """What a transport asks before handing a message over (digest/handover.py)."""
+
+    def allows(self, recipient: Recipient) -> bool:
+        """Whether ``recipient``'s message may be handed over now."""
+
+    def is_open(self) -> bool:
+        """Whether anything may be handed over now (False: stop asking)."""
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep (a rate limit's wait) up to ``seconds``, ending early when the gate
+        closes; whether it is still open."""
+
+
+class OpenGate:
+    """The gate of a transport used outside the send loop (a test copy, tests)."""
+
+    def allows(self, recipient: Recipient) -> bool:
+        return True
+
+    def is_open(self) -> bool:
+        return True
+
+    def sleep(self, seconds: float) -> bool:
+        time.sleep(seconds)
+        return True
+
+
+OPEN_GATE: Gate = OpenGate()
 
 
 def address_refusal(recipient: Recipient) -> SendResult | None:
@@ -114,6 +158,8 @@ class Transport(ABC):
     name: str = "base"
     #: the most recipients one ``send_batch`` call accepts
     max_batch: int = 1000
+    #: asked before each message; the send loop sets its own (digest/handover.py)
+    handover: Gate = OPEN_GATE
 
     def open(self) -> None:  # noqa: B027  (optional hook; most transports need none)
         """Connect (called once before the first batch); the default does nothing."""

@@ -40,6 +40,9 @@ class MaildirTransport(Transport):
         assert self._box is not None
         results: list[SendResult] = []
         for recipient in recipients:
+            if not self.handover.allows(recipient):
+                results.append(SendResult.not_handed_over(recipient))
+                continue
             raw = message_bytes(message, recipient)
             if isinstance(raw, SendResult):
                 results.append(raw)
