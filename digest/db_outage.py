@@ -25,7 +25,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from digest.exceptions import DatabaseUnavailable
+from digest.exceptions import DatabaseUnavailable, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ def is_unreachable(exc: BaseException) -> bool:
     never worth waiting for."""
     if isinstance(exc, PoolTimeout):
         return True  # every pooled connection is stuck in a call that does not return
+    if isinstance(exc, StoreError) and exc.__cause__ is not None:
+        return is_unreachable(exc.__cause__)  # "cannot migrate": the database is away
     if not isinstance(exc, DBAPIError):
         return False
     if exc.connection_invalidated:

@@ -58,12 +58,14 @@ def send_env(settings: Settings, smtp_host: str, smtp_port: int, **extra: str) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update(settings_env(settings))
     env.update(
-        DIGEST_TRANSPORT="smtp",
-        DIGEST_SMTP_HOST=smtp_host,
-        DIGEST_SMTP_PORT=str(smtp_port),
-        DIGEST_RETRY_BASE_SECONDS="0.05",
-        DIGEST_RETRY_MAX_SECONDS="0.2",
-        **extra,
+        {
+            "DIGEST_TRANSPORT": "smtp",
+            "DIGEST_SMTP_HOST": smtp_host,
+            "DIGEST_SMTP_PORT": str(smtp_port),
+            "DIGEST_RETRY_BASE_SECONDS": "0.05",
+            "DIGEST_RETRY_MAX_SECONDS": "0.2",
+            **extra,
+        }
     )
     return env
 

@@ -9,10 +9,14 @@ nobody; they skip with the reason where the server binaries are missing.
 
 from __future__ import annotations
 
+import mailbox
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from outage_support import (
     Outage,
@@ -25,11 +29,14 @@ from outage_support import (
     store_settings,
 )
 from pg_cluster import PrivatePostgres, private_postgres
+from servers import digest_serve, free_port, wait_for
 from smtp_faults import FaultHandler, FaultPlan, fault_smtp, seed_issue_store
 from store_support import WEEK
 
 from digest.config import Settings
+from digest.jobs import current_week, weekly_job
 from digest.status import issue_status
+from digest.transports.memory import MemoryTransport
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -142,3 +149,96 @@ def test_outage_past_the_grace_exits_3_in_one_line_then_resume_finishes(
         sent_before_giving_up=at_stop,
         duplicates=duplicates(handler),
     )
+
+
+def test_web_requests_during_a_restart_get_503_pages_never_500(
+    cluster: PrivatePostgres, store: tuple[Settings, list[str]], tmp_path: Path
+) -> None:
+    """A storm of requests across a restart: each one answers (200, a redirect, 429)
+    or, while the database is away, 503 with Retry-After and the site's own page;
+    /readyz says not ready, then ready again by itself; no traceback in the log."""
+    settings, _ = store
+    with migrated(settings.database_url) as engine:
+        weekly_job(settings, engine=engine, week=WEEK, transport=MemoryTransport())
+    port = free_port()
+    env = send_env(settings, "127.0.0.1", free_port(), DIGEST_TRANSPORT="maildir")
+    env.update(DIGEST_BASE_URL=f"http://127.0.0.1:{port}", DIGEST_SUBSCRIBE_RATE_LIMIT="100000")
+    answers: list[tuple[str, int, str, str]] = []
+    halt = threading.Event()
+    paths = ["/", "/archive", "/archive/1", "/readyz", "/metrics", "/console/login"]
+
+    def storm(n: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            i = 0
+            while not halt.is_set():
+                i += 1
+                if i % 4 == 0:
+                    email = f"storm{n}-{i}@example.com"
+                    r = client.post(
+                        "/subscribe", data={"email": email}, headers={"Accept": "text/html"}
+                    )
+                    path = "POST /subscribe"
+                else:
+                    path = paths[i % len(paths)]
+                    r = client.get(path, headers={"Accept": "text/html"})
+                answers.append(
+                    (path, r.status_code, r.headers.get("retry-after", ""), r.text[:2000])
+                )
+
+    with digest_serve(env, tmp_path, port) as base:
+        threads = [threading.Thread(target=storm, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(2)
+            before = len(answers)
+            cluster.restart(2.0)
+            back = time.monotonic()
+            wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, "ready again", 60)
+            ready_after = time.monotonic() - back
+            time.sleep(1)
+        finally:
+            halt.set()
+            for t in threads:
+                t.join(timeout=60)
+        after = answers[before:]
+        log = (tmp_path / "serve.log").read_text(errors="replace")
+    statuses = Counter(code for _, code, _, _ in answers)
+    assert statuses[503] > 0, statuses  # the storm did meet the restart
+    assert all(code < 500 or code == 503 for code in statuses), statuses
+    unavailable = [a for a in answers if a[1] == 503]
+    assert all(retry.isdigit() for _, _, retry, _ in unavailable), {
+        (path, retry) for path, _, retry, _ in unavailable
+    }
+    pages = [body for path, _, _, body in unavailable if path not in ("/readyz", "/metrics")]
+    assert pages and all("Back in a moment" in body for body in pages)
+    assert any(p == "/readyz" and code == 503 for p, code, _, _ in after)
+    assert not has_traceback(log), log[-3000:]
+    figure(
+        "web storm across a postgres restart",
+        requests=len(answers),
+        answered_503=statuses[503],
+        ready_again_after_seconds=ready_after,
+    )
+
+
+def test_the_scheduler_waits_for_a_database_that_is_away_when_the_job_fires(
+    cluster: PrivatePostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from scheduler import run_tick, run_weekly_job
+
+    settings = store_settings(cluster.url(), tmp_path).model_copy(update={"transport": "maildir"})
+    with migrated(settings.database_url) as engine:
+        emails = seed_issue_store(engine, settings, tmp_path, 300, current_week(settings))
+    cluster.stop()
+    run_tick(settings)  # a tick while it is down: one line, and the scheduler lives on
+    job = threading.Thread(target=run_weekly_job, args=(settings,))
+    job.start()
+    time.sleep(2)
+    cluster.start()
+    job.join(timeout=120)
+    box = mailbox.Maildir(settings.outbox)
+    got = Counter(message["To"].split("<")[-1].rstrip(">") for message in box)
+    assert set(got) == set(emails) and set(got.values()) == {1}
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert any("scheduler tick failed" in r.getMessage() for r in caplog.records)

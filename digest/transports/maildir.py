@@ -28,7 +28,12 @@ class MaildirTransport(Transport):
         if self._box is not None:
             return
         try:
-            self._box = mailbox.Maildir(self.path, create=True)
+            # mailbox's own create=True races with another thread or process creating
+            # the folder at the same moment (two first sign-ups at once): FileExistsError,
+            # or a folder without its tmp/ yet. makedirs(exist_ok=True) does not.
+            for part in ("tmp", "new", "cur"):
+                (self.path / part).mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._box = mailbox.Maildir(self.path, create=False)
         except OSError as exc:
             raise TransientTransportError(f"cannot open Maildir {self.path}: {exc}") from exc
 

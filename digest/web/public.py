@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 
 from digest import jsonsafe
 from digest.config import Settings
+from digest.db_outage import ride_out
 from digest.exceptions import DigestError, SubscriberError, TokenError
 from digest.message import Recipient
 from digest.web.pages import client_ip, page, user_agent
@@ -292,7 +293,12 @@ def _send_confirmation(
 ) -> None:
     try:
         if send_confirmation(settings, recipient, nonce, factory):
-            mark_confirmation_sent(engine, recipient.subscriber_id)
+            # Sent: the mark (the resend cool-down) waits out a database restart.
+            ride_out(
+                lambda: mark_confirmation_sent(engine, recipient.subscriber_id),
+                settings.db_outage_grace_seconds,
+                "confirmation",
+            )
     except DigestError:
         logger.exception(
             "could not send the confirmation to subscriber %s", recipient.subscriber_id
