@@ -145,5 +145,7 @@ def duplicates(handler: FaultHandler) -> int:
 
 def figure(name: str, **values: object) -> None:
     """A measured figure, printed for ``pytest -s`` (the closing note quotes them)."""
-    shown = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    shown = ", ".join(
+        f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
     print(f"\nFIGURE {name}: {shown}", flush=True)

@@ -17,6 +17,7 @@ or when running as root without a ``postgres`` account to run them as.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -48,10 +49,12 @@ SERVER_OPTIONS = {
 
 def server_binaries() -> Path | None:
     """The newest installed PostgreSQL server's bin folder (Debian's layout)."""
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
-    )
+
+    def version(initdb: str) -> int:
+        name = Path(initdb).parent.parent.name
+        return int(name) if name.isdigit() else 0
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version)
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
@@ -151,9 +154,7 @@ def private_postgres(extra_hosts: Sequence[str] = ()) -> Iterator[PrivatePostgre
         account = pwd.getpwnam(run_as)
         os.chown(folder, account.pw_uid, account.pw_gid)
     folder.chmod(0o700)
-    cluster = PrivatePostgres(
-        binaries, folder, free_port(), ("127.0.0.1", *extra_hosts), run_as
-    )
+    cluster = PrivatePostgres(binaries, folder, free_port(), ("127.0.0.1", *extra_hosts), run_as)
     try:
         cluster._run(
             str(binaries / "initdb"),
@@ -175,10 +176,8 @@ def private_postgres(extra_hosts: Sequence[str] = ()) -> Iterator[PrivatePostgre
         cluster.start()
         yield cluster
     finally:
-        try:
-            cluster.stop("immediate")
-        except (RuntimeError, subprocess.TimeoutExpired):
-            pass  # never started, or already down
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            cluster.stop("immediate")  # unless it never started, or is down already
         shutil.rmtree(folder, ignore_errors=True)
 
 
