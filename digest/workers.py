@@ -548,14 +548,16 @@ def deliver(
 ) -> SendReport:
     """Send every open delivery of ``issue_id``.
 
-    Returns when none is left open; when the issue is paused or cancelled (checked
-    between batches) or pauses itself after ``DIGEST_PAUSE_AFTER_FAILURES`` permanent
+    Returns when none is left open; when the issue is paused or cancelled (read
+    between messages: within a second) or pauses itself after ``DIGEST_PAUSE_AFTER_FAILURES`` permanent
     failures in a row; or when waiting for retries would exceed ``max_wait`` seconds
     (default: long enough for every attempt and for a dead worker's leases to expire;
     the next run picks up whatever is left). Raises
     :class:`TransportConfigError` (after pausing the issue) when the server refuses the
-    login or the sender. ``stop`` (a long-running worker's SIGTERM) ends the loop after
-    the batch in hand, which is recorded first.
+    login or the sender, and DatabaseUnavailable (after pausing the issue when the
+    database takes that write) when the database stayed away past
+    ``DIGEST_DB_OUTAGE_GRACE_SECONDS``. ``stop`` (a long-running worker's SIGTERM) ends
+    the loop after the batch in hand, which is recorded first.
     """
     if max_wait is None:
         # Long enough for every retry, and for a crashed worker's leases to run out.

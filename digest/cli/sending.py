@@ -174,7 +174,7 @@ def status(
 
 @app.command()
 def pause(week: WeekOpt = None, issue: IssueOpt = None) -> None:
-    """Pause a send: the sender stops after its current batch (default: the open issue).
+    """Pause a send: every sender stops within a second (default: the open issue).
 
     Example: digest pause --issue 12
     """

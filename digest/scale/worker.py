@@ -3,10 +3,11 @@ sending, on this machine or any other sharing the database.
 
 Any number of workers may run at once: each claims leased batches (PostgreSQL's
 ``SKIP LOCKED`` on a shared server; SQLite's write lock on one machine), records every
-answer, and renews its lease while it sends. Pause, resume and cancel are read between
-batches, so they reach every worker within one batch; an unsubscribe is seen when its
-batch is claimed, or, for the batch claimed ahead while another is out
-(digest/leases.py), just before it goes. SIGTERM (or SIGINT) finishes and records the
+answer, and renews its lease while it sends. Pause, cancel and an unsubscribe are read
+between messages (digest/handover.py), so they reach every worker within a second. A
+worker that cannot reach the database waits for it (DIGEST_DB_OUTAGE_GRACE_SECONDS),
+and one that cannot renew its lease stops handing out that batch before the lease can
+run out. SIGTERM (or SIGINT) finishes and records the
 batch in hand, then exits: nothing is released twice, and a worker killed outright
 leaves its batch to the others once the lease runs out.
 """
