@@ -115,9 +115,10 @@ def send_progress(
     eta: float | None = None
     if state == IssueState.SENDING:
         since = running_since(conn, issue_id, started_at)
-        rate = round(send_rate(conn, issue_id, since, now), 2)
+        exact = send_rate(conn, issue_id, since, now)
+        rate = round(exact, 2)
         due = remaining - int(later)
-        eta = round(due / rate, 1) if rate > 0 else None
+        eta = round(due / exact, 1) if exact > 0 else None
     return SendProgress(
         counts=by_state,
         total=sum(by_state.values()),

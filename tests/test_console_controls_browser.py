@@ -88,9 +88,7 @@ def test_pause_resume_from_the_console(rig: Rig, chrome: Any) -> None:
     assert figure(page, "sent") == after
     assert figure(page, "remaining") == TOTAL - after
     assert figure(page, "queued") == TOTAL - after  # back in the queue, untouched
-    expect(page.get_by_role("status").filter(has_text="Last send")).to_contain_text(
-        f"{after} sent"
-    )
+    expect(page.get_by_role("status").filter(has_text="Last send")).to_contain_text(f"{after} sent")
 
     page.get_by_role("button", name="Resume").click()
     page.wait_for_url(re.compile(r"done=resumed"))
@@ -99,9 +97,7 @@ def test_pause_resume_from_the_console(rig: Rig, chrome: Any) -> None:
     assert len(sent) == TOTAL
     assert len({m.rcpt_tos for m in sent}) == TOTAL  # exactly one copy each
     assert figure(page, "sent") == TOTAL and figure(page, "remaining") == 0
-    expect(page.get_by_role("status").filter(has_text="Last send")).to_contain_text(
-        f"{TOTAL} sent"
-    )
+    expect(page.get_by_role("status").filter(has_text="Last send")).to_contain_text(f"{TOTAL} sent")
 
 
 def test_cancel_from_the_console(rig: Rig, chrome: Any) -> None:

@@ -120,14 +120,17 @@ def test_console_status_json_and_metrics_agree(console: Console, digest_cli: Dig
     assert status["counts"]["sent"] == 5 and status["counts"]["waiting"] == 3
     assert number(page["remaining"]) == status["remaining"] == 7
     assert scrape.value("digest_current_issue_remaining") == status["remaining"]
-    # 5 in the last 30 s of sending: 1/6 per second (not 5 in 60 s), everywhere.
-    assert status["rate"] == pytest.approx(5 / 30, rel=0.05)
-    assert float(page["rate"].removesuffix("/s")) == pytest.approx(status["rate"], rel=0.05)
-    assert scrape.value("digest_current_issue_send_rate") == pytest.approx(status["rate"], rel=0.05)
+    # 5 in the last 30 s of sending: 1/6 per second (not 5 in 60 s), everywhere. The
+    # three reads are a second or so apart and the rate is shown to 0.01: "the same"
+    # is within that.
+    same = {"rel": 0.1, "abs": 0.011}
+    assert status["rate"] == pytest.approx(5 / 30, **same)
+    assert float(page["rate"].removesuffix("/s")) == pytest.approx(status["rate"], **same)
+    assert scrape.value("digest_current_issue_send_rate") == pytest.approx(status["rate"], **same)
     # The ETA counts only what may go now (4 queued), not the 3 waiting for later.
-    assert status["eta_seconds"] == pytest.approx(4 / status["rate"], rel=0.05)
+    assert status["eta_seconds"] == pytest.approx(4 * 30 / 5, rel=0.1)
     assert scrape.value("digest_current_issue_eta_seconds") == pytest.approx(
-        status["eta_seconds"], rel=0.05
+        status["eta_seconds"], rel=0.1
     )
 
 
