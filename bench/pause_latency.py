@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from common import ROOT, SECRET, WEEK, bench_settings, seed
+from common import ROOT, WEEK, bench_settings, free_port, seed, send_env
 
 from digest.control import pause_issue
 
@@ -63,14 +63,6 @@ class Run:
     exit_code: int
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def one_run(digest: str, subscribers: int, connections: int, args: argparse.Namespace) -> Run:
     with tempfile.TemporaryDirectory(prefix="digest-pause-bench-") as tmp:
         workdir = Path(tmp)
@@ -80,19 +72,11 @@ def one_run(digest: str, subscribers: int, connections: int, args: argparse.Name
         port = free_port()
         controller = Controller(handler, hostname="127.0.0.1", port=port)
         controller.start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-        env.update(
-            DIGEST_DATABASE_URL=settings.database_url,
-            DIGEST_SECRET_KEY=SECRET,
-            DIGEST_BASE_URL=settings.base_url,
-            DIGEST_FROM=settings.from_address,
-            DIGEST_TRANSPORT="smtp",
-            DIGEST_SMTP_HOST="127.0.0.1",
-            DIGEST_SMTP_PORT=str(port),
-            DIGEST_SMTP_CONNECTIONS=str(connections),
+        env = send_env(
+            settings.database_url,
+            port,
+            connections,
             DIGEST_BATCH_SIZE=str(args.batch),
-            DIGEST_ALLOW_UNSAFE_SEND="true",
-            DIGEST_PREFLIGHT_HEALTH_TIMEOUT="0",
             PYTHONDONTWRITEBYTECODE="1",
         )
         if args.rate:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
+from typing import Self
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -193,16 +194,45 @@ class Handover:
         return self.shut() is None
 
 
-class ControlWatch:
+class Background:
+    """A daemon thread that runs :meth:`_run` while the ``with`` block lasts; ``_run``
+    loops until ``_halt`` is set."""
+
+    #: how long leaving the block waits for the thread; a call stuck on a partitioned
+    #: connection ends with the socket's own timeout, and the thread holds nothing the
+    #: loop needs
+    join_seconds = 2.0
+
+    def __init__(self, name: str) -> None:
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._halt.set()
+        self._thread.join(timeout=self.join_seconds)
+
+
+class ControlWatch(Background):
     """A thread that reads the issue's state and the held readers' status while the
     loop sends, and shuts the :class:`Handover` gate accordingly."""
 
     def __init__(self, engine: Engine, issue_id: int, handover: Handover) -> None:
+        super().__init__("control-watch")
         self.engine = engine
         self.issue_id = issue_id
         self.handover = handover
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="control-watch", daemon=True)
 
     def _look(self, gone_too: bool) -> tuple[str, list[int]]:
         with self.engine.connect() as conn:
@@ -242,18 +272,6 @@ class ControlWatch:
             if gone:
                 self.handover.left(gone)
 
-    def __enter__(self) -> ControlWatch:
+    def __enter__(self) -> Self:
         self.handover.answered(time.monotonic())
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._halt.set()
-        # A read stuck on a partitioned connection ends with the socket's own timeout;
-        # the thread is a daemon and holds nothing the loop needs.
-        self._thread.join(timeout=2)
+        return super().__enter__()

@@ -19,19 +19,17 @@ while the batch before it is sent. What stays true:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from types import TracebackType
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from digest.db_outage import describe
 from digest.delivery import Claim, S, claim_leased, new_lease, renew_lease, skip_inactive
-from digest.handover import Handover
+from digest.handover import Background, Handover
 from digest.outcomes import release
 from digest.timeutil import utcnow
 from subscribers.models import SubscriberStatus
@@ -152,7 +150,7 @@ class ClaimAhead:
             self._pool = None
 
 
-class Heartbeat:
+class Heartbeat(Background):
     """Renews the leases this worker holds (``handover.held()``: the batch being sent
     and any batch not yet settled) and the lease of the batch claimed ahead, every
     quarter of their length, in a thread; each renewal that lands is reported to the
@@ -166,13 +164,12 @@ class Heartbeat:
         ahead: ClaimAhead | None = None,
         handover: Handover | None = None,
     ) -> None:
+        super().__init__("lease-heartbeat")
         self.engine = engine
         self.lease_seconds = lease_seconds
         self.lease: str | None = None
         self.ahead = ahead
         self.handover = handover
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
 
     def _held(self) -> list[str]:
         leases = [self.lease, self.ahead.lease if self.ahead is not None else None]
@@ -182,8 +179,8 @@ class Heartbeat:
 
     def _run(self) -> None:
         every = max(self.lease_seconds / 4, 0.2)
-        wait = every
-        while not self._stop.wait(wait):
+        wait, failing = every, False
+        while not self._halt.wait(wait):
             held = self._held()
             if not held:
                 continue
@@ -192,22 +189,11 @@ class Heartbeat:
                 renew_lease(self.engine, held, self.lease_seconds)
             except Exception as exc:  # the heartbeat must outlive any error
                 # The gate stops handing these rows over before the lease can run out.
-                logger.warning("could not renew leases %s: %s", ", ".join(held), describe(exc))
-                wait = min(every, 1.0)
+                # Said once per outage; tried again every second meanwhile.
+                log = logger.debug if failing else logger.warning
+                log("could not renew leases %s: %s", ", ".join(held), describe(exc))
+                wait, failing = min(every, 1.0), True
                 continue
-            wait = every
+            wait, failing = every, False
             if self.handover is not None:
                 self.handover.renewed(held, started)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli_support import settings_env
-from conftest import TEST_SECRET
+from conftest import rig_settings
 from smtp_faults import FaultHandler
 from sqlalchemy.engine import Engine
 
@@ -30,17 +30,7 @@ TRACEBACK_MARKS = ("Traceback (most recent call last)", 'File "')
 
 
 def store_settings(url: str, tmp: Path) -> Settings:
-    return Settings(
-        database_url=url,
-        outbox=tmp / "outbox",
-        secret_key=TEST_SECRET,
-        transport="memory",
-        base_url="http://digest.test",
-        from_address="Weekly AI Tool Verdicts <digest@verdicts.test>",
-        timezone="UTC",
-        allow_unsafe_send=True,
-        preflight_health_timeout=0,
-    )
+    return rig_settings(tmp, database_url=url)
 
 
 @contextmanager
@@ -149,3 +139,23 @@ def figure(name: str, **values: object) -> None:
         f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
     )
     print(f"\nFIGURE {name}: {shown}", flush=True)
+
+
+def assert_stopped_in_one_line(code: int, output: str) -> None:
+    """Exit 3, no traceback, and one line saying the database is why and that
+    ``digest resume`` continues."""
+    assert code == 3, output
+    assert not has_traceback(output), output
+    said = [line for line in output.splitlines() if "database" in line and "resume" in line]
+    assert len(said) == 1, output
+
+
+def assert_everyone_once(handler: FaultHandler, emails: list[str], duplicates_at_most: int) -> None:
+    """Every reader got the issue; at most ``duplicates_at_most`` second copies, each
+    with the first copy's Message-ID."""
+    copies = handler.copies()
+    assert set(copies) == set(emails), "somebody was missed"
+    assert duplicates(handler) <= duplicates_at_most, duplicates(handler)
+    for email, n in copies.items():
+        if n > 1:
+            assert len(handler.message_ids(email)) == 1, email

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_rig import OPERATOR, Rig, browser, console_rig, log_in
+from console_rig import OPERATOR, Rig, console_rig, log_in
 from servers import recording_smtp, wait_for
 
 pytestmark = pytest.mark.slow
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.slow
 READERS = 8  # with the 12 sample subscribers: 20
 TOTAL = 20
 _FIGURE = re.compile(r"(\d[\d,]*)")
-
-
-@pytest.fixture
-def chrome() -> Iterator[Any]:
-    with browser() as launched:
-        yield launched
 
 
 @pytest.fixture

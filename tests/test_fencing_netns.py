@@ -34,14 +34,11 @@ from netns_rig import Host, worker_hosts
 from outage_support import figure, has_traceback, store_settings
 from pg_cluster import private_postgres
 from servers import free_port
-from smtp_faults import FaultHandler, FaultPlan, seed_issue_store
+from smtp_faults import FaultHandler, FaultPlan, seed_issue_store, start_issue
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
-from store_support import WEEK
 
-from digest.db import make_engine, migrate, session_scope
-from digest.delivery import enqueue
-from digest.issues import freeze_issue
+from digest.db import make_engine, migrate
 from digest.models import Delivery
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -104,18 +101,6 @@ def smtp_on(handler: FaultHandler, hosts: list[str]) -> Iterator[int]:
             controller.stop()
 
 
-def _start_issue(engine: Engine, settings: Any) -> int:
-    with session_scope(engine) as session:
-        issue = freeze_issue(session, WEEK, settings)
-        assert issue is not None and issue.id is not None
-        issue.state = "sending"
-        session.add(issue)
-        issue_id, number = issue.id, issue.number
-    with engine.begin() as conn:
-        enqueue(conn, issue_id)
-    return int(number)
-
-
 def _owners(engine: Engine) -> set[str]:
     with engine.connect() as conn:
         rows = conn.execute(select(D.c.lease_owner).where(D.c.lease_owner.is_not(None)))
@@ -141,7 +126,7 @@ def test_a_worker_cut_off_from_the_database_fences_itself(tmp_path: Path) -> Non
         with engine.begin() as conn:
             conn.execute(text(AUDIT))
         emails = seed_issue_store(engine, settings, tmp_path, READERS)
-        number = _start_issue(engine, settings)
+        number = start_issue(engine, settings)
         handler = PeerHandler(SLOW)
         with smtp_on(handler, [a.mail_host, b.mail_host]) as port:
             procs = {
