@@ -168,9 +168,14 @@ class BatchSender:
                     self.to_skip.append((lease, left))
                     rest = [r for r in rest if r not in left]
                     continue
-                self.gate.pace(len(chunk))
-                if not self.paced_inside:
-                    self.limiter.acquire(len(chunk), sleep=self.handover.sleep)
+                # A wait cut short by the gate must not let the chunk go early when the
+                # gate opens again at once: the chunk waits its turn anew.
+                if not self.gate.pace(len(chunk)):
+                    continue
+                if not self.paced_inside and not self.limiter.acquire(
+                    len(chunk), sleep=self.handover.sleep
+                ):
+                    continue
                 if self.handover.shut() is not None:
                     continue
                 results = self._hand_over(lease, chunk, rest)

@@ -51,8 +51,9 @@ logger = logging.getLogger(__name__)
 STATE_POLL_SECONDS = 0.1
 #: How often the readers of the held rows are checked for unsubscribes.
 GONE_POLL_SECONDS = 0.5
-#: A database that has not answered the state read for this long is treated as gone.
-STALE_SECONDS = 1.0
+#: A database that has not answered the state read for this long is treated as gone
+#: (a partition: the call hangs rather than fails; a restart fails at once).
+STALE_SECONDS = 2.0
 #: Rows of a lease are handed over only this share of DIGEST_LEASE_SECONDS after the
 #: lease was last confirmed (claimed or renewed).
 FENCE_FRACTION = 0.5

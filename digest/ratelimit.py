@@ -60,14 +60,15 @@ class RateLimiter:
         self._last_throttle = float("-inf")
         self.throttled = 0
 
-    def acquire(self, n: int = 1, sleep: Callable[[float], object] | None = None) -> None:
+    def acquire(self, n: int = 1, sleep: Callable[[float], object] | None = None) -> bool:
         """Block until ``n`` messages may go. ``sleep`` replaces the limiter's own (the
-        send loop's hand-over gate ends a wait early on a pause)."""
+        send loop's hand-over gate ends a wait early on a pause): False when it did, and
+        the messages must not go now (their tokens are spent all the same)."""
         with self._lock:
             self._acquired += n
             rate = self.rate
             if rate is None:
-                return
+                return True
             now = self._clock()
             self._tokens = min(max(rate, 1.0), self._tokens + (now - self._last) * rate)
             self._last = now
@@ -75,7 +76,8 @@ class RateLimiter:
             self._tokens -= n
             wait = -self._tokens / rate if self._tokens < 0 else 0.0
         if wait > 0:
-            (sleep or self._sleep)(wait)
+            return (sleep or self._sleep)(wait) is not False
+        return True
 
     def observed(self) -> float:
         elapsed = self._clock() - self._started

@@ -387,9 +387,10 @@ class SMTPTransport(Transport):
                 if isinstance(data, SendResult):
                     results[index] = data
                     continue
-                if self.rate_limiter is not None:
-                    self.rate_limiter.acquire(sleep=self.handover.sleep)
-                if not self.handover.allows(recipient):
+                paced = self.rate_limiter is None or self.rate_limiter.acquire(
+                    sleep=self.handover.sleep
+                )
+                if not paced or not self.handover.allows(recipient):
                     # Paused, cancelled, unsubscribed, or the loop cannot record: this
                     # one goes back untouched, and once the gate is shut, whatever no
                     # session got to as well (left None: see send_batch).
