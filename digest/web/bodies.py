@@ -57,10 +57,12 @@ def body_rules(settings: Settings) -> tuple[BodyRule, ...]:
             settings.console_import_max_bytes,
             settings.console_import_timeout,
         ),
-        BodyRule("console", ("/console",), settings.console_body_max_bytes, settings.body_timeout),
+        BodyRule(
+            "console form", ("/console",), settings.console_body_max_bytes, settings.body_timeout
+        ),
         BodyRule("webhook", ("/webhooks",), settings.webhook_body_max_bytes, settings.body_timeout),
         # Public forms, the JSON API, and whatever is added later.
-        BodyRule("public", ("/",), settings.body_max_bytes, settings.body_timeout),
+        BodyRule("public form or API", ("/",), settings.body_max_bytes, settings.body_timeout),
     )
 
 
@@ -90,6 +92,7 @@ class BodyLimits:
             if not guard.answered:
                 raise
             # The app failed because its body was cut off; the client has its answer.
+            logger.debug("the app gave up on a refused body", exc_info=True)
 
 
 class _Guard:
@@ -143,9 +146,8 @@ class _Guard:
             reason = f"request body too large: at most {self.rule.max_bytes} bytes here"
         else:
             reason = f"request body not received within {self.rule.seconds:g} seconds"
-        logger.warning(
-            "%s %s from %s: %s", self.scope.get("method"), self.scope.get("path"), client[0], reason
-        )
+        # No path: it may hold a token (the access log has it, redacted, with the status).
+        logger.warning("refused a %s body from %s: %s", self.rule.name, client[0], reason)
         self.answered = True
         if self.started:
             return  # too late for a status; the app's response ends unfinished
