@@ -124,9 +124,7 @@ def test_a_content_length_that_lies_reads_no_further(server: Served) -> None:
 
 
 @pytest.mark.parametrize("path", ["/confirm/no-such-token", "/preferences/no-such-token", "/"])
-def test_an_answer_before_the_body_is_read_closes_the_connection(
-    server: Served, path: str
-) -> None:
+def test_an_answer_before_the_body_is_read_closes_the_connection(server: Served, path: str) -> None:
     # These answer without reading (a bad link, a GET-only page): the server must not
     # go on draining what the client still sends.
     answer, growth = _measured(server, Attack(path, SIZE, FORM, prefix=b"x="))
