@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SBIN = Path("/usr/sbin")
+MASTER_CF = Path("/usr/share/postfix/master.cf.dist")
 
 
 def unavailable() -> str | None:
     """Why a private Postfix cannot start here; None when it can."""
-    if not (SBIN / "postfix").exists() or not (SBIN / "postconf").exists():
+    if not (SBIN / "postfix").exists() or not MASTER_CF.exists():
         return "Postfix is not installed (apt-get install postfix; .ci/run installs it)"
     if os.geteuid() != 0:
         return "a Postfix instance needs root to start its master process"
@@ -92,7 +93,8 @@ def running_postfix(
     postfix = Postfix(root, port)
     config = postfix.config
     config.mkdir(parents=True)
-    shutil.copy("/etc/postfix/master.cf", config / "master.cf")
+    # The packaged default, whatever the system's own instance was configured with.
+    shutil.copy(MASTER_CF, config / "master.cf")
     (config / "main.cf").write_text("")
     (root / "queue").mkdir(mode=0o755)
     data = root / "data"

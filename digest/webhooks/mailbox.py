@@ -155,6 +155,10 @@ def imap_session(account: ImapBox, settings: Settings) -> Iterator[imaplib.IMAP4
             conn = imaplib.IMAP4(account.host, account.port, timeout=timeout)
             conn.starttls(ssl_context=context)
         conn.login(account.user, password.get_secret_value())
+        # Servers announce more (MOVE …) once logged in than in their greeting.
+        status, caps = conn.capability()
+        if status == "OK" and caps and isinstance(caps[-1], bytes):
+            conn.capabilities = tuple(caps[-1].decode("ascii", "replace").upper().split())
     except ssl.SSLCertVerificationError as exc:
         raise ConfigError(
             f"TLS certificate of {account.host} failed verification: {exc.verify_message}"
