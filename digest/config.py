@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     inbound_host: str = "127.0.0.1"
     inbound_port: int = Field(default=2525, ge=1, le=65535)
     inbound_max_bytes: int = Field(default=5_000_000, ge=10_000)
+    # The MTA the bounce domain's MX must name (``digest doctor``); DIGEST_SMTP_HOST if unset.
+    inbound_mx_host: str | None = None
     # "imaps://user@host[:port]/FOLDER" or a Maildir path; unset: no polling.
     bounce_mailbox: str | None = None
     bounce_mailbox_password: SecretStr | None = None
