@@ -66,7 +66,9 @@ class Postfix:
     def flush(self) -> None:
         """Ask the queue manager to retry deferred mail now."""
         subprocess.run(
-            [str(SBIN / "postqueue"), "-c", str(self.config), "-f"], capture_output=True, check=False
+            [str(SBIN / "postqueue"), "-c", str(self.config), "-f"],
+            capture_output=True,
+            check=False,
         )
 
 
@@ -100,9 +102,7 @@ def running_postfix(
     data = root / "data"
     data.mkdir()
     shutil.chown(data, "postfix")
-    inbound = (
-        f"lmtp:inet:127.0.0.1:{inbound_port}" if lmtp else f"smtp:[127.0.0.1]:{inbound_port}"
-    )
+    inbound = f"lmtp:inet:127.0.0.1:{inbound_port}" if lmtp else f"smtp:[127.0.0.1]:{inbound_port}"
     settings = {
         "compatibility_level": "3.6",
         "queue_directory": str(root / "queue"),

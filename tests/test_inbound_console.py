@@ -88,7 +88,7 @@ def test_the_console_shows_sources_and_lists_replies(
     page = operator.get("/console/issues/1")
     assert page.status_code == 200
     table = page.text.split('id="by-source"')[1].split("</table>")[0]
-    rows = [r for r in table.split("<tr>") if "scope=\"row\"" in r]
+    rows = [r for r in table.split("<tr>") if 'scope="row"' in r]
     cells = [[c.split("<")[0] for c in r.split("<td>")[1:]] for r in rows]
     assert cells == [["1", "0"], ["2", "0"], ["0", "1"]]  # webhook, inbound, mailbox
 

@@ -13,7 +13,12 @@ from digest.mail.doctor import run_checks
 
 def _bounces(settings: Settings, dns: LoopbackDNS, **extra: object) -> tuple[str, str]:
     s = settings.model_copy(
-        update={"transport": "smtp", "dns_server": dns.address, "smtp_host": "mta.verdicts.test", **extra}
+        update={
+            "transport": "smtp",
+            "dns_server": dns.address,
+            "smtp_host": "mta.verdicts.test",
+            **extra,
+        }
     )
     found = [c for c in run_checks(s) if c.name == "Bounces"]
     assert len(found) == 1

@@ -81,7 +81,9 @@ def test_a_message_over_the_size_limit_is_refused(
     assert events(engine) == [] and status_of(engine, "ada@example.com") == "active"
 
 
-def test_lmtp_answers_once_per_recipient(settings: Settings, engine: Engine, tmp_path: Path) -> None:
+def test_lmtp_answers_once_per_recipient(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
     s = verp_settings(settings)
     sent = send_with_verp(s, engine, tmp_path, ["ada@example.com", "bob@example.com"])
     port = free_port()
@@ -110,9 +112,9 @@ def test_a_store_that_cannot_take_the_message_answers_451(
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE inbound_mail"))
     port = free_port()
-    with running(engine, s, host=HOST, port=port):
-        with pytest.raises(smtplib.SMTPDataError) as refused:
-            deliver(HOST, port, sample("human-reply", sent["ada@example.com"]), ["replies@verdicts.test"])
+    reply = sample("human-reply", sent["ada@example.com"])
+    with running(engine, s, host=HOST, port=port), pytest.raises(smtplib.SMTPDataError) as refused:
+        deliver(HOST, port, reply, ["replies@verdicts.test"])
     assert refused.value.smtp_code == 451  # the MTA keeps it and tries again
 
 
@@ -162,7 +164,15 @@ def test_a_failed_forward_keeps_the_reply_with_the_reason(
     )
     port = free_port()
     with running(engine, forwarding, host=HOST, port=port, forward=smtp_forwarder(forwarding)):
-        assert deliver(HOST, port, sample("human-reply", sent["ada@example.com"]), ["replies@verdicts.test"]) == {}
+        assert (
+            deliver(
+                HOST,
+                port,
+                sample("human-reply", sent["ada@example.com"]),
+                ["replies@verdicts.test"],
+            )
+            == {}
+        )
     with engine.connect() as conn:
         row = conn.execute(select(InboundMail.__table__)).one()  # type: ignore[attr-defined]
     assert row.forwarded_to is None and "cannot connect" in row.forward_error

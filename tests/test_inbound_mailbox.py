@@ -9,11 +9,11 @@ import mailbox
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from bounce_corpus import sample
 from cli_support import DigestCLI, settings_env
 from dovecot_rig import PASSWORD, USER, running_dovecot, unavailable
 from inbound_support import events, kept, send_with_verp, verp_settings
+from pydantic import SecretStr
 from servers import free_port
 from sqlalchemy.engine import Engine
 from webhook_helpers import status_of
@@ -88,7 +88,9 @@ def test_digest_mailbox_reads_a_maildir_and_moves_what_it_read(
 
 def test_a_folder_that_is_not_a_maildir_is_refused(tmp_path: Path, settings: Settings) -> None:
     (tmp_path / "plain").mkdir()
-    cli = DigestCLI(env={**settings_env(settings), "DIGEST_BOUNCE_MAILBOX": str(tmp_path / "plain")})
+    cli = DigestCLI(
+        env={**settings_env(settings), "DIGEST_BOUNCE_MAILBOX": str(tmp_path / "plain")}
+    )
     result = cli("mailbox")
     assert result.exit_code == 1
     assert "is not a Maildir" in result.output

@@ -123,9 +123,7 @@ def test_postfix_dsns_reach_digest_inbound_and_bounce_the_refused_readers(
             lmtp=lmtp,
         ) as postfix,
     ):
-        s = verp_settings(
-            settings, transport="smtp", smtp_host="127.0.0.1", smtp_port=postfix_port
-        )
+        s = verp_settings(settings, transport="smtp", smtp_host="127.0.0.1", smtp_port=postfix_port)
         with digest_inbound(s, inbound_port, tmp_path, lmtp) as inbound_log:
             wait_for(lambda: _listening(postfix_port), "postfix to listen")
             result = weekly_job(s, engine=engine, week=WEEK)

@@ -34,7 +34,7 @@ def test_verp_is_on_with_a_verp_domain_or_a_bounce_address(settings: Settings) -
 
 
 def test_a_verp_domain_must_be_a_mail_domain() -> None:
-    with pytest.raises(ValueError, match="DIGEST_VERP_DOMAIN|verp_domain"):
+    with pytest.raises(ValueError, match="not a usable mail domain"):
         Settings(verp_domain="not a domain")
     assert Settings(verp_domain="Bounces.Example.ORG").verp_domain == "bounces.example.org"
 
@@ -54,7 +54,9 @@ def test_an_address_names_its_delivery_and_only_for_its_reader(settings: Setting
     # A tag is no good for another delivery id, nor with one character changed.
     other = parse(address.replace("+1267-", "+1268-"), config)
     assert other is not None and not matches(s, other, "ada@example.com")
-    flipped = address[: address.index("@") - 1] + ("0" if address[address.index("@") - 1] != "0" else "1")
+    flipped = address[: address.index("@") - 1] + (
+        "0" if address[address.index("@") - 1] != "0" else "1"
+    )
     changed = parse(flipped + address[address.index("@") :], config)
     assert changed is not None and not matches(s, changed, "ada@example.com")
 
@@ -92,7 +94,10 @@ def test_an_address_made_before_a_key_rotation_still_checks(settings: Settings) 
     assert old is not None
     assert s.secret_key is not None
     rotated = s.model_copy(
-        update={"secret_key": SecretStr("a-brand-new-secret-key-0123456789"), "secret_key_previous": s.secret_key}
+        update={
+            "secret_key": SecretStr("a-brand-new-secret-key-0123456789"),
+            "secret_key_previous": s.secret_key,
+        }
     )
     assert matches(rotated, old, "ada@example.com")
     forgotten = rotated.model_copy(update={"secret_key_previous": None})

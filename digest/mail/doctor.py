@@ -216,7 +216,9 @@ def check_bounces(res: dns.resolver.Resolver, settings: Settings) -> Check:
     hosts = mx_hosts(res, config.domain)
     if expected in hosts:
         return Check(
-            "Bounces", OK, f"MX of {config.domain} names {expected}, which hands it to digest inbound"
+            "Bounces",
+            OK,
+            f"MX of {config.domain} names {expected}, which hands it to digest inbound",
         )
     said = f"MX of {config.domain} is {', '.join(hosts)}" if hosts else f"no MX at {config.domain}"
     if mailbox:

@@ -32,15 +32,16 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
 from typing import Literal
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from digest.config import Settings
 from digest.events import ApplyReport, EventKind, MailEvent, apply_events
 from digest.exceptions import TokenError
-from digest.mail.verp import VerpConfig, matches, parse, verp_config
+from digest.mail.verp import VerpConfig, is_bounce_address, matches, parse, verp_config
 from digest.models import Delivery, InboundMail, Issue
 from digest.timeutil import utcnow
 from digest.tokens import address_matches, read_claims, stable_digester
@@ -108,7 +109,9 @@ def verified_delivery(conn: Connection, settings: Settings, address: str) -> Tar
     return Target(row.email, row.subscriber_id, row.id, row.issue_id)
 
 
-def _first_verified(conn: Connection, settings: Settings, addresses: Iterable[str]) -> Target | None:
+def _first_verified(
+    conn: Connection, settings: Settings, addresses: Iterable[str]
+) -> Target | None:
     for address in dict.fromkeys(addresses):
         found = verified_delivery(conn, settings, address)
         if found is not None:
@@ -116,7 +119,9 @@ def _first_verified(conn: Connection, settings: Settings, addresses: Iterable[st
     return None
 
 
-def _issue_of(conn: Connection, settings: Settings, message_id: str, subscriber_id: int) -> int | None:
+def _issue_of(
+    conn: Connection, settings: Settings, message_id: str, subscriber_id: int
+) -> int | None:
     """The issue whose Message-ID for this reader is ``message_id`` (ours are
     ``<week.digest@domain>``, the digest keyed per issue and reader)."""
     week, dot, rest = message_id.strip().strip("<>").partition(".")
@@ -177,7 +182,11 @@ def _event(
 
 
 def events_for(
-    conn: Connection, settings: Settings, reading: Reading, envelope: tuple[str, ...], source: Source
+    conn: Connection,
+    settings: Settings,
+    reading: Reading,
+    envelope: tuple[str, ...],
+    source: Source,
 ) -> list[MailEvent]:
     """The events one reading makes, tied to deliveries as far as the store allows."""
     if reading.kind not in (Kind.BOUNCE, Kind.UNPARSED, Kind.COMPLAINT):
@@ -203,9 +212,7 @@ def events_for(
     ]
 
 
-def _keep(
-    conn: Connection, reading: Reading, raw: bytes, source: Source, now: datetime
-) -> bool:
+def _keep(conn: Connection, reading: Reading, raw: bytes, source: Source, now: datetime) -> bool:
     """Store a message for people once per report id; True when this call stored it."""
     if conn.execute(select(M.c.id).where(M.c.report_id == reading.report_id[:300])).first():
         return False
@@ -260,12 +267,10 @@ def take_in(
 
 
 def _forward(engine: Engine, forward: Forwarder, raw: bytes, reading: Reading) -> str | None:
-    from sqlalchemy import update
-
     try:
         to = forward(raw, reading)
         values: dict[str, str | None] = {"forwarded_to": to[:320], "forward_error": None}
-    except Exception as exc:  # noqa: BLE001  (kept in the console with the reason)
+    except Exception as exc:
         logger.warning("could not forward reply %s: %s", reading.report_id[:80], exc)
         to, values = None, {"forward_error": str(exc)[:500]}
     with engine.begin() as conn:
@@ -276,12 +281,8 @@ def _forward(engine: Engine, forward: Forwarder, raw: bytes, reading: Reading) -
 def allowed_recipient(settings: Settings, config: VerpConfig | None, address: str) -> bool:
     """The inbound listener's allow-list: our VERP addresses, the bounce address, and the
     Reply-To address (people's replies)."""
-    from digest.mail.verp import is_bounce_address
-
     clean = address.strip().strip("<>").lower()
     if config is not None and is_bounce_address(clean, config):
         return True
     own = [settings.bounce_address, settings.reply_to]
-    from email.utils import parseaddr
-
     return any(value and parseaddr(value)[1].lower() == clean for value in own)

@@ -28,7 +28,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digest.config import Settings
 from digest.mail.verp import parse, verp_config
-from digest.webhooks.mail_events import Forwarder, Intake, allowed_recipient, take_in, verified_delivery
+from digest.webhooks.mail_events import (
+    Forwarder,
+    Intake,
+    allowed_recipient,
+    take_in,
+    verified_delivery,
+)
 
 logger = logging.getLogger(__name__)
 

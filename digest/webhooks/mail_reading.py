@@ -173,7 +173,8 @@ def _notice_text(msg: Message) -> str:
         if part.is_multipart():
             payload = part.get_payload()
             for sub in payload if isinstance(payload, list) else []:
-                visit(sub)
+                if isinstance(sub, Message):
+                    visit(sub)
         elif part.get_content_maintype() == "text":
             text = _text(part)
             # An inline copy of the message (Exim, qmail) is not the notice.
@@ -223,7 +224,9 @@ def _failures(msg: Message) -> tuple[Failure, ...]:
     code = _STATUS_CODE.search(text)
     text_status = ".".join(code.groups()) if code else ""
     failures = []
-    for raw, temp in [(a, True) for a in sorted(temporary)] + [(a, False) for a in sorted(permanent)]:
+    for raw, temp in [(a, True) for a in sorted(temporary)] + [
+        (a, False) for a in sorted(permanent)
+    ]:
         address = raw.decode("ascii", "replace")
         action, status, diagnostic = fields.get(address.lower(), ("", "", ""))
         if not action:

@@ -25,7 +25,7 @@ import mailbox
 import re
 import ssl
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -82,7 +82,11 @@ def parse_mailbox(value: str) -> ImapBox | Path:
         secure = url.scheme == "imaps"
         folder = unquote(url.path.lstrip("/")) or "INBOX"
         return ImapBox(
-            secure, url.hostname, url.port or (993 if secure else 143), unquote(url.username), folder
+            secure,
+            url.hostname,
+            url.port or (993 if secure else 143),
+            unquote(url.username),
+            folder,
         )
     return Path(value.removeprefix("maildir:")).expanduser()
 
@@ -90,9 +94,7 @@ def parse_mailbox(value: str) -> ImapBox | Path:
 Take = Callable[[bytes], Intake]
 
 
-def poll_once(
-    engine: Engine, settings: Settings, forward: Forwarder | None = None
-) -> PollReport:
+def poll_once(engine: Engine, settings: Settings, forward: Forwarder | None = None) -> PollReport:
     """One pass over the bounce mailbox (ConfigError when none is configured)."""
     if not settings.bounce_mailbox:
         raise ConfigError("DIGEST_BOUNCE_MAILBOX is not set")
@@ -172,10 +174,8 @@ def imap_session(account: ImapBox, settings: Settings) -> Iterator[imaplib.IMAP4
     try:
         yield conn
     finally:
-        try:
+        with suppress(imaplib.IMAP4.error, OSError):
             conn.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
 
 
 def _quoted(folder: str) -> str:
@@ -184,35 +184,45 @@ def _quoted(folder: str) -> str:
 
 def poll_imap(account: ImapBox, settings: Settings, take: Take) -> PollReport:
     report = PollReport()
-    done = _quoted(settings.bounce_mailbox_done)
     with imap_session(account, settings) as conn:
-        conn.create(done)  # "already exists" is a NO: harmless
-        status, _ = conn.select(_quoted(account.folder))
-        if status != "OK":
-            raise ConfigError(f"IMAP {account.host}: no folder {account.folder!r}")
-        status, found = conn.uid("SEARCH", "ALL")
-        uids = found[0].split() if status == "OK" and found and found[0] else []
-        can_move = "MOVE" in conn.capabilities
-        for uid in uids:
-            raw = _fetch(conn, uid, settings.inbound_max_bytes)
-            if raw is None:
-                report.too_large += 1
-            else:
-                try:
-                    report.count(take(raw))
-                except SQLAlchemyError as exc:
-                    logger.error("bounce mailbox: cannot record IMAP uid %s: %s", uid, exc)
-                    report.left += 1
-                    continue
-                report.read += 1
-            _move(conn, uid, done, can_move)
-            report.moved += 1
-        if not can_move:
-            conn.expunge()
+        try:
+            _poll_folder(conn, account, settings, take, report)
+        except (imaplib.IMAP4.error, OSError) as exc:
+            # What was read and moved stays so; the rest waits for the next poll.
+            raise TransientTransportError(f"IMAP {account.host}: {exc}") from exc
     return report
 
 
-def _fetch(conn: imaplib.IMAP4, uid: bytes, limit: int) -> bytes | None:
+def _poll_folder(
+    conn: imaplib.IMAP4, account: ImapBox, settings: Settings, take: Take, report: PollReport
+) -> None:
+    done = _quoted(settings.bounce_mailbox_done)
+    conn.create(done)  # "already exists" is a NO: harmless
+    status, _ = conn.select(_quoted(account.folder))
+    if status != "OK":
+        raise ConfigError(f"IMAP {account.host}: no folder {account.folder!r}")
+    status, found = conn.uid("SEARCH", "ALL")
+    uids = found[0].decode("ascii").split() if status == "OK" and found and found[0] else []
+    can_move = "MOVE" in conn.capabilities
+    for uid in uids:
+        raw = _fetch(conn, uid, settings.inbound_max_bytes)
+        if raw is None:
+            report.too_large += 1
+        else:
+            try:
+                report.count(take(raw))
+            except SQLAlchemyError as exc:
+                logger.error("bounce mailbox: cannot record IMAP uid %s: %s", uid, exc)
+                report.left += 1
+                continue
+            report.read += 1
+        _move(conn, uid, done, can_move)
+        report.moved += 1
+    if not can_move:
+        conn.expunge()
+
+
+def _fetch(conn: imaplib.IMAP4, uid: str, limit: int) -> bytes | None:
     """The message's bytes; None when it is larger than ``limit``."""
     status, data = conn.uid("FETCH", uid, "(RFC822.SIZE)")
     size = _SIZE.search(data[0] if status == "OK" and isinstance(data[0], bytes) else b"")
@@ -222,10 +232,10 @@ def _fetch(conn: imaplib.IMAP4, uid: bytes, limit: int) -> bytes | None:
     for item in data if status == "OK" else []:
         if isinstance(item, tuple) and len(item) == 2:
             return bytes(item[1])
-    raise imaplib.IMAP4.error(f"could not fetch message uid {uid!r}")
+    raise imaplib.IMAP4.error(f"could not fetch message uid {uid}")
 
 
-def _move(conn: imaplib.IMAP4, uid: bytes, done: str, can_move: bool) -> None:
+def _move(conn: imaplib.IMAP4, uid: str, done: str, can_move: bool) -> None:
     if can_move:
         conn.uid("MOVE", uid, done)
         return

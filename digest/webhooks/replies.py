@@ -11,6 +11,7 @@ notice (listed in the console), never as a loop.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -34,10 +35,9 @@ def wrap(settings: Settings, to: str, raw: bytes, reading: Reading) -> EmailMess
     msg["To"] = to
     who = reading.sender or "an unknown sender"
     msg["Subject"] = header_text(f"Reply from {who}: {reading.subject or '(no subject)'}", 250)
-    try:
+    # No usable address to answer: the attached message still has its headers.
+    with suppress(AddressError):
         msg["Reply-To"] = check_address(reading.sender)
-    except AddressError:
-        pass  # no usable address to answer: the attached message still has its headers
     msg["Auto-Submitted"] = "auto-forwarded"  # RFC 5436: nobody should auto-reply to it
     msg.set_content(
         f"A reader replied to {settings.list_name}; their message is attached.\n"
