@@ -72,6 +72,12 @@ class Postfix:
         )
 
 
+def transport_entry(domain: str, port: int, lmtp: bool) -> str:
+    """The transport map's line that routes ``domain`` to digest inbound."""
+    where = f"lmtp:inet:127.0.0.1:{port}" if lmtp else f"smtp:[127.0.0.1]:{port}"
+    return f"{domain}   {where}"
+
+
 def _postconf(config: Path, *args: str) -> None:
     subprocess.run([str(SBIN / "postconf"), "-c", str(config), *args], check=True)
 
@@ -102,7 +108,12 @@ def running_postfix(
     data = root / "data"
     data.mkdir()
     shutil.chown(data, "postfix")
-    inbound = f"lmtp:inet:127.0.0.1:{inbound_port}" if lmtp else f"smtp:[127.0.0.1]:{inbound_port}"
+    # The configuration docs/delivery.md gives operators: the bounce domain is a relay
+    # domain, and a transport map hands it to digest inbound.
+    (config / "transport").write_text(transport_entry(bounce_domain, inbound_port, lmtp) + "\n")
+    subprocess.run(
+        [str(SBIN / "postmap"), "-c", str(config), f"hash:{config / 'transport'}"], check=True
+    )
     settings = {
         "compatibility_level": "3.6",
         "queue_directory": str(root / "queue"),
@@ -115,14 +126,14 @@ def running_postfix(
         "local_recipient_maps": "",
         "alias_maps": "",
         "alias_database": "",
-        "relay_domains": "",
+        "relay_domains": bounce_domain,
         "inet_interfaces": "127.0.0.1",
         "inet_protocols": "ipv4",
         "mynetworks": "127.0.0.0/8",
-        "smtpd_relay_restrictions": "permit_mynetworks, reject",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
         "default_transport": f"smtp:[127.0.0.1]:{relay_port}",
         "relay_transport": f"smtp:[127.0.0.1]:{relay_port}",
-        "transport_maps": f"inline:{{{bounce_domain}={inbound}}}",
+        "transport_maps": f"hash:{config / 'transport'}",
         "smtp_dns_support_level": "disabled",
         "lmtp_dns_support_level": "disabled",
         "smtp_tls_security_level": "none",

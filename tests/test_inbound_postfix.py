@@ -22,7 +22,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from cli_support import settings_env
 from inbound_support import WEEK, events, verp_settings
-from postfix_rig import running_postfix, unavailable
+from postfix_rig import running_postfix, transport_entry, unavailable
 from provider_server import seed_store
 from servers import DIGEST, free_port, wait_for
 from sqlalchemy.engine import Engine
@@ -31,10 +31,8 @@ from webhook_helpers import status_of
 from digest.config import Settings
 from digest.jobs import weekly_job
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(unavailable() is not None, reason=str(unavailable())),
-]
+needs_postfix = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "delivery.md"
 
 ACCEPTED = ["ok1@example.com", "ok2@example.com", "ok3@example.com"]
 GONE = ["gone1@example.com", "gone2@example.com"]
@@ -106,6 +104,16 @@ def digest_inbound(settings: Settings, port: int, cwd: Path, lmtp: bool) -> Iter
             proc.wait(timeout=15)
 
 
+def test_the_documented_postfix_configuration_is_the_one_tested() -> None:
+    section = DOCS.read_text().split("## Bounces by mail")[1].split("\n## ")[0]
+    assert "relay_domains = bounces.example.org" in section
+    assert "transport_maps = hash:/etc/postfix/transport" in section
+    assert transport_entry("bounces.example.org", 2525, lmtp=False) in section
+    assert "# " + transport_entry("bounces.example.org", 2525, lmtp=True) in section
+
+
+@pytest.mark.slow
+@needs_postfix
 @pytest.mark.parametrize("lmtp", [False, True], ids=["smtp", "lmtp"])
 def test_postfix_dsns_reach_digest_inbound_and_bounce_the_refused_readers(
     lmtp: bool, settings: Settings, engine: Engine, tmp_path: Path
