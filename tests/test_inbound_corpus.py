@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 from bounce_corpus import Filling, names, sample
+from conftest import throwaway_postgres
 from inbound_support import deliver, events, kept, send_with_verp, verp_settings
 from servers import free_port
 from sqlalchemy.engine import Engine
 from webhook_helpers import status_of
 
 from digest.config import Settings
+from digest.db import make_engine, migrate
 from digest.status import issue_status
 from digest.webhooks.mail_listener import running
 from digest.webhooks.mail_reading import Kind, Severity, read
@@ -121,6 +123,20 @@ def _feed_maildir(
 def test_every_sample_through_each_way_in(
     way: str, settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
+    _every_sample(way, settings, engine, tmp_path)
+
+
+def test_every_sample_on_postgresql(settings: Settings, tmp_path: Path) -> None:
+    with throwaway_postgres() as url:
+        pg = make_engine(url)
+        try:
+            migrate(pg)
+            _every_sample("smtp", settings.model_copy(update={"database_url": url}), pg, tmp_path)
+        finally:
+            pg.dispose()
+
+
+def _every_sample(way: str, settings: Settings, engine: Engine, tmp_path: Path) -> None:
     s = verp_settings(settings)
     readers = {name: f"{name}@example.com" for name in EXPECTED}
     sent = send_with_verp(s, engine, tmp_path, list(readers.values()))
