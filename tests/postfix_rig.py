@@ -63,14 +63,6 @@ class Postfix:
         )
         return found.stdout + found.stderr
 
-    def flush(self) -> None:
-        """Ask the queue manager to retry deferred mail now."""
-        subprocess.run(
-            [str(SBIN / "postqueue"), "-c", str(self.config), "-f"],
-            capture_output=True,
-            check=False,
-        )
-
 
 def transport_entry(domain: str, port: int, lmtp: bool) -> str:
     """The transport map's line that routes ``domain`` to digest inbound."""

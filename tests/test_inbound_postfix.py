@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from cli_support import settings_env
 from inbound_support import WEEK, events, verp_settings
 from postfix_rig import running_postfix, transport_entry, unavailable
 from provider_server import seed_store
-from servers import DIGEST, free_port, wait_for
+from servers import DIGEST, free_port, serving, wait_for
 from sqlalchemy.engine import Engine
 from webhook_helpers import status_of
 
@@ -60,18 +59,6 @@ class Destination:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.delivered.extend(envelope.rcpt_tos)
         return "250 2.0.0 OK"
-
-
-@contextmanager
-def destination() -> Iterator[tuple[Destination, int]]:
-    handler = Destination()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 def _listening(port: int) -> bool:
@@ -122,7 +109,7 @@ def test_postfix_dsns_reach_digest_inbound_and_bounce_the_refused_readers(
     seed_store(engine, tmp_path, readers)
     inbound_port, postfix_port = free_port(), free_port()
     with (
-        destination() as (dest, dest_port),
+        serving(dest := Destination()) as dest_port,
         running_postfix(
             port=postfix_port,
             relay_port=dest_port,

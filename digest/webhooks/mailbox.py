@@ -108,6 +108,22 @@ def poll_once(engine: Engine, settings: Settings, forward: Forwarder | None = No
     return poll_imap(where, settings, take)
 
 
+def _taken(take: Take, raw: bytes | None, report: PollReport) -> bool:
+    """Hand one message over (None: too large, moved unread); False when the store
+    could not take it and it must stay for the next poll."""
+    if raw is None:
+        report.too_large += 1
+        return True
+    try:
+        report.count(take(raw))
+    except SQLAlchemyError as exc:
+        logger.error("bounce mailbox: cannot record a message: %s", exc)
+        report.left += 1
+        return False
+    report.read += 1
+    return True
+
+
 def poll_maildir(path: Path, settings: Settings, take: Take) -> PollReport:
     if not (path / "cur").is_dir() or not (path / "new").is_dir():
         raise ConfigError(f"DIGEST_BOUNCE_MAILBOX: {path} is not a Maildir (no cur/ and new/)")
@@ -116,16 +132,8 @@ def poll_maildir(path: Path, settings: Settings, take: Take) -> PollReport:
     report = PollReport()
     for key in list(box.iterkeys()):
         raw = box.get_bytes(key)
-        if len(raw) <= settings.inbound_max_bytes:
-            try:
-                report.count(take(raw))
-            except SQLAlchemyError as exc:
-                logger.error("bounce mailbox: cannot record %s: %s", key, exc)
-                report.left += 1
-                continue
-            report.read += 1
-        else:
-            report.too_large += 1
+        if not _taken(take, raw if len(raw) <= settings.inbound_max_bytes else None, report):
+            continue
         done.add(raw)
         box.remove(key)
         report.moved += 1
@@ -205,17 +213,8 @@ def _poll_folder(
     uids = found[0].decode("ascii").split() if status == "OK" and found and found[0] else []
     can_move = "MOVE" in conn.capabilities
     for uid in uids:
-        raw = _fetch(conn, uid, settings.inbound_max_bytes)
-        if raw is None:
-            report.too_large += 1
-        else:
-            try:
-                report.count(take(raw))
-            except SQLAlchemyError as exc:
-                logger.error("bounce mailbox: cannot record IMAP uid %s: %s", uid, exc)
-                report.left += 1
-                continue
-            report.read += 1
+        if not _taken(take, _fetch(conn, uid, settings.inbound_max_bytes), report):
+            continue
         _move(conn, uid, done, can_move)
         report.moved += 1
     if not can_move:
