@@ -9,7 +9,8 @@ import smtplib
 from pathlib import Path
 
 import pytest
-from bounce_corpus import sample
+from bounce_corpus import Filling, sample
+from cli_support import DigestCLI, settings_env
 from inbound_support import deliver, events, kept, send_with_verp, verp_settings
 from servers import free_port, recording_smtp
 from sqlalchemy import select, text
@@ -176,3 +177,36 @@ def test_a_failed_forward_keeps_the_reply_with_the_reason(
     with engine.connect() as conn:
         row = conn.execute(select(InboundMail.__table__)).one()  # type: ignore[attr-defined]
     assert row.forwarded_to is None and "cannot connect" in row.forward_error
+
+
+def test_a_notice_that_only_names_an_address_suppresses_nobody(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """Anyone can mail the bounce domain: a forged DSN or ARF report about a reader,
+    without that reader's VERP address or signed link, is kept for people to judge."""
+    s = verp_settings(settings)
+    sent = send_with_verp(s, engine, tmp_path, ["ada@example.com"])
+    unsigned = Filling(
+        verp=f"bounces@{s.verp_domain}",
+        rcpt="ada@example.com",
+        message_id=sent["ada@example.com"].message_id,
+        unsubscribe="http://digest.test/unsubscribe/forged",
+    )
+    port = free_port()
+    with running(engine, s, host=HOST, port=port):
+        for name in ("postfix-hard", "exim-hard", "arf-yahoo", "mangled-notice"):
+            deliver(HOST, port, sample(name, unsigned), [f"bounces@{s.verp_domain}"])
+    assert events(engine) == []
+    assert status_of(engine, "ada@example.com") == "active"
+    assert sorted(k for k, _src, _sender in kept(engine)) == [
+        "bounce",
+        "bounce",
+        "complaint",
+        "unparsed",
+    ]
+
+
+def test_digest_inbound_needs_the_addresses_it_takes(settings: Settings) -> None:
+    result = DigestCLI(env=settings_env(settings))("inbound", "--port", str(free_port()))
+    assert result.exit_code == 1
+    assert "set DIGEST_VERP_DOMAIN or DIGEST_BOUNCE_ADDRESS" in result.output

@@ -1,6 +1,6 @@
 """The console's "Replies" page: what came back by mail for people — readers' replies
-(forwarded to DIGEST_REPLY_FORWARD when set) and mail systems' notices nobody could
-tie to a delivery — newest first, each downloadable as the message it was.
+(forwarded to DIGEST_REPLY_FORWARD when set) and notices that named no delivery of
+ours by VERP address or signed link — newest first, each downloadable as the message it was.
 Operators only: replies carry readers' words and addresses."""
 
 from __future__ import annotations

@@ -11,15 +11,17 @@ suppression list and consent log as the provider webhooks:
   ``bounced_soft`` for that delivery (it counts, it does not suppress at once);
 - an ARF ``abuse`` report → ``complained``;
 - an auto-reply or another feedback type → nothing (logged);
-- a person's reply, and a notice that names no delivery → an ``inbound_mail`` row
-  listed in the console, the reply forwarded to ``DIGEST_REPLY_FORWARD`` when set.
+- a person's reply, and any notice that names no delivery of ours → an
+  ``inbound_mail`` row listed in the console, the reply forwarded to
+  ``DIGEST_REPLY_FORWARD`` when set.
 
-**Attribution**, most trusted first: our VERP address (the recipient the notice came
-to, or the returned message's ``Return-Path``), checked against the store
-(:mod:`digest.mail.verp`); for complaints the signed unsubscribe token in the returned
-message's ``List-Unsubscribe`` (with its Message-ID, which is deterministic per issue
-and reader, naming the issue); else the addresses the notice names, matched to
-subscribers like a webhook's.
+**Attribution** needs something only we can make, because anyone can send mail to the
+bounce domain: our VERP address (the recipient the notice came to, or the returned
+message's ``Return-Path``), its tag checked against the store
+(:mod:`digest.mail.verp`); for complaints also the signed unsubscribe token in the
+returned message's ``List-Unsubscribe`` (with its Message-ID, deterministic per issue
+and reader, naming the issue). A notice that only *names* an address — which a forger
+could write about anyone — suppresses nobody: it is kept for people to judge.
 
 Events are keyed by the notice's Message-ID (or a hash of its bytes), so the same
 notice delivered twice — or once to the listener and once to the mailbox — is
@@ -45,7 +47,7 @@ from digest.mail.verp import VerpConfig, is_bounce_address, matches, parse, verp
 from digest.models import Delivery, InboundMail, Issue
 from digest.timeutil import utcnow
 from digest.tokens import address_matches, read_claims, stable_digester
-from digest.webhooks.mail_reading import Kind, Reading, Severity, read
+from digest.webhooks.mail_reading import Kind, Reading, Severity, read, worst_failure
 from subscribers.models import Subscriber
 
 logger = logging.getLogger(__name__)
@@ -62,8 +64,8 @@ _KIND_OF = {
     Severity.SOFT: EventKind.BOUNCED_SOFT,
     Severity.DELAYED: EventKind.DEFERRED,
 }
-#: Kept for people (the console), with a reply forwarded when DIGEST_REPLY_FORWARD is set.
-KEPT = (Kind.REPLY, Kind.UNPARSED)
+#: What may become events, when tied to a delivery; kept for people when it is not.
+ATTRIBUTED = (Kind.BOUNCE, Kind.UNPARSED, Kind.COMPLAINT)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class Intake:
 
     def summary(self) -> str:
         kinds = ", ".join(f"{e.kind.value} {e.email}" for e in self.events)
-        return f"{self.reading.kind.value}: {kinds or self.note or 'nothing to record'}"
+        kept = "kept for the console" if self.kept else "nothing to record"
+        return f"{self.reading.kind.value}: {kinds or self.note or kept}"
 
 
 def verified_delivery(conn: Connection, settings: Settings, address: str) -> Target | None:
@@ -188,28 +191,26 @@ def events_for(
     envelope: tuple[str, ...],
     source: Source,
 ) -> list[MailEvent]:
-    """The events one reading makes, tied to deliveries as far as the store allows."""
-    if reading.kind not in (Kind.BOUNCE, Kind.UNPARSED, Kind.COMPLAINT):
+    """The events one reading makes: none unless it is tied to one of our deliveries
+    (or, for a complaint, readers) by something only we can make."""
+    if reading.kind not in ATTRIBUTED:
         return []
-    if reading.kind is Kind.COMPLAINT:
-        target = _first_verified(conn, settings, envelope + reading.returned_senders)
-        target = target or _from_unsubscribe(conn, settings, reading)
-        targets = [target] if target else [Target(a) for a in dict.fromkeys(reading.complained)]
-        return [_event(reading, EventKind.COMPLAINED, t, source, reading.detail) for t in targets]
     target = _first_verified(conn, settings, envelope + reading.returned_senders)
-    if target is not None:
-        # VERP names the delivery: the worst failure counts, whatever address it names
-        # (a forwarding address, a rewritten one); an unreadable notice counts as soft.
-        if reading.failures:
-            worst = min(reading.failures, key=lambda f: list(Severity).index(f.severity))
-            kind, detail = _KIND_OF[worst.severity], reading.detail
-        else:
-            kind, detail = EventKind.BOUNCED_SOFT, "unreadable notice to the VERP address"
-        return [_event(reading, kind, target, source, detail)]
-    return [
-        _event(reading, _KIND_OF[f.severity], Target(f.address), source, f.diagnostic or f.status)
-        for f in reading.failures
-    ]
+    if reading.kind is Kind.COMPLAINT:
+        target = target or _from_unsubscribe(conn, settings, reading)
+        if target is None:
+            return []
+        return [_event(reading, EventKind.COMPLAINED, target, source, reading.detail)]
+    if target is None:
+        return []
+    # VERP names the delivery: the worst failure counts, whatever address it names (a
+    # forwarding address, a rewritten one); an unreadable notice counts as soft.
+    worst = worst_failure(reading.failures)
+    if worst is None:
+        kind, detail = EventKind.BOUNCED_SOFT, "unreadable notice to the VERP address"
+    else:
+        kind, detail = _KIND_OF[worst.severity], reading.detail
+    return [_event(reading, kind, target, source, detail)]
 
 
 def _keep(conn: Connection, reading: Reading, raw: bytes, source: Source, now: datetime) -> bool:
@@ -252,7 +253,7 @@ def take_in(
     intake = Intake(reading)
     with engine.begin() as conn:
         intake.events = events_for(conn, settings, reading, rcpts, source)
-        if reading.kind in KEPT and not (reading.kind is Kind.UNPARSED and intake.events):
+        if reading.kind is Kind.REPLY or (reading.kind in ATTRIBUTED and not intake.events):
             intake.kept = _keep(conn, reading, raw, source, utcnow())
     if intake.events:
         intake.applied = apply_events(engine, intake.events, settings)

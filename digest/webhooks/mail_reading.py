@@ -207,6 +207,12 @@ def _dsn_fields(msg: Message) -> dict[str, tuple[str, str, str]]:
     return found
 
 
+def worst_failure(failures: tuple[Failure, ...]) -> Failure | None:
+    """Hard before soft before delayed; None for no failures."""
+    order = list(Severity)
+    return min(failures, key=lambda f: order.index(f.severity), default=None)
+
+
 def severity_of(action: str, status: str) -> Severity:
     if action.startswith("delayed"):
         return Severity.DELAYED
@@ -335,8 +341,8 @@ def read(raw: bytes) -> Reading:
             detail=f"feedback-type {kind or '?'} from {base.sender or '?'}"[:300],
         )
     failures = _failures(msg)
-    if failures:
-        worst = min(failures, key=lambda f: list(Severity).index(f.severity))
+    worst = worst_failure(failures)
+    if worst is not None:
         detail = worst.diagnostic or worst.status or "bounce"
         return replace(base, kind=Kind.BOUNCE, failures=failures, detail=detail[:300])
     if _from_daemon(msg) or report_type == "delivery-status":
