@@ -98,16 +98,23 @@ class RecordingSMTPServer:
 
 
 @contextmanager
-def recording_smtp(host: str = "127.0.0.1") -> Iterator[RecordingSMTPServer]:
-    """A running SMTP server that records every message; stopped on exit."""
-    handler = RecordingHandler()
+def serving(handler: Any, host: str = "127.0.0.1") -> Iterator[int]:
+    """An aiosmtpd server with ``handler`` on a free port (yielded); stopped on exit."""
     port = free_port(host)
     controller = Controller(handler, hostname=host, port=port, ready_timeout=10)
     controller.start()
     try:
-        yield RecordingSMTPServer(host=host, port=port, handler=handler)
+        yield port
     finally:
         controller.stop()
+
+
+@contextmanager
+def recording_smtp(host: str = "127.0.0.1") -> Iterator[RecordingSMTPServer]:
+    """A running SMTP server that records every message; stopped on exit."""
+    handler = RecordingHandler()
+    with serving(handler, host) as port:
+        yield RecordingSMTPServer(host=host, port=port, handler=handler)
 
 
 @pytest.fixture
@@ -135,6 +142,13 @@ def wait_for(condition: Callable[[], object], what: str, limit: float = 60.0) ->
 def digest_serve(env: dict[str, str], cwd: Path, port: int) -> Iterator[str]:
     """``digest serve`` as a subprocess on ``port``; yields its base URL once /healthz
     answers, stops it on exit. Its output goes to ``cwd/serve.log``."""
+    with serve_process(env, cwd, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def serve_process(env: dict[str, str], cwd: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`digest_serve`, yielding the process (its pid, e.g. to read its memory)."""
     log_path = cwd / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -156,7 +170,7 @@ def digest_serve(env: dict[str, str], cwd: Path, port: int) -> Iterator[str]:
 
         try:
             wait_for(up, "digest serve to answer")
-            yield base
+            yield proc
         finally:
             proc.terminate()
             try:

@@ -16,6 +16,7 @@ from subscriber_support import WebApp, make_web, parse
 from digest.config import Settings
 from digest.db import session_scope
 from digest.message import IssueMessage, Recipient
+from digest.timeutil import utcnow
 from digest.web.app import create_app
 from subscribers.models import Subscriber
 from subscribers.service import add_subscriber
@@ -172,7 +173,7 @@ def test_public_pages_pass_axe(
     sqlite_web: WebApp,
     tmp_path: Path,
 ) -> None:
-    published_samples(sqlite_web.engine, tmp_path)  # topics to choose on the forms
+    published_samples(sqlite_web.engine, tmp_path, now=utcnow())  # topics to choose on the forms
     sqlite_web.client.post("/subscribe", data={"email": "axe@example.com"})
     [link] = sqlite_web.confirmation_links()
     sid = _add(sqlite_web, "reader@example.com")

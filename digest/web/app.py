@@ -17,9 +17,11 @@ from sqlalchemy.engine import Engine
 
 from digest import __version__, console
 from digest.config import Settings, get_settings
+from digest.console.gate import SessionFirst
 from digest.db import make_engine, migrate
 from digest.ops import health, metrics
 from digest.web import archive, public, readers, site, webhooks
+from digest.web.bodies import BodyLimits, body_rules
 from digest.web.pages import SecurityHeaders
 from digest.web.ratelimit import RateLimiter
 from digest.web.site import HeadAsGet
@@ -79,6 +81,10 @@ def create_app(
     )
     # A fresh unsubscribe link goes to one address at most once per cool-down.
     app.state.unsubscribe_link_limiter = RateLimiter(1, CONFIRM_RESEND_SECONDS)
+    # Outermost last: security headers on every answer, including the two below;
+    # console sessions checked before a body is read; every body limited and timed.
+    app.add_middleware(BodyLimits, rules=body_rules(settings))
+    app.add_middleware(SessionFirst)
     app.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
     app.add_middleware(HeadAsGet)
     site.install(app, settings)
