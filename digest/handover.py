@@ -123,11 +123,21 @@ class Handover:
             self._confirmed[lease] = max(self._confirmed.get(lease, at), at)
 
     def renewed(self, leases: Collection[str], at: float) -> None:
-        """The heartbeat renewed ``leases`` in a statement that started at ``at``."""
+        """The heartbeat renewed ``leases`` in a statement that started at ``at``.
+
+        A renewal that lands after a lease's fence (the database was away) vouches for
+        nothing: some of its rows may have been taken over meanwhile, and the renewal
+        only extended the rest, so the lease stays lost and its batch goes back."""
+        fence = self.lease_seconds * FENCE_FRACTION
         with self._lock:
             for lease in leases:
-                if lease in self._confirmed and lease not in self._lost:
-                    self._confirmed[lease] = max(self._confirmed[lease], at)
+                confirmed = self._confirmed.get(lease)
+                if confirmed is None or lease in self._lost:
+                    continue
+                if at > confirmed + fence:
+                    self._lost.add(lease)
+                else:
+                    self._confirmed[lease] = max(confirmed, at)
 
     def forget(self, lease: str) -> None:
         """The batch of ``lease`` is settled: nothing of it is held any more."""
