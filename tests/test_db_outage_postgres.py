@@ -40,7 +40,7 @@ from digest.jobs import current_week, weekly_job
 from digest.status import issue_status
 from digest.transports.memory import MemoryTransport
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 READERS = 3000
 #: A few milliseconds per message: the send lasts long enough to restart mid-way.

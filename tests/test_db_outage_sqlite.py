@@ -29,7 +29,7 @@ from store_support import WEEK
 from digest.config import Settings
 from digest.status import issue_status
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 READERS = 1200
 SLOW = FaultPlan(rate_slow=1.0, slow_seconds=0.003)

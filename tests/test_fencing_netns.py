@@ -41,7 +41,7 @@ from sqlalchemy.engine import Engine
 from digest.db import make_engine, migrate
 from digest.models import Delivery
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 
 DIGEST = Path(sys.executable).parent / "digest"
 D = Delivery.__table__  # type: ignore[attr-defined]
