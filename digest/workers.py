@@ -66,7 +66,7 @@ from digest.leases import ClaimAhead, Heartbeat
 from digest.message import IssueMessage
 from digest.models import IssueState
 from digest.timeutil import utcnow
-from digest.transports.base import Transport
+from digest.transports.base import OPEN_GATE, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +291,8 @@ class _Loop:
                         self._wait_for_database(exc, stop)
         finally:
             report.elapsed = time.monotonic() - started
+            # The transport may outlive this run (a console's test copy): open again.
+            self.transport.handover = OPEN_GATE
         report.skipped += ahead.skipped_on_close
         self._tick(ahead.skipped_on_close)
         logger.info(report.summary())

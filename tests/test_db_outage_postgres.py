@@ -235,3 +235,23 @@ def test_the_scheduler_waits_for_a_database_that_is_away_when_the_job_fires(
     assert set(got) == set(emails) and set(got.values()) == {1}
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
     assert any("scheduler tick failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_worker_that_loses_the_database_past_the_grace_exits_3_in_one_line(
+    cluster: PrivatePostgres, store: tuple[Settings, list[str]], tmp_path: Path
+) -> None:
+    """``digest worker`` (a systemd service) waits out a restart like any sender; a
+    database gone for longer than its grace ends it with exit 3 and one line."""
+    settings, _ = store
+    env = send_env(settings, "127.0.0.1", free_port(), DIGEST_DB_OUTAGE_GRACE_SECONDS="2")
+    worker = run_digest(["worker", "--poll", "0.2"], env, tmp_path, "worker")
+    time.sleep(2)  # polling for an issue to send
+    cluster.restart(1.0)  # shorter than the grace: it lives on
+    time.sleep(2)
+    assert worker.proc.poll() is None, worker.log.read_text()
+    cluster.stop()
+    code, output = worker.wait(timeout=60)
+    assert code == 3, output
+    assert not has_traceback(output), output
+    said = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(said) == 1 and "unreachable for" in said[0], output
