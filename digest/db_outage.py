@@ -84,7 +84,6 @@ class OutageTimer:
         self.what = what
         self.clock = clock
         self.since: float | None = None
-        self.last: BaseException | None = None
         self._wait = FIRST_WAIT
 
     @property
@@ -94,7 +93,6 @@ class OutageTimer:
     def failed(self, exc: BaseException) -> float:
         """Seconds to wait before trying again; DatabaseUnavailable past the grace."""
         now = self.clock()
-        self.last = exc
         if self.since is None:
             self.since = now
             logger.warning(
@@ -117,7 +115,7 @@ class OutageTimer:
             return None
         length = self.clock() - self.since
         logger.warning("%s: the database is back after %.1fs; carrying on", self.what, length)
-        self.since, self.last, self._wait = None, None, FIRST_WAIT
+        self.since, self._wait = None, FIRST_WAIT
         return length
 
 

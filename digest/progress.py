@@ -43,8 +43,6 @@ class SendProgress:
     counts: dict[str, int]
     total: int
     remaining: int
-    #: of the remaining, how many wait for a later time (send limits, local-time waves)
-    waiting_later: int
     rate: float | None
     eta_seconds: float | None
 
@@ -123,7 +121,6 @@ def send_progress(
         counts=by_state,
         total=sum(by_state.values()),
         remaining=remaining,
-        waiting_later=int(later),
         rate=rate,
         eta_seconds=eta,
     )
