@@ -175,9 +175,7 @@ def test_four_workers_on_postgres_one_killed_every_subscriber_once(
 
 
 @pytest.mark.postgres
-def test_pause_reaches_every_worker_within_a_second(
-    tmp_path: Path, pg: tuple[Settings, Engine]
-) -> None:
+def test_pause_reaches_every_worker(tmp_path: Path, pg: tuple[Settings, Engine]) -> None:
     settings, engine = pg
     emails = seed_issue_store(engine, settings, tmp_path, 2400)
     number = start_issue(engine, settings)
@@ -204,7 +202,8 @@ def test_pause_reaches_every_worker_within_a_second(
         for proc in procs:
             out, err = proc.communicate(timeout=60)
             assert proc.returncode == 0, err.decode()
-        assert handler.total - at_pause <= 3 * BATCH  # at most each one's batch in hand
+        # What the three had in hand, or handed over before they read the pause.
+        assert handler.total - at_pause <= 3 * BATCH
         assert _in_flight(engine) == 0 and _state(engine, number) == "paused"
         assert handler.total < len(emails)
         # A long-running worker picks the issue up once it is resumed, then SIGTERM.
