@@ -8,6 +8,7 @@ import io
 import re
 from email import message_from_bytes, policy
 
+import pytest
 from console_support import EDITOR, OPERATOR, Console
 from sqlalchemy import update
 
@@ -18,6 +19,8 @@ from digest.issues import find_issue, issue_rows
 from digest.models import Delivery, Issue
 from digest.preview import SAMPLE_RECIPIENT
 from digest.timeutil import utcnow
+
+pytestmark = pytest.mark.clock  # freezing and the comparisons new since
 
 
 def _draft(console: Console) -> Issue:

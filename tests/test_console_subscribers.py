@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from console_support import EDITOR, OPERATOR, Console
 from sqlalchemy import func, select
 from store_support import dump_store, sample_emails
@@ -16,6 +17,8 @@ from digest.editorial.schedule import prepare_draft
 from digest.timeutil import utcnow
 from subscribers.models import ConsentEvent, Subscriber
 from subscribers.privacy import unsubscribe_address
+
+pytestmark = pytest.mark.clock  # subscribers week by week
 
 
 def _id_of(console: Console, email: str) -> int:

@@ -33,6 +33,8 @@ from digest.web.app import create_app
 from digest.workers import deliver
 from subscribers.models import Subscriber
 
+pytestmark = pytest.mark.clock  # local-time waves
+
 S = Subscriber.__table__  # type: ignore[attr-defined]
 D = Delivery.__table__  # type: ignore[attr-defined]
 

@@ -17,6 +17,8 @@ from digest.message import Recipient
 from digest.scale.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
 from digest.scale.limits import SendGate, parse_domain_limits, parse_warmup
 
+pytestmark = pytest.mark.clock  # the warm-up's days
+
 REDIS_ENV = "DIGEST_TEST_REDIS_URL"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
 

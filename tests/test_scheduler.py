@@ -20,6 +20,8 @@ from digest.exceptions import ConfigError
 from digest.jobs import current_week
 from digest.status import issue_status
 
+pytestmark = pytest.mark.clock  # the cron slot and the weekly job
+
 
 def _load_scheduler() -> ModuleType:
     # scheduler.py is a top-level script, not part of a package.

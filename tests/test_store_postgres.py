@@ -26,6 +26,8 @@ from digest.models import Comparison
 from digest.status import issue_status
 from digest.transports.memory import MemoryTransport
 
+pytestmark = pytest.mark.clock  # dates on PostgreSQL
+
 TABLES = {"comparison", "tool", "review", "issue", "issue_comparison", "delivery", "subscriber"}
 
 

@@ -23,6 +23,8 @@ from digest.tokens import (
 )
 from digest.web.app import create_app
 
+pytestmark = pytest.mark.clock  # token expiry
+
 
 def _id_encodings(subscriber_id: int) -> list[bytes]:
     # Layouts a leaky token could carry the id in (long enough not to match by chance).

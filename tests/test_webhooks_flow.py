@@ -27,6 +27,8 @@ from digest.jobs import weekly_job
 from digest.models import Delivery
 from digest.status import issue_status
 
+pytestmark = pytest.mark.clock  # issues of given weeks
+
 KEY = "SG.flow"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -12,9 +13,17 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings
 from digest.db import session_scope
 from digest.events import MailEventRecord
+from digest.timeutil import utcnow
 from digest.web.app import create_app
 from subscribers.models import Subscriber
 from subscribers.service import add_subscriber
+
+
+def event_time(ago: timedelta = timedelta(minutes=1)) -> str:
+    """When a provider says the event happened: a minute before the test's now, in the
+    ISO form providers send. Never a literal date: the soft-bounce window and the
+    webhook age limit are counted back from now."""
+    return (utcnow() - ago).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def client_for(settings: Settings, engine: Engine, **webhook_settings: Any) -> TestClient:
