@@ -19,7 +19,7 @@ from datetime import datetime
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest.config import Settings, get_settings
+from digest.core.settings import Settings, get_settings
 from digest.editorial.schedule import RUN_LOCK, cron_trigger, next_send, scheduler_tick
 from digest.exceptions import DigestError
 from digest.jobs import open_store, weekly_job

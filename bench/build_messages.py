@@ -28,8 +28,9 @@ from common import bench_settings, demo_message, seed
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from digest.core.recipient import Recipient
 from digest.mail.dkim import DkimSigner
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.mimefast import smtp_data
 
 

@@ -15,11 +15,11 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from digest.core.clock import utcnow
 from digest.db import session_scope
 from digest.editorial.history import record
 from digest.exceptions import IssueStateError
 from digest.models import Delivery, DeliveryState, Issue, IssueState
-from digest.timeutil import utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from sqlmodel import Session, create_engine
 import digest.accounts.models
 import digest.models  # noqa: F401
 import subscribers.models  # noqa: F401
+from digest.core.resources import resource_dir
 from digest.exceptions import StoreError
-from digest.resources import resource_dir
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -29,10 +29,10 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from digest.config import Settings
-from digest.message import Recipient
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.models import Delivery, DeliveryState, Issue, IssueState
-from digest.timeutil import utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)

@@ -22,15 +22,15 @@ from sqlalchemy.engine import Engine, make_url
 
 from digest.accounts.models import Role
 from digest.accounts.service import add_user
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.resources import resource_dir
+from digest.core.settings import Settings
+from digest.core.wording import plural
 from digest.db import session_scope
 from digest.exceptions import DigestError
 from digest.importer import import_comparisons
 from digest.jobs import open_store, weekly_job
 from digest.preview import write_preview
-from digest.resources import resource_dir
-from digest.timeutil import utcnow
-from digest.wording import plural
 from subscribers.service import import_csv
 
 logger = logging.getLogger(__name__)

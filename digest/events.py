@@ -28,9 +28,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.models import Delivery, MailEventRecord
-from digest.timeutil import utcnow
 from subscribers.lifecycle import suppress
 from subscribers.models import Subscriber, SubscriberStatus
 

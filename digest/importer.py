@@ -21,12 +21,12 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from digest import jsonsafe
+from digest.core import jsonsafe
+from digest.core.clock import utcnow
 from digest.db import session_scope
 from digest.exceptions import ImportValidationError
 from digest.models import LENSES, Comparison, Review, Tool
 from digest.schema import ComparisonIn, slugify
-from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
-from digest.config import Settings
+from digest.core.clock import local_text, utcnow, week_bounds, week_of
+from digest.core.settings import Settings
 from digest.editorial.history import record
 from digest.exceptions import IssueStateError
 from digest.message import IssueMessage
@@ -36,7 +37,6 @@ from digest.models import (
 from digest.readers.clicks import linker
 from digest.render import render_issue
 from digest.selection import Selection, addable, select_comparisons
-from digest.timeutil import local_text, utcnow, week_bounds, week_of
 
 logger = logging.getLogger(__name__)
 

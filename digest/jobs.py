@@ -22,7 +22,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from digest.config import Settings, get_settings
+from digest.core.clock import local_text, utcnow, week_of
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings, get_settings
+from digest.core.wording import plural
 from digest.db import make_engine, migrate, session_scope
 from digest.delivery import EVERYONE, OPEN_STATES, SendReport, counts, enqueue
 from digest.editorial.history import record
@@ -43,13 +46,10 @@ from digest.issues import (
     open_issue,
     started_in_week,
 )
-from digest.message import Recipient
 from digest.models import Issue, IssueState
 from digest.render import render_issue
 from digest.selection import select_comparisons
-from digest.timeutil import local_text, utcnow, week_of
 from digest.transports import Transport, make_transport
-from digest.wording import plural
 from digest.workers import deliver
 from subscribers.models import Subscriber, SubscriberStatus
 

@@ -28,9 +28,9 @@ from types import TracebackType
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from digest.core.clock import utcnow
 from digest.delivery import Claim, S, claim_leased, new_lease, renew_lease, skip_inactive
 from digest.outcomes import release
-from digest.timeutil import utcnow
 from subscribers.models import SubscriberStatus
 
 logger = logging.getLogger(__name__)

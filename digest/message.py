@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from email import errors, policy
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
@@ -20,16 +19,17 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import escape
 
 from digest import mimefast
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.mailsafe import check_address, fit_display_name, header_text, needs_smtputf8
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import AddressError
-from digest.mailsafe import check_address, fit_display_name, header_text, needs_smtputf8
 from digest.render import ARCHIVE_URL, BASE_URL, placeholder
-from digest.timeutil import utcnow
 
 if TYPE_CHECKING:
     from digest.mail.dkim import DkimSigner
     from digest.skeleton import MessageSkeleton
-from digest.tokens import TokenMinter, stable_digest, stable_digester
+from digest.core.tokens import TokenMinter, stable_digest, stable_digester
 
 logger = logging.getLogger(__name__)
 
@@ -85,18 +85,6 @@ def to_address(display_name: str, email: str) -> Address:
         )
     except (ValueError, errors.HeaderParseError, errors.MessageDefect) as exc:
         raise AddressError(f"{address[:80]!r} cannot go into a To header: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """One addressee. ``subscriber_id`` 0 is a test copy that belongs to nobody."""
-
-    subscriber_id: int
-    email: str
-    name: str = ""
-    delivery_id: int | None = None
-    #: the compiled variant of the issue this reader gets (None: the issue itself)
-    variant_id: int | None = None
 
 
 _LEGACY_GREETING = "Hi " + placeholder("name") + ","

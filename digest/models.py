@@ -13,7 +13,7 @@ from uuid import uuid4
 from sqlalchemy import Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
-from digest.timeutil import UTCDateTime, utcnow
+from digest.core.clock import UTCDateTime, utcnow
 
 LENSES: tuple[str, ...] = ("dx", "competition", "thesis", "business")
 LENS_TITLES = {

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import secrets
 
-from digest.config import Settings
-from digest.message import IssueMessage, Recipient
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.message import IssueMessage
 
 logger = logging.getLogger(__name__)
 

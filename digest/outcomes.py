@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.delivery import D, I
-from digest.message import Recipient
 from digest.models import DeliveryState, IssueState
-from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus
 from subscribers.lifecycle import suppress
 from subscribers.models import SubscriberStatus

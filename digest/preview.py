@@ -9,11 +9,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.db import session_scope
 from digest.exceptions import DigestError
 from digest.issues import issue_message
-from digest.message import Recipient
 
 logger = logging.getLogger(__name__)
 

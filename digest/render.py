@@ -25,17 +25,15 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
-from digest.config import Settings
+from digest.core.clock import parse_week
+from digest.core.mailsafe import header_text, one_line
+from digest.core.resources import TEMPLATES_DIR
+from digest.core.settings import Settings
 from digest.exceptions import RenderError
-from digest.mailsafe import header_text, one_line
 from digest.models import Comparison, Tool
 from digest.panel import SHIP, verdict
-from digest.resources import resource_dir
-from digest.timeutil import parse_week
 
 logger = logging.getLogger(__name__)
-
-TEMPLATES_DIR = resource_dir("templates")
 
 #: Placeholder syntax shared with digest.message. Content can never produce it: every
 #: rendered value has "[[%" defused by :func:`_defuse`.

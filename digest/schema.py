@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from digest.mailsafe import defuse_encoded_words
+from digest.core.mailsafe import defuse_encoded_words
 from digest.models import LENSES, Comparison
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

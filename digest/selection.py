@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Exists, and_, exists, or_
 from sqlmodel import Session, col, select
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.models import Comparison, Issue, IssueComparison, IssueState
 
 logger = logging.getLogger(__name__)

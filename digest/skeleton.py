@@ -18,15 +18,9 @@ from typing import TYPE_CHECKING
 from markupsafe import escape
 
 from digest import mimefast
-from digest.mailsafe import fit_display_name
-from digest.message import (
-    MAIL_POLICY,
-    IssueMessage,
-    Recipient,
-    greeting,
-    preferences_url,
-    to_address,
-)
+from digest.core.mailsafe import fit_display_name
+from digest.core.recipient import Recipient
+from digest.message import MAIL_POLICY, IssueMessage, greeting, preferences_url, to_address
 from digest.render import placeholder
 
 if TYPE_CHECKING:

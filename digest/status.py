@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
+from digest.core.clock import utcnow
 from digest.delivery import OPEN_STATES, D, counts
 from digest.events import provider_events
 from digest.issues import target_issue
 from digest.models import DeliveryState, IssueState
-from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,9 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.delivery import (
     Progress,
     SendReport,
@@ -42,12 +44,11 @@ from digest.delivery import (
 )
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
 from digest.leases import ClaimAhead, Heartbeat
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.models import IssueState
 from digest.outcomes import hold_back, record_results, release
 from digest.ratelimit import RateLimiter, is_throttle
 from digest.scale.limits import SendGate, make_buckets
-from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus, Transport
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from sqlmodel import SQLModel
 import digest.accounts.models  # noqa: F401
 import digest.models  # noqa: F401
 import subscribers.models  # noqa: F401
-from digest.config import get_settings
+from digest.core.settings import get_settings
 from digest.db import make_engine
 
 target_metadata = SQLModel.metadata

@@ -23,8 +23,8 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from digest.render import one_line
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.core.mailsafe import one_line
 from subscribers.models import ConsentAction, ConsentEvent, Suppression
 
 logger = logging.getLogger(__name__)

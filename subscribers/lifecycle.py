@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
 from subscribers.consent import add_suppressions, log_events
 from subscribers.models import (
     SUPPRESSED_STATES,

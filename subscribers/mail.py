@@ -17,13 +17,14 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from digest.config import Settings
-from digest.mailsafe import header_text
-from digest.message import Recipient, greeting
+from digest.core.clock import utcnow
+from digest.core.mailsafe import header_text
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.core.tokens import TokenMinter, make_token
+from digest.message import greeting
 from digest.oneoff import OneOffMessage
 from digest.render import brand_context, placeholder, render_email
-from digest.timeutil import utcnow
-from digest.tokens import TokenMinter, make_token
 from digest.transports import Transport, make_transport
 from digest.transports.base import SendStatus
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
-from digest.timeutil import UTCDateTime, utcnow
+from digest.core.clock import UTCDateTime, utcnow
 
 
 class SubscriberStatus(StrEnum):
@@ -41,7 +41,7 @@ class Subscriber(SQLModel, table=True):
     unsubscribed_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
-    # Single-use binding of the newest confirmation link (digest.tokens); cleared when
+    # Single-use binding of the newest confirmation link (digest.core.tokens); cleared when
     # the link is used or the address is suppressed, which retires every older link.
     confirm_nonce: str | None = Field(default=None, max_length=32)
     confirm_sent_at: datetime | None = Field(

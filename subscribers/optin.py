@@ -21,11 +21,11 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.core.tokens import address_matches, binding_matches, new_nonce, read_claims
 from digest.exceptions import SubscriberError, TokenError
-from digest.message import Recipient
-from digest.timeutil import utcnow
-from digest.tokens import address_matches, binding_matches, new_nonce, read_claims
 from subscribers.consent import lift_suppression, log_event
 from subscribers.lifecycle import suppress
 from subscribers.models import SUPPRESSED_STATES, ConsentAction, Subscriber, SubscriberStatus

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.db import make_engine, migrate
 
 REPO = Path(__file__).resolve().parent.parent

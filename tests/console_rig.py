@@ -26,7 +26,7 @@ from servers import RecordingSMTPServer, digest_serve, free_port
 from store_support import SAMPLE_CSV, seed_store
 
 from digest.accounts.service import add_user
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.db import make_engine, migrate, session_scope
 from digest.jobs import current_week
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from store_support import seed_store
 
 from digest.accounts.service import add_user
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.db import session_scope
 from digest.jobs import current_week
 from digest.transports.memory import MemoryTransport

@@ -17,9 +17,10 @@ from email_support import CHROMIUM, CHROMIUM_ARGS, REPO, comparisons, email_sett
 from playwright.sync_api import sync_playwright
 from store_support import WEEK
 
+from digest.core.recipient import Recipient
 from digest.db import make_engine, migrate, session_scope
 from digest.issues import freeze_issue
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.web.issue_page import web_page
 from subscribers.mail import ConfirmationMessage
 

@@ -20,8 +20,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.message import IssueMessage, Recipient
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.message import IssueMessage
 
 HTML = (
     "<html><body><p>[[%greeting%]]</p><p>This week's verdicts.</p>"

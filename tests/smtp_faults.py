@@ -32,9 +32,9 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from store_support import WEEK, dated, sample_items, write_json
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.importer import import_comparisons
-from digest.timeutil import utcnow
 from subscribers.models import Subscriber
 
 TRANSIENT_KINDS = ("421", "451", "454", "disconnect")

@@ -21,10 +21,10 @@ from sqlmodel import Session, select
 
 from digest.accounts.models import ConsoleSession
 from digest.accounts.service import add_user, token_hash
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.db import session_scope
 from digest.editorial.schedule import prepare_draft
-from digest.timeutil import utcnow
 
 TOKEN = "operator-token-for-tests-0123456789"
 

@@ -27,9 +27,9 @@ from console_rig import (
 from servers import recording_smtp, wait_for
 from sqlalchemy import select, update
 
+from digest.core.clock import utcnow
 from digest.db import make_engine
 from digest.jobs import weekly_job
-from digest.timeutil import utcnow
 from digest.transports.memory import MemoryTransport
 from subscribers.models import Subscriber
 

@@ -11,13 +11,13 @@ from email import message_from_bytes, policy
 from console_support import EDITOR, OPERATOR, Console
 from sqlalchemy import update
 
+from digest.core.clock import utcnow
 from digest.db import session_scope
 from digest.editorial.history import history
 from digest.editorial.schedule import prepare_draft
 from digest.issues import find_issue, issue_rows
 from digest.models import Delivery, Issue
 from digest.preview import SAMPLE_RECIPIENT
-from digest.timeutil import utcnow
 
 
 def _draft(console: Console) -> Issue:

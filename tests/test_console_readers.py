@@ -17,11 +17,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from store_support import sample_emails
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.issues import issue_message
 from digest.jobs import weekly_job
 from digest.models import Issue
-from digest.timeutil import utcnow
 from digest.workers import deliver
 from subscribers.models import Subscriber
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import TransportConfigError
 from digest.jobs import weekly_job
 from digest.models import Delivery, DeliveryState

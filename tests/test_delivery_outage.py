@@ -20,14 +20,15 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.config import Settings
 from digest.control import resume_issue, retry_failed
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.db import make_engine, migrate, session_scope
 from digest.delivery import counts, enqueue
 from digest.exceptions import IssueStateError
 from digest.issues import freeze_issue
 from digest.jobs import weekly_job
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.models import Delivery, Issue, IssueState
 from digest.transports.base import SendResult, Transport
 from digest.transports.maildir import MaildirTransport

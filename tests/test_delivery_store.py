@@ -13,16 +13,17 @@ from sqlalchemy import event, select, update
 from store_support import WEEK
 from subscriber_support import Store
 
-from digest.config import Settings
 from digest.control import cancel_issue
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.db import session_scope
 from digest.delivery import Claim, claim_leased, enqueue, renew_lease, set_issue_state
 from digest.issues import freeze_issue, issue_message
 from digest.leases import ClaimAhead
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.models import Delivery, DeliveryState, IssueState
 from digest.outcomes import record_results, release
-from digest.timeutil import utcnow
 from digest.transports.base import SendResult, SendStatus
 from digest.transports.memory import MemoryTransport
 from digest.transports.smtp import SMTPTransport

@@ -23,7 +23,7 @@ from store_support import (
     write_json,
 )
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.jobs import weekly_job
 from digest.status import issue_status
 

@@ -26,7 +26,7 @@ from sqlmodel import Session
 from store_support import sample_items, write_json
 
 from digest.accounts.service import add_user, authenticate
-from digest.config import SAMPLE_POSTAL_ADDRESS, Settings
+from digest.core.settings import SAMPLE_POSTAL_ADDRESS, Settings
 from digest.db import alembic_config, make_engine, migrate, session_scope
 from digest.editorial.history import history
 from digest.editorial.preflight import preflight

@@ -21,9 +21,10 @@ from email_support import (
 )
 from store_support import WEEK
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.db import make_engine, migrate
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.models import Comparison
 from digest.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
 from subscribers.mail import ConfirmationMessage, link_email_context

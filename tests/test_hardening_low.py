@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from store_support import WEEK, dated, dump_store, sample_items, write_json
 from subscriber_support import WebApp, write
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.models import Issue
 from digest.web.app import create_app
 from digest.web.ratelimit import RateLimiter, rate_key

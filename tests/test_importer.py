@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from store_support import PAGES_DIR, dated, dump_store, sample_items, write_json
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.models import Comparison
 
 GOOD_PAGE = PAGES_DIR / "orbit-cache-vs-relaycache.txt"

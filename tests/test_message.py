@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from store_support import SAMPLE_CSV, WEEK, seed_store
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.jobs import weekly_job
 from subscribers.service import import_csv
 

@@ -13,10 +13,11 @@ from smtp_faults import seed_issue_store
 from store_support import WEEK
 
 from digest import mimefast
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.db import make_engine, migrate, session_scope
 from digest.issues import freeze_issue, issue_message
-from digest.message import MAIL_POLICY, IssueMessage, Recipient
+from digest.message import MAIL_POLICY, IssueMessage
 from digest.render import placeholder
 
 NAMES = [

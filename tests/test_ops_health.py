@@ -9,7 +9,7 @@ from alembic import command
 from servers import free_port
 from subscriber_support import WebApp, make_web
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.db import alembic_config, make_engine
 from digest.ops.health import code_heads, scripts
 

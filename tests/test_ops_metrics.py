@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from store_support import WEEK, seed_store
 from subscriber_support import Store, make_web
 
+from digest.core.clock import utcnow
 from digest.events import EventKind, MailEvent, apply_events
 from digest.jobs import weekly_job
-from digest.timeutil import utcnow
 from digest.transports.memory import MemoryTransport
 
 

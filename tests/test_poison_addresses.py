@@ -24,13 +24,13 @@ from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Engine
 from store_support import WEEK, dated, sample_items, write_json
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.db import alembic_config, make_engine, session_scope
 from digest.delivery import counts
 from digest.importer import import_comparisons
 from digest.jobs import weekly_job
 from digest.models import Delivery
-from digest.timeutil import utcnow
 from digest.transports.smtp import SMTPTransport
 from digest.web.app import create_app
 from subscribers.consent import add_suppressions, email_hash, suppression_of

@@ -21,7 +21,7 @@ from provider_server import (
 )
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import TransientTransportError, TransportConfigError
 from digest.jobs import weekly_job
 from digest.status import issue_status

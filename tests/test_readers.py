@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from store_support import sample_items, write_json
 
-from digest.config import Settings
 from digest.control import cancel_issue, pause_issue, resume_issue
+from digest.core.settings import Settings
 from digest.importer import import_comparisons
 from digest.issues import issue_message
 from digest.jobs import weekly_job

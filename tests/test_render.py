@@ -13,10 +13,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from store_support import WEEK, dated, sample_items, write_json
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import RenderError
 from digest.importer import import_comparisons
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.models import Comparison
 from digest.render import (
     GMAIL_CLIP_BYTES,

@@ -11,11 +11,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from conftest import TEST_SECRET, throwaway_postgres
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings, parse_domain_limits, parse_warmup
 from digest.db import make_engine, migrate
-from digest.message import Recipient
 from digest.scale.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
-from digest.scale.limits import SendGate, parse_domain_limits, parse_warmup
+from digest.scale.limits import SendGate
 
 REDIS_ENV = "DIGEST_TEST_REDIS_URL"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/15"

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.db import make_engine, migrate
 from digest.issues import freeze_issue
 from digest.jobs import weekly_job

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from store_support import REPO, sample_emails, seed_store
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError
 from digest.jobs import current_week
 from digest.status import issue_status

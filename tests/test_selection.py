@@ -16,14 +16,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from store_support import WEEK, sample_items, seed_store, write_json
 
-from digest.config import Settings
+from digest.core.clock import parse_week, week_of, window
+from digest.core.settings import Settings
 from digest.db import session_scope
 from digest.importer import import_comparisons
 from digest.issues import freeze_next, issue_comparisons
 from digest.jobs import weekly_job
 from digest.models import Issue, IssueState
 from digest.selection import select_comparisons, window_start
-from digest.timeutil import parse_week, week_of, window
 from digest.transports.memory import MemoryTransport
 
 ZONES = ["UTC", "Pacific/Auckland", "America/Los_Angeles", "Asia/Kolkata", "Europe/London"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.db import session_scope
 from digest.importer import import_comparisons
 from digest.jobs import weekly_job

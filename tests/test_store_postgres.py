@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from store_support import WEEK, dated, dump_store, sample_items, seed_store, write_json
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.db import make_engine, migrate, session_scope
 from digest.delivery import enqueue
 from digest.exceptions import ImportValidationError

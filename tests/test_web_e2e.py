@@ -20,7 +20,7 @@ import pytest
 from servers import DIGEST, RecordingSMTPServer, digest_serve, free_port, recording_smtp, wait_for
 from subscriber_support import import_sample, parse
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.db import make_engine, migrate, session_scope
 from subscribers.service import add_subscriber, list_subscribers
 

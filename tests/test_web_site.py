@@ -13,9 +13,10 @@ from readers_support import published_samples
 from sqlalchemy import select
 from subscriber_support import WebApp, make_web, parse
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.db import session_scope
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.web.app import create_app
 from subscribers.models import Subscriber
 from subscribers.service import add_subscriber

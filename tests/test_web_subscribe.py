@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select, update
 from subscriber_support import WebApp, make_web, parse
 
-from digest.timeutil import utcnow
-from digest.tokens import make_token
+from digest.core.clock import utcnow
+from digest.core.tokens import make_token
 from subscribers.lifecycle import suppress
 from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.privacy import show

@@ -8,11 +8,12 @@ from pathlib import Path
 from sqlalchemy import select
 from subscriber_support import WebApp, import_sample, make_web, parse
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.core.tokens import make_token
 from digest.db import session_scope
 from digest.jobs import weekly_job
-from digest.message import IssueMessage, Recipient
-from digest.tokens import make_token
+from digest.message import IssueMessage
 from digest.transports.base import SendResult
 from digest.transports.memory import MemoryTransport
 from subscribers.models import Subscriber

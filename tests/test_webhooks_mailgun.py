@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, event_count, status_of
 
-from digest.config import Settings
+from digest.core.settings import Settings
 
 KEY = secrets.token_hex(16)
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, event_count, status_of
 
-from digest.config import Settings
+from digest.core.settings import Settings
 
 AUTH = ("postmark-hook", "s3cret-hook-password")
 CONFIG = {"postmark_webhook_user": AUTH[0], "postmark_webhook_password": AUTH[1]}

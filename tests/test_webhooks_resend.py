@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, event_count, status_of
 
-from digest.config import Settings
+from digest.core.settings import Settings
 
 
 def new_secret() -> str:

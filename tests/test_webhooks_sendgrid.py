@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, event_count, status_of
 
-from digest.config import Settings
+from digest.core.settings import Settings
 
 SIG = "X-Twilio-Email-Event-Webhook-Signature"
 TS = "X-Twilio-Email-Event-Webhook-Timestamp"

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, event_count, status_of
 
-from digest.config import Settings
+from digest.core.settings import Settings
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:digest-ses-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123abcd.pem"

@@ -9,7 +9,7 @@ from provider_server import configure
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.db import session_scope
 from digest.events import MailEventRecord
 from digest.web.app import create_app

@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import Column
 from sqlmodel import Field, SQLModel
 
-from digest.timeutil import UTCDateTime, utcnow
+from digest.core.clock import UTCDateTime, utcnow
 
 
 class Role(StrEnum):

@@ -18,9 +18,9 @@ from sqlmodel import Session, col, select
 
 from digest.accounts.models import ConsoleSession, ConsoleUser, Role
 from digest.accounts.passwords import hash_password, needs_rehash, verify
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.exceptions import AccountError, SubscriberError
-from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from rich.text import Text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from digest.config import Settings, get_settings
+from digest.core.clock import parse_week
+from digest.core.settings import Settings, get_settings
 from digest.exceptions import DigestError
-from digest.timeutil import parse_week
 
 logger = logging.getLogger(__name__)
 

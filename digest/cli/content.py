@@ -26,8 +26,8 @@ from digest.cli.common import (
     settings,
     store_engine,
 )
+from digest.core.wording import plural
 from digest.exceptions import DigestError
-from digest.wording import plural
 
 logger = logging.getLogger(__name__)
 

@@ -37,11 +37,11 @@ def draft(
 
     Example: digest draft
     """
+    from digest.core.clock import local_text
     from digest.db import session_scope
     from digest.editorial.notify import console_url
     from digest.editorial.schedule import prepare_draft
     from digest.issues import issue_rows
-    from digest.timeutil import local_text
 
     s = settings()
     engine = store_engine(s)

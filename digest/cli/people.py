@@ -12,8 +12,8 @@ import typer
 from sqlmodel import Session
 
 from digest.cli.common import fail, out, progress_bar, say, settings, store_engine, subscribers_app
+from digest.core.wording import plural
 from digest.exceptions import DigestError
-from digest.wording import plural
 
 logger = logging.getLogger(__name__)
 

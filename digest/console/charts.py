@@ -21,9 +21,9 @@ from digest.console import reading
 from digest.console.auth import Editor
 from digest.console.pages import render
 from digest.console.svg import Series, bar_chart, line_chart
+from digest.core.clock import utcnow
 from digest.events import EventKind
 from digest.models import Delivery, Issue, IssueState, MailEventRecord
-from digest.timeutil import utcnow
 from subscribers.models import ConsentAction, ConsentEvent, Subscriber
 
 logger = logging.getLogger(__name__)

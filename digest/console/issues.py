@@ -14,7 +14,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from digest.config import Settings
 from digest.console.auth import Editor, EditorPost
 from digest.console.pages import PREVIEW_CSP, ConsoleProblem, render
 from digest.console.reading import issue_reading
@@ -29,6 +28,8 @@ from digest.console.views import (
     preview_html,
     preview_text,
 )
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.db import session_scope
 from digest.editorial.history import history
 from digest.editorial.preflight import EXEMPT_TRANSPORTS, preflight
@@ -39,7 +40,6 @@ from digest.issues import Edit, edit_issue, issue_message, issue_rows, started_i
 from digest.jobs import active_count, weekly_job
 from digest.models import IssueState
 from digest.selection import addable
-from digest.timeutil import utcnow
 from subscribers.service import normalize_email
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from typing import Any
 from markupsafe import Markup
 from sqlmodel import Session
 
-from digest.config import Settings
 from digest.console.svg import hbar_chart
+from digest.core.settings import Settings
 from digest.delivery import OPEN_STATES
 from digest.models import DeliveryState, Issue, IssueState
 from digest.readers.clicks import clicks_by_comparison, most_read

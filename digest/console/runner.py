@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import Request
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import DigestError, SubscriberError
 from digest.jobs import weekly_job
 from subscribers.mail import TransportFactory

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from digest.config import Settings
 from digest.console.pages import ConsoleProblem
+from digest.core.settings import Settings
 from digest.delivery import OPEN_STATES, counts
 from digest.events import provider_events
 from digest.issues import find_issue, issue_message

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from digest.core.clock import utcnow
 from digest.models import IssueEvent
-from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import logging
 
 from sqlmodel import Session
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.editorial.history import record
 from digest.exceptions import IssueStateError
 from digest.models import Issue, IssueState, ReviewState
-from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 

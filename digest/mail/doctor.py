@@ -25,7 +25,7 @@ import dkim
 import dns.exception
 import dns.resolver
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError
 from digest.mail.dkim import DkimSigner
 

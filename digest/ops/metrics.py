@@ -29,10 +29,10 @@ from sqlalchemy import Column, ColumnElement, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from digest.core.clock import utcnow
 from digest.delivery import OPEN_STATES
 from digest.events import EventKind
 from digest.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
-from digest.timeutil import utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)

@@ -23,12 +23,12 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 from sqlmodel import select as sqlmodel_select
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.core.tokens import TokenMinter, read_claims
 from digest.exceptions import TokenError
 from digest.models import ClickCount, Comparison, Issue, IssueLink
 from digest.render import BASE_URL, placeholder
-from digest.timeutil import utcnow
-from digest.tokens import TokenMinter, read_claims
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from digest.core.clock import utcnow
 from digest.exceptions import SubscriberError
 from digest.models import Comparison, Tool
-from digest.timeutil import utcnow
 from subscribers.models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)

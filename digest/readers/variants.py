@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.delivery import Audience
 from digest.editorial.history import record
 from digest.issues import issue_rows

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from digest.config import Settings
+from digest.core.settings import Settings, parse_local_time
 from digest.delivery import Audience
 from digest.models import DeliveryState
 from subscribers.models import Subscriber, SubscriberStatus
@@ -28,14 +28,6 @@ from subscribers.models import Subscriber, SubscriberStatus
 logger = logging.getLogger(__name__)
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
-
-
-def parse_local_time(value: str) -> time:
-    """``"09:00"`` → 09:00; ValueError otherwise."""
-    hours, sep, minutes = value.strip().partition(":")
-    if not sep or not hours.isdigit() or not minutes.isdigit():
-        raise ValueError(f"{value!r} is not HH:MM")
-    return time(int(hours), int(minutes))
 
 
 def wave_time(start: datetime, zone: ZoneInfo, at: time) -> datetime:

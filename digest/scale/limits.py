@@ -18,7 +18,6 @@ Throttled recipients wait; they never fail. The buckets live in the database or,
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,44 +26,15 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.message import Recipient
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings, parse_domain_limits, parse_warmup
 from digest.models import Delivery, DeliveryState
 from digest.scale.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
-from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_LIMIT = re.compile(r"^\s*([A-Za-z0-9.-]+\.[A-Za-z0-9-]+)\s*=\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$")
 D = Delivery.__table__  # type: ignore[attr-defined]
-
-
-def parse_domain_limits(value: str | None) -> dict[str, float]:
-    """``"gmail.com=20/s,yahoo.com=600/m"`` → ``{"gmail.com": 20.0, "yahoo.com": 10.0}``
-    (messages per second); ValueError naming the bad entry."""
-    limits: dict[str, float] = {}
-    for entry in (value or "").split(","):
-        if not entry.strip():
-            continue
-        match = _LIMIT.match(entry)
-        if match is None or float(match.group(2)) <= 0:
-            raise ValueError(f"{entry.strip()!r} is not DOMAIN=N/s (or /m, /h) with N > 0")
-        limits[match.group(1).lower()] = float(match.group(2)) / _UNITS[match.group(3)]
-    return limits
-
-
-def parse_warmup(value: str | None) -> list[int]:
-    """``"1000,2000,5000"`` → ``[1000, 2000, 5000]``; ValueError on anything else."""
-    plan: list[int] = []
-    for entry in (value or "").replace("…", "").split(","):
-        entry = entry.strip().rstrip(".").replace("_", "")
-        if not entry:
-            continue
-        if not entry.isdigit() or int(entry) <= 0:
-            raise ValueError(f"{entry!r} is not a positive number of messages per day")
-        plan.append(int(entry))
-    return plan
 
 
 def make_buckets(settings: Settings, engine: Engine | None) -> Buckets:

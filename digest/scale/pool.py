@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.delivery import SendReport, counts
 from digest.exceptions import ConfigError, DigestError
 from digest.scale.launch import worker_context

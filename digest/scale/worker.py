@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.delivery import SendReport
 from digest.issues import issue_message
 from digest.models import Issue, IssueState

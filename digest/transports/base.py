@@ -8,7 +8,7 @@ A transport never decides what happens to a delivery; it reports what the server
   ``bounce`` says the *address* was refused (RCPT stage, 5.1.x, a provider's
   "invalid recipient") — only then is the subscriber suppressed. A message-level
   refusal (content rejected, message too big) or an address we could not even write
-  (see :mod:`digest.mailsafe`) fails that delivery and leaves the subscriber alone.
+  (see :mod:`digest.core.mailsafe`) fails that delivery and leaves the subscriber alone.
 
 ``RETRY`` with ``outage`` set means the server could not be reached at all (no
 connection, connection lost, a Maildir that cannot be written): when a whole chunk
@@ -29,9 +29,10 @@ from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from digest.core.mailsafe import check_address
+from digest.core.recipient import Recipient
 from digest.exceptions import AddressError
-from digest.mailsafe import check_address
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 
 if TYPE_CHECKING:
     from digest.mail.dkim import DkimSigner

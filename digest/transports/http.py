@@ -29,13 +29,14 @@ import requests
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from digest import __version__
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import (
     ConfigError,
     TransientTransportError,
     TransportConfigError,
 )
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.transports.base import SendResult, SendStatus, Transport, address_refusal
 
 logger = logging.getLogger(__name__)

@@ -25,11 +25,12 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import NoReturn
 
-from digest.config import Settings
+from digest.core.mailsafe import check_address, needs_smtputf8
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
 from digest.mail.dkim import DkimSigner
-from digest.mailsafe import check_address, needs_smtputf8
-from digest.message import IssueMessage, Recipient
+from digest.message import IssueMessage
 from digest.ratelimit import RateLimiter
 from digest.transports.base import SendResult, Transport, message_data
 

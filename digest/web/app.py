@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from digest import __version__, console
-from digest.config import Settings, get_settings
+from digest.core.settings import Settings, get_settings
 from digest.db import make_engine, migrate
 from digest.exceptions import StoreError
 from digest.ops import health, metrics

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.issues import issue_comparisons
 from digest.models import Issue
 from digest.render import compile_mjml, issue_context, mjml_source

@@ -12,8 +12,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.config import Settings
-from digest.render import TEMPLATES_DIR
+from digest.core.resources import TEMPLATES_DIR
+from digest.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from digest import jsonsafe
-from digest.config import Settings
+from digest.core import jsonsafe
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import DigestError, SubscriberError, TokenError
-from digest.message import Recipient
 from digest.web.pages import client_ip, page, user_agent
 from digest.web.ratelimit import RateLimiter, rate_key
 from subscribers.mail import TransportFactory, send_confirmation, send_unsubscribe_link

@@ -13,11 +13,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
-from digest.config import Settings
+from digest.core.settings import Settings
+from digest.core.tokens import address_matches, read_claims
 from digest.exceptions import SubscriberError, TokenError
 from digest.readers.clicks import follow
 from digest.readers.preferences import ZONES, catalog, preferences_of, set_preferences
-from digest.tokens import address_matches, read_claims
 from digest.web.pages import page
 from subscribers.models import Subscriber, SubscriberStatus
 

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.web.pages import page
 
 logger = logging.getLogger(__name__)

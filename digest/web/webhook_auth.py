@@ -33,10 +33,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.exceptions import WebhookVerificationError
 from digest.models import WebhookNonce
-from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 N = WebhookNonce.__table__  # type: ignore[attr-defined]

@@ -11,10 +11,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from digest import jsonsafe
+from digest.core import jsonsafe
+from digest.core.clock import utcnow
 from digest.events import EventKind, MailEvent
 from digest.exceptions import WebhookError
-from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 

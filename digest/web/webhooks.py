@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.events import MailEvent, apply_events
 from digest.exceptions import WebhookError, WebhookVerificationError
 from digest.web import webhook_auth as auth

@@ -4,7 +4,8 @@ or a ``.env`` file; nothing else in the package reads ``os.environ``."""
 from __future__ import annotations
 
 import logging
-from datetime import date
+import re
+from datetime import date, time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,8 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from digest.core.mailsafe import check_address, header_text
 from digest.exceptions import AddressError, ConfigError
-from digest.mailsafe import check_address, header_text
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,50 @@ TEST_DOMAIN_SUFFIXES = (
     ".example.net",
     ".example.org",
 )
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_LIMIT = re.compile(r"^\s*([A-Za-z0-9.-]+\.[A-Za-z0-9-]+)\s*=\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$")
+
+
+# ---------------------------------------------------------------- parsers of settings
+# Here, beside the class that validates with them, so the ground floor imports nothing
+# above it; digest.delivery.limits and digest.readers.waves read the values with them.
+
+
+def parse_domain_limits(value: str | None) -> dict[str, float]:
+    """``"gmail.com=20/s,yahoo.com=600/m"`` → ``{"gmail.com": 20.0, "yahoo.com": 10.0}``
+    (messages per second); ValueError naming the bad entry."""
+    limits: dict[str, float] = {}
+    for entry in (value or "").split(","):
+        if not entry.strip():
+            continue
+        match = _LIMIT.match(entry)
+        if match is None or float(match.group(2)) <= 0:
+            raise ValueError(f"{entry.strip()!r} is not DOMAIN=N/s (or /m, /h) with N > 0")
+        limits[match.group(1).lower()] = float(match.group(2)) / _UNITS[match.group(3)]
+    return limits
+
+
+def parse_warmup(value: str | None) -> list[int]:
+    """``"1000,2000,5000"`` → ``[1000, 2000, 5000]``; ValueError on anything else."""
+    plan: list[int] = []
+    for entry in (value or "").replace("…", "").split(","):
+        entry = entry.strip().rstrip(".").replace("_", "")
+        if not entry:
+            continue
+        if not entry.isdigit() or int(entry) <= 0:
+            raise ValueError(f"{entry!r} is not a positive number of messages per day")
+        plan.append(int(entry))
+    return plan
+
+
+def parse_local_time(value: str) -> time:
+    """``"09:00"`` → 09:00; ValueError otherwise."""
+    hours, sep, minutes = value.strip().partition(":")
+    if not sep or not hours.isdigit() or not minutes.isdigit():
+        raise ValueError(f"{value!r} is not HH:MM")
+    return time(int(hours), int(minutes))
+
 
 #: Signs links only under ``digest demo`` (``signing_key`` refuses it otherwise).
 DEMO_SECRET = "demo-only-secret-not-for-production-use-0000000000"  # noqa: S105
@@ -177,8 +222,6 @@ class Settings(BaseSettings):
     @field_validator("domain_limits")
     @classmethod
     def _domain_limits(cls, value: str | None) -> str | None:
-        from digest.scale.limits import parse_domain_limits
-
         parse_domain_limits(value)
         return value
 
@@ -187,8 +230,6 @@ class Settings(BaseSettings):
     def _local_time(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        from digest.readers.waves import parse_local_time
-
         parse_local_time(value)
         return value.strip()
 
@@ -202,8 +243,6 @@ class Settings(BaseSettings):
     @field_validator("warmup")
     @classmethod
     def _warmup(cls, value: str | None) -> str | None:
-        from digest.scale.limits import parse_warmup
-
         parse_warmup(value)
         return value
 
@@ -227,7 +266,7 @@ class Settings(BaseSettings):
     @classmethod
     def _mailbox(cls, value: str | None) -> str | None:
         # Header-bound: the display name is neutralised (no line break, no RFC 2047
-        # encoded word, see digest.mailsafe), the address must be writable as is.
+        # encoded word, see digest.core.mailsafe), the address must be writable as is.
         if value is None:
             return None
         from email.utils import formataddr, parseaddr

@@ -17,7 +17,8 @@ from digest.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+#: the ``digest`` package (this module is in digest/core/)
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 Resource = Literal["templates", "migrations", "sample"]
 
 
@@ -32,3 +33,7 @@ def resource_dir(name: Resource) -> Path:
         f"the {name}/ folder is missing (looked in {PACKAGE_DIR} and {PACKAGE_DIR.parent}); "
         "reinstall the package"
     )
+
+
+#: The email and web templates (Jinja, MJML): the renderer and both front ends read them.
+TEMPLATES_DIR = resource_dir("templates")

@@ -40,9 +40,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.exceptions import TokenError
-from digest.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
