@@ -45,7 +45,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from digest.core.recipient import Recipient
-from digest.db import make_engine, migrate
+from digest.store.engine import make_engine, migrate
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 

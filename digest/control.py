@@ -16,11 +16,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from digest.core.clock import utcnow
-from digest.db import session_scope
 from digest.editorial.history import record
 from digest.exceptions import IssueStateError
-from digest.models import Delivery, DeliveryState, Issue, IssueState
-from subscribers.models import Subscriber, SubscriberStatus
+from digest.store.engine import session_scope
+from digest.store.models import Delivery, DeliveryState, Issue, IssueState
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from sqlalchemy.engine import Connection, Engine
 from digest.core.clock import utcnow
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.models import Delivery, DeliveryState, Issue, IssueState
-from subscribers.models import Subscriber, SubscriberStatus
+from digest.store.models import Delivery, DeliveryState, Issue, IssueState
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 

@@ -20,17 +20,17 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine, make_url
 
-from digest.accounts.models import Role
 from digest.accounts.service import add_user
 from digest.core.clock import utcnow
 from digest.core.resources import resource_dir
 from digest.core.settings import Settings
 from digest.core.wording import plural
-from digest.db import session_scope
 from digest.exceptions import DigestError
-from digest.importer import import_comparisons
 from digest.jobs import open_store, weekly_job
 from digest.preview import write_preview
+from digest.store.account_models import Role
+from digest.store.engine import session_scope
+from digest.store.importer import import_comparisons
 from subscribers.service import import_csv
 
 logger = logging.getLogger(__name__)

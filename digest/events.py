@@ -30,9 +30,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.models import Delivery, MailEventRecord
+from digest.store.models import Delivery, MailEventRecord
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from subscribers.lifecycle import suppress
-from subscribers.models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,10 @@ from digest.core.settings import Settings
 from digest.editorial.history import record
 from digest.exceptions import IssueStateError
 from digest.message import IssueMessage
-from digest.models import (
+from digest.readers.clicks import linker
+from digest.render import render_issue
+from digest.selection import Selection, addable, select_comparisons
+from digest.store.models import (
     OPEN_ISSUE_STATES,
     Comparison,
     Issue,
@@ -34,9 +37,6 @@ from digest.models import (
     IssueState,
     ReviewState,
 )
-from digest.readers.clicks import linker
-from digest.render import render_issue
-from digest.selection import Selection, addable, select_comparisons
 
 logger = logging.getLogger(__name__)
 

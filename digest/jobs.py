@@ -26,7 +26,6 @@ from digest.core.clock import local_text, utcnow, week_of
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings, get_settings
 from digest.core.wording import plural
-from digest.db import make_engine, migrate, session_scope
 from digest.delivery import EVERYONE, OPEN_STATES, SendReport, counts, enqueue
 from digest.editorial.history import record
 from digest.editorial.preflight import (
@@ -46,12 +45,13 @@ from digest.issues import (
     open_issue,
     started_in_week,
 )
-from digest.models import Issue, IssueState
 from digest.render import render_issue
 from digest.selection import select_comparisons
+from digest.store.engine import make_engine, migrate, session_scope
+from digest.store.models import Issue, IssueState
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from digest.transports import Transport, make_transport
 from digest.workers import deliver
-from subscribers.models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 

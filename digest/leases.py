@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from digest.core.clock import utcnow
 from digest.delivery import Claim, S, claim_leased, new_lease, renew_lease, skip_inactive
 from digest.outcomes import release
-from subscribers.models import SubscriberStatus
+from digest.store.subscriber_models import SubscriberStatus
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from digest.core.clock import utcnow
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.delivery import D, I
-from digest.models import DeliveryState, IssueState
+from digest.store.models import DeliveryState, IssueState
+from digest.store.subscriber_models import SubscriberStatus
 from digest.transports.base import SendResult, SendStatus
 from subscribers.lifecycle import suppress
-from subscribers.models import SubscriberStatus
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from digest.models import LENS_TITLES, LENSES, Comparison, Tool
+from digest.store.models import LENS_TITLES, LENSES, Comparison, Tool
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from sqlalchemy.engine import Engine
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.db import session_scope
 from digest.exceptions import DigestError
 from digest.issues import issue_message
+from digest.store.engine import session_scope
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from digest.core.mailsafe import header_text, one_line
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
 from digest.exceptions import RenderError
-from digest.models import Comparison, Tool
 from digest.panel import SHIP, verdict
+from digest.store.models import Comparison, Tool
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from sqlalchemy import Exists, and_, exists, or_
 from sqlmodel import Session, col, select
 
 from digest.core.settings import Settings
-from digest.models import Comparison, Issue, IssueComparison, IssueState
+from digest.store.models import Comparison, Issue, IssueComparison, IssueState
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from digest.core.clock import utcnow
 from digest.delivery import OPEN_STATES, D, counts
 from digest.events import provider_events
 from digest.issues import target_issue
-from digest.models import DeliveryState, IssueState
+from digest.store.models import DeliveryState, IssueState
 
 logger = logging.getLogger(__name__)
 

@@ -45,10 +45,10 @@ from digest.delivery import (
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
 from digest.leases import ClaimAhead, Heartbeat
 from digest.message import IssueMessage
-from digest.models import IssueState
 from digest.outcomes import hold_back, record_results, release
 from digest.ratelimit import RateLimiter, is_throttle
 from digest.scale.limits import SendGate, make_buckets
+from digest.store.models import IssueState
 from digest.transports.base import SendResult, SendStatus, Transport
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class _Loop:
         """The issue's message, or a reader variant's (compiled once per preference set,
         prepared once per run)."""
         if variant_id not in self.messages:
-            from digest.models import IssueVariant
+            from digest.store.models import IssueVariant
 
             with Session(self.engine) as session:
                 variant = session.get(IssueVariant, variant_id)

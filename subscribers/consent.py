@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from digest.core.clock import utcnow
 from digest.core.mailsafe import one_line
-from subscribers.models import ConsentAction, ConsentEvent, Suppression
+from digest.store.subscriber_models import ConsentAction, ConsentEvent, Suppression
 
 logger = logging.getLogger(__name__)
 

@@ -26,9 +26,14 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.core.tokens import address_matches, binding_matches, new_nonce, read_claims
 from digest.exceptions import SubscriberError, TokenError
+from digest.store.subscriber_models import (
+    SUPPRESSED_STATES,
+    ConsentAction,
+    Subscriber,
+    SubscriberStatus,
+)
 from subscribers.consent import lift_suppression, log_event
 from subscribers.lifecycle import suppress
-from subscribers.models import SUPPRESSED_STATES, ConsentAction, Subscriber, SubscriberStatus
 from subscribers.service import clean_name, normalize_email
 
 logger = logging.getLogger(__name__)

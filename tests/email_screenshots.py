@@ -18,9 +18,9 @@ from playwright.sync_api import sync_playwright
 from store_support import WEEK
 
 from digest.core.recipient import Recipient
-from digest.db import make_engine, migrate, session_scope
 from digest.issues import freeze_issue
 from digest.message import IssueMessage
+from digest.store.engine import make_engine, migrate, session_scope
 from digest.web.issue_page import web_page
 from subscribers.mail import ConfirmationMessage
 

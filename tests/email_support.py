@@ -25,9 +25,9 @@ from store_support import WEEK, dated, sample_items, write_json
 
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
-from digest.importer import import_comparisons
-from digest.models import Comparison
 from digest.render import RenderedIssue, render_issue
+from digest.store.importer import import_comparisons
+from digest.store.models import Comparison
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

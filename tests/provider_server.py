@@ -174,8 +174,8 @@ def seed_store(
     suffix: str = "",
 ) -> None:
     """The sample comparisons (by default in week 2026-W47's window) and subscribers."""
-    from digest.db import session_scope
-    from digest.importer import import_comparisons
+    from digest.store.engine import session_scope
+    from digest.store.importer import import_comparisons
     from subscribers.service import add_subscriber
 
     items = json.loads(SAMPLE.read_text())

@@ -34,8 +34,8 @@ from store_support import WEEK, dated, sample_items, write_json
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.importer import import_comparisons
-from subscribers.models import Subscriber
+from digest.store.importer import import_comparisons
+from digest.store.subscriber_models import Subscriber
 
 TRANSIENT_KINDS = ("421", "451", "454", "disconnect")
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.I | re.M)

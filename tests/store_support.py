@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from digest.core.clock import window
 from digest.core.settings import Settings
-from digest.importer import import_comparisons
+from digest.store.importer import import_comparisons
 from subscribers.service import import_csv
 
 REPO = Path(__file__).resolve().parent.parent

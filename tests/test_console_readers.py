@@ -21,9 +21,9 @@ from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.issues import issue_message
 from digest.jobs import weekly_job
-from digest.models import Issue
+from digest.store.models import Issue
+from digest.store.subscriber_models import Subscriber
 from digest.workers import deliver
-from subscribers.models import Subscriber
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 TOKEN = re.compile(r"http://digest\.test/r/([A-Za-z0-9_-]+)")

@@ -89,8 +89,8 @@ def test_control_commands_on_the_cli(
     assert digest_cli("pause").exit_code == 1  # no issue yet: a clear error
     digest_cli.ok("send", "--week", WEEK, "--dry-run")
     # Freeze the week's issue without sending, then drive it from the CLI.
-    from digest.db import session_scope
     from digest.issues import freeze_issue
+    from digest.store.engine import session_scope
 
     with session_scope(engine) as session:
         freeze_issue(session, WEEK, settings)

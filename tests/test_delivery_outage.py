@@ -23,18 +23,18 @@ from store_support import WEEK
 from digest.control import resume_issue, retry_failed
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.db import make_engine, migrate, session_scope
 from digest.delivery import counts, enqueue
 from digest.exceptions import IssueStateError
 from digest.issues import freeze_issue
 from digest.jobs import weekly_job
 from digest.message import IssueMessage
-from digest.models import Delivery, Issue, IssueState
+from digest.store.engine import make_engine, migrate, session_scope
+from digest.store.models import Delivery, Issue, IssueState
+from digest.store.subscriber_models import Subscriber
 from digest.transports.base import SendResult, Transport
 from digest.transports.maildir import MaildirTransport
 from digest.transports.memory import MemoryTransport
 from digest.transports.smtp import SMTPTransport
-from subscribers.models import Subscriber
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 I = Issue.__table__  # type: ignore[attr-defined]  # noqa: E741

@@ -20,13 +20,13 @@ from store_support import WEEK
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.db import session_scope
 from digest.exceptions import ConfigError
 from digest.issues import freeze_issue, issue_message
 from digest.jobs import weekly_job
 from digest.mail.dkim import DkimSigner, hash_simple_body
 from digest.mail.doctor import resolver, run_checks, txt_records
 from digest.mimefast import smtp_data
+from digest.store.engine import session_scope
 from digest.transports.smtp import SMTPTransport
 
 DOMAIN = "verdicts.test"

@@ -30,12 +30,12 @@ from subscriber_support import WebApp
 from digest.core.mailsafe import fit_display_name, header_text
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.db import session_scope
-from digest.importer import import_comparisons
 from digest.issues import Edit, edit_issue, freeze_issue, issue_message
 from digest.message import IssueMessage
-from digest.models import Comparison
 from digest.render import render_issue
+from digest.store.engine import session_scope
+from digest.store.importer import import_comparisons
+from digest.store.models import Comparison
 from subscribers.service import add_subscriber, import_csv
 
 

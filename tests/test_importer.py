@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from store_support import PAGES_DIR, dated, dump_store, sample_items, write_json
 
 from digest.core.settings import Settings
-from digest.models import Comparison
+from digest.store.models import Comparison
 
 GOOD_PAGE = PAGES_DIR / "orbit-cache-vs-relaycache.txt"
 BASE_PAGE = PAGES_DIR / "sketchpad-ai-vs-drafthouse.txt"

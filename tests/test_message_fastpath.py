@@ -15,10 +15,10 @@ from store_support import WEEK
 from digest import mimefast
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.db import make_engine, migrate, session_scope
 from digest.issues import freeze_issue, issue_message
 from digest.message import MAIL_POLICY, IssueMessage
 from digest.render import placeholder
+from digest.store.engine import make_engine, migrate, session_scope
 
 NAMES = [
     "",

@@ -22,15 +22,15 @@ from store_support import sample_items, write_json
 
 from digest.control import cancel_issue, pause_issue, resume_issue
 from digest.core.settings import Settings
-from digest.importer import import_comparisons
 from digest.issues import issue_message
 from digest.jobs import weekly_job
-from digest.models import ClickCount, Delivery, Issue, IssueLink, IssueVariant
 from digest.status import issue_status
+from digest.store.importer import import_comparisons
+from digest.store.models import ClickCount, Delivery, Issue, IssueLink, IssueVariant
+from digest.store.subscriber_models import Subscriber
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
 from digest.workers import deliver
-from subscribers.models import Subscriber
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 D = Delivery.__table__  # type: ignore[attr-defined]

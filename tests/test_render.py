@@ -16,9 +16,7 @@ from store_support import WEEK, dated, sample_items, write_json
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import RenderError
-from digest.importer import import_comparisons
 from digest.message import IssueMessage
-from digest.models import Comparison
 from digest.render import (
     GMAIL_CLIP_BYTES,
     comparison_link,
@@ -27,6 +25,8 @@ from digest.render import (
     render_issue,
     trim_quote,
 )
+from digest.store.importer import import_comparisons
+from digest.store.models import Comparison
 
 SCRIPT = "<script>alert(1)</script>"
 

@@ -22,11 +22,11 @@ from sqlalchemy.engine import Engine
 from store_support import WEEK
 
 from digest.core.settings import Settings
-from digest.db import make_engine, migrate
 from digest.issues import freeze_issue
 from digest.jobs import weekly_job
-from digest.models import Delivery
 from digest.status import issue_status
+from digest.store.engine import make_engine, migrate
+from digest.store.models import Delivery
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +63,8 @@ def _wait(condition: object, what: str, seconds: float = 60) -> None:
 
 def _start_issue(engine: Engine, settings: Settings) -> int:
     """Freeze the issue and start it sending (enqueue), without delivering anything."""
-    from digest.db import session_scope
     from digest.delivery import enqueue
+    from digest.store.engine import session_scope
 
     with session_scope(engine) as session:
         issue = freeze_issue(session, WEEK, settings)
@@ -298,7 +298,7 @@ def test_a_domain_limit_holds_while_other_domains_flow(
     slow = [f"slow{i:02d}@slow.example" for i in range(20)]
     from sqlalchemy import update
 
-    from subscribers.models import Subscriber
+    from digest.store.subscriber_models import Subscriber
 
     S = Subscriber.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:  # the first 20 readers move to the limited domain

@@ -9,10 +9,10 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from digest.core.settings import Settings
-from digest.db import session_scope
-from digest.importer import import_comparisons
 from digest.jobs import weekly_job
 from digest.status import issue_status
+from digest.store.engine import session_scope
+from digest.store.importer import import_comparisons
 from digest.transports.memory import MemoryTransport
 from subscribers.service import add_subscriber
 

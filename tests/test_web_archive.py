@@ -11,10 +11,10 @@ from sqlmodel import Session
 from subscriber_support import WebApp, make_web
 
 from digest.core.clock import utcnow, window
-from digest.db import session_scope
-from digest.importer import import_comparisons
 from digest.issues import find_issue, freeze_issue
-from digest.models import IssueState
+from digest.store.engine import session_scope
+from digest.store.importer import import_comparisons
+from digest.store.models import IssueState
 from digest.web.issue_page import page_source
 
 SAMPLE = Path(__file__).resolve().parent.parent / "digest" / "sample" / "comparisons.json"

@@ -21,7 +21,7 @@ from servers import DIGEST, RecordingSMTPServer, digest_serve, free_port, record
 from subscriber_support import import_sample, parse
 
 from digest.core.settings import Settings
-from digest.db import make_engine, migrate, session_scope
+from digest.store.engine import make_engine, migrate, session_scope
 from subscribers.service import add_subscriber, list_subscribers
 
 pytestmark = pytest.mark.slow

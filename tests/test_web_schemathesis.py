@@ -15,7 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from digest.core.settings import Settings
-from digest.db import make_engine, migrate
+from digest.store.engine import make_engine, migrate
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
 

@@ -11,8 +11,8 @@ from subscriber_support import WebApp, make_web, parse
 
 from digest.core.clock import utcnow
 from digest.core.tokens import make_token
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from subscribers.lifecycle import suppress
-from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.privacy import show
 
 S = Subscriber.__table__  # type: ignore[attr-defined]

@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from digest.core.settings import Settings
-from digest.db import session_scope
 from digest.events import MailEventRecord
+from digest.store.engine import session_scope
+from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
-from subscribers.models import Subscriber
 from subscribers.service import add_subscriber
 
 

@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from digest.accounts.models import ConsoleSession, ConsoleUser, Role
 from digest.accounts.passwords import hash_password, needs_rehash, verify
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.exceptions import AccountError, SubscriberError
+from digest.store.account_models import ConsoleSession, ConsoleUser, Role
 
 logger = logging.getLogger(__name__)
 

@@ -188,7 +188,7 @@ def main() -> None:
         app()
     except OperationalError as exc:
         # Raised past Typer (outside a command's own handling): say it in one line.
-        from digest.db import is_locked
+        from digest.store.engine import is_locked
 
         if is_locked(exc):
             message = (
@@ -204,5 +204,5 @@ def main() -> None:
         # interpreter's shutdown walks every object of the ~900 imported modules in
         # search of cycles to collect (0.3-0.4 s of every command on two cores). Files
         # are still flushed and atexit hooks still run, among them the one that closes
-        # the database connections that collection used to close (digest.db).
+        # the database connections that collection used to close (digest.store.engine).
         gc.freeze()

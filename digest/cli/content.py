@@ -58,7 +58,7 @@ def import_(
 
     Example: digest import pages/*.txt --published-at 2026-11-18T09:00:00+00:00
     """
-    from digest.importer import import_comparisons
+    from digest.store.importer import import_comparisons
 
     when = None
     if published_at:
@@ -91,8 +91,8 @@ def comparisons_list(
 
     Example: digest comparisons list --json > backup.json
     """
-    from digest.importer import list_comparisons
-    from digest.schema import comparison_to_dict
+    from digest.store.importer import list_comparisons
+    from digest.store.schema import comparison_to_dict
 
     s = settings()
     engine = store_engine(s)
@@ -169,9 +169,9 @@ def edit(
 
     Example: digest edit --issue 12 --subject "Two coding copilots, one verdict" --drop old-slug
     """
-    from digest.db import session_scope
     from digest.editorial.schedule import prepare_draft
     from digest.issues import Edit, edit_issue
+    from digest.store.engine import session_scope
 
     change = Edit(
         subject=subject,

@@ -38,10 +38,10 @@ def draft(
     Example: digest draft
     """
     from digest.core.clock import local_text
-    from digest.db import session_scope
     from digest.editorial.notify import console_url
     from digest.editorial.schedule import prepare_draft
     from digest.issues import issue_rows
+    from digest.store.engine import session_scope
 
     s = settings()
     engine = store_engine(s)
@@ -81,10 +81,10 @@ def draft(
 def _review(
     verb: str, week: str | None, issue: int | None, note: str, release: bool = False
 ) -> None:
-    from digest.db import session_scope
     from digest.editorial.review import approve, hold
     from digest.editorial.review import release as release_hold
     from digest.issues import target_issue
+    from digest.store.engine import session_scope
 
     s = settings()
     engine = store_engine(s)

@@ -27,7 +27,7 @@ def subscribers_add(
 
     Example: digest subscribers add ada@example.com --name "Ada Lovelace"
     """
-    from digest.db import session_scope
+    from digest.store.engine import session_scope
     from subscribers.service import add_subscriber
 
     engine = store_engine(settings())
@@ -138,7 +138,7 @@ def subscribers_preferences(
     from sqlalchemy import select
 
     from digest.readers.preferences import catalog, preferences_of, set_preferences
-    from subscribers.models import Subscriber
+    from digest.store.subscriber_models import Subscriber
     from subscribers.service import normalize_email
 
     engine = store_engine(settings())

@@ -38,7 +38,7 @@ def users_add(
     Example: digest users add ed@example.com --role editor
     """
     from digest.accounts.service import SETUP_LINK_HOURS, add_user, setup_url
-    from digest.db import session_scope
+    from digest.store.engine import session_scope
 
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     s = settings()
@@ -66,7 +66,7 @@ def users_reset(
     Example: digest users reset ed@example.com
     """
     from digest.accounts.service import SETUP_LINK_HOURS, reset_link, setup_url
-    from digest.db import session_scope
+    from digest.store.engine import session_scope
 
     s = settings()
     try:
@@ -116,7 +116,7 @@ def users_remove(
     Example: digest users remove ed@example.com
     """
     from digest.accounts.service import remove_user
-    from digest.db import session_scope
+    from digest.store.engine import session_scope
 
     try:
         with session_scope(store_engine(settings())) as session:

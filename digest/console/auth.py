@@ -31,14 +31,14 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from digest.accounts.models import ConsoleSession, ConsoleUser, Role
 from digest.accounts.passwords import MIN_LENGTH
 from digest.accounts.service import authenticate, set_password, token_hash, user_for_setup_token
 from digest.console.pages import ConsoleProblem, console_headers, render
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.db import session_scope
 from digest.exceptions import AccountError
+from digest.store.account_models import ConsoleSession, ConsoleUser, Role
+from digest.store.engine import session_scope
 from digest.web.pages import client_ip, user_agent
 from digest.web.ratelimit import RateLimiter
 

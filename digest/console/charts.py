@@ -23,8 +23,8 @@ from digest.console.pages import render
 from digest.console.svg import Series, bar_chart, line_chart
 from digest.core.clock import utcnow
 from digest.events import EventKind
-from digest.models import Delivery, Issue, IssueState, MailEventRecord
-from subscribers.models import ConsentAction, ConsentEvent, Subscriber
+from digest.store.models import Delivery, Issue, IssueState, MailEventRecord
+from digest.store.subscriber_models import ConsentAction, ConsentEvent, Subscriber
 
 logger = logging.getLogger(__name__)
 

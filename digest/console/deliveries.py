@@ -19,8 +19,8 @@ from digest.console.auth import Operator
 from digest.console.pages import ConsoleProblem, render
 from digest.console.views import get_issue
 from digest.events import EventKind
-from digest.models import Delivery, MailEventRecord
-from subscribers.models import Subscriber
+from digest.store.models import Delivery, MailEventRecord
+from digest.store.subscriber_models import Subscriber
 
 logger = logging.getLogger(__name__)
 

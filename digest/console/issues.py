@@ -30,7 +30,6 @@ from digest.console.views import (
 )
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.db import session_scope
 from digest.editorial.history import history
 from digest.editorial.preflight import EXEMPT_TRANSPORTS, preflight
 from digest.editorial.review import approve, blocked_reason, hold, release
@@ -38,8 +37,9 @@ from digest.editorial.schedule import prepare_draft
 from digest.exceptions import DigestError
 from digest.issues import Edit, edit_issue, issue_message, issue_rows, started_in_week
 from digest.jobs import active_count, weekly_job
-from digest.models import IssueState
 from digest.selection import addable
+from digest.store.engine import session_scope
+from digest.store.models import IssueState
 from subscribers.service import normalize_email
 
 logger = logging.getLogger(__name__)

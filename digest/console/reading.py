@@ -16,11 +16,11 @@ from sqlmodel import Session
 from digest.console.svg import hbar_chart
 from digest.core.settings import Settings
 from digest.delivery import OPEN_STATES
-from digest.models import DeliveryState, Issue, IssueState
 from digest.readers.clicks import clicks_by_comparison, most_read
 from digest.readers.preferences import preference_sets, topics_list
 from digest.readers.variants import variant_summary
 from digest.readers.waves import waves
+from digest.store.models import DeliveryState, Issue, IssueState
 
 logger = logging.getLogger(__name__)
 

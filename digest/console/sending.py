@@ -23,7 +23,7 @@ from digest.editorial.review import blocked_reason
 from digest.exceptions import DigestError
 from digest.issues import issue_message, started_in_week
 from digest.jobs import active_count
-from digest.models import IssueState
+from digest.store.models import IssueState
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,7 @@ from sqlmodel import Session
 from digest.console.auth import Operator, OperatorPost
 from digest.console.pages import ConsoleProblem, render
 from digest.console.runner import import_runner, private_copy
-from digest.db import session_scope
 from digest.exceptions import DigestError
-from digest.models import Delivery, Issue
 from digest.readers.preferences import (
     FREQUENCIES,
     ZONES,
@@ -25,7 +23,9 @@ from digest.readers.preferences import (
     set_preferences,
     topics_list,
 )
-from subscribers.models import Subscriber, SubscriberStatus
+from digest.store.engine import session_scope
+from digest.store.models import Delivery, Issue
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from subscribers.privacy import forget, show, unsubscribe_address
 from subscribers.service import MAX_CSV_BYTES, add_subscriber
 

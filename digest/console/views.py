@@ -15,8 +15,8 @@ from digest.core.settings import Settings
 from digest.delivery import OPEN_STATES, counts
 from digest.events import provider_events
 from digest.issues import find_issue, issue_message
-from digest.models import Issue
 from digest.preview import SAMPLE_RECIPIENT
+from digest.store.models import Issue
 
 logger = logging.getLogger(__name__)
 

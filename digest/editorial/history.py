@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from digest.core.clock import utcnow
-from digest.models import IssueEvent
+from digest.store.models import IssueEvent
 
 logger = logging.getLogger(__name__)
 

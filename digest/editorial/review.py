@@ -15,7 +15,7 @@ from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.editorial.history import record
 from digest.exceptions import IssueStateError
-from digest.models import Issue, IssueState, ReviewState
+from digest.store.models import Issue, IssueState, ReviewState
 
 logger = logging.getLogger(__name__)
 

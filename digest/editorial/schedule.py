@@ -20,11 +20,11 @@ from sqlmodel import Session
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.db import session_scope
 from digest.delivery import next_wakeup
 from digest.exceptions import ConfigError, IssueStateError
 from digest.issues import Frozen, find_issue, freeze_next, open_issue, started_in_week
-from digest.models import IssueState
+from digest.store.engine import session_scope
+from digest.store.models import IssueState
 from digest.transports import Transport
 
 logger = logging.getLogger(__name__)

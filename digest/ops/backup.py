@@ -32,10 +32,10 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.core.wording import plural
-from digest.db import make_engine, migrate, normalize_url
 from digest.exceptions import BackupError
-from digest.models import Delivery, DeliveryState
 from digest.ops.health import scripts
+from digest.store.engine import make_engine, migrate, normalize_url
+from digest.store.models import Delivery, DeliveryState
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """Click counts that never say who clicked.
 
 With ``DIGEST_CLICK_COUNTS`` on (the default), each link of an issue to a comparison is
-stored once (:class:`~digest.models.IssueLink`: issue, comparison, kind, URL) and the
+stored once (:class:`~digest.store.models.IssueLink`: issue, comparison, kind, URL) and the
 email links to ``/r/<token>``, where the token is the link row's id sealed with the
 site's key (AES-SIV, purpose ``click``) — the same for every reader, so it cannot name
 one. ``/r/<token>`` adds one to that link's count and redirects to the stored URL, and
 only to it: an edited or forged token is refused, and no token can carry a URL (no
-open redirect). Counts are per issue and comparison (:class:`~digest.models.ClickCount`);
+open redirect). Counts are per issue and comparison (:class:`~digest.store.models.ClickCount`);
 no table links a click to a subscriber, and there is no open-tracking pixel.
 """
 
@@ -27,8 +27,8 @@ from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.core.tokens import TokenMinter, read_claims
 from digest.exceptions import TokenError
-from digest.models import ClickCount, Comparison, Issue, IssueLink
 from digest.render import BASE_URL, placeholder
+from digest.store.models import ClickCount, Comparison, Issue, IssueLink
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from digest.core.clock import utcnow
 from digest.exceptions import SubscriberError
-from digest.models import Comparison, Tool
-from subscribers.models import Subscriber, SubscriberStatus
+from digest.store.models import Comparison, Tool
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 

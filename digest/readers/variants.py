@@ -3,7 +3,7 @@
 When an issue starts sending, the active readers are grouped by what they chose
 (topics, frequency). For every group the issue's comparisons are filtered to the
 group's topics — keeping the editor's order and full cards — and compiled once into
-an :class:`~digest.models.IssueVariant`; a group whose topics have nothing this time
+an :class:`~digest.store.models.IssueVariant`; a group whose topics have nothing this time
 gets no email (its rows are ``skipped`` with the reason). Readers who want every topic
 every week get the issue itself, as before.
 
@@ -29,14 +29,6 @@ from digest.core.settings import Settings
 from digest.delivery import Audience
 from digest.editorial.history import record
 from digest.issues import issue_rows
-from digest.models import (
-    Comparison,
-    Delivery,
-    DeliveryState,
-    Issue,
-    IssueComparison,
-    IssueVariant,
-)
 from digest.readers.clicks import linker
 from digest.readers.preferences import (
     MONTHLY,
@@ -47,7 +39,15 @@ from digest.readers.preferences import (
     topics_list,
 )
 from digest.render import default_preheader, default_subject, render_issue
-from subscribers.models import Subscriber
+from digest.store.models import (
+    Comparison,
+    Delivery,
+    DeliveryState,
+    Issue,
+    IssueComparison,
+    IssueVariant,
+)
+from digest.store.subscriber_models import Subscriber
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from sqlalchemy.engine import Connection
 
 from digest.core.settings import Settings, parse_local_time
 from digest.delivery import Audience
-from digest.models import DeliveryState
-from subscribers.models import Subscriber, SubscriberStatus
+from digest.store.models import DeliveryState
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def waves(conn: Connection, issue_id: int) -> list[dict[str, Any]]:
     (None: the default zone) and its deliveries by state."""
     from sqlalchemy import func
 
-    from digest.models import Delivery
+    from digest.store.models import Delivery
 
     D = Delivery.__table__  # type: ignore[attr-defined]
     rows = conn.execute(

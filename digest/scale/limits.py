@@ -29,8 +29,8 @@ from sqlalchemy.engine import Engine
 from digest.core.clock import utcnow
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings, parse_domain_limits, parse_warmup
-from digest.models import Delivery, DeliveryState
 from digest.scale.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
+from digest.store.models import Delivery, DeliveryState
 
 logger = logging.getLogger(__name__)
 

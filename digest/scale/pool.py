@@ -63,8 +63,8 @@ def _child(settings: Settings, number: int, results: Any, index: int) -> None:
     holds no connection, or spawned). The parent has brought the schema up to date
     before starting it, so it opens the store without migrating (and without loading
     Alembic and the migration scripts)."""
-    from digest.db import make_engine
     from digest.scale.worker import Worker
+    from digest.store.engine import make_engine
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,9 +19,9 @@ from sqlalchemy.exc import OperationalError
 
 from digest import __version__, console
 from digest.core.settings import Settings, get_settings
-from digest.db import make_engine, migrate
 from digest.exceptions import StoreError
 from digest.ops import health, metrics
+from digest.store.engine import make_engine, migrate
 from digest.web import archive, public, readers, site, webhooks
 from digest.web.pages import SecurityHeaders
 from digest.web.ratelimit import RateLimiter

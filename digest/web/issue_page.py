@@ -17,8 +17,8 @@ from sqlmodel import Session
 
 from digest.core.settings import Settings
 from digest.issues import issue_comparisons
-from digest.models import Issue
 from digest.render import compile_mjml, issue_context, mjml_source
+from digest.store.models import Issue
 from digest.web.pages import render_template
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.exceptions import WebhookVerificationError
-from digest.models import WebhookNonce
+from digest.store.models import WebhookNonce
 
 logger = logging.getLogger(__name__)
 N = WebhookNonce.__table__  # type: ignore[attr-defined]

@@ -23,10 +23,10 @@ from sqlmodel import Session, col, select
 
 from digest.core import jsonsafe
 from digest.core.clock import utcnow
-from digest.db import session_scope
 from digest.exceptions import ImportValidationError
-from digest.models import LENSES, Comparison, Review, Tool
-from digest.schema import ComparisonIn, slugify
+from digest.store.engine import session_scope
+from digest.store.models import LENSES, Comparison, Review, Tool
+from digest.store.schema import ComparisonIn, slugify
 
 logger = logging.getLogger(__name__)
 

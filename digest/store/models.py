@@ -1,6 +1,6 @@
 """The store: comparisons with their two tools and eight reviews, issues, deliveries.
 
-Subscribers live in :mod:`subscribers.models`; both register on ``SQLModel.metadata``.
+Subscribers live in :mod:`digest.store.subscriber_models`; both register on ``SQLModel.metadata``.
 (No ``from __future__ import annotations`` here: SQLModel resolves relationships from
 real annotations.)
 """

@@ -19,9 +19,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
-import digest.accounts.models
-import digest.models  # noqa: F401
-import subscribers.models  # noqa: F401
+import digest.store.account_models
+import digest.store.models
+import digest.store.subscriber_models  # noqa: F401
 from digest.core.resources import resource_dir
 from digest.exceptions import StoreError
 

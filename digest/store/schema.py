@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from digest.core.mailsafe import defuse_encoded_words
-from digest.models import LENSES, Comparison
+from digest.store.models import LENSES, Comparison
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
