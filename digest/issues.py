@@ -24,7 +24,7 @@ from digest.core.clock import local_text, utcnow, week_bounds, week_of
 from digest.core.settings import Settings
 from digest.editorial.history import record
 from digest.exceptions import IssueStateError
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.readers.clicks import linker
 from digest.render import render_issue
 from digest.selection import Selection, addable, select_comparisons

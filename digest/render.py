@@ -1,7 +1,8 @@
 """Jinja + MJML → the issue's HTML and text, compiled once per issue.
 
-Per-recipient values (name, unsubscribe URL) are left as placeholders that
-:mod:`digest.message` substitutes; MJML never runs per subscriber.
+Per-recipient values (name, unsubscribe URL) are left as placeholders
+(:mod:`digest.mail.placeholders`) that :mod:`digest.mail.message` substitutes; MJML
+never runs per subscriber.
 """
 
 from __future__ import annotations
@@ -30,27 +31,16 @@ from digest.core.mailsafe import header_text, one_line
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
 from digest.exceptions import RenderError
+from digest.mail.placeholders import ARCHIVE_URL, PER_RECIPIENT, PLACEHOLDER_OPEN, placeholder
 from digest.panel import SHIP, verdict
 from digest.store.models import Comparison, Tool
 
 logger = logging.getLogger(__name__)
 
-#: Placeholder syntax shared with digest.message. Content can never produce it: every
-#: rendered value has "[[%" defused by :func:`_defuse`.
-PLACEHOLDER = "[[%{}%]]"
-PER_RECIPIENT = ("greeting", "unsubscribe_url", "preferences_url")
-#: The issue's "view in browser" URL: the same for every recipient, filled in when the
-#: message is prepared (digest.message.IssueMessage) from the current DIGEST_BASE_URL.
-ARCHIVE_URL = "archive_url"
-_PLACEHOLDER_OPEN = "[[%"
 GMAIL_CLIP_BYTES = 102 * 1024
 #: Plain-text lines are wrapped here (RFC 3676's advice is 78 at most; URLs stay whole).
 TEXT_WIDTH = 78
 _SENTENCE_END = re.compile(r"(?<=[.!?])[”\"')\]]?\s+(?=[A-Z0-9“\"'(])")
-
-
-def placeholder(name: str) -> str:
-    return PLACEHOLDER.format(name)
 
 
 @dataclass(frozen=True)
@@ -69,8 +59,8 @@ def _defuse(value: Any) -> Any:
     # one of our placeholders so a comparison cannot smuggle in a per-recipient value.
     if isinstance(value, Markup):
         return value
-    if isinstance(value, str) and _PLACEHOLDER_OPEN in value:
-        return value.replace(_PLACEHOLDER_OPEN, "[[ %")
+    if isinstance(value, str) and PLACEHOLDER_OPEN in value:
+        return value.replace(PLACEHOLDER_OPEN, "[[ %")
     return value
 
 
@@ -267,8 +257,6 @@ def compile_mjml(source: str, template: str) -> str:
     return str(html).replace(_PREVIEW_STYLE, _PREVIEW_STYLE_CLEAN, 1)
 
 
-#: The per-issue placeholder for DIGEST_BASE_URL in counted links (digest/readers/clicks.py).
-BASE_URL = "base_url"
 #: Gives a comparison's link its counted form (digest/readers/clicks.py): called with
 #: the comparison, the kind of link ("card" or "link") and the URL.
 Linker = Callable[[Comparison, str, str], str]
@@ -314,7 +302,7 @@ def issue_context(
         "full": [_linked(comparison_view(c, settings), c, "card", linker) for c in full],
         "links": [_linked(comparison_view(c, settings), c, "link", linker) for c in links],
         **brand_context(settings),
-        # Substituted when the message is built (digest.message), so the link follows
+        # Substituted when the message is built (digest.mail.message), so the link follows
         # DIGEST_BASE_URL at send time, not the one the issue was frozen under.
         "archive_url": Markup(placeholder(ARCHIVE_URL)),  # noqa: S704
         # Our own constant tokens, never content: safe to mark as markup.

@@ -44,7 +44,7 @@ from digest.delivery import (
 )
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
 from digest.leases import ClaimAhead, Heartbeat
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.outcomes import hold_back, record_results, release
 from digest.ratelimit import RateLimiter, is_throttle
 from digest.scale.limits import SendGate, make_buckets

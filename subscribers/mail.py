@@ -4,7 +4,7 @@ confirmation and a fresh unsubscribe link (for a reader whose old link did not w
 Each is rendered like the digest (Jinja + MJML, templates/email/confirm.* and
 unsubscribe_link.*), compiled once per process with the greeting and link as
 placeholders, and wrapped in a :class:`LinkMessage` — a
-:class:`~digest.oneoff.OneOffMessage` whose headers are those of a transactional
+:class:`~digest.mail.oneoff.OneOffMessage` whose headers are those of a transactional
 email: a fresh Message-ID per email, the name only through ``email.headerregistry``,
 and a List-Unsubscribe for whoever did not ask for the email.
 """
@@ -22,9 +22,10 @@ from digest.core.mailsafe import header_text
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.core.tokens import TokenMinter, make_token
-from digest.message import greeting
-from digest.oneoff import OneOffMessage
-from digest.render import brand_context, placeholder, render_email
+from digest.mail.oneoff import OneOffMessage
+from digest.mail.parts import greeting
+from digest.mail.placeholders import placeholder
+from digest.render import brand_context, render_email
 from digest.transports import Transport, make_transport
 from digest.transports.base import SendStatus
 

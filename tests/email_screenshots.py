@@ -19,7 +19,7 @@ from store_support import WEEK
 
 from digest.core.recipient import Recipient
 from digest.issues import freeze_issue
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.store.engine import make_engine, migrate, session_scope
 from digest.web.issue_page import web_page
 from subscribers.mail import ConfirmationMessage

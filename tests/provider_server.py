@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 
 HTML = (
     "<html><body><p>[[%greeting%]]</p><p>This week's verdicts.</p>"

@@ -27,7 +27,7 @@ from digest.delivery import counts, enqueue
 from digest.exceptions import IssueStateError
 from digest.issues import freeze_issue
 from digest.jobs import weekly_job
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.store.engine import make_engine, migrate, session_scope
 from digest.store.models import Delivery, Issue, IssueState
 from digest.store.subscriber_models import Subscriber

@@ -20,7 +20,7 @@ from digest.core.settings import Settings
 from digest.delivery import Claim, claim_leased, enqueue, renew_lease, set_issue_state
 from digest.issues import freeze_issue, issue_message
 from digest.leases import ClaimAhead
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.outcomes import record_results, release
 from digest.store.engine import session_scope
 from digest.store.models import Delivery, DeliveryState, IssueState

@@ -25,7 +25,7 @@ from digest.issues import freeze_issue, issue_message
 from digest.jobs import weekly_job
 from digest.mail.dkim import DkimSigner, hash_simple_body
 from digest.mail.doctor import resolver, run_checks, txt_records
-from digest.mimefast import smtp_data
+from digest.mail.mimefast import smtp_data
 from digest.store.engine import session_scope
 from digest.transports.smtp import SMTPTransport
 

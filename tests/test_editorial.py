@@ -34,7 +34,7 @@ from digest.editorial.schedule import prepare_draft, scheduler_tick
 from digest.exceptions import IssueStateError, PreflightError
 from digest.issues import Edit, edit_issue, find_issue, issue_message, issue_rows
 from digest.jobs import weekly_job
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.preview import SAMPLE_RECIPIENT, write_preview
 from digest.store.engine import alembic_config, make_engine, migrate, session_scope
 from digest.store.importer import import_comparisons

@@ -23,7 +23,7 @@ from store_support import WEEK
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
 from digest.store.engine import make_engine, migrate
 from digest.store.models import Comparison

@@ -31,7 +31,7 @@ from digest.core.mailsafe import fit_display_name, header_text
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.issues import Edit, edit_issue, freeze_issue, issue_message
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.render import render_issue
 from digest.store.engine import session_scope
 from digest.store.importer import import_comparisons

@@ -18,7 +18,7 @@ from provider_server import (
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import TransientTransportError, TransportConfigError
-from digest.render import placeholder
+from digest.mail.placeholders import placeholder
 from digest.transports.base import SendStatus
 from digest.transports.sendgrid import SendGridTransport
 

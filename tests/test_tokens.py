@@ -21,7 +21,7 @@ from digest.core.tokens import (
     read_token,
 )
 from digest.exceptions import ConfigError, TokenError
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.web.app import create_app
 
 

@@ -15,7 +15,7 @@ from subscriber_support import WebApp, make_web, parse
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.store.engine import session_scope
 from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app

@@ -12,7 +12,7 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.core.tokens import make_token
 from digest.jobs import weekly_job
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.store.engine import session_scope
 from digest.store.subscriber_models import Subscriber
 from digest.transports.base import SendResult

@@ -15,7 +15,7 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.editorial.history import record
 from digest.issues import issue_message, issue_rows
-from digest.oneoff import OneOffMessage
+from digest.mail.oneoff import OneOffMessage
 from digest.render import render_email
 from digest.store.engine import session_scope
 from digest.store.models import Issue

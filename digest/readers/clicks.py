@@ -27,7 +27,7 @@ from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.core.tokens import TokenMinter, read_claims
 from digest.exceptions import TokenError
-from digest.render import BASE_URL, placeholder
+from digest.mail.placeholders import BASE_URL, placeholder
 from digest.store.models import ClickCount, Comparison, Issue, IssueLink
 
 logger = logging.getLogger(__name__)

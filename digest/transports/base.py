@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from digest.core.mailsafe import check_address
 from digest.core.recipient import Recipient
 from digest.exceptions import AddressError
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 
 if TYPE_CHECKING:
     from digest.mail.dkim import DkimSigner

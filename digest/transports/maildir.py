@@ -12,7 +12,7 @@ from pathlib import Path
 
 from digest.core.recipient import Recipient
 from digest.exceptions import TransientTransportError
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.transports.base import SendResult, Transport, message_bytes
 
 logger = logging.getLogger(__name__)

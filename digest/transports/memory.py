@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from digest.core.recipient import Recipient
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.transports.base import SendResult, Transport, message_bytes
 
 logger = logging.getLogger(__name__)

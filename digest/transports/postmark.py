@@ -23,7 +23,7 @@ import requests
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import TransientTransportError, TransportConfigError
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.transports.base import SendResult
 from digest.transports.http import (
     HttpTransport,

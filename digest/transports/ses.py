@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import ConfigError, TransientTransportError, TransportConfigError
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.transports.base import SendResult, Transport, address_refusal, message_bytes
 from digest.transports.http import (
     MAX_RETRY_AFTER,

@@ -30,7 +30,7 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
 from digest.mail.dkim import DkimSigner
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 from digest.ratelimit import RateLimiter
 from digest.transports.base import SendResult, Transport, message_data
 
@@ -152,7 +152,7 @@ def start_transaction(
     without its per-message address parsing and regex dot-stuffing (both cost more than
     building the message): ``data`` is the message already dot-stuffed and ended
     (:func:`mimefast.smtp_data`, or the skeleton's
-    :meth:`~digest.skeleton.MessageSkeleton.render_data`). The server's answer to the
+    :meth:`~digest.mail.skeleton.MessageSkeleton.render_data`). The server's answer to the
     message is left to :func:`end_transaction`.
 
     When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one

@@ -3,7 +3,7 @@
 :meth:`MessageSkeleton.compile` builds the stdlib message for a probe recipient, keeps
 every header that is the same for everyone as folded bytes, cuts the static glue
 (blank line, boundaries, part headers) out of the reference bytes, and turns the text
-and HTML bodies into :class:`digest.mimefast.QPTemplate` objects. It then checks its
+and HTML bodies into :class:`digest.mail.mimefast.QPTemplate` objects. It then checks its
 own output against the stdlib path for a few probes and refuses (the caller falls
 back to the stdlib path) if a single byte differs. Per recipient only the To,
 Message-ID and List-Unsubscribe headers and the placeholder lines are produced.
@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING
 
 from markupsafe import escape
 
-from digest import mimefast
 from digest.core.mailsafe import fit_display_name
 from digest.core.recipient import Recipient
-from digest.message import MAIL_POLICY, IssueMessage, greeting, preferences_url, to_address
-from digest.render import placeholder
+from digest.mail import mimefast
+from digest.mail.parts import MAIL_POLICY, greeting, preferences_url, to_address
+from digest.mail.placeholders import placeholder
 
 if TYPE_CHECKING:
+    # Only a type here: the message module uses the skeleton, not the other way round.
     from digest.mail.dkim import DkimSigner
+    from digest.mail.message import IssueMessage
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One email to one person (a confirmation, a notice to editors): final HTML and text,
 a fresh Message-ID, the stdlib message path.
 
-Built on :class:`digest.message.IssueMessage` so it shares the header handling (and
+Built on :class:`digest.mail.message.IssueMessage` so it shares the header handling (and
 its defences) of every other email the digest sends.
 """
 
@@ -12,7 +12,7 @@ import secrets
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.message import IssueMessage
+from digest.mail.message import IssueMessage
 
 logger = logging.getLogger(__name__)
 

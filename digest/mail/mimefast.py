@@ -14,7 +14,7 @@ uses, exactly the bytes ``EmailMessage.as_bytes(policy=policy.SMTP)`` produces:
   greedily like ``_refold_parse_tree``; anything else (RFC 2047 display names, quoting,
   over-long words) goes through the stdlib's own folder for that one header.
 
-:class:`digest.message.IssueMessage` checks the result against the stdlib path when it
+:class:`digest.mail.message.IssueMessage` checks the result against the stdlib path when it
 compiles the skeleton and falls back to the stdlib path if they ever differ.
 """
 
