@@ -20,9 +20,9 @@ from store_support import WEEK
 from digest.core.recipient import Recipient
 from digest.issues import freeze_issue
 from digest.mail.message import IssueMessage
+from digest.notices.subscribers import ConfirmationMessage
 from digest.store.engine import make_engine, migrate, session_scope
 from digest.web.issue_page import web_page
-from subscribers.mail import ConfirmationMessage
 
 OUT = REPO / "docs" / "screenshots"
 READER = Recipient(7, "ada@example.com", "Ada Lovelace")

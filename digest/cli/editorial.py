@@ -38,9 +38,9 @@ def draft(
     Example: digest draft
     """
     from digest.core.clock import local_text
-    from digest.editorial.notify import console_url
     from digest.editorial.schedule import prepare_draft
     from digest.issues import issue_rows
+    from digest.notices.reviewers import console_url
     from digest.store.engine import session_scope
 
     s = settings()

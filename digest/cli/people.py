@@ -137,8 +137,8 @@ def subscribers_preferences(
     """
     from sqlalchemy import select
 
-    from digest.readers.preferences import catalog, preferences_of, set_preferences
     from digest.store.subscriber_models import Subscriber
+    from subscribers.preferences import catalog, preferences_of, set_preferences
     from subscribers.service import normalize_email
 
     engine = store_engine(settings())

@@ -16,16 +16,10 @@ from digest.console.auth import Operator, OperatorPost
 from digest.console.pages import ConsoleProblem, render
 from digest.console.runner import import_runner, private_copy
 from digest.exceptions import DigestError
-from digest.readers.preferences import (
-    FREQUENCIES,
-    ZONES,
-    catalog,
-    set_preferences,
-    topics_list,
-)
 from digest.store.engine import session_scope
 from digest.store.models import Delivery, Issue
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
+from subscribers.preferences import FREQUENCIES, ZONES, catalog, set_preferences, topics_list
 from subscribers.privacy import forget, show, unsubscribe_address
 from subscribers.service import MAX_CSV_BYTES, add_subscriber
 

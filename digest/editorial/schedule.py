@@ -100,8 +100,8 @@ def scheduler_tick(
     transport: Transport | None = None,
 ) -> str | None:
     """One look at the schedule (see the module doc); returns what it did, if anything."""
-    from digest.editorial.notify import notify_reviewers
     from digest.jobs import weekly_job
+    from digest.notices.reviewers import notify_reviewers
 
     now = now or utcnow()
     with Session(engine) as session:

@@ -30,14 +30,6 @@ from digest.delivery import Audience
 from digest.editorial.history import record
 from digest.issues import issue_rows
 from digest.readers.clicks import linker
-from digest.readers.preferences import (
-    MONTHLY,
-    WEEKLY,
-    PreferenceSet,
-    comparison_topics,
-    preference_sets,
-    topics_list,
-)
 from digest.render import default_preheader, default_subject, render_issue
 from digest.store.models import (
     Comparison,
@@ -48,6 +40,14 @@ from digest.store.models import (
     IssueVariant,
 )
 from digest.store.subscriber_models import Subscriber
+from subscribers.preferences import (
+    MONTHLY,
+    WEEKLY,
+    PreferenceSet,
+    comparison_topics,
+    preference_sets,
+    topics_list,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ class Subscriber(SQLModel, table=True):
     confirm_sent_at: datetime | None = Field(
         default=None, sa_column=Column(UTCDateTime(), nullable=True)
     )
-    # What this reader wants (digest/readers/preferences.py): the topics (a sorted JSON
+    # What this reader wants (subscribers/preferences.py): the topics (a sorted JSON
     # list of categories; NULL = every topic), how often, and the reader's time zone
     # for DIGEST_SEND_LOCAL_TIME (NULL = DIGEST_TIMEZONE).
     topics: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -20,13 +20,13 @@ from sqlalchemy.exc import OperationalError
 from digest import __version__, console
 from digest.core.settings import Settings, get_settings
 from digest.exceptions import StoreError
+from digest.notices.subscribers import TransportFactory
 from digest.ops import health, metrics
 from digest.store.engine import make_engine, migrate
 from digest.web import archive, public, readers, site, webhooks
 from digest.web.pages import SecurityHeaders
 from digest.web.ratelimit import RateLimiter
 from digest.web.site import HeadAsGet
-from subscribers.mail import TransportFactory
 from subscribers.optin import CONFIRM_RESEND_SECONDS
 
 logger = logging.getLogger(__name__)

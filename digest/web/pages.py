@@ -79,7 +79,7 @@ def page(
 
 def _topics(request: Request) -> list[str]:
     """The topics a reader may choose at sign-up (the comparisons' categories)."""
-    from digest.readers.preferences import catalog
+    from subscribers.preferences import catalog
 
     engine = getattr(request.app.state, "engine", None)
     if engine is None:

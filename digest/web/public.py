@@ -22,9 +22,9 @@ from digest.core import jsonsafe
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import DigestError, SubscriberError, TokenError
+from digest.notices.subscribers import TransportFactory, send_confirmation, send_unsubscribe_link
 from digest.web.pages import client_ip, page, user_agent
 from digest.web.ratelimit import RateLimiter, rate_key
-from subscribers.mail import TransportFactory, send_confirmation, send_unsubscribe_link
 from subscribers.optin import (
     Requester,
     confirm,

@@ -17,9 +17,9 @@ from digest.core.settings import Settings
 from digest.core.tokens import address_matches, read_claims
 from digest.exceptions import SubscriberError, TokenError
 from digest.readers.clicks import follow
-from digest.readers.preferences import ZONES, catalog, preferences_of, set_preferences
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from digest.web.pages import page
+from subscribers.preferences import ZONES, catalog, preferences_of, set_preferences
 
 logger = logging.getLogger(__name__)
 
