@@ -12,9 +12,9 @@ from sqlmodel import Session
 
 from digest.core.clock import utcnow
 from digest.delivery import OPEN_STATES, D, counts
-from digest.events import provider_events
 from digest.issues import target_issue
 from digest.store.models import DeliveryState, IssueState
+from digest.webhooks.events import provider_events
 
 logger = logging.getLogger(__name__)
 

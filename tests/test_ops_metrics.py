@@ -12,9 +12,9 @@ from store_support import WEEK, seed_store
 from subscriber_support import Store, make_web
 
 from digest.core.clock import utcnow
-from digest.events import EventKind, MailEvent, apply_events
 from digest.jobs import weekly_job
 from digest.transports.memory import MemoryTransport
+from digest.webhooks.events import EventKind, MailEvent, apply_events
 
 
 def _scrape(store: Store, **overrides: object) -> Scrape:

@@ -21,11 +21,11 @@ from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, status_of
 
 from digest.core.settings import Settings
-from digest.events import EventKind, MailEvent, MailEventRecord, apply_events
 from digest.jobs import weekly_job
 from digest.status import issue_status
 from digest.store.engine import make_engine, migrate
 from digest.store.models import Delivery
+from digest.webhooks.events import EventKind, MailEvent, MailEventRecord, apply_events
 
 KEY = "SG.flow"
 

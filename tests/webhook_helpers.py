@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from digest.core.settings import Settings
-from digest.events import MailEventRecord
 from digest.store.engine import session_scope
 from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
+from digest.webhooks.events import MailEventRecord
 from subscribers.service import add_subscriber
 
 

@@ -22,9 +22,9 @@ from digest.console.auth import Editor
 from digest.console.pages import render
 from digest.console.svg import Series, bar_chart, line_chart
 from digest.core.clock import utcnow
-from digest.events import EventKind
 from digest.store.models import Delivery, Issue, IssueState, MailEventRecord
 from digest.store.subscriber_models import ConsentAction, ConsentEvent, Subscriber
+from digest.webhooks.events import EventKind
 
 logger = logging.getLogger(__name__)
 

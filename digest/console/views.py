@@ -13,10 +13,10 @@ from sqlmodel import Session, col, select
 from digest.console.pages import ConsoleProblem
 from digest.core.settings import Settings
 from digest.delivery import OPEN_STATES, counts
-from digest.events import provider_events
 from digest.issues import find_issue, issue_message
 from digest.preview import SAMPLE_RECIPIENT
 from digest.store.models import Issue
+from digest.webhooks.events import provider_events
 
 logger = logging.getLogger(__name__)
 

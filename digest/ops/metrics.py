@@ -31,9 +31,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digest.core.clock import utcnow
 from digest.delivery import OPEN_STATES
-from digest.events import EventKind
 from digest.store.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
+from digest.webhooks.events import EventKind
 
 logger = logging.getLogger(__name__)
 

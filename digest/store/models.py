@@ -230,7 +230,7 @@ class Delivery(SQLModel, table=True):
 
 
 class MailEventRecord(SQLModel, table=True):
-    """A processed provider webhook event (digest/events.py): one row per provider
+    """A processed provider webhook event (digest/webhooks/events.py): one row per provider
     event id, so a replayed event changes nothing."""
 
     __tablename__ = "mail_event"
