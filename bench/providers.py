@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from digest.core.recipient import Recipient  # noqa: E402
 from digest.core.settings import Settings  # noqa: E402
-from digest.issues import freeze_issue, issue_message  # noqa: E402
+from digest.issue.freeze import freeze_issue, issue_message  # noqa: E402
 from digest.mail.message import IssueMessage  # noqa: E402
 from digest.store.engine import make_engine, migrate, session_scope  # noqa: E402
 from digest.store.importer import import_comparisons  # noqa: E402

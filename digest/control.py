@@ -16,8 +16,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from digest.core.clock import utcnow
-from digest.editorial.history import record
 from digest.exceptions import IssueStateError
+from digest.issue.history import record
 from digest.store.engine import session_scope
 from digest.store.models import Delivery, DeliveryState, Issue, IssueState
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
@@ -50,7 +50,7 @@ class ControlResult:
 def _target(engine: Engine, week: str | None, number: int | None) -> Issue:
     """Issue ``number``, the newest labelled ``week``, or (with neither) the open issue,
     else the newest."""
-    from digest.issues import target_issue
+    from digest.issue.freeze import target_issue
 
     with Session(engine) as session:
         issue = target_issue(session, number=number, week=week)

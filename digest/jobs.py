@@ -27,7 +27,6 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings, get_settings
 from digest.core.wording import plural
 from digest.delivery import EVERYONE, OPEN_STATES, SendReport, counts, enqueue
-from digest.editorial.history import record
 from digest.editorial.preflight import (
     EXEMPT_TRANSPORTS,
     PreflightReport,
@@ -36,7 +35,7 @@ from digest.editorial.preflight import (
 )
 from digest.editorial.review import blocked_reason
 from digest.exceptions import IssueStateError, PreflightError
-from digest.issues import (
+from digest.issue.freeze import (
     cutoff_for,
     find_issue,
     freeze_next,
@@ -45,8 +44,9 @@ from digest.issues import (
     open_issue,
     started_in_week,
 )
-from digest.render import render_issue
-from digest.selection import select_comparisons
+from digest.issue.history import record
+from digest.issue.render import render_issue
+from digest.issue.selection import select_comparisons
 from digest.store.engine import make_engine, migrate, session_scope
 from digest.store.models import Issue, IssueState
 from digest.store.subscriber_models import Subscriber, SubscriberStatus

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import DigestError
-from digest.issues import issue_message
+from digest.issue.freeze import issue_message
 from digest.store.engine import session_scope
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from digest.core.clock import utcnow
 from digest.delivery import OPEN_STATES, D, counts
-from digest.issues import target_issue
+from digest.issue.freeze import target_issue
 from digest.store.models import DeliveryState, IssueState
 from digest.webhooks.events import provider_events
 

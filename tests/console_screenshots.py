@@ -36,7 +36,7 @@ from store_support import sample_items, write_json
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.editorial.schedule import prepare_draft
-from digest.issues import Edit, edit_issue
+from digest.issue.freeze import Edit, edit_issue
 from digest.jobs import weekly_job
 from digest.store.engine import make_engine, session_scope
 from digest.store.importer import import_comparisons

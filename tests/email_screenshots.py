@@ -18,7 +18,7 @@ from playwright.sync_api import sync_playwright
 from store_support import WEEK
 
 from digest.core.recipient import Recipient
-from digest.issues import freeze_issue
+from digest.issue.freeze import freeze_issue
 from digest.mail.message import IssueMessage
 from digest.notices.subscribers import ConfirmationMessage
 from digest.store.engine import make_engine, migrate, session_scope

@@ -25,7 +25,7 @@ from store_support import WEEK, dated, sample_items, write_json
 
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
-from digest.render import RenderedIssue, render_issue
+from digest.issue.render import RenderedIssue, render_issue
 from digest.store.importer import import_comparisons
 from digest.store.models import Comparison
 

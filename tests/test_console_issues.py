@@ -12,9 +12,9 @@ from console_support import EDITOR, OPERATOR, Console
 from sqlalchemy import update
 
 from digest.core.clock import utcnow
-from digest.editorial.history import history
 from digest.editorial.schedule import prepare_draft
-from digest.issues import find_issue, issue_rows
+from digest.issue.freeze import find_issue, issue_rows
+from digest.issue.history import history
 from digest.preview import SAMPLE_RECIPIENT
 from digest.store.engine import session_scope
 from digest.store.models import Delivery, Issue

@@ -19,7 +19,7 @@ from store_support import sample_emails
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.issues import issue_message
+from digest.issue.freeze import issue_message
 from digest.jobs import weekly_job
 from digest.store.models import Issue
 from digest.store.subscriber_models import Subscriber

@@ -89,7 +89,7 @@ def test_control_commands_on_the_cli(
     assert digest_cli("pause").exit_code == 1  # no issue yet: a clear error
     digest_cli.ok("send", "--week", WEEK, "--dry-run")
     # Freeze the week's issue without sending, then drive it from the CLI.
-    from digest.issues import freeze_issue
+    from digest.issue.freeze import freeze_issue
     from digest.store.engine import session_scope
 
     with session_scope(engine) as session:

@@ -25,7 +25,7 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.delivery import counts, enqueue
 from digest.exceptions import IssueStateError
-from digest.issues import freeze_issue
+from digest.issue.freeze import freeze_issue
 from digest.jobs import weekly_job
 from digest.mail.message import IssueMessage
 from digest.store.engine import make_engine, migrate, session_scope

@@ -18,7 +18,7 @@ from digest.core.clock import utcnow
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.delivery import Claim, claim_leased, enqueue, renew_lease, set_issue_state
-from digest.issues import freeze_issue, issue_message
+from digest.issue.freeze import freeze_issue, issue_message
 from digest.leases import ClaimAhead
 from digest.mail.message import IssueMessage
 from digest.outcomes import record_results, release

@@ -21,7 +21,7 @@ from store_support import WEEK
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import ConfigError
-from digest.issues import freeze_issue, issue_message
+from digest.issue.freeze import freeze_issue, issue_message
 from digest.jobs import weekly_job
 from digest.mail.dkim import DkimSigner, hash_simple_body
 from digest.mail.doctor import resolver, run_checks, txt_records

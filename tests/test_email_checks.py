@@ -23,9 +23,9 @@ from store_support import WEEK
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
+from digest.issue.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
 from digest.mail.message import IssueMessage
 from digest.notices.subscribers import ConfirmationMessage, link_email_context
-from digest.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
 from digest.store.engine import make_engine, migrate
 from digest.store.models import Comparison
 

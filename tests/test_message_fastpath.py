@@ -14,7 +14,7 @@ from store_support import WEEK
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.issues import freeze_issue, issue_message
+from digest.issue.freeze import freeze_issue, issue_message
 from digest.mail import mimefast
 from digest.mail.message import IssueMessage
 from digest.mail.parts import MAIL_POLICY

@@ -22,7 +22,7 @@ from store_support import sample_items, write_json
 
 from digest.control import cancel_issue, pause_issue, resume_issue
 from digest.core.settings import Settings
-from digest.issues import issue_message
+from digest.issue.freeze import issue_message
 from digest.jobs import weekly_job
 from digest.status import issue_status
 from digest.store.importer import import_comparisons

@@ -16,9 +16,15 @@ from store_support import WEEK, dated, sample_items, write_json
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import RenderError
+from digest.issue.render import (
+    GMAIL_CLIP_BYTES,
+    comparison_link,
+    compile_mjml,
+    render_issue,
+    trim_quote,
+)
 from digest.mail.message import IssueMessage
 from digest.mail.placeholders import placeholder
-from digest.render import GMAIL_CLIP_BYTES, comparison_link, compile_mjml, render_issue, trim_quote
 from digest.store.importer import import_comparisons
 from digest.store.models import Comparison
 

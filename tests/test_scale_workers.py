@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from store_support import WEEK
 
 from digest.core.settings import Settings
-from digest.issues import freeze_issue
+from digest.issue.freeze import freeze_issue
 from digest.jobs import weekly_job
 from digest.status import issue_status
 from digest.store.engine import make_engine, migrate

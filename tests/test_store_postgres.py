@@ -18,7 +18,7 @@ from store_support import WEEK, dated, dump_store, sample_items, seed_store, wri
 from digest.core.settings import Settings
 from digest.delivery import enqueue
 from digest.exceptions import ImportValidationError
-from digest.issues import freeze_issue
+from digest.issue.freeze import freeze_issue
 from digest.jobs import weekly_job
 from digest.status import issue_status
 from digest.store.engine import make_engine, migrate, session_scope

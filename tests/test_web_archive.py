@@ -11,7 +11,7 @@ from sqlmodel import Session
 from subscriber_support import WebApp, make_web
 
 from digest.core.clock import utcnow, window
-from digest.issues import find_issue, freeze_issue
+from digest.issue.freeze import find_issue, freeze_issue
 from digest.store.engine import session_scope
 from digest.store.importer import import_comparisons
 from digest.store.models import IssueState

@@ -170,7 +170,7 @@ def edit(
     Example: digest edit --issue 12 --subject "Two coding copilots, one verdict" --drop old-slug
     """
     from digest.editorial.schedule import prepare_draft
-    from digest.issues import Edit, edit_issue
+    from digest.issue.freeze import Edit, edit_issue
     from digest.store.engine import session_scope
 
     change = Edit(

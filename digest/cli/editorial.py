@@ -39,7 +39,7 @@ def draft(
     """
     from digest.core.clock import local_text
     from digest.editorial.schedule import prepare_draft
-    from digest.issues import issue_rows
+    from digest.issue.freeze import issue_rows
     from digest.notices.reviewers import console_url
     from digest.store.engine import session_scope
 
@@ -83,7 +83,7 @@ def _review(
 ) -> None:
     from digest.editorial.review import approve, hold
     from digest.editorial.review import release as release_hold
-    from digest.issues import target_issue
+    from digest.issue.freeze import target_issue
     from digest.store.engine import session_scope
 
     s = settings()
@@ -157,7 +157,7 @@ def preflight_cmd(
     Example: digest preflight --issue 12 --json
     """
     from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, preflight
-    from digest.issues import issue_message, target_issue
+    from digest.issue.freeze import issue_message, target_issue
 
     s = settings()
     engine = store_engine(s)
@@ -196,8 +196,8 @@ def history_cmd(
 
     Example: digest history --issue 12
     """
-    from digest.editorial.history import history
-    from digest.issues import target_issue
+    from digest.issue.freeze import target_issue
+    from digest.issue.history import history
 
     engine = store_engine(settings())
     with Session(engine) as session:

@@ -30,14 +30,14 @@ from digest.console.views import (
 )
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.editorial.history import history
 from digest.editorial.preflight import EXEMPT_TRANSPORTS, preflight
 from digest.editorial.review import approve, blocked_reason, hold, release
 from digest.editorial.schedule import prepare_draft
 from digest.exceptions import DigestError
-from digest.issues import Edit, edit_issue, issue_message, issue_rows, started_in_week
+from digest.issue.freeze import Edit, edit_issue, issue_message, issue_rows, started_in_week
+from digest.issue.history import history
+from digest.issue.selection import addable
 from digest.jobs import active_count, weekly_job
-from digest.selection import addable
 from digest.store.engine import session_scope
 from digest.store.models import IssueState
 from subscribers.service import normalize_email

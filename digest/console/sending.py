@@ -21,7 +21,7 @@ from digest.core.settings import Settings
 from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, preflight
 from digest.editorial.review import blocked_reason
 from digest.exceptions import DigestError
-from digest.issues import issue_message, started_in_week
+from digest.issue.freeze import issue_message, started_in_week
 from digest.jobs import active_count
 from digest.store.models import IssueState
 

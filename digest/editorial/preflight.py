@@ -21,8 +21,8 @@ import requests
 
 from digest.core.recipient import Recipient
 from digest.core.settings import SAMPLE_POSTAL_ADDRESS, TEST_DOMAIN_SUFFIXES, TEST_DOMAINS, Settings
+from digest.issue.render import GMAIL_CLIP_BYTES
 from digest.mail.message import IssueMessage
-from digest.render import GMAIL_CLIP_BYTES
 
 logger = logging.getLogger(__name__)
 

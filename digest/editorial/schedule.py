@@ -22,7 +22,7 @@ from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.delivery import next_wakeup
 from digest.exceptions import ConfigError, IssueStateError
-from digest.issues import Frozen, find_issue, freeze_next, open_issue, started_in_week
+from digest.issue.freeze import Frozen, find_issue, freeze_next, open_issue, started_in_week
 from digest.store.engine import session_scope
 from digest.store.models import IssueState
 from digest.transports import Transport

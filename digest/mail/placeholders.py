@@ -1,6 +1,6 @@
 """The placeholders an issue is frozen with, filled in when a message is built.
 
-The renderer writes them (:mod:`digest.render`), the message and its skeleton fill
+The renderer writes them (:mod:`digest.issue.render`), the message and its skeleton fill
 them per issue and per recipient, and the API transports that substitute on the
 provider's side translate them into the provider's own syntax. Content can never
 produce one: every rendered value has ``[[%`` defused by the renderer.
@@ -17,7 +17,7 @@ PER_RECIPIENT = ("greeting", "unsubscribe_url", "preferences_url")
 #: The issue's "view in browser" URL: the same for every recipient, filled in when the
 #: message is prepared (digest.mail.message.IssueMessage) from the current DIGEST_BASE_URL.
 ARCHIVE_URL = "archive_url"
-#: The per-issue placeholder for DIGEST_BASE_URL in counted links (digest/readers/clicks.py).
+#: The per-issue placeholder for DIGEST_BASE_URL in counted links (digest/issue/clicks.py).
 BASE_URL = "base_url"
 
 

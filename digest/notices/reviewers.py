@@ -13,10 +13,10 @@ from digest.accounts.service import reviewers
 from digest.core.clock import local_text
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.editorial.history import record
-from digest.issues import issue_message, issue_rows
+from digest.issue.freeze import issue_message, issue_rows
+from digest.issue.history import record
+from digest.issue.render import render_email
 from digest.mail.oneoff import OneOffMessage
-from digest.render import render_email
 from digest.store.engine import session_scope
 from digest.store.models import Issue
 from digest.transports import Transport, make_transport

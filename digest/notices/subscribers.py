@@ -22,10 +22,10 @@ from digest.core.mailsafe import header_text
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.core.tokens import TokenMinter, make_token
+from digest.issue.render import brand_context, render_email
 from digest.mail.oneoff import OneOffMessage
 from digest.mail.parts import greeting
 from digest.mail.placeholders import placeholder
-from digest.render import brand_context, render_email
 from digest.transports import Transport, make_transport
 from digest.transports.base import SendStatus
 
@@ -110,7 +110,7 @@ class LinkMessage(OneOffMessage):
 
     def __init__(self, settings: Settings, recipient: Recipient, link: str) -> None:
         html, text = _compiled(settings, self.template)
-        # Defused like every rendered value (digest.render): a name cannot smuggle in
+        # Defused like every rendered value (digest.issue.render): a name cannot smuggle in
         # a placeholder for a later substitution to fill.
         hello = greeting(self.display_name(recipient)).replace("[[%", "[[ %")
         html = html.replace(placeholder("link"), str(escape(link)))

@@ -27,10 +27,10 @@ from sqlmodel import Session, col, select
 
 from digest.core.settings import Settings
 from digest.delivery import Audience
-from digest.editorial.history import record
-from digest.issues import issue_rows
-from digest.readers.clicks import linker
-from digest.render import default_preheader, default_subject, render_issue
+from digest.issue.clicks import linker
+from digest.issue.freeze import issue_rows
+from digest.issue.history import record
+from digest.issue.render import default_preheader, default_subject, render_issue
 from digest.store.models import (
     Comparison,
     Delivery,

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from digest.core.settings import Settings
 from digest.delivery import SendReport
-from digest.issues import issue_message
+from digest.issue.freeze import issue_message
 from digest.store.models import Issue, IssueState
 from digest.transports import Transport, make_transport
 from digest.workers import PENDING, deliver

@@ -101,7 +101,7 @@ class IssueState(StrEnum):
 
 
 #: An issue in one of these states is "open": at most one is, and a new issue is frozen
-#: only when none is (digest/issues.py).
+#: only when none is (digest/issue/freeze.py).
 OPEN_ISSUE_STATES = (IssueState.DRAFT, IssueState.SENDING, IssueState.PAUSED)
 
 

@@ -24,9 +24,9 @@ from sqlmodel import Session, col, select
 
 from digest.core.clock import parse_week, utcnow
 from digest.core.settings import Settings
+from digest.issue.render import week_label
 from digest.mail.message import per_issue_values
 from digest.mail.placeholders import placeholder
-from digest.render import week_label
 from digest.store.models import Issue, IssueState
 from digest.web.issue_page import feed_content, has_selection, issue_url, web_page
 from digest.web.pages import ARCHIVE_CSP, page, render_template

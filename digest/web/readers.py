@@ -1,7 +1,7 @@
 """The reader's own pages: ``/preferences/{token}`` (topics, frequency, time zone — the
 token is the one of the reader's unsubscribe link, so no login) and ``/r/{token}``
 (a counted link: one click counted per request, then a redirect to the URL the issue
-holds; digest/readers/clicks.py). Also the one script the public pages load."""
+holds; digest/issue/clicks.py). Also the one script the public pages load."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from digest.core.settings import Settings
 from digest.core.tokens import address_matches, read_claims
 from digest.exceptions import SubscriberError, TokenError
-from digest.readers.clicks import follow
+from digest.issue.clicks import follow
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from digest.web.pages import page
 from subscribers.preferences import ZONES, catalog, preferences_of, set_preferences

@@ -31,8 +31,8 @@ from digest.core.mailsafe import header_text, one_line
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
 from digest.exceptions import RenderError
+from digest.issue.panel import SHIP, verdict
 from digest.mail.placeholders import ARCHIVE_URL, PER_RECIPIENT, PLACEHOLDER_OPEN, placeholder
-from digest.panel import SHIP, verdict
 from digest.store.models import Comparison, Tool
 
 logger = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ def compile_mjml(source: str, template: str) -> str:
     return str(html).replace(_PREVIEW_STYLE, _PREVIEW_STYLE_CLEAN, 1)
 
 
-#: Gives a comparison's link its counted form (digest/readers/clicks.py): called with
+#: Gives a comparison's link its counted form (digest/issue/clicks.py): called with
 #: the comparison, the kind of link ("card" or "link") and the URL.
 Linker = Callable[[Comparison, str, str], str]
 

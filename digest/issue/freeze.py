@@ -22,12 +22,12 @@ from sqlmodel import Session, col, select
 
 from digest.core.clock import local_text, utcnow, week_bounds, week_of
 from digest.core.settings import Settings
-from digest.editorial.history import record
 from digest.exceptions import IssueStateError
+from digest.issue.clicks import linker
+from digest.issue.history import record
+from digest.issue.render import render_issue
+from digest.issue.selection import Selection, addable, select_comparisons
 from digest.mail.message import IssueMessage
-from digest.readers.clicks import linker
-from digest.render import render_issue
-from digest.selection import Selection, addable, select_comparisons
 from digest.store.models import (
     OPEN_ISSUE_STATES,
     Comparison,
