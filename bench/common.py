@@ -16,9 +16,9 @@ from sqlalchemy.engine import Engine  # noqa: E402
 
 from digest.core.clock import utcnow, window  # noqa: E402
 from digest.core.settings import Settings  # noqa: E402
+from digest.delivery.pool import peak_rss_mb  # noqa: E402
 from digest.issue.freeze import freeze_issue, issue_message  # noqa: E402
 from digest.mail.message import IssueMessage  # noqa: E402
-from digest.scale.pool import peak_rss_mb  # noqa: E402
 from digest.store.engine import make_engine, migrate, session_scope  # noqa: E402
 from digest.store.importer import import_comparisons  # noqa: E402
 from digest.store.subscriber_models import Subscriber  # noqa: E402

@@ -26,7 +26,9 @@ from digest.core.clock import local_text, utcnow, week_of
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings, get_settings
 from digest.core.wording import plural
-from digest.delivery import EVERYONE, OPEN_STATES, SendReport, counts, enqueue
+from digest.delivery.pool import run_local_workers
+from digest.delivery.queue import EVERYONE, OPEN_STATES, SendReport, counts, enqueue
+from digest.delivery.send_loop import deliver
 from digest.editorial.preflight import (
     EXEMPT_TRANSPORTS,
     PreflightReport,
@@ -47,11 +49,12 @@ from digest.issue.freeze import (
 from digest.issue.history import record
 from digest.issue.render import render_issue
 from digest.issue.selection import select_comparisons
+from digest.readers.variants import plan
+from digest.readers.waves import in_waves
 from digest.store.engine import make_engine, migrate, session_scope
 from digest.store.models import Issue, IssueState
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from digest.transports import Transport, make_transport
-from digest.workers import deliver
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +189,7 @@ def weekly_job(
 ) -> JobResult:
     """Send the issue (see the module doc) to every active subscriber.
 
-    ``workers`` > 1 sends through that many local processes (digest/scale/pool.py).
+    ``workers`` > 1 sends through that many local processes (digest/delivery/pool.py).
 
     ``scheduled`` is the scheduler's run: a draft goes out only once its scheduled time
     has come, and never as a second issue in one ISO week. By hand (``again``) an
@@ -254,8 +257,6 @@ def weekly_job(
     result.enqueued = added
     result.enqueue_seconds = time.monotonic() - enqueue_started
     if workers > 1:
-        from digest.scale.pool import run_local_workers
-
         assert result.number is not None
         result.report = run_local_workers(
             settings,
@@ -286,9 +287,6 @@ def enqueue_audience(
     """Queue every active reader not yet queued: with the variant of their preference
     set (compiled once per set, digest/readers/variants.py), skipped when their topics
     have nothing, waiting for their local time with DIGEST_SEND_LOCAL_TIME."""
-    from digest.readers.variants import plan
-    from digest.readers.waves import in_waves
-
     for attempt in range(2):
         try:
             with session_scope(engine) as session:

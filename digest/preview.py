@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
+from digest.editorial.schedule import prepare_draft
 from digest.exceptions import DigestError
 from digest.issue.freeze import issue_message
 from digest.store.engine import session_scope
@@ -35,8 +36,6 @@ def write_preview(
 
     The three files come from the one .eml, so they are exactly what is sent.
     """
-    from digest.editorial.schedule import prepare_draft
-
     with session_scope(engine) as session:
         issue = prepare_draft(session, settings, number=number, week=week, actor=actor).issue
         if issue is None:

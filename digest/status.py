@@ -11,8 +11,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from digest.core.clock import utcnow
-from digest.delivery import OPEN_STATES, D, counts
+from digest.delivery.queue import OPEN_STATES, D, counts
 from digest.issue.freeze import target_issue
+from digest.readers.variants import variant_summary
+from digest.readers.waves import waves
 from digest.store.models import DeliveryState, IssueState
 from digest.webhooks.events import provider_events
 
@@ -67,9 +69,6 @@ def issue_status(
         if issue.state == IssueState.SENDING:
             rate = round(send_rate(conn, issue.id, issue.started_at), 2)
             eta = round(remaining / rate, 1) if rate > 0 else None
-        from digest.readers.variants import variant_summary
-        from digest.readers.waves import waves
-
         return {
             "number": issue.number,
             "week": issue.week,

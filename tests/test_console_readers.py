@@ -19,11 +19,11 @@ from store_support import sample_emails
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
+from digest.delivery.send_loop import deliver
 from digest.issue.freeze import issue_message
 from digest.jobs import weekly_job
 from digest.store.models import Issue
 from digest.store.subscriber_models import Subscriber
-from digest.workers import deliver
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 TOKEN = re.compile(r"http://digest\.test/r/([A-Za-z0-9_-]+)")

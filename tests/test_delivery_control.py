@@ -13,8 +13,8 @@ from sqlalchemy.engine import Engine
 from store_support import WEEK
 
 from digest.cli import app
-from digest.control import cancel_issue, pause_issue, resume_issue
 from digest.core.settings import Settings
+from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
 from digest.exceptions import IssueStateError
 from digest.jobs import weekly_job
 from digest.status import issue_status

@@ -20,10 +20,10 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.control import resume_issue, retry_failed
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.delivery import counts, enqueue
+from digest.delivery.controls import resume_issue, retry_failed
+from digest.delivery.queue import counts, enqueue
 from digest.exceptions import IssueStateError
 from digest.issue.freeze import freeze_issue
 from digest.jobs import weekly_job

@@ -13,22 +13,22 @@ from sqlalchemy import event, select, update
 from store_support import WEEK
 from subscriber_support import Store
 
-from digest.control import cancel_issue
 from digest.core.clock import utcnow
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.delivery import Claim, claim_leased, enqueue, renew_lease, set_issue_state
+from digest.delivery.controls import cancel_issue
+from digest.delivery.leases import ClaimAhead
+from digest.delivery.outcomes import record_results, release
+from digest.delivery.queue import Claim, claim_leased, enqueue, renew_lease, set_issue_state
+from digest.delivery.send_loop import POLL_SECONDS, deliver
 from digest.issue.freeze import freeze_issue, issue_message
-from digest.leases import ClaimAhead
 from digest.mail.message import IssueMessage
-from digest.outcomes import record_results, release
 from digest.store.engine import session_scope
 from digest.store.models import Delivery, DeliveryState, IssueState
 from digest.store.subscriber_models import Subscriber
 from digest.transports.base import SendResult, SendStatus
 from digest.transports.memory import MemoryTransport
 from digest.transports.smtp import SMTPTransport
-from digest.workers import POLL_SECONDS, deliver
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscriber.__table__  # type: ignore[attr-defined]

@@ -20,8 +20,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from store_support import sample_items, write_json
 
-from digest.control import cancel_issue, pause_issue, resume_issue
 from digest.core.settings import Settings
+from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
+from digest.delivery.send_loop import deliver
 from digest.issue.freeze import issue_message
 from digest.jobs import weekly_job
 from digest.status import issue_status
@@ -30,7 +31,6 @@ from digest.store.models import ClickCount, Delivery, Issue, IssueLink, IssueVar
 from digest.store.subscriber_models import Subscriber
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
-from digest.workers import deliver
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 D = Delivery.__table__  # type: ignore[attr-defined]

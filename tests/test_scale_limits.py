@@ -13,8 +13,8 @@ from conftest import TEST_SECRET, throwaway_postgres
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings, parse_domain_limits, parse_warmup
-from digest.scale.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
-from digest.scale.limits import SendGate
+from digest.delivery.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
+from digest.delivery.limits import SendGate
 from digest.store.engine import make_engine, migrate
 
 REDIS_ENV = "DIGEST_TEST_REDIS_URL"

@@ -63,7 +63,7 @@ def _wait(condition: object, what: str, seconds: float = 60) -> None:
 
 def _start_issue(engine: Engine, settings: Settings) -> int:
     """Freeze the issue and start it sending (enqueue), without delivering anything."""
-    from digest.delivery import enqueue
+    from digest.delivery.queue import enqueue
     from digest.store.engine import session_scope
 
     with session_scope(engine) as session:
@@ -327,11 +327,11 @@ def test_workers_come_from_a_fork_server_that_preloads_what_they_import() -> Non
     worker would then import it again itself: each one named must exist."""
     import multiprocessing
 
-    from digest.scale.launch import PRELOAD, worker_context
+    from digest.delivery.launch import PRELOAD, worker_context
 
     # In a fresh interpreter, as the fork server imports them (and so that the freeze
     # does not reach this test process): each imports, and what they imported is out
-    # of the collector's reach afterwards (see digest/scale/preload.py).
+    # of the collector's reach afterwards (see digest/cli/preload.py).
     probe = "import gc, importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)\n"
     done = subprocess.run(
         [sys.executable, "-c", probe + "print(gc.get_freeze_count())", *PRELOAD],

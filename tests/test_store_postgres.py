@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from store_support import WEEK, dated, dump_store, sample_items, seed_store, write_json
 
 from digest.core.settings import Settings
-from digest.delivery import enqueue
+from digest.delivery.queue import enqueue
 from digest.exceptions import ImportValidationError
 from digest.issue.freeze import freeze_issue
 from digest.jobs import weekly_job

@@ -68,7 +68,7 @@ def send(
     if not (dry_run or to or yes):
         fail("a real send needs --yes (or try --dry-run, or --to ADDR for a test copy)", 2)
     if workers > 1 and not (dry_run or to):
-        from digest.scale.launch import start_worker_server
+        from digest.delivery.launch import start_worker_server
 
         start_worker_server()  # its imports overlap this process's
     s = settings()
@@ -99,8 +99,8 @@ EXIT_STOPPED = 3
 def finish_send(result: JobResult) -> None:
     """Warnings, then the summary line always; exit 3 when the issue could not go out
     (paused, cancelled, held, waiting for approval) or the send stopped short."""
+    from digest.delivery.send_loop import PENDING
     from digest.jobs import STOPPED_SHORT
-    from digest.workers import PENDING
 
     for line in result.warnings:
         err.print(f"[yellow]warning:[/] {line}", highlight=False, markup=True, soft_wrap=True)
@@ -176,7 +176,7 @@ def pause(week: WeekOpt = None, issue: IssueOpt = None) -> None:
 
     Example: digest pause --issue 12
     """
-    from digest.control import pause_issue
+    from digest.delivery.controls import pause_issue
 
     try:
         result = pause_issue(
@@ -208,7 +208,7 @@ def resume(
 
     Example: digest resume --issue 12
     """
-    from digest.control import resume_issue
+    from digest.delivery.controls import resume_issue
 
     s = settings()
     try:
@@ -238,7 +238,7 @@ def retry_failed(
 
     Example: digest retry-failed --issue 12 --yes
     """
-    from digest.control import retry_failed as requeue
+    from digest.delivery.controls import retry_failed as requeue
 
     if not yes:
         fail("this mails everyone whose delivery failed; add --yes", 2)
@@ -263,7 +263,7 @@ def cancel(
 
     Example: digest cancel --issue 12 --yes
     """
-    from digest.control import cancel_issue
+    from digest.delivery.controls import cancel_issue
 
     if not yes:
         fail("cancelling cannot be undone; add --yes (or use `digest pause`)", 2)
@@ -297,7 +297,7 @@ def worker(
     import signal
     import threading
 
-    from digest.scale.worker import Worker
+    from digest.delivery.worker import Worker
 
     s = settings()
     engine = store_engine(s)

@@ -38,6 +38,7 @@ from digest.issue.freeze import Edit, edit_issue, issue_message, issue_rows, sta
 from digest.issue.history import history
 from digest.issue.selection import addable
 from digest.jobs import active_count, weekly_job
+from digest.status import issue_status
 from digest.store.engine import session_scope
 from digest.store.models import IssueState
 from subscribers.service import normalize_email
@@ -127,8 +128,6 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
     live = issue.state == IssueState.SENDING or (runner.running and runner.number == number)
     progress = None
     if live or issue.state == IssueState.PAUSED or line.total:
-        from digest.status import issue_status
-
         progress = issue_status(engine, number=number)
     return render(
         request,

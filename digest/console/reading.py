@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from digest.console.svg import hbar_chart
 from digest.core.settings import Settings
-from digest.delivery import OPEN_STATES
+from digest.delivery.queue import OPEN_STATES
 from digest.issue.clicks import clicks_by_comparison, most_read
 from digest.readers.variants import variant_summary
 from digest.readers.waves import waves

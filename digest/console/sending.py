@@ -15,9 +15,9 @@ from digest.console.issues import back
 from digest.console.pages import ConsoleProblem, render
 from digest.console.runner import send_runner
 from digest.console.views import get_issue
-from digest.control import cancel_issue, pause_issue, resume_issue
 from digest.core.clock import utcnow, week_of
 from digest.core.settings import Settings
+from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
 from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, preflight
 from digest.editorial.review import blocked_reason
 from digest.exceptions import DigestError

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from digest.console.pages import ConsoleProblem
 from digest.core.settings import Settings
-from digest.delivery import OPEN_STATES, counts
+from digest.delivery.queue import OPEN_STATES, counts
 from digest.issue.freeze import find_issue, issue_message
 from digest.preview import SAMPLE_RECIPIENT
 from digest.store.models import Issue

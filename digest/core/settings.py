@@ -44,7 +44,7 @@ _LIMIT = re.compile(r"^\s*([A-Za-z0-9.-]+\.[A-Za-z0-9-]+)\s*=\s*(\d+(?:\.\d+)?)\
 
 # ---------------------------------------------------------------- parsers of settings
 # Here, beside the class that validates with them, so the ground floor imports nothing
-# above it; digest.delivery.limits and digest.readers.waves read the values with them.
+# above it; digest.delivery.queue.limits and digest.readers.waves read the values with them.
 
 
 def parse_domain_limits(value: str | None) -> dict[str, float]:
@@ -160,7 +160,7 @@ class Settings(BaseSettings):
     # Each reader's own digest (digest/readers/).
     send_local_time: str | None = None
     click_counts: bool = True
-    # Limits every worker shares (digest/scale/limits.py).
+    # Limits every worker shares (digest/delivery/limits.py).
     worker_name: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9._-]+$")
     redis_url: str | None = None
     domain_limits: str | None = None

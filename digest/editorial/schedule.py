@@ -20,9 +20,11 @@ from sqlmodel import Session
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.delivery import next_wakeup
+from digest.delivery.queue import next_wakeup
 from digest.exceptions import ConfigError, IssueStateError
 from digest.issue.freeze import Frozen, find_issue, freeze_next, open_issue, started_in_week
+from digest.jobs import weekly_job
+from digest.notices.reviewers import notify_reviewers
 from digest.store.engine import session_scope
 from digest.store.models import IssueState
 from digest.transports import Transport
@@ -100,9 +102,6 @@ def scheduler_tick(
     transport: Transport | None = None,
 ) -> str | None:
     """One look at the schedule (see the module doc); returns what it did, if anything."""
-    from digest.jobs import weekly_job
-    from digest.notices.reviewers import notify_reviewers
-
     now = now or utcnow()
     with Session(engine) as session:
         current = open_issue(session)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest.core.clock import utcnow
-from digest.delivery import OPEN_STATES
+from digest.delivery.queue import OPEN_STATES
 from digest.store.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from digest.webhooks.events import EventKind

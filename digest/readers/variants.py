@@ -26,7 +26,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from digest.core.settings import Settings
-from digest.delivery import Audience
+from digest.delivery.queue import Audience
 from digest.issue.clicks import linker
 from digest.issue.freeze import issue_rows
 from digest.issue.history import record

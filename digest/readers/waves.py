@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from digest.core.settings import Settings, parse_local_time
-from digest.delivery import Audience
-from digest.store.models import DeliveryState
+from digest.delivery.queue import Audience
+from digest.store.models import Delivery, DeliveryState
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,6 @@ def waves(conn: Connection, issue_id: int) -> list[dict[str, Any]]:
     """An issue's local-time waves: when each is due, the readers' time zones in it
     (None: the default zone) and its deliveries by state."""
     from sqlalchemy import func
-
-    from digest.store.models import Delivery
 
     D = Delivery.__table__  # type: ignore[attr-defined]
     rows = conn.execute(

@@ -255,7 +255,7 @@ class MailEventRecord(SQLModel, table=True):
 
 
 class RateBucket(SQLModel, table=True):
-    """One shared token bucket (digest/scale/buckets.py): the global send rate, a
+    """One shared token bucket (digest/delivery/buckets.py): the global send rate, a
     recipient domain's rate, or a day's warm-up count."""
 
     __tablename__ = "rate_bucket"

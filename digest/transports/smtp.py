@@ -31,8 +31,7 @@ from digest.core.settings import Settings
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
 from digest.mail.dkim import DkimSigner
 from digest.mail.message import IssueMessage
-from digest.ratelimit import RateLimiter
-from digest.transports.base import SendResult, Transport, message_data
+from digest.transports.base import Pacer, SendResult, Transport, message_data
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +300,9 @@ class SMTPTransport(Transport):
     name = "smtp"
     max_batch = 10_000
 
-    def __init__(self, settings: Settings, rate_limiter: RateLimiter | None = None) -> None:
+    paces_each_message = True
+
+    def __init__(self, settings: Settings, pacer: Pacer | None = None) -> None:
         self.settings = settings
         self.envelope_from = settings.bounce_address or parseaddr(settings.from_address)[1]
         self.size = settings.smtp_connections
@@ -309,7 +310,7 @@ class SMTPTransport(Transport):
         #: DKIM-signs every message when DIGEST_DKIM_SELECTOR and the key file are set.
         self.signer = DkimSigner.from_settings(settings)
         #: Shared by every session; the send loop sets it from DIGEST_RATE_LIMIT.
-        self.rate_limiter = rate_limiter
+        self.pacer = pacer
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -386,8 +387,8 @@ class SMTPTransport(Transport):
                 if isinstance(data, SendResult):
                     results[index] = data
                     continue
-                if self.rate_limiter is not None:
-                    self.rate_limiter.acquire()
+                if self.pacer is not None:
+                    self.pacer.acquire()
                 try:
                     outcome = session.begin(data, recipient)
                 except TransportConfigError as exc:

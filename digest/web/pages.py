@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
+from subscribers.preferences import catalog
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,6 @@ def page(
 
 def _topics(request: Request) -> list[str]:
     """The topics a reader may choose at sign-up (the comparisons' categories)."""
-    from subscribers.preferences import catalog
-
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         return []

@@ -7,7 +7,7 @@ database twice a second for the progress bar, forwards SIGTERM/SIGINT to the chi
 (each finishes its batch), and collects their reports.
 
 The workers come from a fork server that has already imported the package
-(digest/scale/launch.py).
+(digest/delivery/launch.py).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from digest.core.settings import Settings
-from digest.delivery import SendReport, counts
+from digest.delivery.launch import worker_context
+from digest.delivery.queue import SendReport, counts, issue_state
+from digest.delivery.worker import Worker
 from digest.exceptions import ConfigError, DigestError
-from digest.scale.launch import worker_context
+from digest.store.engine import make_engine
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +65,6 @@ def _child(settings: Settings, number: int, results: Any, index: int) -> None:
     holds no connection, or spawned). The parent has brought the schema up to date
     before starting it, so it opens the store without migrating (and without loading
     Alembic and the migration scripts)."""
-    from digest.scale.worker import Worker
-    from digest.store.engine import make_engine
-
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -171,8 +170,6 @@ def run_local_workers(
         report.stopped = "; ".join(errors + [f"{n} exited abnormally" for n in crashed])
         report.errors.extend(errors)
     else:
-        from digest.delivery import issue_state
-
         state = issue_state(engine, issue_id)
         if state != "sent":
             report.stopped = f"issue is {state}"

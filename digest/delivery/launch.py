@@ -21,7 +21,7 @@ import multiprocessing.forkserver
 from multiprocessing.context import ForkServerContext, SpawnContext
 
 #: What the fork server imports once for every worker it forks (the module says what).
-PRELOAD = ["digest.scale.preload"]
+PRELOAD = ["digest.cli.preload"]
 
 
 def worker_context() -> ForkServerContext | SpawnContext:

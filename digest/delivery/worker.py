@@ -6,7 +6,7 @@ Any number of workers may run at once: each claims leased batches (PostgreSQL's
 answer, and renews its lease while it sends. Pause, resume and cancel are read between
 batches, so they reach every worker within one batch; an unsubscribe is seen when its
 batch is claimed, or, for the batch claimed ahead while another is out
-(digest/leases.py), just before it goes. SIGTERM (or SIGINT) finishes and records the
+(digest/delivery/leases.py), just before it goes. SIGTERM (or SIGINT) finishes and records the
 batch in hand, then exits: nothing is released twice, and a worker killed outright
 leaves its batch to the others once the lease runs out.
 """
@@ -23,11 +23,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from digest.core.settings import Settings
-from digest.delivery import SendReport
+from digest.delivery.queue import SendReport
+from digest.delivery.send_loop import PENDING, deliver
 from digest.issue.freeze import issue_message
 from digest.store.models import Issue, IssueState
 from digest.transports import Transport, make_transport
-from digest.workers import PENDING, deliver
 
 logger = logging.getLogger(__name__)
 

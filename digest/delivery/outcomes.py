@@ -1,8 +1,8 @@
 """What happened to each claimed row: sent, retried with backoff, failed (and, for a
 refused address, suppressed), held back by a send limit, or given back untouched.
 
-The claims are in :mod:`digest.delivery`; the loop that calls both is
-:func:`digest.workers.deliver`. A row becomes ``sent`` here and nowhere else, and only
+The claims are in :mod:`digest.delivery.queue`; the loop that calls both is
+:func:`digest.delivery.send_loop.deliver`. A row becomes ``sent`` here and nowhere else, and only
 for a result the server or provider accepted.
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from digest.core.clock import utcnow
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.delivery import D, I
+from digest.delivery.queue import D, I
 from digest.store.models import DeliveryState, IssueState
 from digest.store.subscriber_models import SubscriberStatus
 from digest.transports.base import SendResult, SendStatus

@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from digest.core.clock import utcnow
 from digest.exceptions import IssueStateError
+from digest.issue.freeze import target_issue
 from digest.issue.history import record
 from digest.store.engine import session_scope
 from digest.store.models import Delivery, DeliveryState, Issue, IssueState
@@ -50,8 +51,6 @@ class ControlResult:
 def _target(engine: Engine, week: str | None, number: int | None) -> Issue:
     """Issue ``number``, the newest labelled ``week``, or (with neither) the open issue,
     else the newest."""
-    from digest.issue.freeze import target_issue
-
     with Session(engine) as session:
         issue = target_issue(session, number=number, week=week)
     if issue is None:

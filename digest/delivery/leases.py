@@ -29,8 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from digest.core.clock import utcnow
-from digest.delivery import Claim, S, claim_leased, new_lease, renew_lease, skip_inactive
-from digest.outcomes import release
+from digest.delivery.outcomes import release
+from digest.delivery.queue import Claim, S, claim_leased, new_lease, renew_lease, skip_inactive
 from digest.store.subscriber_models import SubscriberStatus
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ warm-up plan for a new sending domain.
   waits for the next local midnight.
 
 Throttled recipients wait; they never fail. The buckets live in the database or, with
-``DIGEST_REDIS_URL``, in Redis (:mod:`digest.scale.buckets`).
+``DIGEST_REDIS_URL``, in Redis (:mod:`digest.delivery.buckets`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from digest.core.clock import utcnow
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings, parse_domain_limits, parse_warmup
-from digest.scale.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
+from digest.delivery.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
 from digest.store.models import Delivery, DeliveryState
 
 logger = logging.getLogger(__name__)

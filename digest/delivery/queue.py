@@ -1,6 +1,6 @@
 """The delivery store: enqueue set-wise, claim batches under a lease, record per recipient.
 
-The loop that drives these is :func:`digest.workers.deliver`. Guarantees (the
+The loop that drives these is :func:`digest.delivery.send_loop.deliver`. Guarantees (the
 "Delivery guarantees" paragraph of docs/delivery.md is the operator's version):
 
 - one ``Delivery`` row per (issue, subscriber), unique in the database: nobody is

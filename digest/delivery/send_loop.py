@@ -2,7 +2,7 @@
 
 One batch is in flight at a time, shared out over the transport's connections (the
 SMTP pool), so a crash can duplicate at most that one batch; the next one is claimed
-(leased, not tried) while it is out (digest/leases.py). Between batches the loop
+(leased, not tried) while it is out (digest/delivery/leases.py). Between batches the loop
 reads the issue's state (``digest pause`` / ``cancel`` take effect there), and while a
 batch is out a heartbeat thread renews its lease, so only a dead worker's rows are
 ever taken over. Transient answers go back to the queue with backoff and are retried
@@ -34,7 +34,11 @@ from sqlmodel import Session
 from digest.core.clock import utcnow
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.delivery import (
+from digest.delivery.leases import ClaimAhead, Heartbeat
+from digest.delivery.limits import SendGate, make_buckets
+from digest.delivery.outcomes import hold_back, record_results, release
+from digest.delivery.pacing import AdaptivePacer, is_throttle
+from digest.delivery.queue import (
     Progress,
     SendReport,
     issue_state,
@@ -43,12 +47,8 @@ from digest.delivery import (
     worker_id,
 )
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
-from digest.leases import ClaimAhead, Heartbeat
 from digest.mail.message import IssueMessage
-from digest.outcomes import hold_back, record_results, release
-from digest.ratelimit import RateLimiter, is_throttle
-from digest.scale.limits import SendGate, make_buckets
-from digest.store.models import IssueState
+from digest.store.models import IssueState, IssueVariant
 from digest.transports.base import SendResult, SendStatus, Transport
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,9 @@ def outage_reason(error: str) -> str:
     )
 
 
-class _Loop:
+class SendLoop:
+    """One sender's run over one issue: claim, send, record, check the controls."""
+
     def __init__(
         self,
         engine: Engine,
@@ -96,14 +98,14 @@ class _Loop:
         self.progress = progress
         self.report = SendReport(week=message.label)
         self.messages: dict[int | None, IssueMessage] = {None: message}
-        self.limiter = RateLimiter(settings.rate_limit)
+        self.pacer = AdaptivePacer(settings.rate_limit)
         # A pooled transport paces each message itself; others are paced per chunk.
-        self.paced_inside = hasattr(transport, "rate_limiter")
+        self.paced_inside = transport.paces_each_message
         if self.paced_inside:
-            transport.rate_limiter = self.limiter  # type: ignore[attr-defined]
-        # The limits every worker shares (digest/scale/limits.py): the global rate is
+            transport.pacer = self.pacer
+        # The limits every worker shares (digest/delivery/limits.py): the global rate is
         # reserved chunk by chunk in a bucket in the database (or Redis), which holds
-        # it across processes and machines; the local limiter above still adapts to
+        # it across processes and machines; the local pacer above still adapts to
         # throttling answers.
         self.gate = SendGate(settings, make_buckets(settings, engine), engine=engine)
         self.consecutive_failed = 0
@@ -116,10 +118,10 @@ class _Loop:
         """Runs of ``batch`` to hand to the transport: one variant each (a transport
         call carries one message), at most a quarter second's worth when paced."""
         size = self.transport.max_batch
-        if self.limiter.rate is not None:
+        if self.pacer.rate is not None:
             # About a quarter second's worth per call keeps the pace smooth, and the
             # shared bucket is never more than that much ahead.
-            size = max(1, min(size, int(self.limiter.rate / 4)))
+            size = max(1, min(size, int(self.pacer.rate / 4)))
         chunks: list[tuple[int, list[Recipient]]] = []
         start = 0
         while start < len(batch):
@@ -135,8 +137,6 @@ class _Loop:
         """The issue's message, or a reader variant's (compiled once per preference set,
         prepared once per run)."""
         if variant_id not in self.messages:
-            from digest.store.models import IssueVariant
-
             with Session(self.engine) as session:
                 variant = session.get(IssueVariant, variant_id)
             if variant is None:
@@ -175,7 +175,7 @@ class _Loop:
         for start, chunk in self._chunks(batch):
             self.gate.pace(len(chunk))
             if not self.paced_inside:
-                self.limiter.acquire(len(chunk))
+                self.pacer.acquire(len(chunk))
             try:
                 results = self.transport.send_batch(self._message_for(chunk[0].variant_id), chunk)
             except TransientTransportError as exc:
@@ -230,9 +230,9 @@ class _Loop:
         throttled = sum(1 for r in results if r.status is SendStatus.RETRY and is_throttle(r.error))
         if throttled:
             report.throttled += throttled
-            self.limiter.throttle()
+            self.pacer.throttle()
         elif sent:
-            self.limiter.success(sent)
+            self.pacer.success(sent)
         last_error = ""
         for result in results:
             if result.status is SendStatus.FAILED:
@@ -377,5 +377,5 @@ def deliver(
     if max_wait is None:
         # Long enough for every retry, and for a crashed worker's leases to run out.
         max_wait = settings.max_attempts * settings.retry_max_seconds + 2 * settings.lease_seconds
-    loop = _Loop(engine, issue_id, message, transport, settings, progress, clock)
+    loop = SendLoop(engine, issue_id, message, transport, settings, progress, clock)
     return loop.run(max_wait, stop)

@@ -1,4 +1,5 @@
-"""A send rate shared by every connection, that backs off when the provider throttles.
+"""Send pacing: a rate (messages per second) shared by every connection of one sender,
+that backs off when the provider throttles.
 
 ``DIGEST_RATE_LIMIT`` (messages per second) is a ceiling, e.g. 14 for Amazon SES's
 default quota. Throttling answers (``454 Throttling failure``, ``421 … try later``,
@@ -33,11 +34,13 @@ def is_throttle(error: str | None) -> bool:
     return bool(error) and _THROTTLE.search(error or "") is not None
 
 
-class RateLimiter:
+class AdaptivePacer:
     """A token bucket (burst of at most one second's worth) that adapts to throttling.
 
     Thread-safe: every connection of the SMTP pool calls :meth:`acquire` before each
-    message. ``clock`` and ``sleep`` are injectable for tests.
+    message (it is the :class:`~digest.transports.base.Pacer` the send loop hands a
+    transport that paces each message). ``clock`` and ``sleep`` are injectable for
+    tests.
     """
 
     def __init__(
