@@ -27,7 +27,7 @@ from store_support import SAMPLE_CSV, seed_store
 
 from digest.accounts.service import add_user
 from digest.core.settings import Settings
-from digest.jobs import current_week
+from digest.jobs.weekly import current_week
 from digest.store.engine import make_engine, migrate, session_scope
 
 REPO = Path(__file__).resolve().parent.parent

@@ -35,9 +35,9 @@ from store_support import sample_items, write_json
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.editorial.schedule import prepare_draft
 from digest.issue.freeze import Edit, edit_issue
-from digest.jobs import weekly_job
+from digest.jobs.schedule import prepare_draft
+from digest.jobs.weekly import weekly_job
 from digest.store.engine import make_engine, session_scope
 from digest.store.importer import import_comparisons
 from digest.store.models import ClickCount, Delivery, IssueLink, MailEventRecord

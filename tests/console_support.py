@@ -16,7 +16,7 @@ from store_support import seed_store
 
 from digest.accounts.service import add_user
 from digest.core.settings import Settings
-from digest.jobs import current_week
+from digest.jobs.weekly import current_week
 from digest.store.engine import session_scope
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app

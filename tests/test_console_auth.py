@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from digest.accounts.service import add_user, token_hash
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.editorial.schedule import prepare_draft
+from digest.jobs.schedule import prepare_draft
 from digest.store.account_models import ConsoleSession
 from digest.store.engine import session_scope
 

@@ -28,7 +28,7 @@ from servers import recording_smtp, wait_for
 from sqlalchemy import select, update
 
 from digest.core.clock import utcnow
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.store.engine import make_engine
 from digest.store.subscriber_models import Subscriber
 from digest.transports.memory import MemoryTransport

@@ -12,10 +12,10 @@ from console_support import EDITOR, OPERATOR, Console
 from sqlalchemy import update
 
 from digest.core.clock import utcnow
-from digest.editorial.schedule import prepare_draft
 from digest.issue.freeze import find_issue, issue_rows
 from digest.issue.history import history
-from digest.preview import SAMPLE_RECIPIENT
+from digest.jobs.preview import SAMPLE_RECIPIENT
+from digest.jobs.schedule import prepare_draft
 from digest.store.engine import session_scope
 from digest.store.models import Delivery, Issue
 

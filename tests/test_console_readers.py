@@ -21,7 +21,7 @@ from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.delivery.send_loop import deliver
 from digest.issue.freeze import issue_message
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.store.models import Issue
 from digest.store.subscriber_models import Subscriber
 

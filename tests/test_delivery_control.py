@@ -16,8 +16,8 @@ from digest.cli import app
 from digest.core.settings import Settings
 from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
 from digest.exceptions import IssueStateError
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 
 SLOW = FaultPlan(rate_slow=1.0, slow_seconds=0.002)
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from store_support import WEEK
 
 from digest.core.settings import Settings
-from digest.status import issue_status
+from digest.jobs.status import issue_status
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from store_support import WEEK
 
 from digest.core.settings import Settings
 from digest.exceptions import TransportConfigError
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 from digest.store.models import Delivery, DeliveryState
 from digest.store.subscriber_models import Subscriber
 

@@ -26,7 +26,7 @@ from digest.delivery.controls import resume_issue, retry_failed
 from digest.delivery.queue import counts, enqueue
 from digest.exceptions import IssueStateError
 from digest.issue.freeze import freeze_issue
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.mail.message import IssueMessage
 from digest.store.engine import make_engine, migrate, session_scope
 from digest.store.models import Delivery, Issue, IssueState

@@ -22,7 +22,7 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import ConfigError
 from digest.issue.freeze import freeze_issue, issue_message
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.mail.dkim import DkimSigner, hash_simple_body
 from digest.mail.doctor import resolver, run_checks, txt_records
 from digest.mail.mimefast import smtp_data

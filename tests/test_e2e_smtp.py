@@ -24,8 +24,8 @@ from store_support import (
 )
 
 from digest.core.settings import Settings
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from store_support import WEEK, dump_store, sample_emails, seed_store
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.store.models import Delivery
 from digest.transports.memory import MemoryTransport
 

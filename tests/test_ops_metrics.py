@@ -12,7 +12,7 @@ from store_support import WEEK, seed_store
 from subscriber_support import Store, make_web
 
 from digest.core.clock import utcnow
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.transports.memory import MemoryTransport
 from digest.webhooks.events import EventKind, MailEvent, apply_events
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from store_support import WEEK, seed_store
 
 from digest.core.settings import Settings
-from digest.jobs import JobResult, weekly_job
+from digest.jobs.weekly import JobResult, weekly_job
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,7 @@ from store_support import WEEK, dated, sample_items, write_json
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.delivery.queue import counts
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.store.engine import alembic_config, make_engine, session_scope
 from digest.store.importer import import_comparisons
 from digest.store.models import Delivery

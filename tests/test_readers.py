@@ -24,8 +24,8 @@ from digest.core.settings import Settings
 from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
 from digest.delivery.send_loop import deliver
 from digest.issue.freeze import issue_message
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 from digest.store.importer import import_comparisons
 from digest.store.models import ClickCount, Delivery, Issue, IssueLink, IssueVariant
 from digest.store.subscriber_models import Subscriber

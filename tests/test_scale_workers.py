@@ -23,8 +23,8 @@ from store_support import WEEK
 
 from digest.core.settings import Settings
 from digest.issue.freeze import freeze_issue
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 from digest.store.engine import make_engine, migrate
 from digest.store.models import Delivery
 

@@ -17,8 +17,8 @@ from store_support import REPO, sample_emails, seed_store
 
 from digest.core.settings import Settings
 from digest.exceptions import ConfigError
-from digest.jobs import current_week
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import current_week
 
 
 def _load_scheduler() -> ModuleType:

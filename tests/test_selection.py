@@ -20,7 +20,7 @@ from digest.core.clock import parse_week, week_of, window
 from digest.core.settings import Settings
 from digest.issue.freeze import freeze_next, issue_comparisons
 from digest.issue.selection import select_comparisons, window_start
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.store.engine import session_scope
 from digest.store.importer import import_comparisons
 from digest.store.models import Issue, IssueState

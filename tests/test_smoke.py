@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from digest.core.settings import Settings
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 from digest.store.engine import session_scope
 from digest.store.importer import import_comparisons
 from digest.transports.memory import MemoryTransport

@@ -19,8 +19,8 @@ from digest.core.settings import Settings
 from digest.delivery.queue import enqueue
 from digest.exceptions import ImportValidationError
 from digest.issue.freeze import freeze_issue
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 from digest.store.engine import make_engine, migrate, session_scope
 from digest.store.importer import import_comparisons
 from digest.store.models import Comparison

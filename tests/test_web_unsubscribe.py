@@ -11,7 +11,7 @@ from subscriber_support import WebApp, import_sample, make_web, parse
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.core.tokens import make_token
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.mail.message import IssueMessage
 from digest.store.engine import session_scope
 from digest.store.subscriber_models import Subscriber

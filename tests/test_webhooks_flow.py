@@ -21,8 +21,8 @@ from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, status_of
 
 from digest.core.settings import Settings
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 from digest.store.engine import make_engine, migrate
 from digest.store.models import Delivery
 from digest.webhooks.events import EventKind, MailEvent, MailEventRecord, apply_events

@@ -169,7 +169,7 @@ def progress_bar(label: str) -> Iterator[TerminalProgress]:
 
 
 def store_engine(s: Settings) -> Engine:
-    from digest.jobs import open_store
+    from digest.jobs.weekly import open_store
 
     try:
         return open_store(s)

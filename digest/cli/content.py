@@ -118,7 +118,7 @@ def preview(
 
     Example: digest preview --out preview/
     """
-    from digest.preview import write_preview
+    from digest.jobs.preview import write_preview
 
     s = settings()
     engine = store_engine(s)
@@ -169,8 +169,8 @@ def edit(
 
     Example: digest edit --issue 12 --subject "Two coding copilots, one verdict" --drop old-slug
     """
-    from digest.editorial.schedule import prepare_draft
     from digest.issue.freeze import Edit, edit_issue
+    from digest.jobs.schedule import prepare_draft
     from digest.store.engine import session_scope
 
     change = Edit(

@@ -38,8 +38,8 @@ def draft(
     Example: digest draft
     """
     from digest.core.clock import local_text
-    from digest.editorial.schedule import prepare_draft
     from digest.issue.freeze import issue_rows
+    from digest.jobs.schedule import prepare_draft
     from digest.notices.reviewers import console_url
     from digest.store.engine import session_scope
 

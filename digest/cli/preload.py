@@ -18,7 +18,7 @@ import gc
 
 import digest.cli
 import digest.delivery.worker
-import digest.jobs
+import digest.jobs.weekly
 import digest.transports.smtp  # noqa: F401
 
 gc.freeze()

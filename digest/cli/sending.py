@@ -12,7 +12,7 @@ import typer
 from digest.exceptions import DigestError, TransportConfigError
 
 if TYPE_CHECKING:
-    from digest.jobs import JobResult
+    from digest.jobs.weekly import JobResult
 
 from digest.cli.common import (
     IssueOpt,
@@ -100,7 +100,7 @@ def finish_send(result: JobResult) -> None:
     """Warnings, then the summary line always; exit 3 when the issue could not go out
     (paused, cancelled, held, waiting for approval) or the send stopped short."""
     from digest.delivery.send_loop import PENDING
-    from digest.jobs import STOPPED_SHORT
+    from digest.jobs.weekly import STOPPED_SHORT
 
     for line in result.warnings:
         err.print(f"[yellow]warning:[/] {line}", highlight=False, markup=True, soft_wrap=True)
@@ -113,7 +113,7 @@ def finish_send(result: JobResult) -> None:
 def _run_job(**kwargs: object) -> JobResult:
     """weekly_job with the CLI's error handling: a refused login or sender pauses the
     issue and exits 3 (stopped), like every other stop; other errors exit 1."""
-    from digest.jobs import weekly_job
+    from digest.jobs.weekly import weekly_job
 
     try:
         with progress_bar("sending") as bar:
@@ -137,7 +137,7 @@ def status(
 
     Example: digest status --issue 12 --json
     """
-    from digest.status import issue_status
+    from digest.jobs.status import issue_status
 
     s = settings()
     engine = store_engine(s)

@@ -65,7 +65,7 @@ def demo() -> None:
 
     Example: DIGEST_OUTBOX=/tmp/outbox digest demo
     """
-    from digest.demo import run_demo
+    from digest.jobs.demo import run_demo
 
     try:
         summary = run_demo(settings())

@@ -16,7 +16,7 @@ from digest.console.auth import editor
 from digest.console.pages import ConsoleProblem
 from digest.console.runner import send_runner
 from digest.core.settings import Settings
-from digest.status import issue_status
+from digest.jobs.status import issue_status
 
 logger = logging.getLogger(__name__)
 

@@ -32,13 +32,13 @@ from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.editorial.preflight import EXEMPT_TRANSPORTS, preflight
 from digest.editorial.review import approve, blocked_reason, hold, release
-from digest.editorial.schedule import prepare_draft
 from digest.exceptions import DigestError
 from digest.issue.freeze import Edit, edit_issue, issue_message, issue_rows, started_in_week
 from digest.issue.history import history
 from digest.issue.selection import addable
-from digest.jobs import active_count, weekly_job
-from digest.status import issue_status
+from digest.jobs.schedule import prepare_draft
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import active_count, weekly_job
 from digest.store.engine import session_scope
 from digest.store.models import IssueState
 from subscribers.service import normalize_email

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from digest.core.settings import Settings
 from digest.exceptions import DigestError, SubscriberError
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.notices.subscribers import TransportFactory
 from subscribers.service import CsvImportReport, import_csv
 

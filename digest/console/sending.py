@@ -22,7 +22,7 @@ from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, prefligh
 from digest.editorial.review import blocked_reason
 from digest.exceptions import DigestError
 from digest.issue.freeze import issue_message, started_in_week
-from digest.jobs import active_count
+from digest.jobs.weekly import active_count
 from digest.store.models import IssueState
 
 logger = logging.getLogger(__name__)

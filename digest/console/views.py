@@ -14,7 +14,7 @@ from digest.console.pages import ConsoleProblem
 from digest.core.settings import Settings
 from digest.delivery.queue import OPEN_STATES, counts
 from digest.issue.freeze import find_issue, issue_message
-from digest.preview import SAMPLE_RECIPIENT
+from digest.jobs.preview import SAMPLE_RECIPIENT
 from digest.store.models import Issue
 from digest.webhooks.events import provider_events
 

@@ -1,6 +1,6 @@
 """The preflight report: what would embarrass a real send, checked before it starts.
 
-``digest preflight`` and the console show it; :func:`digest.jobs.weekly_job` runs it
+``digest preflight`` and the console show it; :func:`digest.jobs.weekly.weekly_job` runs it
 before every real send (SMTP or an email API) and refuses on any error. The Maildir
 demo and the in-memory transport are exempt. ``DIGEST_ALLOW_UNSAFE_SEND=true`` turns
 the errors a local test rig cannot avoid (an http base URL, a test From domain, the

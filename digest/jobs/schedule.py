@@ -5,7 +5,7 @@
 ``DIGEST_REVIEW_HOURS`` before a slot — it freezes the next issue as a draft scheduled
 for that slot and mails the reviewers — and sends a draft whose slot has passed once it
 may go (an editor approved it late, or released a hold). The slot itself is the cron
-job's: :func:`digest.jobs.weekly_job` with ``scheduled=True``.
+job's: :func:`digest.jobs.weekly.weekly_job` with ``scheduled=True``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from digest.core.settings import Settings
 from digest.delivery.queue import next_wakeup
 from digest.exceptions import ConfigError, IssueStateError
 from digest.issue.freeze import Frozen, find_issue, freeze_next, open_issue, started_in_week
-from digest.jobs import weekly_job
+from digest.jobs.weekly import weekly_job
 from digest.notices.reviewers import notify_reviewers
 from digest.store.engine import session_scope
 from digest.store.models import IssueState

@@ -26,8 +26,8 @@ from digest.core.resources import resource_dir
 from digest.core.settings import Settings
 from digest.core.wording import plural
 from digest.exceptions import DigestError
-from digest.jobs import open_store, weekly_job
-from digest.preview import write_preview
+from digest.jobs.preview import write_preview
+from digest.jobs.weekly import open_store, weekly_job
 from digest.store.account_models import Role
 from digest.store.engine import session_scope
 from digest.store.importer import import_comparisons

@@ -11,9 +11,9 @@ from sqlalchemy.engine import Engine
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.editorial.schedule import prepare_draft
 from digest.exceptions import DigestError
 from digest.issue.freeze import issue_message
+from digest.jobs.schedule import prepare_draft
 from digest.store.engine import session_scope
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def write_preview(
     actor: str = "cli",
 ) -> list[Path] | None:
     """Write digest.html/.txt/.eml of the issue an editor works on (see
-    :func:`digest.editorial.schedule.prepare_draft`: frozen as a draft when there is
+    :func:`digest.jobs.schedule.prepare_draft`: frozen as a draft when there is
     none); None when nothing is new.
 
     The three files come from the one .eml, so they are exactly what is sent.
