@@ -19,10 +19,10 @@ from store_support import WEEK, dated, dump_store, sample_items, write_json
 from subscriber_support import WebApp, write
 
 from digest.core.settings import Settings
+from digest.http.throttle import Throttle, rate_key
 from digest.store.models import Issue
 from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
-from digest.web.ratelimit import RateLimiter, rate_key
 
 DIGEST = str(Path(sys.executable).with_name("digest"))
 #: Far deeper than the decoder recurses (about 1,000), well under the 64 KB form limit.
@@ -187,6 +187,6 @@ def test_rate_limit_counts_an_ipv6_slash_64_as_one_client() -> None:
     )
     assert rate_key("2001:db8:1:3::1") != rate_key("2001:db8:1:2::1")
     assert rate_key("::ffff:198.51.100.7") == "198.51.100.7" == rate_key("198.51.100.7")
-    limiter = RateLimiter(2, 600, clock=lambda: 0.0)
+    limiter = Throttle(2, 600, clock=lambda: 0.0)
     hits = [limiter.hit(rate_key(f"2001:db8:1:2::{i:x}")) for i in range(1, 4)]
     assert hits[:2] == [None, None] and hits[2] is not None

@@ -33,8 +33,8 @@ def serve(
     """
     import uvicorn
 
+    from digest.http.accesslog import RedactTokens, log_config
     from digest.ops.logging_setup import configure_logging
-    from digest.web.accesslog import RedactTokens, log_config
     from digest.web.app import create_app
 
     s = settings()

@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from digest.console import reading
+import digest.console.reading as reading
 from digest.console.auth import Editor
 from digest.console.pages import render
 from digest.console.svg import Series, bar_chart, line_chart

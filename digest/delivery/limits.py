@@ -99,7 +99,7 @@ class SendGate:
 
     @property
     def active(self) -> bool:
-        """Whether anything beyond the in-process rate limiter applies."""
+        """Whether anything beyond the in-process pacer applies."""
         return bool(self.domains or self.warmup)
 
     # ------------------------------------------------------------ the global rate

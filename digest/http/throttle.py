@@ -1,4 +1,6 @@
-"""A per-client-IP sliding-window limit for the public subscribe form.
+"""Request throttling: a per-client-IP sliding-window limit (the public subscribe
+form, a fresh unsubscribe link, console logins). Not send pacing, which is
+:mod:`digest.delivery.pacing`.
 
 In-process and in memory: each ``digest serve`` process counts on its own, and a
 restart forgets. That is enough to stop a script hammering one form; several
@@ -34,7 +36,7 @@ def rate_key(ip: str) -> str:
     return str(address)
 
 
-class RateLimiter:
+class Throttle:
     """At most ``limit`` hits per key per ``window`` seconds."""
 
     def __init__(
