@@ -101,6 +101,7 @@ def settings() -> Settings:
 
 def actor() -> str:
     """Who the history says did it: the command line and the OS account running it."""
+    # imported on use, not at start-up: keeps the CLI fast to start
     import getpass
 
     try:
@@ -169,6 +170,7 @@ def progress_bar(label: str) -> Iterator[TerminalProgress]:
 
 
 def store_engine(s: Settings) -> Engine:
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.jobs.weekly import open_store
 
     try:
@@ -181,6 +183,7 @@ def store_engine(s: Settings) -> Engine:
 
 
 def main() -> None:
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.ops.logging_setup import configure_logging
 
     configure_logging(logging.WARNING)  # DIGEST_LOG_FORMAT / DIGEST_LOG_LEVEL
@@ -188,6 +191,7 @@ def main() -> None:
         app()
     except OperationalError as exc:
         # Raised past Typer (outside a command's own handling): say it in one line.
+        # imported on use, not at start-up: keeps the CLI fast to start
         from digest.store.engine import is_locked
 
         if is_locked(exc):

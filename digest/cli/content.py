@@ -58,6 +58,7 @@ def import_(
 
     Example: digest import pages/*.txt --published-at 2026-11-18T09:00:00+00:00
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.store.importer import import_comparisons
 
     when = None
@@ -91,6 +92,7 @@ def comparisons_list(
 
     Example: digest comparisons list --json > backup.json
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.store.importer import list_comparisons
     from digest.store.schema import comparison_to_dict
 
@@ -118,6 +120,7 @@ def preview(
 
     Example: digest preview --out preview/
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.jobs.preview import write_preview
 
     s = settings()
@@ -169,6 +172,7 @@ def edit(
 
     Example: digest edit --issue 12 --subject "Two coding copilots, one verdict" --drop old-slug
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.issue.freeze import Edit, edit_issue
     from digest.jobs.schedule import prepare_draft
     from digest.store.engine import session_scope

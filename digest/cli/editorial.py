@@ -37,6 +37,7 @@ def draft(
 
     Example: digest draft
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.core.clock import local_text
     from digest.issue.freeze import issue_rows
     from digest.jobs.schedule import prepare_draft
@@ -81,6 +82,7 @@ def draft(
 def _review(
     verb: str, week: str | None, issue: int | None, note: str, release: bool = False
 ) -> None:
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.editorial.review import approve, hold
     from digest.editorial.review import release as release_hold
     from digest.issue.freeze import target_issue
@@ -156,6 +158,7 @@ def preflight_cmd(
 
     Example: digest preflight --issue 12 --json
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, preflight
     from digest.issue.freeze import issue_message, target_issue
 
@@ -196,6 +199,7 @@ def history_cmd(
 
     Example: digest history --issue 12
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.issue.freeze import target_issue
     from digest.issue.history import history
 

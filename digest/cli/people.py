@@ -27,6 +27,7 @@ def subscribers_add(
 
     Example: digest subscribers add ada@example.com --name "Ada Lovelace"
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.store.engine import session_scope
     from subscribers.service import add_subscriber
 
@@ -61,6 +62,7 @@ def subscribers_import(
 
     Example: digest subscribers import readers.csv --consent-source "signup sheet, PyCon 2026"
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.service import import_csv
 
     source = consent_source.strip() if consent_source else f"CSV import of {csv_path.name}"
@@ -88,6 +90,7 @@ def subscribers_show(
 
     Example: digest subscribers show ada@example.com --json
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.privacy import show
 
     engine = store_engine(settings())
@@ -135,6 +138,7 @@ def subscribers_preferences(
     Example: digest subscribers preferences ada@example.com --topic "Developer Tools"
     --timezone Europe/Berlin
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from sqlalchemy import select
 
     from digest.store.subscriber_models import Subscriber
@@ -178,6 +182,7 @@ def subscribers_export(
 
     Example: digest subscribers export subscribers-2026-11.csv
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.privacy import export_csv
 
     engine = store_engine(settings())
@@ -199,6 +204,7 @@ def subscribers_unsubscribe(
 
     Example: digest subscribers unsubscribe ada@example.com --source "mail to unsubscribe@"
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.privacy import unsubscribe_address
 
     engine = store_engine(settings())
@@ -220,6 +226,7 @@ def subscribers_forget(
 
     Example: digest subscribers forget ada@example.com
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.privacy import forget
 
     engine = store_engine(settings())
@@ -246,6 +253,7 @@ def subscribers_list(
 
     Example: digest subscribers list --json | jq '.[] | select(.status=="active")'
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.service import list_subscribers, subscriber_to_dict
 
     engine = store_engine(settings())

@@ -68,12 +68,14 @@ def send(
     if not (dry_run or to or yes):
         fail("a real send needs --yes (or try --dry-run, or --to ADDR for a test copy)", 2)
     if workers > 1 and not (dry_run or to):
+        # imported on use, not at start-up: keeps the CLI fast to start
         from digest.delivery.launch import start_worker_server
 
         start_worker_server()  # its imports overlap this process's
     s = settings()
     target = checked_week(week)
     if to:
+        # imported on use, not at start-up: keeps the CLI fast to start
         from subscribers.service import normalize_email
 
         try:
@@ -99,6 +101,7 @@ EXIT_STOPPED = 3
 def finish_send(result: JobResult) -> None:
     """Warnings, then the summary line always; exit 3 when the issue could not go out
     (paused, cancelled, held, waiting for approval) or the send stopped short."""
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.delivery.send_loop import PENDING
     from digest.jobs.weekly import STOPPED_SHORT
 
@@ -113,6 +116,7 @@ def finish_send(result: JobResult) -> None:
 def _run_job(**kwargs: object) -> JobResult:
     """weekly_job with the CLI's error handling: a refused login or sender pauses the
     issue and exits 3 (stopped), like every other stop; other errors exit 1."""
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.jobs.weekly import weekly_job
 
     try:
@@ -137,6 +141,7 @@ def status(
 
     Example: digest status --issue 12 --json
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.jobs.status import issue_status
 
     s = settings()
@@ -176,6 +181,7 @@ def pause(week: WeekOpt = None, issue: IssueOpt = None) -> None:
 
     Example: digest pause --issue 12
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.delivery.controls import pause_issue
 
     try:
@@ -208,6 +214,7 @@ def resume(
 
     Example: digest resume --issue 12
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.delivery.controls import resume_issue
 
     s = settings()
@@ -238,6 +245,7 @@ def retry_failed(
 
     Example: digest retry-failed --issue 12 --yes
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.delivery.controls import retry_failed as requeue
 
     if not yes:
@@ -263,6 +271,7 @@ def cancel(
 
     Example: digest cancel --issue 12 --yes
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.delivery.controls import cancel_issue
 
     if not yes:
@@ -294,6 +303,7 @@ def worker(
 
     Example: DIGEST_WORKER_NAME=mail-2 digest worker
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     import signal
     import threading
 

@@ -31,6 +31,7 @@ def serve(
 
     Example: digest serve --host 0.0.0.0 --port 8000
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     import uvicorn
 
     from digest.http.accesslog import RedactTokens, log_config
@@ -65,6 +66,7 @@ def demo() -> None:
 
     Example: DIGEST_OUTBOX=/tmp/outbox digest demo
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.jobs.demo import run_demo
 
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date, time
+from email.utils import formataddr, parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -269,8 +270,6 @@ class Settings(BaseSettings):
         # encoded word, see digest.core.mailsafe), the address must be writable as is.
         if value is None:
             return None
-        from email.utils import formataddr, parseaddr
-
         name, addr = parseaddr(value)
         try:
             addr = check_address(addr)
@@ -332,8 +331,6 @@ class Settings(BaseSettings):
 
     @property
     def from_domain(self) -> str:
-        from email.utils import parseaddr
-
         addr = parseaddr(self.from_address)[1]
         return addr.rpartition("@")[2] or "localhost"
 

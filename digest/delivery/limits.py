@@ -18,10 +18,11 @@ Throttled recipients wait; they never fail. The buckets live in the database or,
 from __future__ import annotations
 
 import logging
+import time as _time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -56,8 +57,6 @@ def first_send_day(engine: Engine, settings: Settings) -> date | None:
     if first is None:
         return None
     if first.tzinfo is None:  # SQLite through a bare select
-        from datetime import UTC
-
         first = first.replace(tzinfo=UTC)
     return first.astimezone(settings.tz).date()
 
@@ -86,8 +85,6 @@ class SendGate:
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        import time as _time
-
         self.settings = settings
         self.buckets = buckets
         self.engine = engine

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing.connection
+import os
 import resource
 import signal
 import threading
@@ -129,8 +130,6 @@ def run_local_workers(
     def forward(signum: int, _frame: FrameType | None) -> None:
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
-                import os
-
                 os.kill(proc.pid, signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}

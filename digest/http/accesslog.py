@@ -40,6 +40,7 @@ class RedactTokens(logging.Filter):
 
 def log_config() -> dict[str, Any]:
     """uvicorn's default logging configuration, with the access log redacted."""
+    # Only `digest serve` needs uvicorn's configuration.
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)

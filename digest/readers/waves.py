@@ -17,7 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from digest.core.settings import Settings, parse_local_time
@@ -85,8 +85,6 @@ def in_waves(
 def waves(conn: Connection, issue_id: int) -> list[dict[str, Any]]:
     """An issue's local-time waves: when each is due, the readers' time zones in it
     (None: the default zone) and its deliveries by state."""
-    from sqlalchemy import func
-
     D = Delivery.__table__  # type: ignore[attr-defined]
     rows = conn.execute(
         select(D.c.wave_at, S.c.timezone, D.c.state, func.count())

@@ -105,6 +105,7 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest revision (idempotent)."""
+    # Alembic only when migrating (see alembic_config).
     from alembic import command
 
     try:

@@ -20,6 +20,7 @@ idempotency key, so only failures that provably sent nothing are retried (see
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from email.utils import parseaddr
@@ -126,6 +127,7 @@ class SESTransport(Transport):
     def open(self) -> None:
         if self._client is not None:
             return
+        # boto3 is the optional [ses] extra: imported only by a transport that uses it.
         import boto3
         from botocore.config import Config
 
@@ -251,8 +253,6 @@ class SESTransport(Transport):
     def _send_bulk(
         self, message: IssueMessage, recipients: Sequence[Recipient], template: StoredTemplate
     ) -> list[SendResult]:
-        import json
-
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
@@ -31,8 +32,6 @@ TIMEZONE_JS = Path(__file__).resolve().parent / "static" / "timezone.js"
 
 def _reader(conn: Connection, settings: Settings, token: str) -> int | None:
     """The subscriber a link names while they may still change their subscription."""
-    from sqlalchemy import select
-
     claims = read_claims(settings, "unsubscribe", token)
     row = conn.execute(select(S.c.email, S.c.status).where(S.c.id == claims.subscriber_id)).first()
     if row is None or not address_matches(claims, row.email):
