@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digest.issue.panel import lens_verdicts, verdict, verdict_line
+from digest.issue.verdict import lens_verdicts, verdict, verdict_line
 from digest.store.models import LENSES, Comparison, Review, Tool
 
 

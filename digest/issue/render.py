@@ -31,7 +31,7 @@ from digest.core.mailsafe import header_text, one_line
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
 from digest.exceptions import RenderError
-from digest.issue.panel import SHIP, verdict
+from digest.issue.verdict import SHIP, verdict
 from digest.mail.placeholders import ARCHIVE_URL, PER_RECIPIENT, PLACEHOLDER_OPEN, placeholder
 from digest.store.models import Comparison, Tool
 
