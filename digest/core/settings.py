@@ -45,7 +45,7 @@ _LIMIT = re.compile(r"^\s*([A-Za-z0-9.-]+\.[A-Za-z0-9-]+)\s*=\s*(\d+(?:\.\d+)?)\
 
 # ---------------------------------------------------------------- parsers of settings
 # Here, beside the class that validates with them, so the ground floor imports nothing
-# above it; digest.delivery.queue.limits and digest.readers.waves read the values with them.
+# above it; digest.delivery.limits and digest.readers.waves read the values with them.
 
 
 def parse_domain_limits(value: str | None) -> dict[str, float]:
