@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -14,21 +14,23 @@ from digest.store.engine import session_scope
 from digest.store.importer import import_comparisons
 from subscribers.service import add_subscriber
 
-NOW = datetime.now(UTC)
-
 
 def published_samples(
-    engine: Engine, tmp_path: Path, *, old_topic: str | None = "Robotics"
+    engine: Engine, tmp_path: Path, *, now: datetime, old_topic: str | None = "Robotics"
 ) -> None:
-    """The seven samples, published over the last days; and, when ``old_topic``, one
-    old comparison that puts that topic in the catalogue but in no new issue."""
+    """The seven samples, published in the hours before ``now``; and, when ``old_topic``,
+    one old comparison that puts that topic in the catalogue but in no new issue.
+
+    ``now`` is the test's own clock (the instant its job runs at), never the real one:
+    samples dated from the wall clock and a job run at a fixed date disagree on any
+    later day."""
     items = sample_items()
     for index, item in enumerate(items):
-        item["published_at"] = (NOW - timedelta(hours=5 + index)).isoformat()
+        item["published_at"] = (now - timedelta(hours=5 + index)).isoformat()
     if old_topic:
         old = json.loads(json.dumps(items[0]))
         old.update(slug="old-robots", title="Old Robot A vs Old Robot B")
-        old["published_at"] = (NOW - timedelta(days=60)).isoformat()
+        old["published_at"] = (now - timedelta(days=60)).isoformat()
         for tool in old["tools"]:
             tool["category"] = old_topic
         items.append(old)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from store_support import sample_items, write_json
 
+from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
 from digest.delivery.send_loop import deliver
@@ -63,7 +64,7 @@ BY_TOPIC = {
 def test_one_compile_per_preference_set_and_no_empty_emails(
     settings: Settings, engine: Engine, tmp_path: Path, digest_cli: DigestCLI
 ) -> None:
-    published_samples(engine, tmp_path)
+    published_samples(engine, tmp_path, now=utcnow())
     sets = {
         "all": None,
         "dev": ["Developer Tools"],
@@ -159,10 +160,10 @@ def test_each_reader_gets_it_at_nine_local_in_waves(
         "angeleno@example.com": "America/Los_Angeles",
         "nozone@example.com": None,  # the list's own zone (UTC here)
     }
-    published_samples(engine, tmp_path, old_topic=None)
+    start = datetime(2026, 12, 6, 19, 0, tzinfo=UTC)  # Sunday evening in UTC
+    published_samples(engine, tmp_path, now=start, old_topic=None)
     for email, zone in zones.items():
         add_reader(engine, email, timezone=zone)
-    start = datetime(2026, 12, 6, 19, 0, tzinfo=UTC)  # Sunday evening in UTC
     clock = [start]
     outbox = MemoryTransport()
     first = weekly_job(
@@ -221,10 +222,10 @@ def test_cancel_skips_the_waves_still_to_come(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     local = settings.model_copy(update={"send_local_time": "09:00"})
-    published_samples(engine, tmp_path, old_topic=None)
+    start = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)  # 09:00 in Auckland
+    published_samples(engine, tmp_path, now=start, old_topic=None)
     add_reader(engine, "kiwi@example.com", timezone="Pacific/Auckland")
     add_reader(engine, "angeleno@example.com", timezone="America/Los_Angeles")
-    start = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)  # 09:00 in Auckland
     outbox = MemoryTransport()
     weekly_job(local, engine=engine, transport=outbox, now=start, clock=lambda: start, max_wait=0)
     assert [m.recipient.email for m in outbox.outbox] == ["kiwi@example.com"]
@@ -243,7 +244,7 @@ def _counted_links(engine: Engine) -> list[IssueLink]:
 def test_click_counts_name_nobody_and_lead_only_where_the_issue_does(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    published_samples(engine, tmp_path, old_topic=None)
+    published_samples(engine, tmp_path, now=utcnow(), old_topic=None)
     add_reader(engine, "ada@example.com")
     add_reader(engine, "bo@example.com")
     outbox = MemoryTransport()
@@ -287,7 +288,7 @@ def test_click_counts_off_link_straight_to_the_target(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     direct = settings.model_copy(update={"click_counts": False})
-    published_samples(engine, tmp_path, old_topic=None)
+    published_samples(engine, tmp_path, now=utcnow(), old_topic=None)
     add_reader(engine, "ada@example.com")
     outbox = MemoryTransport()
     weekly_job(direct, engine=engine, transport=outbox)
@@ -303,7 +304,7 @@ def test_click_counts_off_link_straight_to_the_target(
 def test_the_preference_page_is_reached_from_every_email(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    published_samples(engine, tmp_path)
+    published_samples(engine, tmp_path, now=utcnow())
     add_reader(engine, "ada@example.com")
     outbox = MemoryTransport()
     weekly_job(settings, engine=engine, transport=outbox)
@@ -357,7 +358,7 @@ def test_the_preference_page_is_reached_from_every_email(
 def test_sign_up_can_choose_topics_frequency_and_zone(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    published_samples(engine, tmp_path)
+    published_samples(engine, tmp_path, now=utcnow())
     outbox = MemoryTransport()
     client = TestClient(
         create_app(settings, engine=engine, transport_factory=lambda _s: outbox),

@@ -13,6 +13,7 @@ from readers_support import published_samples
 from sqlalchemy import select
 from subscriber_support import WebApp, make_web, parse
 
+from digest.core.clock import utcnow
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.mail.message import IssueMessage
@@ -173,7 +174,7 @@ def test_public_pages_pass_axe(
     sqlite_web: WebApp,
     tmp_path: Path,
 ) -> None:
-    published_samples(sqlite_web.engine, tmp_path)  # topics to choose on the forms
+    published_samples(sqlite_web.engine, tmp_path, now=utcnow())  # topics to choose on the forms
     sqlite_web.client.post("/subscribe", data={"email": "axe@example.com"})
     [link] = sqlite_web.confirmation_links()
     sid = _add(sqlite_web, "reader@example.com")
