@@ -17,6 +17,14 @@ target_metadata = SQLModel.metadata
 def run_migrations_online() -> None:
     engine = context.config.attributes.get("engine") or make_engine(get_settings().database_url)
     with engine.begin() as connection:
+        # Take turns: two processes starting together on a new store would both find no
+        # tables and both create them. SQLite: one write transaction around the whole
+        # upgrade (pysqlite would otherwise run DDL outside any transaction), waiting
+        # up to DIGEST_DB_BUSY_TIMEOUT; PostgreSQL: a lock held until the commit.
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7462811190)")
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

@@ -135,6 +135,13 @@ def wait_for(condition: Callable[[], object], what: str, limit: float = 60.0) ->
 def digest_serve(env: dict[str, str], cwd: Path, port: int) -> Iterator[str]:
     """``digest serve`` as a subprocess on ``port``; yields its base URL once /healthz
     answers, stops it on exit. Its output goes to ``cwd/serve.log``."""
+    with serve_process(env, cwd, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def serve_process(env: dict[str, str], cwd: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """:func:`digest_serve`, yielding the process (its pid, e.g. to read its memory)."""
     log_path = cwd / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -156,7 +163,7 @@ def digest_serve(env: dict[str, str], cwd: Path, port: int) -> Iterator[str]:
 
         try:
             wait_for(up, "digest serve to answer")
-            yield base
+            yield proc
         finally:
             proc.terminate()
             try:

@@ -3,6 +3,7 @@ the week option and the terminal progress bar."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 from collections.abc import Iterator
@@ -25,11 +26,12 @@ from rich.progress import (
 )
 from rich.text import Text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest.core.clock import parse_week
 from digest.core.settings import Settings, get_settings
-from digest.exceptions import DigestError
+from digest.core.wording import plural
+from digest.exceptions import DigestError, ImportValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
         f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True
     )
     raise typer.Exit(code)
+
+
+def fail_import(exc: DigestError) -> NoReturn:
+    """An import refused as a whole: every problem on its own line (file and line or
+    field), then the one line that says what happened."""
+    problems = exc.problems if isinstance(exc, ImportValidationError) else str(exc).splitlines()
+    for problem in problems:
+        err.print(escape(problem), highlight=False, markup=False, soft_wrap=True)
+    fail(f"import failed, nothing was written ({plural(len(problems), 'problem')} above)")
 
 
 def settings() -> Settings:
@@ -182,27 +193,60 @@ def store_engine(s: Settings) -> Engine:
 # ---------------------------------------------------------------- commands
 
 
-def main() -> None:
-    # imported on use, not at start-up: keeps the CLI fast to start
-    from digest.ops.logging_setup import configure_logging
+#: Exit statuses every command documents (README "Exit status"): 0 done, 1 an error the
+#: line names, 2 usage, 3 stopped short (send and friends), 70 a bug, 130 interrupted.
+EXIT_ERROR = 1
+EXIT_BUG = 70
+EXIT_INTERRUPTED = 130
 
-    configure_logging(logging.WARNING)  # DIGEST_LOG_FORMAT / DIGEST_LOG_LEVEL
-    try:
-        app()
-    except OperationalError as exc:
-        # Raised past Typer (outside a command's own handling): say it in one line.
+
+def _one_line(message: str, code: int) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise SystemExit(code)
+
+
+def _problem_text(exc: BaseException) -> tuple[str, int]:
+    """The one line a person reads for an error that reached the top, and its status."""
+    if isinstance(exc, DigestError):
+        return str(exc), EXIT_ERROR
+    if isinstance(exc, SQLAlchemyError):
         # imported on use, not at start-up: keeps the CLI fast to start
         from digest.store.engine import is_locked
 
         if is_locked(exc):
-            message = (
+            return (
                 "the database is locked by another process (waited DIGEST_DB_BUSY_TIMEOUT "
                 "seconds); try again when it is done"
-            )
-        else:
-            message = f"database error: {exc.orig}"
-        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-        raise SystemExit(1) from None
+            ), EXIT_ERROR
+        detail = getattr(exc, "orig", None) or exc
+        return f"database error: {str(detail).strip().splitlines()[0]}", EXIT_ERROR
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        hint = ""
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            hint = " (run it from a folder you can write to, or point the setting elsewhere)"
+        return f"{where}{exc.strerror or exc}{hint}", EXIT_ERROR
+    logger.debug("unexpected error", exc_info=exc)
+    return (
+        f"unexpected {type(exc).__name__}: {exc} (a bug: run again with "
+        "DIGEST_LOG_LEVEL=DEBUG for the details and report them)"
+    ), EXIT_BUG
+
+
+def main() -> None:
+    """The ``digest`` console script: no traceback ever reaches a person. Whatever a
+    command does not handle itself ends here as one line and a documented status."""
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.ops.logging_setup import configure_logging
+
+    try:
+        configure_logging(logging.WARNING)  # DIGEST_LOG_FORMAT / DIGEST_LOG_LEVEL
+        app()
+    except KeyboardInterrupt:
+        _one_line("interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:  # the last line of defence: see the docstring
+        message, code = _problem_text(exc)
+        _one_line(message, code)
     finally:
         # The command is over and the process is about to end: without the freeze the
         # interpreter's shutdown walks every object of the ~900 imported modules in

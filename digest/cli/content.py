@@ -20,6 +20,7 @@ from digest.cli.common import (
     checked_week,
     comparisons_app,
     fail,
+    fail_import,
     out,
     progress_bar,
     say,
@@ -76,7 +77,7 @@ def import_(
             bar.start(len(paths))
             summary = import_comparisons(engine, paths, when, progress=bar.advance)
     except DigestError as exc:
-        fail(f"import failed, nothing was written:\n{exc}")
+        fail_import(exc)
     out.print(
         f"imported {plural(summary.created + summary.updated, 'comparison')} "
         f"({summary.created} new, {summary.updated} updated)",

@@ -11,7 +11,16 @@ from typing import Annotated
 import typer
 from sqlmodel import Session
 
-from digest.cli.common import fail, out, progress_bar, say, settings, store_engine, subscribers_app
+from digest.cli.common import (
+    fail,
+    fail_import,
+    out,
+    progress_bar,
+    say,
+    settings,
+    store_engine,
+    subscribers_app,
+)
 from digest.core.wording import plural
 from digest.exceptions import DigestError
 
@@ -73,7 +82,7 @@ def subscribers_import(
         with progress_bar("importing") as bar:
             report = import_csv(engine, csv_path, source=source, progress=bar.advance)
     except DigestError as exc:
-        fail(f"import failed, nothing was written:\n{exc}")
+        fail_import(exc)
     out.print(
         f"imported {plural(report.added, 'new subscriber')}; {report.existing} already known; "
         f"{len(report.suppressed)} suppressed left as they are",

@@ -83,6 +83,8 @@ def parse_local_time(value: str) -> time:
     return time(int(hours), int(minutes))
 
 
+MiB = 1024 * 1024
+
 #: Signs links only under ``digest demo`` (``signing_key`` refuses it otherwise).
 DEMO_SECRET = "demo-only-secret-not-for-production-use-0000000000"  # noqa: S105
 
@@ -212,6 +214,15 @@ class Settings(BaseSettings):
     subscribe_rate_window: int = Field(default=600, ge=1)  # seconds
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For uvicorn trusts
     api_docs: bool = True  # /docs: the API reference page (server-rendered, no script)
+    # Request bodies, per route class (digest/http/bodies.py): bytes, then seconds for
+    # the whole body. body_max_bytes covers public forms, JSON and any route not listed.
+    body_max_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * MiB)
+    webhook_body_max_bytes: int = Field(default=5 * MiB, ge=64 * 1024, le=100 * MiB)
+    console_body_max_bytes: int = Field(default=1 * MiB, ge=64 * 1024, le=16 * MiB)
+    # The CSV reader's own ceiling is 200 MB (subscribers.service.MAX_CSV_BYTES).
+    console_import_max_bytes: int = Field(default=200 * MiB, ge=64 * 1024, le=200 * MiB)
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    console_import_timeout: float = Field(default=300.0, gt=0, le=3600)
 
     # Operations (docs/operations.md).
     log_format: Literal["text", "json"] = "text"

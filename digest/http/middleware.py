@@ -1,6 +1,6 @@
 """The ASGI middleware every response of ``digest serve`` passes through, public site
-and console alike: security headers (a default CSP where a page set none), a size
-limit on the bodies of the public form routes, and HEAD answered as GET."""
+and console alike: security headers (a default CSP where a page set none) and HEAD
+answered as GET. (What a request body may be: digest/http/bodies.py.)"""
 
 from __future__ import annotations
 
@@ -18,14 +18,9 @@ PAGE_CSP = (
     "img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
-#: Public POST bodies (subscribe, confirm, one-click unsubscribe) are tiny.
-MAX_FORM_BYTES = 64 * 1024
-LIMITED_PREFIXES = ("/subscribe", "/unsubscribe", "/confirm", "/preferences")
-
 
 class SecurityHeaders:
-    """Pure ASGI middleware: security headers on every response, and a size limit on
-    the bodies of the public form routes (413 before the body is read into memory)."""
+    """Pure ASGI middleware: security headers on every response."""
 
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
@@ -36,10 +31,6 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        limited = path.startswith(LIMITED_PREFIXES)
-        if limited and _declared_length(scope) > MAX_FORM_BYTES:
-            await _too_large(send)
-            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -51,24 +42,7 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        if not limited:
-            await self.app(scope, receive, send_with_headers)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > MAX_FORM_BYTES:
-                    raise _BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, counting_receive, send_with_headers)
-        except _BodyTooLarge:
-            await _too_large(send)
+        await self.app(scope, receive, send_with_headers)
 
     def _headers(self, path: str) -> list[tuple[bytes, bytes]]:
         headers = [
@@ -83,36 +57,6 @@ class SecurityHeaders:
         if self.hsts:
             headers.append((b"strict-transport-security", b"max-age=31536000"))
         return headers
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _declared_length(scope: Scope) -> int:
-    for key, value in scope.get("headers", []):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return MAX_FORM_BYTES + 1
-    return 0
-
-
-async def _too_large(send: Send) -> None:
-    body = b"request body too large"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-content-type-options", b"nosniff"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class HeadAsGet:

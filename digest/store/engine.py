@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
@@ -104,14 +106,50 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest revision (idempotent)."""
+    """Create or upgrade the schema to the newest revision (idempotent). Processes that
+    start together on a new store take turns (migrations/env.py locks the database),
+    and a store this version cannot run on is refused with what to do."""
     # Alembic only when migrating (see alembic_config).
     from alembic import command
+    from alembic.util.exc import CommandError
 
     try:
         command.upgrade(alembic_config(engine), "heads")
+    except CommandError as exc:
+        if "Can't locate revision" not in str(exc):
+            raise StoreError(f"cannot migrate {_shown(engine)}: {exc}") from exc
+        raise StoreError(
+            f"the database {_shown(engine)} was migrated by a newer version of digest "
+            f"({exc}); run that version or a newer one, or restore a backup made "
+            "before the upgrade (digest restore)"
+        ) from exc
     except OperationalError as exc:
-        raise StoreError(f"cannot migrate {engine.url!r}: {exc.orig}") from exc
+        raise StoreError(_unopenable(engine, exc)) from exc
+
+
+def _shown(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _unopenable(engine: Engine, exc: OperationalError) -> str:
+    """Why the store cannot be opened, naming the file and the fix where SQLite can
+    only say "unable to open database file"."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        path = Path(database).resolve()
+        folder = path.parent
+        if not folder.is_dir():
+            return (
+                f"cannot create the SQLite database {path}: the folder {folder} does not "
+                "exist; create it or set DIGEST_DATABASE_URL"
+            )
+        writable = path if path.exists() else folder
+        if not os.access(writable, os.W_OK) or "readonly" in str(exc.orig).lower():
+            return (
+                f"cannot write the SQLite database {path}: {writable} is not writable; "
+                "set DIGEST_DATABASE_URL to a writable place"
+            )
+    return f"cannot migrate {_shown(engine)}: {exc.orig}"
 
 
 @contextmanager

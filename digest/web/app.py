@@ -18,8 +18,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from digest import __version__, console
+from digest.console.gate import SessionFirst
 from digest.core.settings import Settings, get_settings
 from digest.exceptions import StoreError
+from digest.http.bodies import BodyLimits, body_rules
 from digest.http.middleware import HeadAsGet, SecurityHeaders
 from digest.http.throttle import Throttle
 from digest.notices.subscribers import TransportFactory
@@ -81,6 +83,10 @@ def create_app(
     )
     # A fresh unsubscribe link goes to one address at most once per cool-down.
     app.state.unsubscribe_link_throttle = Throttle(1, CONFIRM_RESEND_SECONDS)
+    # Outermost last: security headers on every answer, including the two below;
+    # console sessions checked before a body is read; every body limited and timed.
+    app.add_middleware(BodyLimits, rules=body_rules(settings))
+    app.add_middleware(SessionFirst)
     app.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
     app.add_middleware(HeadAsGet)
     site.install(app, settings)

@@ -1,7 +1,7 @@
 """HTML pages for the public web: one autoescaping Jinja environment over
 templates/web and the site-wide context every page gets. (The security headers every
-response carries and the limits on what a public form may send are ASGI middleware in
-:mod:`digest.http.middleware`.)"""
+response carries are in digest/http/middleware.py; what a request body may be is in
+digest/http/bodies.py.)"""
 
 from __future__ import annotations
 
