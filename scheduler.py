@@ -7,7 +7,10 @@ A thin APScheduler entry point with two jobs:
   same function ``digest send`` uses, so a repeated tick sends nobody anything twice;
 - every minute :func:`digest.jobs.schedule.scheduler_tick` opens the review window
   (``DIGEST_REVIEW_HOURS`` before a slot) and sends a draft that was approved or
-  released after its slot.
+  released after its slot;
+- with ``DIGEST_BOUNCE_MAILBOX`` set, every ``DIGEST_BOUNCE_MAILBOX_INTERVAL`` seconds
+  :func:`digest.webhooks.mailbox.poll_once` reads the bounce mailbox (the same pass as
+  ``digest mailbox``).
 """
 
 from __future__ import annotations
@@ -31,8 +34,16 @@ logger = logging.getLogger("digest.scheduler")
 JOB_ID = "weekly-digest"
 TICK_ID = "review-tick"
 TICK_SECONDS = 60
+MAILBOX_ID = "bounce-mailbox"
 
-__all__ = ["build_scheduler", "cron_trigger", "next_fire_time", "run_tick", "run_weekly_job"]
+__all__ = [
+    "build_scheduler",
+    "cron_trigger",
+    "next_fire_time",
+    "run_mailbox_poll",
+    "run_tick",
+    "run_weekly_job",
+]
 
 
 def run_weekly_job(settings: Settings | None = None) -> None:
@@ -67,6 +78,20 @@ def run_tick(settings: Settings | None = None) -> None:
     _last_tick[0] = said
 
 
+def run_mailbox_poll(settings: Settings | None = None) -> None:
+    """One pass over the bounce mailbox; errors are logged, the next poll tries again."""
+    from digest.webhooks.mailbox import poll_once
+    from digest.webhooks.replies import smtp_forwarder
+
+    settings = settings or get_settings()
+    try:
+        report = poll_once(open_store(settings), settings, smtp_forwarder(settings))
+    except DigestError as exc:
+        logger.error("bounce mailbox poll failed: %s", exc)
+        return
+    logger.info(report.summary())
+
+
 def build_scheduler(settings: Settings) -> BlockingScheduler:
     """A scheduler with the weekly job: coalesced, one instance, with a misfire grace."""
     trigger = cron_trigger(settings)
@@ -92,6 +117,17 @@ def build_scheduler(settings: Settings) -> BlockingScheduler:
         max_instances=1,
         replace_existing=True,
     )
+    if settings.bounce_mailbox:
+        scheduler.add_job(
+            run_mailbox_poll,
+            trigger=IntervalTrigger(seconds=settings.bounce_mailbox_interval, timezone=settings.tz),
+            args=[settings],
+            id=MAILBOX_ID,
+            name="bounce mailbox",
+            coalesce=True,
+            max_instances=1,
+            replace_existing=True,
+        )
     return scheduler
 
 

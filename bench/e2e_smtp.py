@@ -13,6 +13,7 @@ start the postfix daemon.
 
     .venv/bin/python bench/e2e_smtp.py                    # 20k and 100k, 4 sessions
     .venv/bin/python bench/e2e_smtp.py -n 5000 -c 2
+    .venv/bin/python bench/e2e_smtp.py -n 20000 --verp   # VERP envelope senders on
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ def smtp_source(source: str, sessions: int, messages: int, size: int, port: int)
     return time.monotonic() - started
 
 
-def run_one(subscribers: int, connections: int, sink: str, source: str) -> Result:
+def run_one(
+    subscribers: int, connections: int, sink: str, source: str, verp: bool = False
+) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         settings = bench_settings(work)
@@ -147,6 +150,8 @@ def run_one(subscribers: int, connections: int, sink: str, source: str) -> Resul
                 DIGEST_ALLOW_UNSAFE_SEND="true",
                 DIGEST_PREFLIGHT_HEALTH_TIMEOUT="0",
             )
+            if verp:  # a per-delivery envelope sender (docs/delivery.md, bounces by mail)
+                env["DIGEST_VERP_DOMAIN"] = "bounces.verdicts.example.com"
             digest = Path(sys.executable).parent / "digest"
             started = time.monotonic()
             proc = subprocess.Popen(
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, action="append", help="subscribers (repeatable)")
     parser.add_argument("-c", "--connections", type=int, default=4)
+    parser.add_argument("--verp", action="store_true", help="send with VERP envelope senders")
     args = parser.parse_args(argv)
     sink, source = tool("smtp-sink"), tool("smtp-source")
     if not sink or not source:
@@ -199,7 +205,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
         raise SystemExit(2)
     results = []
     for n in args.n or [20_000, 100_000]:
-        result = run_one(n, args.connections, sink, source)
+        result = run_one(n, args.connections, sink, source, args.verp)
         print("\n".join(result.lines()) + "\n", flush=True)
         results.append(result)
     return results

@@ -98,16 +98,23 @@ class RecordingSMTPServer:
 
 
 @contextmanager
-def recording_smtp(host: str = "127.0.0.1") -> Iterator[RecordingSMTPServer]:
-    """A running SMTP server that records every message; stopped on exit."""
-    handler = RecordingHandler()
+def serving(handler: Any, host: str = "127.0.0.1") -> Iterator[int]:
+    """An aiosmtpd server with ``handler`` on a free port (yielded); stopped on exit."""
     port = free_port(host)
     controller = Controller(handler, hostname=host, port=port, ready_timeout=10)
     controller.start()
     try:
-        yield RecordingSMTPServer(host=host, port=port, handler=handler)
+        yield port
     finally:
         controller.stop()
+
+
+@contextmanager
+def recording_smtp(host: str = "127.0.0.1") -> Iterator[RecordingSMTPServer]:
+    """A running SMTP server that records every message; stopped on exit."""
+    handler = RecordingHandler()
+    with serving(handler, host) as port:
+        yield RecordingSMTPServer(host=host, port=port, handler=handler)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ The commands live in modules by role; importing them registers them on ``app``.
 from digest.cli import (  # noqa: F401  (registers commands)
     content,
     editorial,
+    inbound,
     mailcheck,
     people,
     sending,

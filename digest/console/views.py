@@ -40,6 +40,8 @@ class IssueLine:
     skipped: int
     bounced: int
     complained: int
+    #: bounces and complaints by how they came: webhook, inbound (digest inbound), mailbox
+    by_source: dict[str, dict[str, int]]
 
 
 def issue_line(session: Session, issue: Issue) -> IssueLine:
@@ -56,6 +58,7 @@ def issue_line(session: Session, issue: Issue) -> IssueLine:
         skipped=by_state.get("skipped", 0),
         bounced=int(events["bounces"]["total"]),
         complained=int(events["complaints"]),
+        by_source=events["by_source"],
     )
 
 

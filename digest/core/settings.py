@@ -122,6 +122,22 @@ class Settings(BaseSettings):
     # ``digest doctor``'s DNS server ("host" or "host:port"); the system resolver when unset.
     dns_server: str | None = None
     bounce_address: str | None = None
+    # Bounces by mail (docs/delivery.md): VERP envelope senders per delivery, and the two
+    # ways what comes back gets in (``digest inbound``, the bounce mailbox poller).
+    verp_domain: str | None = None
+    verp: bool = True  # false: SMTP sends use the bare bounce address
+    reply_forward: str | None = None  # people's replies that reach the inbound go here
+    inbound_host: str = "127.0.0.1"
+    inbound_port: int = Field(default=2525, ge=1, le=65535)
+    inbound_max_bytes: int = Field(default=5_000_000, ge=10_000)
+    # The MTA the bounce domain's MX must name (``digest doctor``); DIGEST_SMTP_HOST if unset.
+    inbound_mx_host: str | None = None
+    # "imaps://user@host[:port]/FOLDER" or a Maildir path; unset: no polling.
+    bounce_mailbox: str | None = None
+    bounce_mailbox_password: SecretStr | None = None
+    bounce_mailbox_ca_file: Path | None = None
+    bounce_mailbox_done: str = "Processed"  # where read messages are moved
+    bounce_mailbox_interval: int = Field(default=300, ge=10)  # seconds between polls
     base_url: str = "http://localhost:8000"
     site_url: str = "https://verdicts.example.com"
     secret_key: SecretStr | None = None
@@ -289,7 +305,24 @@ class Settings(BaseSettings):
         name = header_text(name, 100)
         return formataddr((name, addr)) if name else addr
 
-    @field_validator("bounce_address", "unsubscribe_mailto")
+    @field_validator("verp_domain")
+    @classmethod
+    def _verp_domain(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return check_address(f"bounces@{value.strip().lower()}").rpartition("@")[2]
+        except AddressError as exc:
+            raise ValueError(f"not a usable mail domain: {exc}") from exc
+
+    @field_validator("bounce_mailbox_done")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not value or not value.isprintable() or '"' in value or "/" in value:
+            raise ValueError("must be a folder name without quotes or slashes")
+        return value
+
+    @field_validator("bounce_address", "unsubscribe_mailto", "reply_forward")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         if value is None:

@@ -11,6 +11,11 @@ DMARC records in DNS, looked up with dnspython.
   organisational domain); ``p=none`` is a warning, and the DKIM domain must align with
   the From domain.
 
+- **Bounces** (SMTP sends only): what comes back by mail must have a way in — the
+  VERP domain's MX names the MTA that hands its mail to ``digest inbound``
+  (``DIGEST_INBOUND_MX_HOST``, else ``DIGEST_SMTP_HOST``), or a bounce mailbox is
+  polled; with neither, DSNs and complaints go unread (a warning).
+
 ``DIGEST_DNS_SERVER`` points the lookups at one server (``host`` or ``host:port``),
 e.g. an internal resolver or the tests' loopback server.
 """
@@ -28,6 +33,7 @@ import dns.resolver
 from digest.core.settings import Settings
 from digest.exceptions import ConfigError
 from digest.mail.dkim import DkimSigner
+from digest.mail.verp import verp_config
 
 logger = logging.getLogger(__name__)
 
@@ -183,18 +189,62 @@ def check_dmarc(res: dns.resolver.Resolver, settings: Settings) -> Check:
     return Check("DMARC", FAIL, f"no v=DMARC1 TXT record at _dmarc.{domain}")
 
 
+def mx_hosts(res: dns.resolver.Resolver, name: str) -> list[str]:
+    """The MX targets of ``name``, most preferred first, lower case; [] when none."""
+    try:
+        answer = res.resolve(name, "MX")
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    records = sorted(answer, key=lambda r: r.preference)
+    return [r.exchange.to_text().rstrip(".").lower() for r in records]
+
+
+def check_bounces(res: dns.resolver.Resolver, settings: Settings) -> Check:
+    config = verp_config(settings)
+    mailbox = settings.bounce_mailbox
+    if config is None:
+        if mailbox:
+            return Check("Bounces", OK, "no VERP; the bounce mailbox is polled (digest mailbox)")
+        return Check(
+            "Bounces",
+            WARN,
+            "neither way in is configured: DSNs and complaints that come back by mail go "
+            "unread (set DIGEST_VERP_DOMAIN and run digest inbound, or DIGEST_BOUNCE_MAILBOX)",
+        )
+    expected = (settings.inbound_mx_host or settings.smtp_host).rstrip(".").lower()
+    hosts = mx_hosts(res, config.domain)
+    if expected in hosts:
+        return Check(
+            "Bounces",
+            OK,
+            f"MX of {config.domain} names {expected}, which hands it to digest inbound",
+        )
+    said = f"MX of {config.domain} is {', '.join(hosts)}" if hosts else f"no MX at {config.domain}"
+    if mailbox:
+        return Check("Bounces", WARN, f"{said}, not {expected}; relying on the bounce mailbox")
+    return Check(
+        "Bounces",
+        FAIL,
+        f"{said}, not {expected} (DIGEST_INBOUND_MX_HOST): DSNs to the VERP addresses will "
+        "not reach digest inbound",
+    )
+
+
 def run_checks(settings: Settings) -> list[Check]:
-    """SPF, DKIM and DMARC for the From domain; a DNS failure is a failed check."""
+    """SPF, DKIM and DMARC for the From domain, and for SMTP sends the way bounces come
+    back; a DNS failure is a failed check."""
     res = resolver(settings)
     checks = []
-    for run in (
-        lambda: check_spf(res, settings.from_domain),
-        lambda: check_dkim(res, settings),
-        lambda: check_dmarc(res, settings),
-    ):
+    runs = [
+        ("SPF", lambda: check_spf(res, settings.from_domain)),
+        ("DKIM", lambda: check_dkim(res, settings)),
+        ("DMARC", lambda: check_dmarc(res, settings)),
+    ]
+    if settings.transport == "smtp":
+        runs.append(("Bounces", lambda: check_bounces(res, settings)))
+    for name, run in runs:
         try:
             checks.append(run())
         except dns.exception.DNSException as exc:
-            name = ("SPF", "DKIM", "DMARC")[len(checks)]
             checks.append(Check(name, FAIL, f"DNS lookup failed: {exc}"))
     return checks

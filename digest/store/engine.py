@@ -114,6 +114,8 @@ def migrate(engine: Engine) -> None:
     from alembic.util.exc import CommandError
 
     try:
+        if _schema_is_current(engine):
+            return  # no lock to take: a busy store still opens for readers
         command.upgrade(alembic_config(engine), "heads")
     except CommandError as exc:
         if "Can't locate revision" not in str(exc):
@@ -125,6 +127,16 @@ def migrate(engine: Engine) -> None:
         ) from exc
     except OperationalError as exc:
         raise StoreError(_unopenable(engine, exc)) from exc
+
+
+def _schema_is_current(engine: Engine) -> bool:
+    """The store is at this version's newest revision (a read, no lock taken)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads()) == heads
 
 
 def _shown(engine: Engine) -> str:

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Optional
 from uuid import uuid4
 
-from sqlalchemy import Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
 from digest.core.clock import UTCDateTime, utcnow
@@ -230,8 +230,9 @@ class Delivery(SQLModel, table=True):
 
 
 class MailEventRecord(SQLModel, table=True):
-    """A processed provider webhook event (digest/webhooks/events.py): one row per provider
-    event id, so a replayed event changes nothing."""
+    """A processed event (digest/webhooks/events.py): a provider webhook's, or a DSN or ARF
+    report that came back by mail (digest/webhooks/). One row per (provider, event
+    id), so a replayed event changes nothing."""
 
     __tablename__ = "mail_event"
     __table_args__ = (
@@ -243,6 +244,8 @@ class MailEventRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=20)
     event_id: str = Field(max_length=300)
+    #: how it came: ``webhook``, ``inbound`` (digest inbound) or ``mailbox`` (the poller)
+    source: str = Field(default="webhook", max_length=10)
     kind: str = Field(max_length=20)
     email: str = Field(default="", max_length=320)
     subscriber_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
@@ -252,6 +255,31 @@ class MailEventRecord(SQLModel, table=True):
     detail: str = Field(default="", max_length=1000)
     occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class InboundMail(SQLModel, table=True):
+    """A message that came back by mail and is for people, not the event store: a
+    reader's reply, or a mail system's notice nobody could tie to a delivery. Listed in
+    the console; replies are forwarded to ``DIGEST_REPLY_FORWARD`` when it is set."""
+
+    __tablename__ = "inbound_mail"
+    __table_args__ = (
+        UniqueConstraint("report_id", name="uq_inbound_mail_report"),
+        Index("ix_inbound_mail_received", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: the notice's Message-ID (or a hash of its bytes): a redelivery is stored once
+    report_id: str = Field(max_length=300)
+    kind: str = Field(max_length=20)  # reply / unparsed
+    source: str = Field(max_length=10)  # inbound / mailbox
+    sender: str = Field(default="", max_length=320)
+    subject: str = Field(default="", max_length=300)
+    size: int = 0
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    forwarded_to: str | None = Field(default=None, max_length=320)
+    forward_error: str | None = Field(default=None, max_length=500)
+    received_at: datetime = Field(sa_column=_ts())
 
 
 class RateBucket(SQLModel, table=True):

@@ -10,6 +10,10 @@ dropped connection. Every answer is classified per recipient: 2xx sent, 4xx retr
 
 Security ``none`` / ``starttls`` / ``tls`` (implicit TLS); TLS always verifies the
 server certificate (``DIGEST_SMTP_CA_FILE`` adds a private CA).
+
+The envelope sender is the bounce address; with VERP on (``DIGEST_VERP_DOMAIN`` or
+``DIGEST_BOUNCE_ADDRESS``, see :mod:`digest.mail.verp`) each delivery gets its own,
+made beside the message while the server answers the one before.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from digest.core.settings import Settings
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
 from digest.mail.dkim import DkimSigner
 from digest.mail.message import IssueMessage
+from digest.mail.verp import VerpMinter, verp_config
 from digest.transports.base import Pacer, SendResult, Transport, message_data
 
 logger = logging.getLogger(__name__)
@@ -209,9 +214,12 @@ class Session:
         self.used = 0
         self.connects = 0
 
-    def begin(self, data: bytes, recipient: Recipient) -> SendResult | None:
+    def begin(
+        self, data: bytes, recipient: Recipient, envelope_from: str | None = None
+    ) -> SendResult | None:
         """One SMTP transaction of ``data`` (dot-stuffed, ended) up to the message's
-        final dot. None when the message went
+        final dot, from ``envelope_from`` (default: the session's bounce address).
+        None when the message went
         out and the server's answer is still to be read (:meth:`finish`, before this
         session's next :meth:`begin`); otherwise the recipient's result. Connection
         trouble → a RETRY result and a fresh connection next time; a failed reconnect
@@ -232,8 +240,9 @@ class Session:
                 "local part of this address needs",
             )
         self.used += 1
+        sender = envelope_from or self.envelope_from
         try:
-            start_transaction(self.conn, self.envelope_from, address, data, utf8=utf8)
+            start_transaction(self.conn, sender, address, data, utf8=utf8)
         except smtplib.SMTPRecipientsRefused as exc:
             code, msg = exc.recipients.get(address, (550, b"recipient refused"))
             return self._answer(recipient, code, msg, at_rcpt=True)
@@ -241,7 +250,7 @@ class Session:
             if 400 <= exc.smtp_code < 500:
                 return self._answer(recipient, exc.smtp_code, exc.smtp_error)
             raise TransportConfigError(
-                f"SMTP server refused the sender {self.envelope_from!r}: "
+                f"SMTP server refused the sender {sender!r}: "
                 f"{_describe(exc.smtp_code, exc.smtp_error)}"
             ) from exc
         except (smtplib.SMTPResponseException, *CONNECTION_ERRORS) as exc:
@@ -304,7 +313,13 @@ class SMTPTransport(Transport):
 
     def __init__(self, settings: Settings, pacer: Pacer | None = None) -> None:
         self.settings = settings
-        self.envelope_from = settings.bounce_address or parseaddr(settings.from_address)[1]
+        self.verp_config = verp_config(settings)
+        self._verp: VerpMinter | None = None
+        self.envelope_from = (
+            settings.bounce_address
+            or (self.verp_config.bare if self.verp_config else None)
+            or parseaddr(settings.from_address)[1]
+        )
         self.size = settings.smtp_connections
         self.sessions = [Session(settings, self.envelope_from) for _ in range(self.size)]
         #: DKIM-signs every message when DIGEST_DKIM_SELECTOR and the key file are set.
@@ -312,6 +327,14 @@ class SMTPTransport(Transport):
         #: Shared by every session; the send loop sets it from DIGEST_RATE_LIMIT.
         self.pacer = pacer
         self._pool: ThreadPoolExecutor | None = None
+
+    def envelope_for(self, recipient: Recipient) -> str | None:
+        """The VERP envelope sender of a delivery; None: the bounce address."""
+        if self.verp_config is None or recipient.delivery_id is None:
+            return None
+        if self._verp is None:  # the key is derived once per transport
+            self._verp = VerpMinter(self.settings, self.verp_config)
+        return self._verp.address(recipient.delivery_id, recipient.email)
 
     @property
     def connects(self) -> int:
@@ -381,6 +404,7 @@ class SMTPTransport(Transport):
                     return
                 recipient = recipients[index]
                 data = message_data(message, recipient, self.signer)
+                sender = self.envelope_for(recipient)
                 if pending is not None:
                     results[pending[0]] = session.finish(pending[1])
                     pending = None
@@ -390,7 +414,7 @@ class SMTPTransport(Transport):
                 if self.pacer is not None:
                     self.pacer.acquire()
                 try:
-                    outcome = session.begin(data, recipient)
+                    outcome = session.begin(data, recipient, sender)
                 except TransportConfigError as exc:
                     problems.append(exc)
                     stop.set()

@@ -1,6 +1,7 @@
 """Provider events (bounces, complaints, deliveries …) in one shape, stored once, applied.
 
-Every webhook parser turns its provider's payload into :class:`MailEvent` values;
+Every webhook parser, and the reader of DSNs and ARF reports that come back by mail
+(:mod:`digest.webhooks.mail_events`), turns what it got into :class:`MailEvent` values;
 :func:`apply_events` records each in the ``mail_event`` table — unique per (provider,
 event id), so a replayed event is recognised and changes nothing — and applies it:
 
@@ -12,7 +13,8 @@ event id), so a replayed event is recognised and changes nothing — and applies
 
 Events are tied to a delivery through the provider's message id (stored by the send
 loop in ``Delivery.provider_id``) or the ``digest_delivery`` metadata we attach, and to
-a subscriber through the address.
+a subscriber through the address. Each event names its ``source``: ``webhook``,
+``inbound`` (``digest inbound``) or ``mailbox`` (the bounce mailbox poller).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class EventKind(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
 
 
+#: How an event came in (``digest status --json`` counts bounces and complaints by it).
+SOURCES = ("webhook", "inbound", "mailbox")
+
 SUPPRESS_AT_ONCE = {
     EventKind.BOUNCED_HARD: SubscriberStatus.BOUNCED,
     EventKind.COMPLAINED: SubscriberStatus.COMPLAINED,
@@ -66,6 +71,7 @@ class MailEvent:
     detail: str = ""
     #: our metadata echoed back by the provider (untrusted until matched to a delivery)
     hints: dict[str, str] = field(default_factory=dict)
+    source: str = "webhook"
 
 
 E = MailEventRecord.__table__  # type: ignore[attr-defined]
@@ -161,6 +167,7 @@ def apply_events(engine: Engine, events: list[MailEvent], settings: Settings) ->
                 {
                     "provider": event.provider,
                     "event_id": event.event_id[:300],
+                    "source": event.source,
                     "kind": event.kind.value,
                     "email": event.email[:320],
                     "subscriber_id": sid,
@@ -180,12 +187,12 @@ def apply_events(engine: Engine, events: list[MailEvent], settings: Settings) ->
                 report.unknown += 1
                 continue
             report.suppressed += _apply(conn, event, sid, settings, now)
-    logger.info("webhook %s", report.as_dict())
+    logger.info("mail events %s", report.as_dict())
     return report
 
 
 def _apply(conn: Connection, event: MailEvent, sid: int, settings: Settings, now: datetime) -> int:
-    source = f"webhook:{event.provider}"
+    source = f"{event.source}:{event.provider}"  # the consent log's "webhook:ses", "inbound:dsn"
     status = SUPPRESS_AT_ONCE.get(event.kind)
     if status is not None:
         return suppress(conn, [sid], status, source=source, detail=event.detail[:200])
@@ -214,13 +221,36 @@ def issue_event_counts(conn: Connection, issue_id: int) -> dict[str, int]:
     return result
 
 
+def issue_source_counts(conn: Connection, issue_id: int) -> dict[str, dict[str, int]]:
+    """Bounces and complaints recorded for one issue by source (every source present)."""
+    rows = conn.execute(
+        select(E.c.source, E.c.kind, func.count())
+        .where(
+            E.c.issue_id == issue_id,
+            E.c.kind.in_(
+                [k.value for k in (EventKind.BOUNCED_HARD, EventKind.BOUNCED_SOFT)]
+                + [EventKind.COMPLAINED.value]
+            ),
+        )
+        .group_by(E.c.source, E.c.kind)
+    ).all()
+    result = {source: {"bounces": 0, "complaints": 0} for source in SOURCES}
+    for source, kind, n in rows:
+        counts = result.setdefault(str(source), {"bounces": 0, "complaints": 0})
+        counts["complaints" if kind == EventKind.COMPLAINED else "bounces"] += int(n)
+    return result
+
+
 def provider_events(conn: Connection, issue_id: int) -> dict[str, Any]:
     """The part of ``digest status --json`` about provider events for one issue:
-    ``bounces`` (hard, soft, total), ``complaints`` and every kind's count."""
+    ``bounces`` (hard, soft, total), ``complaints``, every kind's count, and
+    ``by_source``: bounces and complaints from webhooks, ``digest inbound`` and the
+    bounce mailbox."""
     by_kind = issue_event_counts(conn, issue_id)
     hard, soft = by_kind[EventKind.BOUNCED_HARD], by_kind[EventKind.BOUNCED_SOFT]
     return {
         "bounces": {"hard": hard, "soft": soft, "total": hard + soft},
         "complaints": by_kind[EventKind.COMPLAINED],
         "events": by_kind,
+        "by_source": issue_source_counts(conn, issue_id),
     }
