@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 
-.PHONY: demo test lint bench clean venv lock node-tools
+.PHONY: demo test test-clocks lint bench clean venv lock node-tools
 
 venv: $(STAMP)
 
@@ -36,6 +36,13 @@ node-tools:
 
 test: $(STAMP) node-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-clocks
+
+# The tests of dates, schedules, windows, waves, tokens and expiry (marked `clock`) again
+# under shifted clocks: 400 days ahead and the two Sundays of 2027 on which Europe/Berlin
+# changes its clocks (Debian's faketime shifts every process the tests start).
+test-clocks: $(STAMP)
+	$(BIN)/python tests/shifted_clocks.py -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check digest subscribers tests bench scheduler.py

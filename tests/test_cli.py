@@ -19,6 +19,8 @@ from store_support import SAMPLE_CSV, WEEK, dated, sample_emails, sample_items, 
 from digest.cli import app
 from digest.core.settings import Settings
 
+pytestmark = pytest.mark.clock  # issues of this week
+
 
 def _walk(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
     """Every command and group below ``command`` (Typer's own click copy, so duck-typed)."""

@@ -6,9 +6,12 @@ from __future__ import annotations
 import re
 import threading
 
+import pytest
 from subscriber_support import Store, WebApp, parse
 
 from subscribers.optin import Requester, SubscribeOutcome, request_subscription
+
+pytestmark = pytest.mark.clock  # throttle windows
 
 
 def _race(store: Store, address: str, n: int = 20) -> list[SubscribeOutcome]:

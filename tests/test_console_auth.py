@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from console_support import (
     BASE,
     EDITOR,
@@ -27,6 +28,8 @@ from digest.store.account_models import ConsoleSession
 from digest.store.engine import session_scope
 
 TOKEN = "operator-token-for-tests-0123456789"
+
+pytestmark = pytest.mark.clock  # sessions and set-password links that expire
 
 
 def _draft(console: Console) -> None:

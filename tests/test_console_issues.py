@@ -8,6 +8,7 @@ import io
 import re
 from email import message_from_bytes, policy
 
+import pytest
 from console_support import EDITOR, OPERATOR, Console
 from sqlalchemy import update
 
@@ -18,6 +19,8 @@ from digest.jobs.preview import SAMPLE_RECIPIENT
 from digest.jobs.schedule import prepare_draft
 from digest.store.engine import session_scope
 from digest.store.models import Delivery, Issue
+
+pytestmark = pytest.mark.clock  # freezing and the comparisons new since
 
 
 def _draft(console: Console) -> Issue:

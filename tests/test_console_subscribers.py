@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from console_support import EDITOR, OPERATOR, Console
 from sqlalchemy import func, select
 from store_support import dump_store, sample_emails
@@ -16,6 +17,8 @@ from digest.jobs.schedule import prepare_draft
 from digest.store.engine import session_scope
 from digest.store.subscriber_models import ConsentEvent, Subscriber
 from subscribers.privacy import unsubscribe_address
+
+pytestmark = pytest.mark.clock  # subscribers week by week
 
 
 def _id_of(console: Console, email: str) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from smtp_faults import FaultHandler, FaultPlan, fault_smtp, seed_issue_store, smtp_settings
 from sqlalchemy import event, select, update
 from store_support import WEEK
@@ -29,6 +30,8 @@ from digest.store.subscriber_models import Subscriber
 from digest.transports.base import SendResult, SendStatus
 from digest.transports.memory import MemoryTransport
 from digest.transports.smtp import SMTPTransport
+
+pytestmark = pytest.mark.clock  # leases
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscriber.__table__  # type: ignore[attr-defined]

@@ -44,6 +44,8 @@ from digest.transports.smtp import SMTPTransport
 from digest.web.app import create_app
 from subscribers.service import add_subscriber
 
+pytestmark = pytest.mark.clock  # review windows and slots
+
 BERLIN = ZoneInfo("Europe/Berlin")
 #: Monday 7 December 2026, 09:00 in Berlin: the slot of the default cron line.
 SLOT = datetime(2026, 12, 7, 9, 0, tzinfo=BERLIN)

@@ -21,6 +21,8 @@ from store_support import PAGES_DIR, dated, dump_store, sample_items, write_json
 from digest.core.settings import Settings
 from digest.store.models import Comparison
 
+pytestmark = pytest.mark.clock  # publication dates
+
 GOOD_PAGE = PAGES_DIR / "orbit-cache-vs-relaycache.txt"
 BASE_PAGE = PAGES_DIR / "sketchpad-ai-vs-drafthouse.txt"
 

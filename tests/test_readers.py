@@ -33,6 +33,8 @@ from digest.store.subscriber_models import Subscriber
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
 
+pytestmark = pytest.mark.clock  # local-time waves
+
 S = Subscriber.__table__  # type: ignore[attr-defined]
 D = Delivery.__table__  # type: ignore[attr-defined]
 

@@ -17,6 +17,8 @@ from digest.delivery.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuc
 from digest.delivery.limits import SendGate
 from digest.store.engine import make_engine, migrate
 
+pytestmark = pytest.mark.clock  # the warm-up's days
+
 REDIS_ENV = "DIGEST_TEST_REDIS_URL"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
 

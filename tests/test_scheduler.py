@@ -20,6 +20,8 @@ from digest.exceptions import ConfigError
 from digest.jobs.status import issue_status
 from digest.jobs.weekly import current_week
 
+pytestmark = pytest.mark.clock  # the cron slot and the weekly job
+
 
 def _load_scheduler() -> ModuleType:
     # scheduler.py is a top-level script, not part of a package.

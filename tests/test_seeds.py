@@ -17,6 +17,8 @@ from cli_support import DigestCLI
 from conftest import SEEDS
 from store_support import PAGES_DIR
 
+pytestmark = pytest.mark.clock  # publication dates
+
 LENS_ORDER = ["dx", "competition", "thesis", "business"]
 CARD_FIELDS = [
     "category",

@@ -26,6 +26,8 @@ from digest.store.importer import import_comparisons
 from digest.store.models import Issue, IssueState
 from digest.transports.memory import MemoryTransport
 
+pytestmark = pytest.mark.clock  # the issue's window and cutoff
+
 ZONES = ["UTC", "Pacific/Auckland", "America/Los_Angeles", "Asia/Kolkata", "Europe/London"]
 BERLIN = ZoneInfo("Europe/Berlin")
 #: A Wednesday: mid-week, where a manual send used to find nothing.

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import Engine
 
 from digest.core.settings import Settings
@@ -15,6 +16,8 @@ from digest.store.engine import session_scope
 from digest.store.importer import import_comparisons
 from digest.transports.memory import MemoryTransport
 from subscribers.service import add_subscriber
+
+pytestmark = pytest.mark.clock  # the weekly job
 
 SAMPLE = Path(__file__).resolve().parent.parent / "digest" / "sample" / "comparisons.json"
 

@@ -26,6 +26,8 @@ from digest.store.importer import import_comparisons
 from digest.store.models import Comparison
 from digest.transports.memory import MemoryTransport
 
+pytestmark = pytest.mark.clock  # dates on PostgreSQL
+
 TABLES = {"comparison", "tool", "review", "issue", "issue_comparison", "delivery", "subscriber"}
 
 

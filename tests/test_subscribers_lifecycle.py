@@ -20,6 +20,8 @@ from subscribers.optin import Requester, confirm, request_subscription
 from subscribers.privacy import export_csv, forget, show
 from subscribers.service import add_subscriber, import_csv
 
+pytestmark = pytest.mark.clock  # consent times
+
 S = Subscriber.__table__  # type: ignore[attr-defined]
 WHO = Requester(source="test", ip="203.0.113.9", user_agent="pytest")
 

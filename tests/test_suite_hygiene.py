@@ -3,7 +3,9 @@ the test, a third-party library's own warning does not."""
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +22,18 @@ def test_a_third_party_warning_stays_a_warning() -> None:
             "old API", DeprecationWarning, "somelib.py", 1, module="digestive.somelib"
         )
     assert [str(w.message) for w in seen] == ["old API"]
+
+
+LITERAL_DATE = re.compile(r"\bdatetime\(20\d\d|\bdate\(20\d\d|[\"']20\d\d-\d\d-\d\d")
+
+
+def test_every_module_with_a_literal_date_runs_under_the_shifted_clocks() -> None:
+    """A literal date beside the real clock is a test that fails some day later; the
+    modules that write dates are run again under shifted clocks (``make test-clocks``),
+    which brings that day forward. Dated fixtures in other modules must join them."""
+    unmarked = [
+        path.name
+        for path in sorted(Path(__file__).parent.glob("test_*.py"))
+        if LITERAL_DATE.search(path.read_text()) and "pytest.mark.clock" not in path.read_text()
+    ]
+    assert unmarked == []

@@ -24,6 +24,8 @@ from digest.exceptions import ConfigError, TokenError
 from digest.mail.message import IssueMessage
 from digest.web.app import create_app
 
+pytestmark = pytest.mark.clock  # token expiry
+
 
 def _id_encodings(subscriber_id: int) -> list[bytes]:
     # Layouts a leaky token could carry the id in (long enough not to match by chance).

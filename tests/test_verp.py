@@ -18,6 +18,8 @@ from digest.mail.message import IssueMessage
 from digest.mail.verp import VerpMinter, is_bounce_address, matches, parse, verp_config
 from digest.transports.smtp import SMTPTransport
 
+pytestmark = pytest.mark.clock  # VERP tags
+
 
 def _verp(settings: Settings, **extra: object) -> Settings:
     return settings.model_copy(update={"verp_domain": VERP_DOMAIN, **extra})

@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 from email_support import CONTRAST_JS, Chromium, axe_violations, chromium, mjml_errors  # noqa: F401
 from sqlmodel import Session
 from subscriber_support import WebApp, make_web
@@ -16,6 +17,8 @@ from digest.store.engine import session_scope
 from digest.store.importer import import_comparisons
 from digest.store.models import IssueState
 from digest.web.issue_page import page_source
+
+pytestmark = pytest.mark.clock  # weeks and feed dates
 
 SAMPLE = Path(__file__).resolve().parent.parent / "digest" / "sample" / "comparisons.json"
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -15,6 +15,8 @@ from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from subscribers.lifecycle import suppress
 from subscribers.privacy import show
 
+pytestmark = pytest.mark.clock  # confirmation links that expire
+
 S = Subscriber.__table__  # type: ignore[attr-defined]
 SCRIPT = "<script>alert(1)</script>"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from subscriber_support import WebApp, import_sample, make_web, parse
 
@@ -19,6 +20,8 @@ from digest.transports.base import SendResult
 from digest.transports.memory import MemoryTransport
 from subscribers.privacy import forget, show
 from subscribers.service import add_subscriber
+
+pytestmark = pytest.mark.clock  # unsubscribe links that never expire
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 WEEK = "2026-W47"

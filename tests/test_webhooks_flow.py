@@ -27,6 +27,8 @@ from digest.store.engine import make_engine, migrate
 from digest.store.models import Delivery
 from digest.webhooks.events import EventKind, MailEvent, MailEventRecord, apply_events
 
+pytestmark = pytest.mark.clock  # issues of given weeks
+
 KEY = "SG.flow"
 
 

@@ -8,10 +8,13 @@ import secrets
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, event_count, status_of
 
 from digest.core.settings import Settings
+
+pytestmark = pytest.mark.clock  # signed timestamps
 
 KEY = secrets.token_hex(16)
 

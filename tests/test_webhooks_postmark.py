@@ -6,10 +6,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
-from webhook_helpers import add_reader, client_for, event_count, status_of
+from webhook_helpers import add_reader, client_for, event_count, event_time, status_of
 
 from digest.core.settings import Settings
+
+pytestmark = pytest.mark.clock  # event times and the soft-bounce window
 
 AUTH = ("postmark-hook", "s3cret-hook-password")
 CONFIG = {"postmark_webhook_user": AUTH[0], "postmark_webhook_password": AUTH[1]}
@@ -24,7 +27,7 @@ def bounce(email: str, kind: str = "HardBounce", bounce_id: int | None = None) -
         "TypeCode": 1,
         "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
         "Email": email,
-        "BouncedAt": "2026-11-23T10:00:00Z",
+        "BouncedAt": event_time(),
         "Description": "The server was unable to deliver",
         "Metadata": {"digest_issue": "1"},
         "MessageStream": "broadcast",
@@ -74,7 +77,7 @@ def test_complaint_and_subscription_change(settings: Settings, engine: Engine) -
         "Type": "SpamComplaint",
         "Email": "c@example.com",
         "MessageID": "m-1",
-        "BouncedAt": "2026-11-23T10:00Z",
+        "BouncedAt": event_time(),
     }
     change = {
         "RecordType": "SubscriptionChange",
@@ -82,7 +85,7 @@ def test_complaint_and_subscription_change(settings: Settings, engine: Engine) -
         "Recipient": "u@example.com",
         "SuppressSending": True,
         "SuppressionReason": "ManualSuppression",
-        "ChangedAt": "2026-11-23T10:00:00Z",
+        "ChangedAt": event_time(),
     }
     for payload in (complaint, change):
         assert client.post("/webhooks/postmark", json=payload, auth=AUTH).status_code == 200
@@ -108,7 +111,7 @@ def test_delivery_is_recorded_only_and_junk_is_refused(settings: Settings, engin
         "RecordType": "Delivery",
         "MessageID": "m-9",
         "Recipient": "d@example.com",
-        "DeliveredAt": "2026-11-23T10:00:00Z",
+        "DeliveredAt": event_time(),
         "Details": "250 OK",
     }
     assert client.post("/webhooks/postmark", json=delivered, auth=AUTH).json()["recorded"] == 1

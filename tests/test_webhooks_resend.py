@@ -10,10 +10,13 @@ import secrets
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
-from webhook_helpers import add_reader, client_for, event_count, status_of
+from webhook_helpers import add_reader, client_for, event_count, event_time, status_of
 
 from digest.core.settings import Settings
+
+pytestmark = pytest.mark.clock  # event times and the soft-bounce window
 
 
 def new_secret() -> str:
@@ -44,7 +47,7 @@ def event(kind: str, email: str, **data: Any) -> bytes:
     return json.dumps(
         {
             "type": kind,
-            "created_at": "2026-11-23T10:00:00.000Z",
+            "created_at": event_time(),
             "data": {"email_id": "re-1", "to": [email], "tags": {"digest_issue": "2"}, **data},
         }
     ).encode()

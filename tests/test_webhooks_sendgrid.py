@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
@@ -14,6 +15,8 @@ from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, event_count, status_of
 
 from digest.core.settings import Settings
+
+pytestmark = pytest.mark.clock  # signed timestamps
 
 SIG = "X-Twilio-Email-Event-Webhook-Signature"
 TS = "X-Twilio-Email-Event-Webhook-Timestamp"

@@ -8,15 +8,18 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from webhook_helpers import add_reader, client_for, event_count, status_of
+from webhook_helpers import add_reader, client_for, event_count, event_time, status_of
 
 from digest.core.settings import Settings
+
+pytestmark = pytest.mark.clock  # event times
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:digest-ses-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123abcd.pem"
@@ -75,7 +78,7 @@ def notification(ses_event: dict[str, Any], message_id: str = "sns-1") -> dict[s
         "MessageId": message_id,
         "TopicArn": TOPIC,
         "Message": json.dumps(ses_event),
-        "Timestamp": "2026-11-23T10:00:00.000Z",
+        "Timestamp": event_time(),
     }
 
 
@@ -86,7 +89,7 @@ def bounce(email: str, kind: str = "Permanent") -> dict[str, Any]:
             "bounceType": kind,
             "bounceSubType": "General",
             "bouncedRecipients": [{"emailAddress": email, "diagnosticCode": "smtp; 550 5.1.1"}],
-            "timestamp": "2026-11-23T10:00:00.000Z",
+            "timestamp": event_time(),
             "feedbackId": "f-1",
         },
         "mail": {"messageId": "ses-1", "tags": {"digest_issue": ["5"]}},
@@ -132,7 +135,7 @@ def test_subscription_confirmation_fetches_the_subscribe_url(
             "TopicArn": TOPIC,
             "Message": "You have chosen to subscribe",
             "SubscribeURL": SUBSCRIBE_URL,
-            "Timestamp": "2026-11-23T10:00:00.000Z",
+            "Timestamp": event_time(),
         }
     )
     answer = post(c, msg)

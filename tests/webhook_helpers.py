@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -9,12 +10,20 @@ from provider_server import configure
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.store.engine import session_scope
 from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
 from digest.webhooks.events import MailEventRecord
 from subscribers.service import add_subscriber
+
+
+def event_time(ago: timedelta = timedelta(minutes=1)) -> str:
+    """When a provider says the event happened: a minute before the test's now, in the
+    ISO form providers send. Never a literal date: the soft-bounce window and the
+    webhook age limit are counted back from now."""
+    return (utcnow() - ago).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def client_for(settings: Settings, engine: Engine, **webhook_settings: Any) -> TestClient:

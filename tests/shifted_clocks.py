@@ -1,0 +1,72 @@
+"""Run the tests marked ``clock`` again under shifted clocks (``make test-clocks``).
+
+A test that mixes a literal date with the real clock passes on the day it is written
+and fails some day later; this run brings that day forward. Every process the tests
+start sees the shifted time too: libfaketime (Debian's ``faketime``) is preloaded into
+the whole process tree, with an offset from now, so parent and children agree.
+
+The clocks: about 400 days ahead, and the two Sundays of 2027 on which Europe/Berlin
+changes its clocks, started a minute before the change so the run crosses it, with
+``TZ=Europe/Berlin``. Monotonic clocks move by the same offset, so durations stay true.
+
+Exit status: 0 when every clock passed (or faketime is missing: then it says so and
+the check is skipped), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+#: (name, the moment the run starts at); None = 400 days from now.
+CLOCKS: list[tuple[str, datetime | None]] = [
+    ("400 days ahead", None),
+    # 02:00 CET -> 03:00 CEST at 01:00 UTC.
+    ("Europe/Berlin springs forward, Sunday 2027-03-28", datetime(2027, 3, 28, 0, 59, tzinfo=UTC)),
+    # 03:00 CEST -> 02:00 CET at 01:00 UTC.
+    ("Europe/Berlin falls back, Sunday 2027-10-31", datetime(2027, 10, 31, 0, 59, tzinfo=UTC)),
+]
+
+
+def offset_spec(start: datetime | None, now: datetime) -> str:
+    """libfaketime's relative offset (``+N`` seconds) that makes now read ``start``."""
+    if start is None:
+        start = now + timedelta(days=400)
+    return f"{int((start - now).total_seconds()):+d}"
+
+
+def main(argv: list[str]) -> int:
+    faketime = shutil.which("faketime")
+    if faketime is None:
+        print("shifted clocks: skipped, `faketime` is not installed (apt-get install faketime)")
+        return 0
+    failed: list[str] = []
+    for name, start in CLOCKS:
+        spec = offset_spec(start, datetime.now(UTC))
+        # Monotonic clocks shift by the same offset: durations stay true (sparing them
+        # with FAKETIME_DONT_FAKE_MONOTONIC breaks time.sleep on Python 3.11).
+        env = os.environ | {"TZ": "Europe/Berlin"}
+        command = [faketime, "-f", spec, sys.executable, "-m", "pytest", "-m", "clock", *argv]
+        print(f"shifted clocks: {name} (faketime -f {spec})", flush=True)
+        began = time.monotonic()
+        code = subprocess.call(command, env=env)
+        print(
+            f"shifted clocks: {name}: {'passed' if code == 0 else 'FAILED'} "
+            f"in {time.monotonic() - began:.0f}s",
+            flush=True,
+        )
+        if code != 0:
+            failed.append(name)
+    if failed:
+        print(f"shifted clocks: failed under {', '.join(failed)}")
+        return 1
+    print(f"shifted clocks: all {len(CLOCKS)} passed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
