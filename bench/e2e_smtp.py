@@ -32,7 +32,7 @@ from pathlib import Path
 
 from common import ROOT, SECRET, WEEK, PeakRSS, bench_settings, demo_message, seed
 
-from digest.message import Recipient
+from digest.core.recipient import Recipient
 
 SBIN = ("/usr/sbin", "/usr/local/sbin")
 

@@ -32,10 +32,10 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from store_support import WEEK, dated, sample_items, write_json
 
-from digest.config import Settings
-from digest.importer import import_comparisons
-from digest.timeutil import utcnow
-from subscribers.models import Subscriber
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.store.importer import import_comparisons
+from digest.store.subscriber_models import Subscriber
 
 TRANSIENT_KINDS = ("421", "451", "454", "disconnect")
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.I | re.M)

@@ -29,11 +29,11 @@ from sqlalchemy import Column, ColumnElement, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.delivery import OPEN_STATES
-from digest.events import EventKind
-from digest.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
-from digest.timeutil import utcnow
-from subscribers.models import Subscriber, SubscriberStatus
+from digest.core.clock import utcnow
+from digest.delivery.queue import OPEN_STATES
+from digest.store.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
+from digest.webhooks.events import EventKind
 
 logger = logging.getLogger(__name__)
 

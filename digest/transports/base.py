@@ -8,7 +8,7 @@ A transport never decides what happens to a delivery; it reports what the server
   ``bounce`` says the *address* was refused (RCPT stage, 5.1.x, a provider's
   "invalid recipient") — only then is the subscriber suppressed. A message-level
   refusal (content rejected, message too big) or an address we could not even write
-  (see :mod:`digest.mailsafe`) fails that delivery and leaves the subscriber alone.
+  (see :mod:`digest.core.mailsafe`) fails that delivery and leaves the subscriber alone.
 
 ``RETRY`` with ``outage`` set means the server could not be reached at all (no
 connection, connection lost, a Maildir that cannot be written): when a whole chunk
@@ -17,6 +17,11 @@ comes back like that the send loop pauses instead of burning attempts.
 Failures of the whole transport raise from :mod:`digest.exceptions`:
 ``TransientTransportError`` (retry the batch later) or ``TransportConfigError``
 (credentials or sender rejected: stop the send).
+
+Pacing (``DIGEST_RATE_LIMIT``, messages per second) is declared here too: the send loop
+paces each chunk it hands over, unless the transport says it paces each message itself
+(``paces_each_message``, the SMTP pool, whose connections send in parallel); then the
+loop gives it the send's :class:`Pacer` instead.
 """
 
 from __future__ import annotations
@@ -27,16 +32,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from digest.core.mailsafe import check_address
+from digest.core.recipient import Recipient
 from digest.exceptions import AddressError
-from digest.mailsafe import check_address
-from digest.message import IssueMessage, Recipient
+from digest.mail.message import IssueMessage
 
 if TYPE_CHECKING:
     from digest.mail.dkim import DkimSigner
 
 logger = logging.getLogger(__name__)
+
+
+class Pacer(Protocol):
+    """Send pacing as a transport sees it (:class:`digest.delivery.pacing.AdaptivePacer`)."""
+
+    def acquire(self, n: int = 1) -> None:
+        """Block until ``n`` more messages may go."""
 
 
 class SendStatus(StrEnum):
@@ -114,6 +127,11 @@ class Transport(ABC):
     name: str = "base"
     #: the most recipients one ``send_batch`` call accepts
     max_batch: int = 1000
+    #: True: the transport calls :attr:`pacer` before each message (its connections
+    #: send in parallel); False: the send loop paces each chunk before handing it over.
+    paces_each_message: bool = False
+    #: set by the send loop when ``paces_each_message``
+    pacer: Pacer | None = None
 
     def open(self) -> None:  # noqa: B027  (optional hook; most transports need none)
         """Connect (called once before the first batch); the default does nothing."""

@@ -1,0 +1,178 @@
+"""The leases a worker holds: the heartbeat that renews them, and the batch claimed
+ahead while the current one is out.
+
+A worker's SMTP sessions used to wait while it claimed its next batch (about 7% of a
+send on SQLite: 34 ms per 500 rows). :class:`ClaimAhead` makes that claim in a thread
+while the batch before it is sent. What stays true:
+
+- Only one batch is ever *sent but not recorded*: the batch claimed ahead is leased,
+  not tried, so a worker killed outright still duplicates at most one batch; the rows
+  claimed ahead simply wait for their lease to run out, like any dead worker's rows.
+- The :class:`Heartbeat` renews both leases (:attr:`ClaimAhead.lease`).
+- Pause, cancel and a stop signal are read before the claimed-ahead batch is used; if
+  it is not, its rows go back untouched (:meth:`ClaimAhead.close`).
+- An unsubscribe still reaches the next batch: just before it is sent, the batch
+  claimed ahead is checked again and readers who left are skipped
+  (:func:`still_active`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from types import TracebackType
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from digest.core.clock import utcnow
+from digest.delivery.outcomes import release
+from digest.delivery.queue import Claim, S, claim_leased, new_lease, renew_lease, skip_inactive
+from digest.store.subscriber_models import SubscriberStatus
+
+logger = logging.getLogger(__name__)
+
+
+def still_active(engine: Engine, claim: Claim, now: datetime | None = None) -> Claim:
+    """``claim`` as it stands now: recipients who left since it was made are skipped,
+    as they would have been had the batch been claimed now."""
+    ids = {r.subscriber_id for r in claim.recipients}
+    if not ids:
+        return claim
+    with engine.begin() as conn:
+        active = set(
+            conn.execute(
+                select(S.c.id).where(S.c.id.in_(ids), S.c.status == SubscriberStatus.ACTIVE.value)
+            ).scalars()
+        )
+        gone = [r.delivery_id for r in claim.recipients if r.subscriber_id not in active]
+        skip_inactive(conn, [i for i in gone if i is not None], now or utcnow())
+    if not gone:
+        return claim
+    kept = [r for r in claim.recipients if r.subscriber_id in active]
+    return Claim(kept, claim.skipped + len(gone), claim.lease)
+
+
+class ClaimAhead:
+    """Claims for one worker on one issue: :meth:`take` the batch to send now (the one
+    claimed ahead when there is one), :meth:`ahead` to start claiming the next."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        issue_id: int,
+        owner: str,
+        size: int,
+        lease_seconds: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.engine = engine
+        self.issue_id = issue_id
+        self.owner = owner
+        self.size = size
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        self._pool: ThreadPoolExecutor | None = None
+        self._next: Future[Claim] | None = None
+        self._next_lease: str | None = None
+        #: rows of the batch given back by :meth:`close` that were skipped (final)
+        self.skipped_on_close = 0
+
+    def __enter__(self) -> ClaimAhead:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _claim(self, lease: str | None = None) -> Claim:
+        return claim_leased(
+            self.engine,
+            self.issue_id,
+            self.owner,
+            self.size,
+            self.lease_seconds,
+            self.clock(),
+            lease=lease,
+        )
+
+    @property
+    def lease(self) -> str | None:
+        """The lease of the batch being claimed or held ahead (the heartbeat renews it)."""
+        return self._next_lease
+
+    def take(self) -> Claim:
+        """The batch to send now."""
+        if self._next is None:
+            return self._claim()
+        future, self._next, self._next_lease = self._next, None, None
+        claim = still_active(self.engine, future.result(), self.clock())
+        if claim.recipients or claim.skipped:
+            return claim
+        # Claimed ahead and found nothing: rows may have come due since; look again.
+        return self._claim()
+
+    def ahead(self, claim: Claim) -> None:
+        """Start claiming the batch after ``claim`` when ``claim`` was a full one (a
+        short one means the queue is drained for now: nothing to claim ahead)."""
+        if self._next is not None or len(claim.recipients) + claim.skipped < self.size:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="claim-ahead")
+        self._next_lease = new_lease(self.owner)
+        self._next = self._pool.submit(self._claim, self._next_lease)
+
+    def close(self) -> None:
+        """Give a batch claimed ahead and not taken back, untouched (its skipped rows
+        are final: :attr:`skipped_on_close` counts them)."""
+        future, self._next, self._next_lease = self._next, None, None
+        if future is not None:
+            try:
+                claim = future.result()
+            except Exception:  # the rows were not leased, or their lease will run out
+                logger.exception("claiming ahead failed")
+            else:
+                release(self.engine, claim.recipients)
+                self.skipped_on_close += claim.skipped
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class Heartbeat:
+    """Renews the current batch's lease, and the lease of the batch claimed ahead,
+    every third of their length, in a thread."""
+
+    def __init__(self, engine: Engine, lease_seconds: int, ahead: ClaimAhead | None = None) -> None:
+        self.engine = engine
+        self.lease_seconds = lease_seconds
+        self.lease: str | None = None
+        self.ahead = ahead
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(self.lease_seconds / 3, 0.2)):
+            leases = [self.lease, self.ahead.lease if self.ahead is not None else None]
+            held = [lease for lease in leases if lease is not None]
+            if not held:
+                continue
+            try:
+                renew_lease(self.engine, held, self.lease_seconds)
+            except Exception:  # a missed renewal only risks a duplicate; keep beating
+                logger.exception("could not renew leases %s", ", ".join(held))
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
