@@ -48,9 +48,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check digest subscribers tests bench scheduler.py
 	$(BIN)/ruff format --check digest subscribers tests bench scheduler.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

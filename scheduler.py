@@ -3,9 +3,9 @@
 A thin APScheduler entry point with two jobs:
 
 - a cron trigger from ``DIGEST_SEND_CRON`` (default Monday 09:00) in
-  ``DIGEST_TIMEZONE`` calls :func:`digest.jobs.weekly_job` (``scheduled=True``), the
+  ``DIGEST_TIMEZONE`` calls :func:`digest.jobs.weekly.weekly_job` (``scheduled=True``), the
   same function ``digest send`` uses, so a repeated tick sends nobody anything twice;
-- every minute :func:`digest.editorial.schedule.scheduler_tick` opens the review window
+- every minute :func:`digest.jobs.schedule.scheduler_tick` opens the review window
   (``DIGEST_REVIEW_HOURS`` before a slot) and sends a draft that was approved or
   released after its slot;
 - with ``DIGEST_BOUNCE_MAILBOX`` set, every ``DIGEST_BOUNCE_MAILBOX_INTERVAL`` seconds
@@ -23,12 +23,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config import Settings, get_settings
-from digest.db_outage import describe, ride_out
-from digest.editorial.schedule import RUN_LOCK, cron_trigger, next_send, scheduler_tick
+from digest.core.settings import Settings, get_settings
 from digest.exceptions import DigestError
-from digest.jobs import open_store, weekly_job
+from digest.jobs.schedule import RUN_LOCK, cron_trigger, next_send, scheduler_tick
+from digest.jobs.weekly import open_store, weekly_job
 from digest.ops.logging_setup import configure_logging
+from digest.store.outage import describe, ride_out
 
 # Named, not __name__: run as a script this module is "__main__", which says nothing in a log.
 logger = logging.getLogger("digest.scheduler")

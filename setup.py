@@ -2,7 +2,7 @@
 repository's top-level ``templates/`` and ``migrations/`` folders as package data of
 ``digest`` (``digest/templates``, ``digest/migrations`` once installed), so the
 repository layout stays as it is and ``pip install .`` works outside the checkout.
-:func:`digest.resources.resource_dir` finds them in either place.
+:func:`digest.core.resources.resource_dir` finds them in either place.
 
 Everything else about the distribution is in pyproject.toml.
 """

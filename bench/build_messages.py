@@ -28,9 +28,10 @@ from common import bench_settings, demo_message, seed
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from digest.core.recipient import Recipient
 from digest.mail.dkim import DkimSigner
-from digest.message import IssueMessage, Recipient
-from digest.mimefast import smtp_data
+from digest.mail.message import IssueMessage
+from digest.mail.mimefast import smtp_data
 
 
 def rate(build: object, recipients: list[Recipient]) -> float:

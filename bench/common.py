@@ -14,14 +14,14 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
-from digest.config import Settings  # noqa: E402
-from digest.db import make_engine, migrate, session_scope  # noqa: E402
-from digest.importer import import_comparisons  # noqa: E402
-from digest.issues import freeze_issue, issue_message  # noqa: E402
-from digest.message import IssueMessage  # noqa: E402
-from digest.scale.pool import peak_rss_mb  # noqa: E402
-from digest.timeutil import utcnow, window  # noqa: E402
-from subscribers.models import Subscriber  # noqa: E402
+from digest.core.clock import utcnow, window  # noqa: E402
+from digest.core.settings import Settings  # noqa: E402
+from digest.delivery.pool import peak_rss_mb  # noqa: E402
+from digest.issue.freeze import freeze_issue, issue_message  # noqa: E402
+from digest.mail.message import IssueMessage  # noqa: E402
+from digest.store.engine import make_engine, migrate, session_scope  # noqa: E402
+from digest.store.importer import import_comparisons  # noqa: E402
+from digest.store.subscriber_models import Subscriber  # noqa: E402
 
 WEEK = "2026-W47"
 SECRET = "bench-secret-key-0123456789abcdef"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from common import ROOT, WEEK, PeakRSS, bench_settings, demo_message, free_port, seed, send_env
 
-from digest.message import Recipient
+from digest.core.recipient import Recipient
 
 SBIN = ("/usr/sbin", "/usr/local/sbin")
 

@@ -33,7 +33,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from common import ROOT, WEEK, bench_settings, free_port, seed, send_env
 
-from digest.control import pause_issue
+from digest.delivery.controls import pause_issue
 
 
 class Counting:

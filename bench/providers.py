@@ -27,11 +27,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest.config import Settings  # noqa: E402
-from digest.db import make_engine, migrate, session_scope  # noqa: E402
-from digest.importer import import_comparisons  # noqa: E402
-from digest.issues import freeze_issue, issue_message  # noqa: E402
-from digest.message import IssueMessage, Recipient  # noqa: E402
+from digest.core.recipient import Recipient  # noqa: E402
+from digest.core.settings import Settings  # noqa: E402
+from digest.issue.freeze import freeze_issue, issue_message  # noqa: E402
+from digest.mail.message import IssueMessage  # noqa: E402
+from digest.store.engine import make_engine, migrate, session_scope  # noqa: E402
+from digest.store.importer import import_comparisons  # noqa: E402
 from digest.transports import FACTORIES  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -44,8 +44,8 @@ from e2e_smtp import free_port, smtp_source, tool
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from digest.db import make_engine, migrate
-from digest.message import Recipient
+from digest.core.recipient import Recipient
+from digest.store.engine import make_engine, migrate
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 

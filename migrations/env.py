@@ -1,15 +1,15 @@
-"""Alembic environment: the engine comes from digest.db (never a second config file)."""
+"""Alembic environment: the engine comes from digest.store.engine (never a second config file)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlmodel import SQLModel
 
-import digest.accounts.models  # noqa: F401
-import digest.models  # noqa: F401
-import subscribers.models  # noqa: F401
-from digest.config import get_settings
-from digest.db import make_engine
+import digest.store.account_models  # noqa: F401
+import digest.store.models  # noqa: F401
+import digest.store.subscriber_models  # noqa: F401
+from digest.core.settings import get_settings
+from digest.store.engine import make_engine
 
 target_metadata = SQLModel.metadata
 

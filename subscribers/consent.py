@@ -23,9 +23,9 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from digest.render import one_line
-from digest.timeutil import utcnow
-from subscribers.models import ConsentAction, ConsentEvent, Suppression
+from digest.core.clock import utcnow
+from digest.core.mailsafe import one_line
+from digest.store.subscriber_models import ConsentAction, ConsentEvent, Suppression
 
 logger = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from digest.timeutil import utcnow
-from subscribers.consent import add_suppressions, log_events
-from subscribers.models import (
+from digest.core.clock import utcnow
+from digest.store.subscriber_models import (
     SUPPRESSED_STATES,
     ConsentAction,
     Subscriber,
     SubscriberStatus,
 )
+from subscribers.consent import add_suppressions, log_events
 
 logger = logging.getLogger(__name__)
 

@@ -21,14 +21,20 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.core.tokens import address_matches, binding_matches, new_nonce, read_claims
 from digest.exceptions import SubscriberError, TokenError
-from digest.message import Recipient
-from digest.timeutil import utcnow
-from digest.tokens import address_matches, binding_matches, new_nonce, read_claims
+from digest.store.subscriber_models import (
+    SUPPRESSED_STATES,
+    ConsentAction,
+    Subscriber,
+    SubscriberStatus,
+)
 from subscribers.consent import lift_suppression, log_event
 from subscribers.lifecycle import suppress
-from subscribers.models import SUPPRESSED_STATES, ConsentAction, Subscriber, SubscriberStatus
+from subscribers.preferences import catalog, check_frequency, check_timezone, normal_topics
 from subscribers.service import clean_name, normalize_email
 
 logger = logging.getLogger(__name__)
@@ -93,7 +99,7 @@ def request_subscription(
 ) -> SubscribeOutcome:
     """Record a subscribe request; SubscriberError if the address, the name or a
     preference is invalid. ``preferences``: the sign-up form's topics, frequency and
-    time zone (digest/readers/preferences.py), kept on a row nobody confirmed yet."""
+    time zone (subscribers/preferences.py), kept on a row nobody confirmed yet."""
     address = normalize_email(email)
     clean = clean_name(name)
     for _attempt in range(2):
@@ -109,13 +115,6 @@ def request_subscription(
 
 def _chosen(conn: Connection, preferences: dict[str, Any] | None) -> dict[str, Any]:
     """The stored form of the sign-up's choices (nothing when none were made)."""
-    from digest.readers.preferences import (
-        catalog,
-        check_frequency,
-        check_timezone,
-        normal_topics,
-    )
-
     if not preferences:
         return {}
     chosen: dict[str, Any] = {}

@@ -16,10 +16,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from digest.exceptions import SubscriberError
-from digest.models import Delivery
+from digest.store.models import Delivery
+from digest.store.subscriber_models import (
+    SUPPRESSED_STATES,
+    ConsentEvent,
+    Subscriber,
+    SubscriberStatus,
+)
 from subscribers.consent import add_suppressions, events_for, suppression_of
 from subscribers.lifecycle import suppress
-from subscribers.models import SUPPRESSED_STATES, ConsentEvent, Subscriber, SubscriberStatus
 from subscribers.service import normalize_email, quote_cell
 
 logger = logging.getLogger(__name__)

@@ -20,11 +20,16 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from digest.core.clock import utcnow
+from digest.core.mailsafe import check_address, header_text, one_line
 from digest.exceptions import AddressError, SubscriberError
-from digest.mailsafe import check_address, header_text, one_line
-from digest.timeutil import utcnow
+from digest.store.subscriber_models import (
+    SUPPRESSED_STATES,
+    ConsentAction,
+    Subscriber,
+    SubscriberStatus,
+)
 from subscribers.consent import log_event, log_event_rows, suppressed_among, suppression_of
-from subscribers.models import SUPPRESSED_STATES, ConsentAction, Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 

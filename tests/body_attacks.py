@@ -24,7 +24,7 @@ import httpx
 from servers import free_port, serve_process
 
 from digest.accounts.service import add_user
-from digest.db import make_engine, migrate, session_scope
+from digest.store.engine import make_engine, migrate, session_scope
 
 MiB = 1024 * 1024
 SECRET = "body-attack-secret-0123456789abcdef"

@@ -1,6 +1,6 @@
 """Running the real ``digest`` Typer app in-process, configured only by environment.
 
-The CLI reads its configuration through :func:`digest.config.get_settings`, which is
+The CLI reads its configuration through :func:`digest.core.settings.get_settings`, which is
 cached per process; :class:`DigestCLI` clears that cache around every call so each
 invocation sees exactly the environment it was given, as a fresh process would.
 """
@@ -18,7 +18,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from digest.cli import app
-from digest.config import Settings, get_settings
+from digest.core.settings import Settings, get_settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

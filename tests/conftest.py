@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
-from digest.config import Settings
-from digest.db import make_engine, migrate
+from digest.core.settings import Settings
+from digest.store.engine import make_engine, migrate
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO.parent / "shared" / "seeds"

@@ -26,9 +26,9 @@ from servers import RecordingSMTPServer, digest_serve, free_port
 from store_support import SAMPLE_CSV, seed_store
 
 from digest.accounts.service import add_user
-from digest.config import Settings
-from digest.db import make_engine, migrate, session_scope
-from digest.jobs import current_week
+from digest.core.settings import Settings
+from digest.jobs.weekly import current_week
+from digest.store.engine import make_engine, migrate, session_scope
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = str(CHROMIUM_PATH)

@@ -33,17 +33,17 @@ from servers import digest_serve, free_port, recording_smtp, wait_for
 from sqlalchemy import insert, select, update
 from store_support import sample_items, write_json
 
-from digest.config import Settings
-from digest.db import make_engine, session_scope
-from digest.editorial.schedule import prepare_draft
-from digest.importer import import_comparisons
-from digest.issues import Edit, edit_issue
-from digest.jobs import weekly_job
-from digest.models import ClickCount, Delivery, IssueLink, MailEventRecord
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.issue.freeze import Edit, edit_issue
+from digest.jobs.schedule import prepare_draft
+from digest.jobs.weekly import weekly_job
+from digest.store.engine import make_engine, session_scope
+from digest.store.importer import import_comparisons
+from digest.store.models import ClickCount, Delivery, IssueLink, MailEventRecord
+from digest.store.subscriber_models import ConsentEvent, Subscriber, SubscriberStatus
 from digest.transports.memory import MemoryTransport
 from subscribers.lifecycle import suppress
-from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 C = ConsentEvent.__table__  # type: ignore[attr-defined]

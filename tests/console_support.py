@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine
 from store_support import seed_store
 
 from digest.accounts.service import add_user
-from digest.config import Settings
-from digest.db import session_scope
-from digest.jobs import current_week
+from digest.core.settings import Settings
+from digest.jobs.weekly import current_week
+from digest.store.engine import session_scope
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
 

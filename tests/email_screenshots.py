@@ -17,11 +17,12 @@ from email_support import CHROMIUM, CHROMIUM_ARGS, REPO, comparisons, email_sett
 from playwright.sync_api import sync_playwright
 from store_support import WEEK
 
-from digest.db import make_engine, migrate, session_scope
-from digest.issues import freeze_issue
-from digest.message import IssueMessage, Recipient
+from digest.core.recipient import Recipient
+from digest.issue.freeze import freeze_issue
+from digest.mail.message import IssueMessage
+from digest.notices.subscribers import ConfirmationMessage
+from digest.store.engine import make_engine, migrate, session_scope
 from digest.web.issue_page import web_page
-from subscribers.mail import ConfirmationMessage
 
 OUT = REPO / "docs" / "screenshots"
 READER = Recipient(7, "ada@example.com", "Ada Lovelace")

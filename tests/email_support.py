@@ -23,10 +23,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from store_support import WEEK, dated, sample_items, write_json
 
-from digest.config import Settings
-from digest.importer import import_comparisons
-from digest.models import Comparison
-from digest.render import TEMPLATES_DIR, RenderedIssue, render_issue
+from digest.core.resources import TEMPLATES_DIR
+from digest.core.settings import Settings
+from digest.issue.render import RenderedIssue, render_issue
+from digest.store.importer import import_comparisons
+from digest.store.models import Comparison
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

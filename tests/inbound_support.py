@@ -13,9 +13,9 @@ from servers import recording_smtp
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.jobs import weekly_job
-from digest.models import InboundMail, MailEventRecord
+from digest.core.settings import Settings
+from digest.jobs.weekly import weekly_job
+from digest.store.models import InboundMail, MailEventRecord
 
 VERP_DOMAIN = "bounces.verdicts.test"
 WEEK = "2026-W47"

@@ -21,8 +21,8 @@ from conftest import rig_settings
 from smtp_faults import FaultHandler
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.db import make_engine, migrate
+from digest.core.settings import Settings
+from digest.store.engine import make_engine, migrate
 
 DIGEST = Path(sys.executable).parent / "digest"
 #: What "no traceback in any output" looks for.

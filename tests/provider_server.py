@@ -20,8 +20,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.message import IssueMessage, Recipient
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.mail.message import IssueMessage
 
 HTML = (
     "<html><body><p>[[%greeting%]]</p><p>This week's verdicts.</p>"
@@ -173,8 +174,8 @@ def seed_store(
     suffix: str = "",
 ) -> None:
     """The sample comparisons (by default in week 2026-W47's window) and subscribers."""
-    from digest.db import session_scope
-    from digest.importer import import_comparisons
+    from digest.store.engine import session_scope
+    from digest.store.importer import import_comparisons
     from subscribers.service import add_subscriber
 
     items = json.loads(SAMPLE.read_text())

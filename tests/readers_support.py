@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from store_support import sample_items, write_json
 
-from digest.db import session_scope
-from digest.importer import import_comparisons
+from digest.store.engine import session_scope
+from digest.store.importer import import_comparisons
 from subscribers.service import add_subscriber
 
 

@@ -32,10 +32,10 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from store_support import WEEK, dated, sample_items, write_json
 
-from digest.config import Settings
-from digest.importer import import_comparisons
-from digest.timeutil import utcnow
-from subscribers.models import Subscriber
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.store.importer import import_comparisons
+from digest.store.subscriber_models import Subscriber
 
 TRANSIENT_KINDS = ("421", "451", "454", "disconnect")
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.I | re.M)
@@ -278,9 +278,9 @@ def seed_issue_store(
 def start_issue(engine: Engine, settings: Settings, week: str = WEEK) -> int:
     """Freeze ``week``'s issue and start it sending (its deliveries queued), without
     delivering anything: for workers to pick up. Returns its number."""
-    from digest.db import session_scope
-    from digest.delivery import enqueue
-    from digest.issues import freeze_issue
+    from digest.delivery.queue import enqueue
+    from digest.issue.freeze import freeze_issue
+    from digest.store.engine import session_scope
 
     with session_scope(engine) as session:
         issue = freeze_issue(session, week, settings)

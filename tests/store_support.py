@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import MetaData, select
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.importer import import_comparisons
-from digest.timeutil import window
+from digest.core.clock import window
+from digest.core.settings import Settings
+from digest.store.importer import import_comparisons
 from subscribers.service import import_csv
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,10 +18,10 @@ from conftest import throwaway_postgres
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.db import make_engine, migrate
-from digest.importer import import_comparisons
-from digest.timeutil import window
+from digest.core.clock import window
+from digest.core.settings import Settings
+from digest.store.engine import make_engine, migrate
+from digest.store.importer import import_comparisons
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
 

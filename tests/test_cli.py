@@ -17,7 +17,7 @@ from cli_support import DigestCLI
 from store_support import SAMPLE_CSV, WEEK, dated, sample_emails, sample_items, write_json
 
 from digest.cli import app
-from digest.config import Settings
+from digest.core.settings import Settings
 
 pytestmark = pytest.mark.clock  # issues of this week
 

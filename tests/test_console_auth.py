@@ -20,12 +20,12 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from digest.accounts.models import ConsoleSession
 from digest.accounts.service import add_user, token_hash
-from digest.config import Settings
-from digest.db import session_scope
-from digest.editorial.schedule import prepare_draft
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.jobs.schedule import prepare_draft
+from digest.store.account_models import ConsoleSession
+from digest.store.engine import session_scope
 
 TOKEN = "operator-token-for-tests-0123456789"
 

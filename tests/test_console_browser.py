@@ -26,11 +26,11 @@ from console_rig import (
 from servers import recording_smtp, wait_for
 from sqlalchemy import select, update
 
-from digest.db import make_engine
-from digest.jobs import weekly_job
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.jobs.weekly import weekly_job
+from digest.store.engine import make_engine
+from digest.store.subscriber_models import Subscriber
 from digest.transports.memory import MemoryTransport
-from subscribers.models import Subscriber
 
 pytestmark = pytest.mark.slow
 

@@ -12,13 +12,13 @@ import pytest
 from console_support import EDITOR, OPERATOR, Console
 from sqlalchemy import update
 
-from digest.db import session_scope
-from digest.editorial.history import history
-from digest.editorial.schedule import prepare_draft
-from digest.issues import find_issue, issue_rows
-from digest.models import Delivery, Issue
-from digest.preview import SAMPLE_RECIPIENT
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.issue.freeze import find_issue, issue_rows
+from digest.issue.history import history
+from digest.jobs.preview import SAMPLE_RECIPIENT
+from digest.jobs.schedule import prepare_draft
+from digest.store.engine import session_scope
+from digest.store.models import Delivery, Issue
 
 pytestmark = pytest.mark.clock  # freezing and the comparisons new since
 
@@ -145,7 +145,7 @@ def test_adding_a_new_comparison_and_bad_edits(console: Console) -> None:
     _draft(console)
     from store_support import sample_items, write_json
 
-    from digest.importer import import_comparisons
+    from digest.store.importer import import_comparisons
 
     late = sample_items()[0]
     late.update(slug="a-late-arrival", title="Late Arrival vs Latecomer")
@@ -256,7 +256,7 @@ def test_a_second_issue_in_one_week_needs_a_confirmation(console: Console) -> No
     console.wait_for_send()
     from store_support import sample_items, write_json
 
-    from digest.importer import import_comparisons
+    from digest.store.importer import import_comparisons
 
     item = sample_items()[1]
     item.update(slug="next-one", title="Next One vs Other One", published_at=utcnow().isoformat())

@@ -17,13 +17,13 @@ from console_support import OPERATOR, Console
 from metrics_support import Scrape
 from sqlalchemy import select, update
 
-from digest.control import pause_issue
-from digest.db import session_scope
-from digest.issues import freeze_next
-from digest.jobs import weekly_job
-from digest.message import IssueMessage, Recipient
-from digest.models import Delivery, Issue, IssueEvent
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.delivery.controls import pause_issue
+from digest.issue.freeze import freeze_next
+from digest.jobs.weekly import weekly_job
+from digest.mail.message import IssueMessage, Recipient
+from digest.store.engine import session_scope
+from digest.store.models import Delivery, Issue, IssueEvent
 from digest.transports.base import SendResult
 from digest.transports.memory import MemoryTransport
 

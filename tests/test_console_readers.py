@@ -17,13 +17,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from store_support import sample_emails
 
-from digest.config import Settings
-from digest.issues import issue_message
-from digest.jobs import weekly_job
-from digest.models import Issue
-from digest.timeutil import utcnow
-from digest.workers import deliver
-from subscribers.models import Subscriber
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.delivery.send_loop import deliver
+from digest.issue.freeze import issue_message
+from digest.jobs.weekly import weekly_job
+from digest.store.models import Issue
+from digest.store.subscriber_models import Subscriber
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
 TOKEN = re.compile(r"http://digest\.test/r/([A-Za-z0-9_-]+)")

@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from store_support import dump_store, sample_emails
 
 from digest.console.charts import issue_rates, subscribers_by_week
-from digest.db import session_scope
-from digest.editorial.schedule import prepare_draft
-from digest.timeutil import utcnow
-from subscribers.models import ConsentEvent, Subscriber
+from digest.core.clock import utcnow
+from digest.jobs.schedule import prepare_draft
+from digest.store.engine import session_scope
+from digest.store.subscriber_models import ConsentEvent, Subscriber
 from subscribers.privacy import unsubscribe_address
 
 pytestmark = pytest.mark.clock  # subscribers week by week

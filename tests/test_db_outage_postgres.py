@@ -35,9 +35,9 @@ from servers import digest_serve, free_port, wait_for
 from smtp_faults import FaultHandler, FaultPlan, fault_smtp, seed_issue_store
 from store_support import WEEK
 
-from digest.config import Settings
-from digest.jobs import current_week, weekly_job
-from digest.status import issue_status
+from digest.core.settings import Settings
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import current_week, weekly_job
 from digest.transports.memory import MemoryTransport
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]

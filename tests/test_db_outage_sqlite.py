@@ -26,8 +26,8 @@ from outage_support import (
 from smtp_faults import FaultHandler, FaultPlan, FaultServer, fault_smtp, seed_issue_store
 from store_support import WEEK
 
-from digest.config import Settings
-from digest.status import issue_status
+from digest.core.settings import Settings
+from digest.jobs.status import issue_status
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -13,11 +13,11 @@ from sqlalchemy.engine import Engine
 from store_support import WEEK
 
 from digest.cli import app
-from digest.config import Settings
-from digest.control import cancel_issue, pause_issue, resume_issue
+from digest.core.settings import Settings
+from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
 from digest.exceptions import IssueStateError
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 
 SLOW = FaultPlan(rate_slow=1.0, slow_seconds=0.002)
 
@@ -89,8 +89,8 @@ def test_control_commands_on_the_cli(
     assert digest_cli("pause").exit_code == 1  # no issue yet: a clear error
     digest_cli.ok("send", "--week", WEEK, "--dry-run")
     # Freeze the week's issue without sending, then drive it from the CLI.
-    from digest.db import session_scope
-    from digest.issues import freeze_issue
+    from digest.issue.freeze import freeze_issue
+    from digest.store.engine import session_scope
 
     with session_scope(engine) as session:
         freeze_issue(session, WEEK, settings)

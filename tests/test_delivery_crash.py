@@ -20,8 +20,8 @@ from smtp_faults import FaultHandler, FaultPlan, fault_smtp, seed_issue_store
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.config import Settings
-from digest.status import issue_status
+from digest.core.settings import Settings
+from digest.jobs.status import issue_status
 
 pytestmark = pytest.mark.slow
 

@@ -16,12 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import TransportConfigError
-from digest.jobs import weekly_job
-from digest.models import Delivery, DeliveryState
-from digest.status import issue_status
-from subscribers.models import Subscriber
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
+from digest.store.models import Delivery, DeliveryState
+from digest.store.subscriber_models import Subscriber
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscriber.__table__  # type: ignore[attr-defined]

@@ -22,12 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.config import Settings
-from digest.control import cancel_issue, pause_issue, resume_issue
-from digest.jobs import JobResult, weekly_job
-from digest.models import Delivery
+from digest.core.settings import Settings
+from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
+from digest.jobs.weekly import JobResult, weekly_job
+from digest.store.models import Delivery
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from subscribers.lifecycle import suppress
-from subscribers.models import Subscriber, SubscriberStatus
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 S = Subscriber.__table__  # type: ignore[attr-defined]

@@ -20,20 +20,21 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.config import Settings
-from digest.control import resume_issue, retry_failed
-from digest.db import make_engine, migrate, session_scope
-from digest.delivery import counts, enqueue
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.delivery.controls import resume_issue, retry_failed
+from digest.delivery.queue import counts, enqueue
 from digest.exceptions import IssueStateError
-from digest.issues import freeze_issue
-from digest.jobs import weekly_job
-from digest.message import IssueMessage, Recipient
-from digest.models import Delivery, Issue, IssueState
+from digest.issue.freeze import freeze_issue
+from digest.jobs.weekly import weekly_job
+from digest.mail.message import IssueMessage
+from digest.store.engine import make_engine, migrate, session_scope
+from digest.store.models import Delivery, Issue, IssueState
+from digest.store.subscriber_models import Subscriber
 from digest.transports.base import SendResult, Transport
 from digest.transports.maildir import MaildirTransport
 from digest.transports.memory import MemoryTransport
 from digest.transports.smtp import SMTPTransport
-from subscribers.models import Subscriber
 
 D = Delivery.__table__  # type: ignore[attr-defined]
 I = Issue.__table__  # type: ignore[attr-defined]  # noqa: E741

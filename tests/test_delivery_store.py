@@ -14,21 +14,22 @@ from sqlalchemy import event, select, update
 from store_support import WEEK
 from subscriber_support import Store
 
-from digest.config import Settings
-from digest.control import cancel_issue
-from digest.db import session_scope
-from digest.delivery import Claim, claim_leased, enqueue, renew_lease, set_issue_state
-from digest.issues import freeze_issue, issue_message
-from digest.leases import ClaimAhead
-from digest.message import IssueMessage, Recipient
-from digest.models import Delivery, DeliveryState, IssueState
-from digest.outcomes import record_results, release
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.delivery.controls import cancel_issue
+from digest.delivery.leases import ClaimAhead
+from digest.delivery.outcomes import record_results, release
+from digest.delivery.queue import Claim, claim_leased, enqueue, renew_lease, set_issue_state
+from digest.delivery.send_loop import POLL_SECONDS, deliver
+from digest.issue.freeze import freeze_issue, issue_message
+from digest.mail.message import IssueMessage
+from digest.store.engine import session_scope
+from digest.store.models import Delivery, DeliveryState, IssueState
+from digest.store.subscriber_models import Subscriber
 from digest.transports.base import SendResult, SendStatus
 from digest.transports.memory import MemoryTransport
 from digest.transports.smtp import SMTPTransport
-from digest.workers import POLL_SECONDS, deliver
-from subscribers.models import Subscriber
 
 pytestmark = pytest.mark.clock  # leases
 
@@ -127,7 +128,7 @@ def test_two_workers_at_once_send_each_address_once(store: Store, tmp_path: Path
     with fault_smtp(FaultHandler(FaultPlan(rate_451=0.05, permanent=0.02))) as server:
         s = smtp_settings(store.settings, server, batch_size=15, smtp_connections=2)
         with session_scope(store.engine) as session:
-            from digest.models import Issue
+            from digest.store.models import Issue
 
             issue = session.get(Issue, issue_id)
             assert issue is not None
@@ -278,7 +279,7 @@ def test_a_worker_waiting_for_another_workers_batch_ends_when_the_issue_is_sent(
     engine = store.engine
     theirs = claim_leased(engine, issue_id, "worker-b", 10, 60)
     with session_scope(engine) as session:
-        from digest.models import Issue
+        from digest.store.models import Issue
 
         issue = session.get(Issue, issue_id)
         assert issue is not None

@@ -18,15 +18,15 @@ from smtp_faults import seed_issue_store
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.config import Settings
-from digest.db import session_scope
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError
-from digest.issues import freeze_issue, issue_message
-from digest.jobs import weekly_job
+from digest.issue.freeze import freeze_issue, issue_message
+from digest.jobs.weekly import weekly_job
 from digest.mail.dkim import DkimSigner, hash_simple_body
 from digest.mail.doctor import resolver, run_checks, txt_records
-from digest.message import Recipient
-from digest.mimefast import smtp_data
+from digest.mail.mimefast import smtp_data
+from digest.store.engine import session_scope
 from digest.transports.smtp import SMTPTransport
 
 DOMAIN = "verdicts.test"

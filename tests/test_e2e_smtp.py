@@ -23,9 +23,9 @@ from store_support import (
     write_json,
 )
 
-from digest.config import Settings
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.core.settings import Settings
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 
 pytestmark = pytest.mark.slow
 

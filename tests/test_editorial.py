@@ -26,19 +26,19 @@ from sqlmodel import Session
 from store_support import sample_items, write_json
 
 from digest.accounts.service import add_user, authenticate
-from digest.config import SAMPLE_POSTAL_ADDRESS, Settings
-from digest.db import alembic_config, make_engine, migrate, session_scope
-from digest.editorial.history import history
+from digest.core.settings import SAMPLE_POSTAL_ADDRESS, Settings
 from digest.editorial.preflight import preflight
 from digest.editorial.review import approve, hold, release
-from digest.editorial.schedule import prepare_draft, scheduler_tick
 from digest.exceptions import IssueStateError, PreflightError
-from digest.importer import import_comparisons
-from digest.issues import Edit, edit_issue, find_issue, issue_message, issue_rows
-from digest.jobs import weekly_job
-from digest.message import IssueMessage
-from digest.models import Issue
-from digest.preview import SAMPLE_RECIPIENT, write_preview
+from digest.issue.freeze import Edit, edit_issue, find_issue, issue_message, issue_rows
+from digest.issue.history import history
+from digest.jobs.preview import SAMPLE_RECIPIENT, write_preview
+from digest.jobs.schedule import prepare_draft, scheduler_tick
+from digest.jobs.weekly import weekly_job
+from digest.mail.message import IssueMessage
+from digest.store.engine import alembic_config, make_engine, migrate, session_scope
+from digest.store.importer import import_comparisons
+from digest.store.models import Issue
 from digest.transports.memory import MemoryTransport
 from digest.transports.smtp import SMTPTransport
 from digest.web.app import create_app

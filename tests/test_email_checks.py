@@ -21,12 +21,13 @@ from email_support import (
 )
 from store_support import WEEK
 
-from digest.config import Settings
-from digest.db import make_engine, migrate
-from digest.message import IssueMessage, Recipient
-from digest.models import Comparison
-from digest.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
-from subscribers.mail import ConfirmationMessage, link_email_context
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.issue.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
+from digest.mail.message import IssueMessage
+from digest.notices.subscribers import ConfirmationMessage, link_email_context
+from digest.store.engine import make_engine, migrate
+from digest.store.models import Comparison
 
 READER = Recipient(7, "ada@example.com", "Ada Lovelace")
 BOXES = "els => els.map(e => e.getBoundingClientRect().toJSON())"

@@ -38,8 +38,8 @@ from smtp_faults import FaultHandler, FaultPlan, seed_issue_store, start_issue
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
-from digest.db import make_engine, migrate
-from digest.models import Delivery
+from digest.store.engine import make_engine, migrate
+from digest.store.models import Delivery
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
 

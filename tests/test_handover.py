@@ -3,8 +3,8 @@ for whom, and for how long."""
 
 from __future__ import annotations
 
-from digest.handover import FENCE_FRACTION, STALE_SECONDS, Handover, Why
-from digest.message import Recipient
+from digest.delivery.handover import FENCE_FRACTION, STALE_SECONDS, Handover, Why
+from digest.mail.message import Recipient
 
 LEASE = 60.0
 FENCE = LEASE * FENCE_FRACTION

@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.web.app import create_app
 
 pytestmark = pytest.mark.slow

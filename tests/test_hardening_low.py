@@ -18,11 +18,11 @@ from sqlalchemy.engine import Engine
 from store_support import WEEK, dated, dump_store, sample_items, write_json
 from subscriber_support import WebApp, write
 
-from digest.config import Settings
-from digest.models import Issue
+from digest.core.settings import Settings
+from digest.http.throttle import Throttle, rate_key
+from digest.store.models import Issue
+from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
-from digest.web.ratelimit import RateLimiter, rate_key
-from subscribers.models import Subscriber
 
 DIGEST = str(Path(sys.executable).with_name("digest"))
 #: Far deeper than the decoder recurses (about 1,000), well under the 64 KB form limit.
@@ -55,7 +55,7 @@ def test_deeply_nested_json_is_a_clear_refusal(
 @pytest.fixture
 def locked(settings: Settings, engine: Engine, tmp_path: Path) -> Iterator[Settings]:
     """Another process holds the write lock (BEGIN IMMEDIATE) for the whole test."""
-    from digest.importer import import_comparisons
+    from digest.store.importer import import_comparisons
 
     import_comparisons(engine, [write_json(tmp_path / "c.json", dated(sample_items(), settings))])
     path = settings.database_url.removeprefix("sqlite:///")
@@ -171,7 +171,7 @@ def test_invalid_utf8_in_a_form_is_refused(sqlite_web: WebApp) -> None:
 def test_console_preview_is_read_only(settings: Settings, engine: Engine, tmp_path: Path) -> None:
     token = "operator-token-for-tests-0123456789"
     s = settings.model_copy(update={"admin_token": SecretStr(token)})
-    from digest.importer import import_comparisons
+    from digest.store.importer import import_comparisons
 
     import_comparisons(engine, [write_json(tmp_path / "c.json", dated(sample_items(), s))])
     client = TestClient(create_app(s, engine=engine), base_url="http://digest.test")
@@ -187,6 +187,6 @@ def test_rate_limit_counts_an_ipv6_slash_64_as_one_client() -> None:
     )
     assert rate_key("2001:db8:1:3::1") != rate_key("2001:db8:1:2::1")
     assert rate_key("::ffff:198.51.100.7") == "198.51.100.7" == rate_key("198.51.100.7")
-    limiter = RateLimiter(2, 600, clock=lambda: 0.0)
+    limiter = Throttle(2, 600, clock=lambda: 0.0)
     hits = [limiter.hit(rate_key(f"2001:db8:1:2::{i:x}")) for i in range(1, 4)]
     assert hits[:2] == [None, None] and hits[2] is not None

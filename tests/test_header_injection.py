@@ -27,14 +27,15 @@ from sqlmodel import select
 from store_support import WEEK, dated, sample_items, write_json
 from subscriber_support import WebApp
 
-from digest.config import Settings
-from digest.db import session_scope
-from digest.importer import import_comparisons
-from digest.issues import Edit, edit_issue, freeze_issue, issue_message
-from digest.mailsafe import fit_display_name, header_text
-from digest.message import IssueMessage, Recipient
-from digest.models import Comparison
-from digest.render import render_issue
+from digest.core.mailsafe import fit_display_name, header_text
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.issue.freeze import Edit, edit_issue, freeze_issue, issue_message
+from digest.issue.render import render_issue
+from digest.mail.message import IssueMessage
+from digest.store.engine import session_scope
+from digest.store.importer import import_comparisons
+from digest.store.models import Comparison
 from subscribers.service import add_subscriber, import_csv
 
 

@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from store_support import PAGES_DIR, dated, dump_store, sample_items, write_json
 
-from digest.config import Settings
-from digest.models import Comparison
+from digest.core.settings import Settings
+from digest.store.models import Comparison
 
 pytestmark = pytest.mark.clock  # publication dates
 

@@ -15,10 +15,10 @@ from inbound_support import WEEK, send_with_verp, verp_settings
 from sqlalchemy.engine import Engine
 
 from digest.accounts.service import add_user
-from digest.config import Settings
-from digest.db import session_scope
-from digest.events import EventKind, MailEvent, apply_events
+from digest.core.settings import Settings
+from digest.store.engine import session_scope
 from digest.web.app import create_app
+from digest.webhooks.events import EventKind, MailEvent, apply_events
 from digest.webhooks.mail_events import take_in
 
 READERS = ["a@example.com", "b@example.com", "c@example.com", "d@example.com", "e@example.com"]

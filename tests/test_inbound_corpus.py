@@ -17,9 +17,9 @@ from servers import free_port
 from sqlalchemy.engine import Engine
 from webhook_helpers import status_of
 
-from digest.config import Settings
-from digest.db import make_engine, migrate
-from digest.status import issue_status
+from digest.core.settings import Settings
+from digest.jobs.status import issue_status
+from digest.store.engine import make_engine, migrate
 from digest.webhooks.mail_listener import running
 from digest.webhooks.mail_reading import Kind, Severity, read
 from digest.webhooks.mailbox import poll_once

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dns_server import LoopbackDNS, dns_server  # noqa: F401
 from inbound_support import VERP_DOMAIN
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.mail.doctor import run_checks
 
 

@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from webhook_helpers import status_of
 
-from digest.config import Settings
-from digest.models import InboundMail
+from digest.core.settings import Settings
+from digest.store.models import InboundMail
 from digest.webhooks.mail_listener import running
 from digest.webhooks.replies import smtp_forwarder
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from webhook_helpers import status_of
 
 import scheduler
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError
 from digest.webhooks.mailbox import ImapBox, parse_mailbox, poll_once
 

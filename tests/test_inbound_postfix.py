@@ -27,8 +27,8 @@ from servers import DIGEST, free_port, serving, wait_for
 from sqlalchemy.engine import Engine
 from webhook_helpers import status_of
 
-from digest.config import Settings
-from digest.jobs import weekly_job
+from digest.core.settings import Settings
+from digest.jobs.weekly import weekly_job
 
 needs_postfix = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "delivery.md"

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from store_support import SAMPLE_CSV, WEEK, seed_store
 
-from digest.config import Settings
-from digest.jobs import weekly_job
+from digest.core.settings import Settings
+from digest.jobs.weekly import weekly_job
 from subscribers.service import import_csv
 
 

@@ -12,12 +12,14 @@ from conftest import TEST_SECRET
 from smtp_faults import seed_issue_store
 from store_support import WEEK
 
-from digest import mimefast
-from digest.config import Settings
-from digest.db import make_engine, migrate, session_scope
-from digest.issues import freeze_issue, issue_message
-from digest.message import MAIL_POLICY, IssueMessage, Recipient
-from digest.render import placeholder
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.issue.freeze import freeze_issue, issue_message
+from digest.mail import mimefast
+from digest.mail.message import IssueMessage
+from digest.mail.parts import MAIL_POLICY
+from digest.mail.placeholders import placeholder
+from digest.store.engine import make_engine, migrate, session_scope
 
 NAMES = [
     "",

@@ -13,10 +13,10 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from store_support import WEEK, dump_store, sample_emails, seed_store
 
-from digest.config import Settings
-from digest.jobs import weekly_job
-from digest.models import Delivery
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.jobs.weekly import weekly_job
+from digest.store.models import Delivery
 from digest.transports.memory import MemoryTransport
 
 

@@ -9,9 +9,9 @@ from alembic import command
 from servers import free_port
 from subscriber_support import WebApp, make_web
 
-from digest.config import Settings
-from digest.db import alembic_config, make_engine
+from digest.core.settings import Settings
 from digest.ops.health import code_heads, scripts
+from digest.store.engine import alembic_config, make_engine
 
 
 def test_healthz_answers_without_asking_the_database(settings: Settings) -> None:

@@ -11,10 +11,10 @@ from pydantic import SecretStr
 from store_support import WEEK, seed_store
 from subscriber_support import Store, make_web
 
-from digest.events import EventKind, MailEvent, apply_events
-from digest.jobs import weekly_job
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.jobs.weekly import weekly_job
 from digest.transports.memory import MemoryTransport
+from digest.webhooks.events import EventKind, MailEvent, apply_events
 
 
 def _scrape(store: Store, **overrides: object) -> Scrape:

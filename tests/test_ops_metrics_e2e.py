@@ -20,8 +20,8 @@ from servers import RecordingHandler, digest_serve, free_port
 from sqlalchemy.engine import Engine
 from store_support import WEEK, seed_store
 
-from digest.config import Settings
-from digest.jobs import JobResult, weekly_job
+from digest.core.settings import Settings
+from digest.jobs.weekly import JobResult, weekly_job
 
 pytestmark = pytest.mark.slow
 

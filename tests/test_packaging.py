@@ -86,7 +86,7 @@ def test_the_wheel_carries_templates_migrations_and_samples(tmp_path: Path) -> N
     where = _run(
         python,
         "-c",
-        "import digest, digest.resources as r; "
+        "import digest, digest.core.resources as r; "
         "print(digest.__file__); print(r.resource_dir('templates')); "
         "print(r.resource_dir('migrations'))",
         cwd=work,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from digest.models import LENSES, Comparison, Review, Tool
-from digest.panel import lens_verdicts, verdict, verdict_line
+from digest.issue.verdict import lens_verdicts, verdict, verdict_line
+from digest.store.models import LENSES, Comparison, Review, Tool
 
 
 def _tool(name: str, pct: int | None, verdicts: list[str | None]) -> Tool:

@@ -24,17 +24,17 @@ from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Engine
 from store_support import WEEK, dated, sample_items, write_json
 
-from digest.config import Settings
-from digest.db import alembic_config, make_engine, session_scope
-from digest.delivery import counts
-from digest.importer import import_comparisons
-from digest.jobs import weekly_job
-from digest.models import Delivery
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.delivery.queue import counts
+from digest.jobs.weekly import weekly_job
+from digest.store.engine import alembic_config, make_engine, session_scope
+from digest.store.importer import import_comparisons
+from digest.store.models import Delivery
+from digest.store.subscriber_models import Subscriber, Suppression
 from digest.transports.smtp import SMTPTransport
 from digest.web.app import create_app
 from subscribers.consent import add_suppressions, email_hash, suppression_of
-from subscribers.models import Subscriber, Suppression
 from subscribers.service import add_subscriber, normalize_email
 
 D = Delivery.__table__  # type: ignore[attr-defined]

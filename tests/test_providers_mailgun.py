@@ -17,9 +17,9 @@ from provider_server import (
     recipients,
 )
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError, TransientTransportError, TransportConfigError
-from digest.message import Recipient
 from digest.transports import make_transport
 from digest.transports.base import SendStatus
 from digest.transports.mailgun import MailgunTransport

@@ -21,10 +21,10 @@ from provider_server import (
 )
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import TransientTransportError, TransportConfigError
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
 from digest.transports import make_transport
 from digest.transports.base import SendStatus
 from digest.transports.postmark import PostmarkTransport

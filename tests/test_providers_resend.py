@@ -16,9 +16,9 @@ from provider_server import (
     recipients,
 )
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import TransientTransportError, TransportConfigError
-from digest.message import Recipient
 from digest.transports.base import SendStatus
 from digest.transports.resend import ResendTransport
 

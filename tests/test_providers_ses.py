@@ -24,7 +24,7 @@ from provider_server import (
     recipients,
 )
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import TransientTransportError, TransportConfigError
 from digest.transports import make_transport
 from digest.transports.base import SendStatus

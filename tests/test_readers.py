@@ -20,18 +20,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from store_support import sample_items, write_json
 
-from digest.config import Settings
-from digest.control import cancel_issue, pause_issue, resume_issue
-from digest.importer import import_comparisons
-from digest.issues import issue_message
-from digest.jobs import weekly_job
-from digest.models import ClickCount, Delivery, Issue, IssueLink, IssueVariant
-from digest.status import issue_status
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
+from digest.delivery.send_loop import deliver
+from digest.issue.freeze import issue_message
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
+from digest.store.importer import import_comparisons
+from digest.store.models import ClickCount, Delivery, Issue, IssueLink, IssueVariant
+from digest.store.subscriber_models import Subscriber
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
-from digest.workers import deliver
-from subscribers.models import Subscriber
 
 pytestmark = pytest.mark.clock  # local-time waves
 

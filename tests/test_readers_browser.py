@@ -12,8 +12,8 @@ from console_rig import browser, console_rig
 from servers import recording_smtp, wait_for
 from sqlalchemy import select
 
-from digest.db import make_engine
-from subscribers.models import Subscriber
+from digest.store.engine import make_engine
+from digest.store.subscriber_models import Subscriber
 
 pytestmark = pytest.mark.slow
 

@@ -13,19 +13,20 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from store_support import WEEK, dated, sample_items, write_json
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import RenderError
-from digest.importer import import_comparisons
-from digest.message import IssueMessage, Recipient
-from digest.models import Comparison
-from digest.render import (
+from digest.issue.render import (
     GMAIL_CLIP_BYTES,
     comparison_link,
     compile_mjml,
-    placeholder,
     render_issue,
     trim_quote,
 )
+from digest.mail.message import IssueMessage
+from digest.mail.placeholders import placeholder
+from digest.store.importer import import_comparisons
+from digest.store.models import Comparison
 
 SCRIPT = "<script>alert(1)</script>"
 

@@ -11,11 +11,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from conftest import TEST_SECRET, throwaway_postgres
 
-from digest.config import Settings
-from digest.db import make_engine, migrate
-from digest.message import Recipient
-from digest.scale.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
-from digest.scale.limits import SendGate, parse_domain_limits, parse_warmup
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings, parse_domain_limits, parse_warmup
+from digest.delivery.buckets import Buckets, MemoryBuckets, RedisBuckets, SQLBuckets
+from digest.delivery.limits import SendGate
+from digest.store.engine import make_engine, migrate
 
 pytestmark = pytest.mark.clock  # the warm-up's days
 

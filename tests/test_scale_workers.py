@@ -28,11 +28,11 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from store_support import WEEK
 
-from digest.config import Settings
-from digest.db import make_engine, migrate
-from digest.jobs import weekly_job
-from digest.models import Delivery
-from digest.status import issue_status
+from digest.core.settings import Settings
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
+from digest.store.engine import make_engine, migrate
+from digest.store.models import Delivery
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +126,7 @@ def test_digest_send_with_workers_leaves_the_sqlite_store_closed(
     assert "120 sent" in done.stdout and "by 2 worker processes" in done.stdout
     assert set(handler.copies()) == set(emails) and set(handler.copies().values()) == {1}
     assert database.exists()
-    assert not [p.name for p in tmp_path.glob("digest.db-*")]
+    assert not [p.name for p in tmp_path.glob("digest.store.engine-*")]
 
 
 @pytest.mark.postgres
@@ -287,7 +287,7 @@ def test_a_domain_limit_holds_while_other_domains_flow(
     slow = [f"slow{i:02d}@slow.example" for i in range(20)]
     from sqlalchemy import update
 
-    from subscribers.models import Subscriber
+    from digest.store.subscriber_models import Subscriber
 
     S = Subscriber.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:  # the first 20 readers move to the limited domain
@@ -316,11 +316,11 @@ def test_workers_come_from_a_fork_server_that_preloads_what_they_import() -> Non
     worker would then import it again itself: each one named must exist."""
     import multiprocessing
 
-    from digest.scale.launch import PRELOAD, worker_context
+    from digest.delivery.launch import PRELOAD, worker_context
 
     # In a fresh interpreter, as the fork server imports them (and so that the freeze
     # does not reach this test process): each imports, and what they imported is out
-    # of the collector's reach afterwards (see digest/scale/preload.py).
+    # of the collector's reach afterwards (see digest/cli/preload.py).
     probe = "import gc, importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)\n"
     done = subprocess.run(
         [sys.executable, "-c", probe + "print(gc.get_freeze_count())", *PRELOAD],

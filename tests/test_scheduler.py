@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from store_support import REPO, sample_emails, seed_store
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError
-from digest.jobs import current_week
-from digest.status import issue_status
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import current_week
 
 pytestmark = pytest.mark.clock  # the cron slot and the weekly job
 

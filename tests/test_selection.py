@@ -16,14 +16,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from store_support import WEEK, sample_items, seed_store, write_json
 
-from digest.config import Settings
-from digest.db import session_scope
-from digest.importer import import_comparisons
-from digest.issues import freeze_next, issue_comparisons
-from digest.jobs import weekly_job
-from digest.models import Issue, IssueState
-from digest.selection import select_comparisons, window_start
-from digest.timeutil import parse_week, week_of, window
+from digest.core.clock import parse_week, week_of, window
+from digest.core.settings import Settings
+from digest.issue.freeze import freeze_next, issue_comparisons
+from digest.issue.selection import select_comparisons, window_start
+from digest.jobs.weekly import weekly_job
+from digest.store.engine import session_scope
+from digest.store.importer import import_comparisons
+from digest.store.models import Issue, IssueState
 from digest.transports.memory import MemoryTransport
 
 pytestmark = pytest.mark.clock  # the issue's window and cutoff
@@ -282,7 +282,7 @@ def test_two_schedulers_at_once_freeze_one_issue(
 def test_two_schedulers_at_once_freeze_one_issue_on_postgres(tmp_path: Path) -> None:
     from conftest import TEST_SECRET, throwaway_postgres
 
-    from digest.db import make_engine, migrate
+    from digest.store.engine import make_engine, migrate
 
     with throwaway_postgres() as url:
         settings = Settings(

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.db import session_scope
-from digest.importer import import_comparisons
-from digest.jobs import weekly_job
-from digest.status import issue_status
+from digest.core.settings import Settings
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
+from digest.store.engine import session_scope
+from digest.store.importer import import_comparisons
 from digest.transports.memory import MemoryTransport
 from subscribers.service import add_subscriber
 

@@ -15,15 +15,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from store_support import WEEK, dated, dump_store, sample_items, seed_store, write_json
 
-from digest.config import Settings
-from digest.db import make_engine, migrate, session_scope
-from digest.delivery import enqueue
+from digest.core.settings import Settings
+from digest.delivery.queue import enqueue
 from digest.exceptions import ImportValidationError
-from digest.importer import import_comparisons
-from digest.issues import freeze_issue
-from digest.jobs import weekly_job
-from digest.models import Comparison
-from digest.status import issue_status
+from digest.issue.freeze import freeze_issue
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
+from digest.store.engine import make_engine, migrate, session_scope
+from digest.store.importer import import_comparisons
+from digest.store.models import Comparison
 from digest.transports.memory import MemoryTransport
 
 pytestmark = pytest.mark.clock  # dates on PostgreSQL

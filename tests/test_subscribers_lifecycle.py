@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import func, select
 from subscriber_support import Store, write
 
-from digest.db import session_scope
 from digest.exceptions import SubscriberError
-from digest.models import Delivery
+from digest.notices.subscribers import confirm_url
+from digest.store.engine import session_scope
+from digest.store.models import Delivery
+from digest.store.subscriber_models import ConsentEvent, Subscriber, SubscriberStatus, Suppression
 from subscribers.consent import email_hash, suppression_of
 from subscribers.lifecycle import suppress
-from subscribers.mail import confirm_url
-from subscribers.models import ConsentEvent, Subscriber, SubscriberStatus, Suppression
 from subscribers.optin import Requester, confirm, request_subscription
 from subscribers.privacy import export_csv, forget, show
 from subscribers.service import add_subscriber, import_csv

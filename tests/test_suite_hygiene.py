@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize("module", ["digest.render", "subscribers.optin", "scheduler"])
+@pytest.mark.parametrize("module", ["digest.issue.render", "subscribers.optin", "scheduler"])
 def test_a_warning_from_the_projects_code_is_an_error(module: str) -> None:
     with pytest.raises(DeprecationWarning, match="old API"):
         warnings.warn_explicit("old API", DeprecationWarning, f"{module}.py", 1, module=module)

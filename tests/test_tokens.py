@@ -9,11 +9,10 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from digest.config import Settings
-from digest.exceptions import ConfigError, TokenError
-from digest.message import IssueMessage, Recipient
-from digest.timeutil import utcnow
-from digest.tokens import (
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.core.tokens import (
     address_binding,
     binding_matches,
     make_token,
@@ -21,6 +20,8 @@ from digest.tokens import (
     read_claims,
     read_token,
 )
+from digest.exceptions import ConfigError, TokenError
+from digest.mail.message import IssueMessage
 from digest.web.app import create_app
 
 pytestmark = pytest.mark.clock  # token expiry

@@ -12,9 +12,10 @@ from pydantic import SecretStr
 from servers import recording_smtp
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.mail.message import IssueMessage
 from digest.mail.verp import VerpMinter, is_bounce_address, matches, parse, verp_config
-from digest.message import IssueMessage, Recipient
 from digest.transports.smtp import SMTPTransport
 
 pytestmark = pytest.mark.clock  # VERP tags

@@ -11,11 +11,11 @@ from email_support import CONTRAST_JS, Chromium, axe_violations, chromium, mjml_
 from sqlmodel import Session
 from subscriber_support import WebApp, make_web
 
-from digest.db import session_scope
-from digest.importer import import_comparisons
-from digest.issues import find_issue, freeze_issue
-from digest.models import IssueState
-from digest.timeutil import utcnow, window
+from digest.core.clock import utcnow, window
+from digest.issue.freeze import find_issue, freeze_issue
+from digest.store.engine import session_scope
+from digest.store.importer import import_comparisons
+from digest.store.models import IssueState
 from digest.web.issue_page import page_source
 
 pytestmark = pytest.mark.clock  # weeks and feed dates

@@ -20,8 +20,8 @@ import pytest
 from servers import DIGEST, RecordingSMTPServer, digest_serve, free_port, recording_smtp, wait_for
 from subscriber_support import import_sample, parse
 
-from digest.config import Settings
-from digest.db import make_engine, migrate, session_scope
+from digest.core.settings import Settings
+from digest.store.engine import make_engine, migrate, session_scope
 from subscribers.service import add_subscriber, list_subscribers
 
 pytestmark = pytest.mark.slow

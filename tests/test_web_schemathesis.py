@@ -14,8 +14,8 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from digest.config import Settings
-from digest.db import make_engine, migrate
+from digest.core.settings import Settings
+from digest.store.engine import make_engine, migrate
 from digest.transports.memory import MemoryTransport
 from digest.web.app import create_app
 

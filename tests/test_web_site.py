@@ -13,12 +13,13 @@ from readers_support import published_samples
 from sqlalchemy import select
 from subscriber_support import WebApp, make_web, parse
 
-from digest.config import Settings
-from digest.db import session_scope
-from digest.message import IssueMessage, Recipient
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.mail.message import IssueMessage
+from digest.store.engine import session_scope
+from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
-from subscribers.models import Subscriber
 from subscribers.service import add_subscriber
 
 S = Subscriber.__table__  # type: ignore[attr-defined]

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select, update
 from subscriber_support import WebApp, make_web, parse
 
-from digest.timeutil import utcnow
-from digest.tokens import make_token
+from digest.core.clock import utcnow
+from digest.core.tokens import make_token
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from subscribers.lifecycle import suppress
-from subscribers.models import Subscriber, SubscriberStatus
 from subscribers.privacy import show
 
 pytestmark = pytest.mark.clock  # confirmation links that expire

@@ -9,14 +9,15 @@ import pytest
 from sqlalchemy import select
 from subscriber_support import WebApp, import_sample, make_web, parse
 
-from digest.config import Settings
-from digest.db import session_scope
-from digest.jobs import weekly_job
-from digest.message import IssueMessage, Recipient
-from digest.tokens import make_token
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.core.tokens import make_token
+from digest.jobs.weekly import weekly_job
+from digest.mail.message import IssueMessage
+from digest.store.engine import session_scope
+from digest.store.subscriber_models import Subscriber
 from digest.transports.base import SendResult
 from digest.transports.memory import MemoryTransport
-from subscribers.models import Subscriber
 from subscribers.privacy import forget, show
 from subscribers.service import add_subscriber
 

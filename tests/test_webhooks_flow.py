@@ -20,12 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from webhook_helpers import add_reader, client_for, status_of
 
-from digest.config import Settings
-from digest.db import make_engine, migrate
-from digest.events import EventKind, MailEvent, MailEventRecord, apply_events
-from digest.jobs import weekly_job
-from digest.models import Delivery
-from digest.status import issue_status
+from digest.core.settings import Settings
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import weekly_job
+from digest.store.engine import make_engine, migrate
+from digest.store.models import Delivery
+from digest.webhooks.events import EventKind, MailEvent, MailEventRecord, apply_events
 
 pytestmark = pytest.mark.clock  # issues of given weeks
 
@@ -120,7 +120,7 @@ def test_status_json_from_the_cli_shows_bounces_and_complaints(
     from typer.testing import CliRunner
 
     from digest.cli import app
-    from digest.config import get_settings
+    from digest.core.settings import get_settings
     from digest.transports.memory import MemoryTransport
 
     seed_store(engine, tmp_path, ["x@example.com"])

@@ -10,12 +10,12 @@ from provider_server import configure
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.db import session_scope
-from digest.events import MailEventRecord
-from digest.timeutil import utcnow
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.store.engine import session_scope
+from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
-from subscribers.models import Subscriber
+from digest.webhooks.events import MailEventRecord
 from subscribers.service import add_subscriber
 
 

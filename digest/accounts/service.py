@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from digest.accounts.models import ConsoleSession, ConsoleUser, Role
 from digest.accounts.passwords import hash_password, needs_rehash, verify
-from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.exceptions import AccountError, SubscriberError
-from digest.timeutil import utcnow
+from digest.store.account_models import ConsoleSession, ConsoleUser, Role
+from subscribers.service import normalize_email
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ def token_hash(token: str) -> str:
 
 
 def _address(email: str) -> str:
-    from subscribers.service import normalize_email
-
     try:
         return normalize_email(email)
     except SubscriberError as exc:

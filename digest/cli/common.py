@@ -28,10 +28,10 @@ from rich.text import Text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config import Settings, get_settings
+from digest.core.clock import parse_week
+from digest.core.settings import Settings, get_settings
+from digest.core.wording import plural
 from digest.exceptions import DigestError, ImportValidationError
-from digest.timeutil import parse_week
-from digest.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ def settings() -> Settings:
 
 def actor() -> str:
     """Who the history says did it: the command line and the OS account running it."""
+    # imported on use, not at start-up: keeps the CLI fast to start
     import getpass
 
     try:
@@ -180,7 +181,8 @@ def progress_bar(label: str) -> Iterator[TerminalProgress]:
 
 
 def store_engine(s: Settings) -> Engine:
-    from digest.jobs import open_store
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.jobs.weekly import open_store
 
     try:
         return open_store(s)
@@ -208,7 +210,8 @@ def _problem_text(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, DigestError):
         return str(exc), EXIT_ERROR
     if isinstance(exc, SQLAlchemyError):
-        from digest.db import is_locked
+        # imported on use, not at start-up: keeps the CLI fast to start
+        from digest.store.engine import is_locked
 
         if is_locked(exc):
             return (
@@ -233,6 +236,7 @@ def _problem_text(exc: BaseException) -> tuple[str, int]:
 def main() -> None:
     """The ``digest`` console script: no traceback ever reaches a person. Whatever a
     command does not handle itself ends here as one line and a documented status."""
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.ops.logging_setup import configure_logging
 
     try:
@@ -248,5 +252,5 @@ def main() -> None:
         # interpreter's shutdown walks every object of the ~900 imported modules in
         # search of cycles to collect (0.3-0.4 s of every command on two cores). Files
         # are still flushed and atexit hooks still run, among them the one that closes
-        # the database connections that collection used to close (digest.db).
+        # the database connections that collection used to close (digest.store.engine).
         gc.freeze()

@@ -27,8 +27,8 @@ from digest.cli.common import (
     settings,
     store_engine,
 )
+from digest.core.wording import plural
 from digest.exceptions import DigestError
-from digest.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def import_(
 
     Example: digest import pages/*.txt --published-at 2026-11-18T09:00:00+00:00
     """
-    from digest.importer import import_comparisons
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.store.importer import import_comparisons
 
     when = None
     if published_at:
@@ -92,8 +93,9 @@ def comparisons_list(
 
     Example: digest comparisons list --json > backup.json
     """
-    from digest.importer import list_comparisons
-    from digest.schema import comparison_to_dict
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.store.importer import list_comparisons
+    from digest.store.schema import comparison_to_dict
 
     s = settings()
     engine = store_engine(s)
@@ -119,7 +121,8 @@ def preview(
 
     Example: digest preview --out preview/
     """
-    from digest.preview import write_preview
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.jobs.preview import write_preview
 
     s = settings()
     engine = store_engine(s)
@@ -170,9 +173,10 @@ def edit(
 
     Example: digest edit --issue 12 --subject "Two coding copilots, one verdict" --drop old-slug
     """
-    from digest.db import session_scope
-    from digest.editorial.schedule import prepare_draft
-    from digest.issues import Edit, edit_issue
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.issue.freeze import Edit, edit_issue
+    from digest.jobs.schedule import prepare_draft
+    from digest.store.engine import session_scope
 
     change = Edit(
         subject=subject,

@@ -37,11 +37,12 @@ def draft(
 
     Example: digest draft
     """
-    from digest.db import session_scope
-    from digest.editorial.notify import console_url
-    from digest.editorial.schedule import prepare_draft
-    from digest.issues import issue_rows
-    from digest.timeutil import local_text
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.core.clock import local_text
+    from digest.issue.freeze import issue_rows
+    from digest.jobs.schedule import prepare_draft
+    from digest.notices.reviewers import console_url
+    from digest.store.engine import session_scope
 
     s = settings()
     engine = store_engine(s)
@@ -81,10 +82,11 @@ def draft(
 def _review(
     verb: str, week: str | None, issue: int | None, note: str, release: bool = False
 ) -> None:
-    from digest.db import session_scope
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.editorial.review import approve, hold
     from digest.editorial.review import release as release_hold
-    from digest.issues import target_issue
+    from digest.issue.freeze import target_issue
+    from digest.store.engine import session_scope
 
     s = settings()
     engine = store_engine(s)
@@ -156,8 +158,9 @@ def preflight_cmd(
 
     Example: digest preflight --issue 12 --json
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, preflight
-    from digest.issues import issue_message, target_issue
+    from digest.issue.freeze import issue_message, target_issue
 
     s = settings()
     engine = store_engine(s)
@@ -196,8 +199,9 @@ def history_cmd(
 
     Example: digest history --issue 12
     """
-    from digest.editorial.history import history
-    from digest.issues import target_issue
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.issue.freeze import target_issue
+    from digest.issue.history import history
 
     engine = store_engine(settings())
     with Session(engine) as session:

@@ -34,6 +34,7 @@ def inbound(
 
     Example: DIGEST_VERP_DOMAIN=bounces.example.org digest inbound --port 2525
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.mail.verp import verp_config
     from digest.ops.logging_setup import configure_logging
     from digest.webhooks.mail_listener import running
@@ -71,6 +72,7 @@ def mailbox() -> None:
 
     Example: DIGEST_BOUNCE_MAILBOX=imaps://bounces@mail.example.org/INBOX digest mailbox
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.webhooks.mailbox import poll_once
     from digest.webhooks.replies import smtp_forwarder
 

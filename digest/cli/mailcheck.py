@@ -24,6 +24,7 @@ def doctor(
 
     Example: DIGEST_DKIM_SELECTOR=mail DIGEST_DKIM_PRIVATE_KEY_FILE=dkim.pem digest doctor
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from rich.markup import escape
 
     from digest.mail.doctor import run_checks

@@ -21,8 +21,8 @@ from digest.cli.common import (
     store_engine,
     subscribers_app,
 )
+from digest.core.wording import plural
 from digest.exceptions import DigestError
-from digest.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ def subscribers_add(
 
     Example: digest subscribers add ada@example.com --name "Ada Lovelace"
     """
-    from digest.db import session_scope
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.store.engine import session_scope
     from subscribers.service import add_subscriber
 
     engine = store_engine(settings())
@@ -70,6 +71,7 @@ def subscribers_import(
 
     Example: digest subscribers import readers.csv --consent-source "signup sheet, PyCon 2026"
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.service import import_csv
 
     source = consent_source.strip() if consent_source else f"CSV import of {csv_path.name}"
@@ -97,6 +99,7 @@ def subscribers_show(
 
     Example: digest subscribers show ada@example.com --json
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.privacy import show
 
     engine = store_engine(settings())
@@ -144,10 +147,11 @@ def subscribers_preferences(
     Example: digest subscribers preferences ada@example.com --topic "Developer Tools"
     --timezone Europe/Berlin
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from sqlalchemy import select
 
-    from digest.readers.preferences import catalog, preferences_of, set_preferences
-    from subscribers.models import Subscriber
+    from digest.store.subscriber_models import Subscriber
+    from subscribers.preferences import catalog, preferences_of, set_preferences
     from subscribers.service import normalize_email
 
     engine = store_engine(settings())
@@ -187,6 +191,7 @@ def subscribers_export(
 
     Example: digest subscribers export subscribers-2026-11.csv
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.privacy import export_csv
 
     engine = store_engine(settings())
@@ -208,6 +213,7 @@ def subscribers_unsubscribe(
 
     Example: digest subscribers unsubscribe ada@example.com --source "mail to unsubscribe@"
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.privacy import unsubscribe_address
 
     engine = store_engine(settings())
@@ -229,6 +235,7 @@ def subscribers_forget(
 
     Example: digest subscribers forget ada@example.com
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.privacy import forget
 
     engine = store_engine(settings())
@@ -255,6 +262,7 @@ def subscribers_list(
 
     Example: digest subscribers list --json | jq '.[] | select(.status=="active")'
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from subscribers.service import list_subscribers, subscriber_to_dict
 
     engine = store_engine(settings())

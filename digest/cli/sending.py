@@ -12,7 +12,7 @@ import typer
 from digest.exceptions import DatabaseUnavailable, DigestError, TransportConfigError
 
 if TYPE_CHECKING:
-    from digest.jobs import JobResult
+    from digest.jobs.weekly import JobResult
 
 from digest.cli.common import (
     IssueOpt,
@@ -68,12 +68,14 @@ def send(
     if not (dry_run or to or yes):
         fail("a real send needs --yes (or try --dry-run, or --to ADDR for a test copy)", 2)
     if workers > 1 and not (dry_run or to):
-        from digest.scale.launch import start_worker_server
+        # imported on use, not at start-up: keeps the CLI fast to start
+        from digest.delivery.launch import start_worker_server
 
         start_worker_server()  # its imports overlap this process's
     s = settings()
     target = checked_week(week)
     if to:
+        # imported on use, not at start-up: keeps the CLI fast to start
         from subscribers.service import normalize_email
 
         try:
@@ -99,8 +101,9 @@ EXIT_STOPPED = 3
 def finish_send(result: JobResult) -> None:
     """Warnings, then the summary line always; exit 3 when the issue could not go out
     (paused, cancelled, held, waiting for approval) or the send stopped short."""
-    from digest.jobs import STOPPED_SHORT
-    from digest.workers import PENDING
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.delivery.send_loop import PENDING
+    from digest.jobs.weekly import STOPPED_SHORT
 
     for line in result.warnings:
         err.print(f"[yellow]warning:[/] {line}", highlight=False, markup=True, soft_wrap=True)
@@ -113,7 +116,8 @@ def finish_send(result: JobResult) -> None:
 def _run_job(**kwargs: object) -> JobResult:
     """weekly_job with the CLI's error handling: a refused login or sender pauses the
     issue and exits 3 (stopped), like every other stop; other errors exit 1."""
-    from digest.jobs import weekly_job
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.jobs.weekly import weekly_job
 
     try:
         with progress_bar("sending") as bar:
@@ -139,7 +143,8 @@ def status(
 
     Example: digest status --issue 12 --json
     """
-    from digest.status import issue_status
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.jobs.status import issue_status
 
     s = settings()
     engine = store_engine(s)
@@ -178,7 +183,8 @@ def pause(week: WeekOpt = None, issue: IssueOpt = None) -> None:
 
     Example: digest pause --issue 12
     """
-    from digest.control import pause_issue
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.delivery.controls import pause_issue
 
     try:
         result = pause_issue(
@@ -210,7 +216,8 @@ def resume(
 
     Example: digest resume --issue 12
     """
-    from digest.control import resume_issue
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.delivery.controls import resume_issue
 
     s = settings()
     try:
@@ -240,7 +247,8 @@ def retry_failed(
 
     Example: digest retry-failed --issue 12 --yes
     """
-    from digest.control import retry_failed as requeue
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.delivery.controls import retry_failed as requeue
 
     if not yes:
         fail("this mails everyone whose delivery failed; add --yes", 2)
@@ -265,7 +273,8 @@ def cancel(
 
     Example: digest cancel --issue 12 --yes
     """
-    from digest.control import cancel_issue
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.delivery.controls import cancel_issue
 
     if not yes:
         fail("cancelling cannot be undone; add --yes (or use `digest pause`)", 2)
@@ -296,10 +305,11 @@ def worker(
 
     Example: DIGEST_WORKER_NAME=mail-2 digest worker
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     import signal
     import threading
 
-    from digest.scale.worker import Worker
+    from digest.delivery.worker import Worker
 
     s = settings()
     engine = store_engine(s)

@@ -31,10 +31,11 @@ def serve(
 
     Example: digest serve --host 0.0.0.0 --port 8000
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     import uvicorn
 
+    from digest.http.accesslog import RedactTokens, log_config
     from digest.ops.logging_setup import configure_logging
-    from digest.web.accesslog import RedactTokens, log_config
     from digest.web.app import create_app
 
     s = settings()
@@ -65,7 +66,8 @@ def demo() -> None:
 
     Example: DIGEST_OUTBOX=/tmp/outbox digest demo
     """
-    from digest.demo import run_demo
+    # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.jobs.demo import run_demo
 
     try:
         summary = run_demo(settings())

@@ -44,6 +44,7 @@ def backup(
 
     Example: digest backup backups/digest-2026-11-23.db
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.ops.backup import backup_store
 
     try:
@@ -65,6 +66,7 @@ def restore(
 
     Example: digest restore backups/digest-2026-11-23.db --yes
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.ops.backup import restore_store
 
     if not yes:

@@ -37,8 +37,9 @@ def users_add(
 
     Example: digest users add ed@example.com --role editor
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.accounts.service import SETUP_LINK_HOURS, add_user, setup_url
-    from digest.db import session_scope
+    from digest.store.engine import session_scope
 
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     s = settings()
@@ -65,8 +66,9 @@ def users_reset(
 
     Example: digest users reset ed@example.com
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.accounts.service import SETUP_LINK_HOURS, reset_link, setup_url
-    from digest.db import session_scope
+    from digest.store.engine import session_scope
 
     s = settings()
     try:
@@ -85,6 +87,7 @@ def users_list(
 
     Example: digest users list --json
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.accounts.service import list_users
 
     with Session(store_engine(settings())) as session:
@@ -115,8 +118,9 @@ def users_remove(
 
     Example: digest users remove ed@example.com
     """
+    # imported on use, not at start-up: keeps the CLI fast to start
     from digest.accounts.service import remove_user
-    from digest.db import session_scope
+    from digest.store.engine import session_scope
 
     try:
         with session_scope(store_engine(settings())) as session:

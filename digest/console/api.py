@@ -12,11 +12,11 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from digest.config import Settings
 from digest.console.auth import editor
 from digest.console.pages import ConsoleProblem
 from digest.console.runner import send_runner
-from digest.status import issue_status
+from digest.core.settings import Settings
+from digest.jobs.status import issue_status
 
 logger = logging.getLogger(__name__)
 

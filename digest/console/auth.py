@@ -31,16 +31,16 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from digest.accounts.models import ConsoleSession, ConsoleUser, Role
 from digest.accounts.passwords import MIN_LENGTH
 from digest.accounts.service import authenticate, set_password, token_hash, user_for_setup_token
-from digest.config import Settings
 from digest.console.pages import ConsoleProblem, console_headers, render
-from digest.db import session_scope
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.exceptions import AccountError
-from digest.timeutil import utcnow
-from digest.web.pages import client_ip, user_agent
-from digest.web.ratelimit import RateLimiter
+from digest.http.client import client_ip, user_agent
+from digest.http.throttle import Throttle
+from digest.store.account_models import ConsoleSession, ConsoleUser, Role
+from digest.store.engine import session_scope
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +72,15 @@ def _secure(settings: Settings) -> bool:
     return settings.base_url.startswith("https://")
 
 
-def _login_limiter(request: Request) -> RateLimiter:
+def _login_throttle(request: Request) -> Throttle:
     state = request.app.state
-    if getattr(state, "console_login_limiter", None) is None:
+    if getattr(state, "console_login_throttle", None) is None:
         settings: Settings = state.settings
-        state.console_login_limiter = RateLimiter(
+        state.console_login_throttle = Throttle(
             settings.console_login_limit, settings.console_login_window
         )
-    limiter: RateLimiter = state.console_login_limiter
-    return limiter
+    throttle: Throttle = state.console_login_throttle
+    return throttle
 
 
 def _mac(settings: Settings, purpose: str, value: str) -> str:
@@ -274,7 +274,7 @@ def login(
             error="The login form expired; please try again.",
             status_code=403,
         )
-    wait = _login_limiter(request).hit(client_ip(request))
+    wait = _login_throttle(request).hit(client_ip(request))
     if wait is not None:
         response = _login_page(
             request,

@@ -17,14 +17,14 @@ from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from digest.console import reading
+import digest.console.reading as reading
 from digest.console.auth import Editor
 from digest.console.pages import render
 from digest.console.svg import Series, bar_chart, line_chart
-from digest.events import EventKind
-from digest.models import Delivery, Issue, IssueState, MailEventRecord
-from digest.timeutil import utcnow
-from subscribers.models import ConsentAction, ConsentEvent, Subscriber
+from digest.core.clock import utcnow
+from digest.store.models import Delivery, Issue, IssueState, MailEventRecord
+from digest.store.subscriber_models import ConsentAction, ConsentEvent, Subscriber
+from digest.webhooks.events import EventKind
 
 logger = logging.getLogger(__name__)
 

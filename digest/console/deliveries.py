@@ -18,9 +18,9 @@ from sqlmodel import Session
 from digest.console.auth import Operator
 from digest.console.pages import ConsoleProblem, render
 from digest.console.views import get_issue
-from digest.events import EventKind
-from digest.models import Delivery, MailEventRecord
-from subscribers.models import Subscriber
+from digest.store.models import Delivery, MailEventRecord
+from digest.store.subscriber_models import Subscriber
+from digest.webhooks.events import EventKind
 
 logger = logging.getLogger(__name__)
 

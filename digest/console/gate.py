@@ -6,7 +6,7 @@ check of :mod:`digest.console.auth` came after an anonymous client's upload had 
 read (a 300 MiB multipart post went to a temp file, then to the login page).
 :class:`SessionFirst` runs that check first, on every method but GET, HEAD and OPTIONS
 under ``/console``: the login form is open to all (its body is capped like every
-console form, digest/web/bodies.py), a set-password post needs a valid link, anything
+console form, digest/http/bodies.py), a set-password post needs a valid link, anything
 else a session. A refusal is the console's usual answer (the login page, a 404 page,
 401 for the JSON API) and closes the connection, so nothing of the body is read.
 """

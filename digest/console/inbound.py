@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from digest.console.auth import Operator
 from digest.console.pages import ConsoleProblem, render
-from digest.models import InboundMail
+from digest.store.models import InboundMail
 
 logger = logging.getLogger(__name__)
 

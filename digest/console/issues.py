@@ -14,7 +14,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from digest.config import Settings
 from digest.console.auth import Editor, EditorPost
 from digest.console.pages import PREVIEW_CSP, ConsoleProblem, render
 from digest.console.reading import issue_reading
@@ -29,17 +28,19 @@ from digest.console.views import (
     preview_html,
     preview_text,
 )
-from digest.db import session_scope
-from digest.editorial.history import history
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.editorial.preflight import EXEMPT_TRANSPORTS, preflight
 from digest.editorial.review import approve, blocked_reason, hold, release
-from digest.editorial.schedule import prepare_draft
 from digest.exceptions import DigestError
-from digest.issues import Edit, edit_issue, issue_message, issue_rows, started_in_week
-from digest.jobs import active_count, weekly_job
-from digest.models import IssueState
-from digest.selection import addable
-from digest.timeutil import utcnow
+from digest.issue.freeze import Edit, edit_issue, issue_message, issue_rows, started_in_week
+from digest.issue.history import history
+from digest.issue.selection import addable
+from digest.jobs.schedule import prepare_draft
+from digest.jobs.status import issue_status
+from digest.jobs.weekly import active_count, weekly_job
+from digest.store.engine import session_scope
+from digest.store.models import IssueState
 from subscribers.service import normalize_email
 
 logger = logging.getLogger(__name__)
@@ -127,8 +128,6 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
     live = issue.state == IssueState.SENDING or (runner.running and runner.number == number)
     progress = None
     if live or issue.state == IssueState.PAUSED or line.total:
-        from digest.status import issue_status
-
         progress = issue_status(engine, number=number)
     return render(
         request,

@@ -22,8 +22,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
-from digest.config import Settings
-from digest.render import TEMPLATES_DIR
+from digest.core.resources import TEMPLATES_DIR
+from digest.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

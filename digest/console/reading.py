@@ -13,14 +13,14 @@ from typing import Any
 from markupsafe import Markup
 from sqlmodel import Session
 
-from digest.config import Settings
 from digest.console.svg import hbar_chart
-from digest.delivery import OPEN_STATES
-from digest.models import DeliveryState, Issue, IssueState
-from digest.readers.clicks import clicks_by_comparison, most_read
-from digest.readers.preferences import preference_sets, topics_list
+from digest.core.settings import Settings
+from digest.delivery.queue import OPEN_STATES
+from digest.issue.clicks import clicks_by_comparison, most_read
 from digest.readers.variants import variant_summary
 from digest.readers.waves import waves
+from digest.store.models import DeliveryState, Issue, IssueState
+from subscribers.preferences import preference_sets, topics_list
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from fastapi import Request
 from sqlalchemy.engine import Engine
 
-from digest.config import Settings
-from digest.delivery import SendReport
+from digest.core.settings import Settings
+from digest.delivery.queue import SendReport
 from digest.exceptions import DigestError, SubscriberError
-from digest.jobs import weekly_job
-from subscribers.mail import TransportFactory
+from digest.jobs.weekly import weekly_job
+from digest.notices.subscribers import TransportFactory
 from subscribers.service import CsvImportReport, import_csv
 
 logger = logging.getLogger(__name__)

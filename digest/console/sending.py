@@ -10,20 +10,20 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
-from digest.config import Settings
 from digest.console.auth import Operator, OperatorPost
 from digest.console.issues import back
 from digest.console.pages import ConsoleProblem, render
 from digest.console.runner import send_runner
 from digest.console.views import get_issue
-from digest.control import cancel_issue, pause_issue, resume_issue
+from digest.core.clock import utcnow, week_of
+from digest.core.settings import Settings
+from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
 from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, preflight
 from digest.editorial.review import blocked_reason
 from digest.exceptions import DigestError
-from digest.issues import issue_message, started_in_week
-from digest.jobs import active_count, weekly_job
-from digest.models import IssueState
-from digest.timeutil import utcnow, week_of
+from digest.issue.freeze import issue_message, started_in_week
+from digest.jobs.weekly import active_count, weekly_job
+from digest.store.models import IssueState
 
 logger = logging.getLogger(__name__)
 

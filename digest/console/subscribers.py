@@ -15,17 +15,11 @@ from sqlmodel import Session
 from digest.console.auth import Operator, OperatorPost
 from digest.console.pages import ConsoleProblem, render
 from digest.console.runner import import_runner, private_copy
-from digest.db import session_scope
 from digest.exceptions import DigestError
-from digest.models import Delivery, Issue
-from digest.readers.preferences import (
-    FREQUENCIES,
-    ZONES,
-    catalog,
-    set_preferences,
-    topics_list,
-)
-from subscribers.models import Subscriber, SubscriberStatus
+from digest.store.engine import session_scope
+from digest.store.models import Delivery, Issue
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
+from subscribers.preferences import FREQUENCIES, ZONES, catalog, set_preferences, topics_list
 from subscribers.privacy import forget, show, unsubscribe_address
 from subscribers.service import add_subscriber
 
@@ -219,7 +213,7 @@ async def import_upload(
         raise ConsoleProblem(422, "choose a CSV file to import")
     if not consent.strip():
         raise ConsoleProblem(422, "say where and how these people agreed (the consent source)")
-    # The body is at most DIGEST_CONSOLE_IMPORT_MAX_BYTES (digest/web/bodies.py).
+    # The body is at most DIGEST_CONSOLE_IMPORT_MAX_BYTES (digest/http/bodies.py).
     target = private_copy(file.filename)
     with target.open("wb") as out:
         while chunk := await file.read(1 << 20):

@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from digest.config import Settings
 from digest.console.pages import ConsoleProblem
-from digest.delivery import OPEN_STATES, counts
-from digest.events import provider_events
-from digest.issues import find_issue, issue_message
-from digest.models import Issue
-from digest.preview import SAMPLE_RECIPIENT
+from digest.core.settings import Settings
+from digest.delivery.queue import OPEN_STATES, counts
+from digest.issue.freeze import find_issue, issue_message
+from digest.jobs.preview import SAMPLE_RECIPIENT
+from digest.store.models import Issue
+from digest.webhooks.events import provider_events
 
 logger = logging.getLogger(__name__)
 

@@ -1,3 +1,4 @@
-"""The editorial loop around an issue: its history, review (approve / hold), the
-preflight report before a real send, the notices that ask editors to review, and the
-scheduled decisions (freeze a draft for review, send it when it may go)."""
+"""The editors' say before a send: ``review`` (approve, hold, release) and
+``preflight`` (the report that refuses an unsafe real send and warns about the rest).
+The scheduled decisions are in :mod:`digest.jobs.schedule`, the review notice in
+:mod:`digest.notices.reviewers`, an issue's history in :mod:`digest.issue.history`."""

@@ -1,6 +1,6 @@
 """The preflight report: what would embarrass a real send, checked before it starts.
 
-``digest preflight`` and the console show it; :func:`digest.jobs.weekly_job` runs it
+``digest preflight`` and the console show it; :func:`digest.jobs.weekly.weekly_job` runs it
 before every real send (SMTP or an email API) and refuses on any error. The Maildir
 demo and the in-memory transport are exempt. ``DIGEST_ALLOW_UNSAFE_SEND=true`` turns
 the errors a local test rig cannot avoid (an http base URL, a test From domain, the
@@ -19,14 +19,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from digest.config import (
-    SAMPLE_POSTAL_ADDRESS,
-    TEST_DOMAIN_SUFFIXES,
-    TEST_DOMAINS,
-    Settings,
-)
-from digest.message import IssueMessage, Recipient
-from digest.render import GMAIL_CLIP_BYTES
+from digest.core.recipient import Recipient
+from digest.core.settings import SAMPLE_POSTAL_ADDRESS, TEST_DOMAIN_SUFFIXES, TEST_DOMAINS, Settings
+from digest.issue.render import GMAIL_CLIP_BYTES
+from digest.mail.message import IssueMessage
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A draft goes out at its scheduled time unless an editor held it; with
 ``DIGEST_REQUIRE_APPROVAL=true`` only once an editor approved it. Editing an approved
-draft withdraws the approval (digest/issues.py), so what was approved is what is sent.
+draft withdraws the approval (digest/issue/freeze.py), so what was approved is what is sent.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import logging
 
 from sqlmodel import Session
 
-from digest.config import Settings
-from digest.editorial.history import record
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
 from digest.exceptions import IssueStateError
-from digest.models import Issue, IssueState, ReviewState
-from digest.timeutil import utcnow
+from digest.issue.history import record
+from digest.store.models import Issue, IssueState, ReviewState
 
 logger = logging.getLogger(__name__)
 

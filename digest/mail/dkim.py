@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError
 
 logger = logging.getLogger(__name__)

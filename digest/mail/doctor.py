@@ -30,9 +30,10 @@ import dkim
 import dns.exception
 import dns.resolver
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError
 from digest.mail.dkim import DkimSigner
+from digest.mail.verp import verp_config
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +200,6 @@ def mx_hosts(res: dns.resolver.Resolver, name: str) -> list[str]:
 
 
 def check_bounces(res: dns.resolver.Resolver, settings: Settings) -> Check:
-    from digest.mail.verp import verp_config
-
     config = verp_config(settings)
     mailbox = settings.bounce_mailbox
     if config is None:

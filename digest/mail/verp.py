@@ -38,7 +38,7 @@ from functools import lru_cache
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from digest.config import Settings
+from digest.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

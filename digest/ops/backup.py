@@ -29,13 +29,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from digest.config import Settings
-from digest.db import make_engine, migrate, normalize_url
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.core.wording import plural
 from digest.exceptions import BackupError
-from digest.models import Delivery, DeliveryState
 from digest.ops.health import scripts
-from digest.timeutil import utcnow
-from digest.wording import plural
+from digest.store.engine import make_engine, migrate, normalize_url
+from digest.store.models import Delivery, DeliveryState
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.db import alembic_config
+from digest.store.engine import alembic_config
 
 logger = logging.getLogger(__name__)
 

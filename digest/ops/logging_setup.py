@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from digest.config import Settings, get_settings
+from digest.core.settings import Settings, get_settings
 from digest.exceptions import DigestError
 
 logger = logging.getLogger(__name__)

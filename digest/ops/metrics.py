@@ -30,13 +30,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from digest.delivery import OPEN_STATES
-from digest.events import EventKind
-from digest.issues import target_issue
-from digest.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
-from digest.progress import send_progress
-from digest.timeutil import utcnow
-from subscribers.models import Subscriber, SubscriberStatus
+from digest.core.clock import utcnow
+from digest.delivery.progress import send_progress
+from digest.delivery.queue import OPEN_STATES
+from digest.issue.freeze import target_issue
+from digest.store.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
+from digest.webhooks.events import EventKind
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class StoreCollector(Collector):
 
     def _current_issue(self, conn: Connection) -> Iterator[Metric]:
         """The issue ``digest status`` and the console show by default (the open one,
-        else the newest), with the very figures they show (digest/progress.py)."""
+        else the newest), with the very figures they show (digest/delivery/progress.py)."""
         family = GaugeMetricFamily(
             "digest_current_issue_deliveries",
             "The current issue's deliveries by state (the open issue, else the newest).",

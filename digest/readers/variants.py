@@ -3,7 +3,7 @@
 When an issue starts sending, the active readers are grouped by what they chose
 (topics, frequency). For every group the issue's comparisons are filtered to the
 group's topics — keeping the editor's order and full cards — and compiled once into
-an :class:`~digest.models.IssueVariant`; a group whose topics have nothing this time
+an :class:`~digest.store.models.IssueVariant`; a group whose topics have nothing this time
 gets no email (its rows are ``skipped`` with the reason). Readers who want every topic
 every week get the issue itself, as before.
 
@@ -25,11 +25,13 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from digest.config import Settings
-from digest.delivery import Audience
-from digest.editorial.history import record
-from digest.issues import issue_rows
-from digest.models import (
+from digest.core.settings import Settings
+from digest.delivery.queue import Audience
+from digest.issue.clicks import linker
+from digest.issue.freeze import issue_rows
+from digest.issue.history import record
+from digest.issue.render import default_preheader, default_subject, render_issue
+from digest.store.models import (
     Comparison,
     Delivery,
     DeliveryState,
@@ -37,8 +39,8 @@ from digest.models import (
     IssueComparison,
     IssueVariant,
 )
-from digest.readers.clicks import linker
-from digest.readers.preferences import (
+from digest.store.subscriber_models import Subscriber
+from subscribers.preferences import (
     MONTHLY,
     WEEKLY,
     PreferenceSet,
@@ -46,8 +48,6 @@ from digest.readers.preferences import (
     preference_sets,
     topics_list,
 )
-from digest.render import default_preheader, default_subject, render_issue
-from subscribers.models import Subscriber
 
 logger = logging.getLogger(__name__)
 

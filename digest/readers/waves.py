@@ -17,25 +17,17 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from digest.config import Settings
-from digest.delivery import Audience
-from digest.models import DeliveryState
-from subscribers.models import Subscriber, SubscriberStatus
+from digest.core.settings import Settings, parse_local_time
+from digest.delivery.queue import Audience
+from digest.store.models import Delivery, DeliveryState
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 
 logger = logging.getLogger(__name__)
 
 S = Subscriber.__table__  # type: ignore[attr-defined]
-
-
-def parse_local_time(value: str) -> time:
-    """``"09:00"`` → 09:00; ValueError otherwise."""
-    hours, sep, minutes = value.strip().partition(":")
-    if not sep or not hours.isdigit() or not minutes.isdigit():
-        raise ValueError(f"{value!r} is not HH:MM")
-    return time(int(hours), int(minutes))
 
 
 def wave_time(start: datetime, zone: ZoneInfo, at: time) -> datetime:
@@ -93,10 +85,6 @@ def in_waves(
 def waves(conn: Connection, issue_id: int) -> list[dict[str, Any]]:
     """An issue's local-time waves: when each is due, the readers' time zones in it
     (None: the default zone) and its deliveries by state."""
-    from sqlalchemy import func
-
-    from digest.models import Delivery
-
     D = Delivery.__table__  # type: ignore[attr-defined]
     rows = conn.execute(
         select(D.c.wave_at, S.c.timezone, D.c.state, func.count())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError
 from digest.transports.base import SendResult, SendStatus, Transport
 from digest.transports.maildir import MaildirTransport

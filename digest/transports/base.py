@@ -8,7 +8,7 @@ A transport never decides what happens to a delivery; it reports what the server
   ``bounce`` says the *address* was refused (RCPT stage, 5.1.x, a provider's
   "invalid recipient") — only then is the subscriber suppressed. A message-level
   refusal (content rejected, message too big) or an address we could not even write
-  (see :mod:`digest.mailsafe`) fails that delivery and leaves the subscriber alone.
+  (see :mod:`digest.core.mailsafe`) fails that delivery and leaves the subscriber alone.
 
 ``RETRY`` with ``outage`` set means the server could not be reached at all (no
 connection, connection lost, a Maildir that cannot be written): when a whole chunk
@@ -17,12 +17,17 @@ comes back like that the send loop pauses instead of burning attempts.
 ``RETRY`` with ``untried`` set means the message was never handed over: a transport
 asks its :attr:`Transport.handover` gate before each message (or each provider
 request), and the send loop closes the gate on a pause, a cancel, an unsubscribe, a
-database it cannot reach or a lease it can no longer vouch for (digest/handover.py).
+database it cannot reach or a lease it can no longer vouch for (digest/delivery/handover.py).
 The loop gives such rows back untouched.
 
 Failures of the whole transport raise from :mod:`digest.exceptions`:
 ``TransientTransportError`` (retry the batch later) or ``TransportConfigError``
 (credentials or sender rejected: stop the send).
+
+Pacing (``DIGEST_RATE_LIMIT``, messages per second) is declared here too: the send loop
+paces each chunk it hands over, unless the transport says it paces each message itself
+(``paces_each_message``, the SMTP pool, whose connections send in parallel); then the
+loop gives it the send's :class:`Pacer` instead.
 """
 
 from __future__ import annotations
@@ -30,20 +35,29 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
+from digest.core.mailsafe import check_address
+from digest.core.recipient import Recipient
 from digest.exceptions import AddressError
-from digest.mailsafe import check_address
-from digest.message import IssueMessage, Recipient
+from digest.mail.message import IssueMessage
 
 if TYPE_CHECKING:
     from digest.mail.dkim import DkimSigner
 
 logger = logging.getLogger(__name__)
+
+
+class Pacer(Protocol):
+    """Send pacing as a transport sees it (:class:`digest.delivery.pacing.AdaptivePacer`)."""
+
+    def acquire(self, n: int = 1, sleep: Callable[[float], object] | None = None) -> bool:
+        """Block until ``n`` more messages may go (``sleep`` may end the wait early:
+        then False, and they must not go now)."""
 
 
 class SendStatus(StrEnum):
@@ -90,7 +104,7 @@ class SendResult:
 
 
 class Gate(Protocol):
-    """What a transport asks before handing a message over (digest/handover.py)."""
+    """What a transport asks before handing a message over (digest/delivery/handover.py)."""
 
     def allows(self, recipient: Recipient) -> bool:
         """Whether ``recipient``'s message may be handed over now."""
@@ -158,8 +172,13 @@ class Transport(ABC):
     name: str = "base"
     #: the most recipients one ``send_batch`` call accepts
     max_batch: int = 1000
-    #: asked before each message; the send loop sets its own (digest/handover.py)
+    #: asked before each message; the send loop sets its own (digest/delivery/handover.py)
     handover: Gate = OPEN_GATE
+    #: True: the transport calls :attr:`pacer` before each message (its connections
+    #: send in parallel); False: the send loop paces each chunk before handing it over.
+    paces_each_message: bool = False
+    #: set by the send loop when ``paces_each_message``
+    pacer: Pacer | None = None
 
     def open(self) -> None:  # noqa: B027  (optional hook; most transports need none)
         """Connect (called once before the first batch); the default does nothing."""

@@ -29,13 +29,15 @@ import requests
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from digest import __version__
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import (
     ConfigError,
     TransientTransportError,
     TransportConfigError,
 )
-from digest.message import IssueMessage, Recipient
+from digest.mail.message import IssueMessage
+from digest.mail.placeholders import PER_RECIPIENT, placeholder
 from digest.transports.base import SendResult, SendStatus, Transport, address_refusal
 
 logger = logging.getLogger(__name__)
@@ -290,8 +292,6 @@ _MUSTACHE = re.compile(r"\{\{|\}\}")
 def stored_template(message: IssueMessage) -> StoredTemplate | None:
     """The message as a Mustache/Handlebars template, or None when it cannot be one
     (no per-recipient values, or its content holds braces a template would read)."""
-    from digest.render import PER_RECIPIENT, placeholder
-
     names = list(message.values(Recipient(0, "probe@example.com", "")))
     if names != list(PER_RECIPIENT):
         return None

@@ -10,8 +10,9 @@ import mailbox
 from collections.abc import Sequence
 from pathlib import Path
 
+from digest.core.recipient import Recipient
 from digest.exceptions import TransientTransportError
-from digest.message import IssueMessage, Recipient
+from digest.mail.message import IssueMessage
 from digest.transports.base import SendResult, Transport, message_bytes
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from digest.message import IssueMessage, Recipient
+from digest.core.recipient import Recipient
+from digest.mail.message import IssueMessage
 from digest.transports.base import SendResult, Transport, message_bytes
 
 logger = logging.getLogger(__name__)

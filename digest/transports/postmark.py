@@ -20,9 +20,10 @@ from typing import Any
 
 import requests
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import TransientTransportError, TransportConfigError
-from digest.message import IssueMessage, Recipient
+from digest.mail.message import IssueMessage
 from digest.transports.base import SendResult
 from digest.transports.http import (
     HttpTransport,

@@ -16,10 +16,11 @@ from typing import Any
 
 import requests
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
+from digest.core.tokens import stable_digest
 from digest.exceptions import TransientTransportError, TransportConfigError
-from digest.message import IssueMessage, Recipient
-from digest.tokens import stable_digest
+from digest.mail.message import IssueMessage
 from digest.transports.base import SendResult
 from digest.transports.http import (
     HttpTransport,

@@ -20,10 +20,11 @@ from typing import Any
 import requests
 from markupsafe import escape
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import TransientTransportError, TransportConfigError
-from digest.message import IssueMessage, Recipient
-from digest.render import PER_RECIPIENT, placeholder
+from digest.mail.message import IssueMessage
+from digest.mail.placeholders import PER_RECIPIENT, placeholder
 from digest.transports.base import SendResult
 from digest.transports.http import (
     HttpTransport,

@@ -20,14 +20,16 @@ idempotency key, so only failures that provably sent nothing are retried (see
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
-from digest.config import Settings
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError, TransientTransportError, TransportConfigError
-from digest.message import IssueMessage, Recipient
+from digest.mail.message import IssueMessage
 from digest.transports.base import SendResult, Transport, address_refusal, message_bytes
 from digest.transports.http import (
     MAX_RETRY_AFTER,
@@ -125,6 +127,7 @@ class SESTransport(Transport):
     def open(self) -> None:
         if self._client is not None:
             return
+        # boto3 is the optional [ses] extra: imported only by a transport that uses it.
         import boto3
         from botocore.config import Config
 
@@ -253,8 +256,6 @@ class SESTransport(Transport):
     def _send_bulk(
         self, message: IssueMessage, recipients: Sequence[Recipient], template: StoredTemplate
     ) -> list[SendResult]:
-        import json
-
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,

@@ -29,14 +29,14 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import NoReturn
 
-from digest.config import Settings
+from digest.core.mailsafe import check_address, needs_smtputf8
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
 from digest.mail.dkim import DkimSigner
+from digest.mail.message import IssueMessage
 from digest.mail.verp import VerpMinter, verp_config
-from digest.mailsafe import check_address, needs_smtputf8
-from digest.message import IssueMessage, Recipient
-from digest.ratelimit import RateLimiter
-from digest.transports.base import SendResult, Transport, message_data
+from digest.transports.base import Pacer, SendResult, Transport, message_data
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def start_transaction(
     without its per-message address parsing and regex dot-stuffing (both cost more than
     building the message): ``data`` is the message already dot-stuffed and ended
     (:func:`mimefast.smtp_data`, or the skeleton's
-    :meth:`~digest.skeleton.MessageSkeleton.render_data`). The server's answer to the
+    :meth:`~digest.mail.skeleton.MessageSkeleton.render_data`). The server's answer to the
     message is left to :func:`end_transaction`.
 
     When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one
@@ -309,7 +309,9 @@ class SMTPTransport(Transport):
     name = "smtp"
     max_batch = 10_000
 
-    def __init__(self, settings: Settings, rate_limiter: RateLimiter | None = None) -> None:
+    paces_each_message = True
+
+    def __init__(self, settings: Settings, pacer: Pacer | None = None) -> None:
         self.settings = settings
         self.verp_config = verp_config(settings)
         self._verp: VerpMinter | None = None
@@ -323,7 +325,7 @@ class SMTPTransport(Transport):
         #: DKIM-signs every message when DIGEST_DKIM_SELECTOR and the key file are set.
         self.signer = DkimSigner.from_settings(settings)
         #: Shared by every session; the send loop sets it from DIGEST_RATE_LIMIT.
-        self.rate_limiter = rate_limiter
+        self.pacer = pacer
         self._pool: ThreadPoolExecutor | None = None
 
     def envelope_for(self, recipient: Recipient) -> str | None:
@@ -411,9 +413,7 @@ class SMTPTransport(Transport):
                 if isinstance(data, SendResult):
                     results[index] = data
                     continue
-                paced = self.rate_limiter is None or self.rate_limiter.acquire(
-                    sleep=self.handover.sleep
-                )
+                paced = self.pacer is None or self.pacer.acquire(sleep=self.handover.sleep)
                 if not paced or not self.handover.allows(recipient):
                     # Paused, cancelled, unsubscribed, or the loop cannot record: this
                     # one goes back untouched, and once the gate is shut, whatever no

@@ -16,16 +16,15 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from digest import __version__, console
-from digest.config import Settings, get_settings
 from digest.console.gate import SessionFirst
-from digest.db import make_engine, migrate
+from digest.core.settings import Settings, get_settings
+from digest.http.bodies import BodyLimits, body_rules
+from digest.http.middleware import HeadAsGet, SecurityHeaders
+from digest.http.throttle import Throttle
+from digest.notices.subscribers import TransportFactory
 from digest.ops import health, metrics
+from digest.store.engine import make_engine, migrate
 from digest.web import archive, public, readers, site, webhooks
-from digest.web.bodies import BodyLimits, body_rules
-from digest.web.pages import SecurityHeaders
-from digest.web.ratelimit import RateLimiter
-from digest.web.site import HeadAsGet
-from subscribers.mail import TransportFactory
 from subscribers.optin import CONFIRM_RESEND_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -76,11 +75,11 @@ def create_app(
     app.state.engine = engine
     app.state.metrics_registry = metrics.metrics_registry(engine)
     app.state.transport_factory = transport_factory
-    app.state.subscribe_limiter = RateLimiter(
+    app.state.subscribe_throttle = Throttle(
         settings.subscribe_rate_limit, settings.subscribe_rate_window
     )
     # A fresh unsubscribe link goes to one address at most once per cool-down.
-    app.state.unsubscribe_link_limiter = RateLimiter(1, CONFIRM_RESEND_SECONDS)
+    app.state.unsubscribe_link_throttle = Throttle(1, CONFIRM_RESEND_SECONDS)
     # Outermost last: security headers on every answer, including the two below;
     # console sessions checked before a body is read; every body limited and timed.
     app.add_middleware(BodyLimits, rules=body_rules(settings))

@@ -22,11 +22,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
-from digest.config import Settings
-from digest.message import per_issue_values
-from digest.models import Issue, IssueState
-from digest.render import placeholder, week_label
-from digest.timeutil import parse_week, utcnow
+from digest.core.clock import parse_week, utcnow
+from digest.core.settings import Settings
+from digest.issue.render import week_label
+from digest.mail.message import per_issue_values
+from digest.mail.placeholders import placeholder
+from digest.store.models import Issue, IssueState
 from digest.web.issue_page import feed_content, has_selection, issue_url, web_page
 from digest.web.pages import ARCHIVE_CSP, page, render_template
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digest.config import Settings
-from digest.issues import issue_comparisons
-from digest.models import Issue
-from digest.render import compile_mjml, issue_context, mjml_source
+from digest.core.settings import Settings
+from digest.issue.freeze import issue_comparisons
+from digest.issue.render import compile_mjml, issue_context, mjml_source
+from digest.store.models import Issue
 from digest.web.pages import render_template
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,7 @@
 """HTML pages for the public web: one autoescaping Jinja environment over
-templates/web, and the security headers every response carries. (What a request body
-may be: digest/web/bodies.py.)"""
+templates/web and the site-wide context every page gets. (The security headers every
+response carries are in digest/http/middleware.py; what a request body may be is in
+digest/http/bodies.py.)"""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.config import Settings
-from digest.render import TEMPLATES_DIR
+from digest.core.resources import TEMPLATES_DIR
+from digest.core.settings import Settings
+from subscribers.preferences import catalog
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +26,6 @@ _ENV = Environment(
     lstrip_blocks=True,
 )
 
-#: Styles are inline in the page (no third-party request); the only script is our own
-#: /static/timezone.js, which fills the sign-up form's time zone (everything works
-#: without it).
-PAGE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; "
-    "img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 #: An issue's page is the digest template's web variant: inline styles, remote images
 #: (a logo), links, and the subscribe box's form.
 ARCHIVE_CSP = (
@@ -75,60 +69,8 @@ def page(
 
 def _topics(request: Request) -> list[str]:
     """The topics a reader may choose at sign-up (the comparisons' categories)."""
-    from digest.readers.preferences import catalog
-
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         return []
     with engine.connect() as conn:
         return catalog(conn)
-
-
-def client_ip(request: Request) -> str:
-    """The client's address as uvicorn resolved it (X-Forwarded-For only from trusted
-    proxies, see DIGEST_FORWARDED_ALLOW_IPS)."""
-    return request.client.host if request.client else "unknown"
-
-
-def user_agent(request: Request) -> str | None:
-    return request.headers.get("user-agent")
-
-
-class SecurityHeaders:
-    """Pure ASGI middleware: security headers on every response."""
-
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
-        self.app = app
-        self.hsts = hsts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope.get("path", "")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                for key, value in self._headers(path):
-                    if key not in present:
-                        headers.append((key, value))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-    def _headers(self, path: str) -> list[tuple[bytes, bytes]]:
-        headers = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            # Links carry tokens in their path: never leak them to another site.
-            (b"referrer-policy", b"no-referrer"),
-            (b"permissions-policy", b"interest-cohort=(), camera=(), microphone=()"),
-            (b"cross-origin-opener-policy", b"same-origin"),
-        ]
-        headers.append((b"content-security-policy", PAGE_CSP.encode()))
-        if self.hsts:
-            headers.append((b"strict-transport-security", b"max-age=31536000"))
-        return headers

@@ -18,14 +18,15 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from digest import jsonsafe
-from digest.config import Settings
-from digest.db_outage import ride_out
+from digest.core import jsonsafe
+from digest.core.recipient import Recipient
+from digest.core.settings import Settings
 from digest.exceptions import DigestError, SubscriberError, TokenError
-from digest.message import Recipient
-from digest.web.pages import client_ip, page, user_agent
-from digest.web.ratelimit import RateLimiter, rate_key
-from subscribers.mail import TransportFactory, send_confirmation, send_unsubscribe_link
+from digest.http.client import client_ip, user_agent
+from digest.http.throttle import Throttle, rate_key
+from digest.notices.subscribers import TransportFactory, send_confirmation, send_unsubscribe_link
+from digest.store.outage import ride_out
+from digest.web.pages import page
 from subscribers.optin import (
     Requester,
     confirm,
@@ -209,8 +210,8 @@ def _text_field(data: dict[str, Any], key: str, *, required: bool) -> str | None
 )
 async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
-    limiter: RateLimiter = request.app.state.subscribe_limiter
-    wait = limiter.hit(rate_key(client_ip(request)))
+    throttle: Throttle = request.app.state.subscribe_throttle
+    wait = throttle.hit(rate_key(client_ip(request)))
     wants_json = "json" in request.headers.get("content-type", "")
     if wait is not None:
         reason = "too many subscribe requests from your network; try again later"
@@ -389,8 +390,8 @@ def unsubscribe_help(request: Request) -> HTMLResponse:
 )
 async def unsubscribe_link_request(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
-    limiter: RateLimiter = request.app.state.subscribe_limiter
-    wait = limiter.hit(client_ip(request))
+    throttle: Throttle = request.app.state.subscribe_throttle
+    wait = throttle.hit(client_ip(request))
     if wait is not None:
         response = _unsubscribe_help(
             request,
@@ -409,7 +410,7 @@ async def unsubscribe_link_request(request: Request, background: BackgroundTasks
         return _unsubscribe_help(request, settings, status_code=422, reason="'email' is required")
     recipient = await run_in_threadpool(unsubscribe_link_recipient, _engine(request), email)
     # One link per address per cool-down, whoever asks: the form cannot flood a mailbox.
-    per_address: RateLimiter = request.app.state.unsubscribe_link_limiter
+    per_address: Throttle = request.app.state.unsubscribe_link_throttle
     if recipient is not None and per_address.hit(recipient.email) is None:
         background.add_task(
             _send_unsubscribe_link, settings, request.app.state.transport_factory, recipient

@@ -1,7 +1,7 @@
 """The reader's own pages: ``/preferences/{token}`` (topics, frequency, time zone — the
 token is the one of the reader's unsubscribe link, so no login) and ``/r/{token}``
 (a counted link: one click counted per request, then a redirect to the URL the issue
-holds; digest/readers/clicks.py). Also the one script the public pages load."""
+holds; digest/issue/clicks.py). Also the one script the public pages load."""
 
 from __future__ import annotations
 
@@ -10,16 +10,17 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
-from digest.config import Settings
+from digest.core.settings import Settings
+from digest.core.tokens import address_matches, read_claims
 from digest.exceptions import SubscriberError, TokenError
-from digest.readers.clicks import follow
-from digest.readers.preferences import ZONES, catalog, preferences_of, set_preferences
-from digest.tokens import address_matches, read_claims
+from digest.issue.clicks import follow
+from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from digest.web.pages import page
-from subscribers.models import Subscriber, SubscriberStatus
+from subscribers.preferences import ZONES, catalog, preferences_of, set_preferences
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ TIMEZONE_JS = Path(__file__).resolve().parent / "static" / "timezone.js"
 
 def _reader(conn: Connection, settings: Settings, token: str) -> int | None:
     """The subscriber a link names while they may still change their subscription."""
-    from sqlalchemy import select
-
     claims = read_claims(settings, "unsubscribe", token)
     row = conn.execute(select(S.c.email, S.c.status).where(S.c.id == claims.subscriber_id)).first()
     if row is None or not address_matches(claims, row.email):

@@ -14,11 +14,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.config import Settings
-from digest.db_outage import describe, is_unreachable
+from digest.core.settings import Settings
 from digest.exceptions import StoreError
+from digest.store.outage import describe, is_unreachable
 from digest.web.pages import page
 
 logger = logging.getLogger(__name__)
@@ -136,23 +135,3 @@ def install(app: FastAPI, settings: Settings) -> None:
         @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
         def api_docs(request: Request) -> HTMLResponse:
             return page(request, "api_docs.html", settings, spec=app.openapi())
-
-
-class HeadAsGet:
-    """HEAD on any GET route: answered as the GET, with the headers and without the body."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
-            await self.app(scope, receive, send)
-            return
-
-        async def headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                message = {**message, "body": b""}
-            await send(message)
-
-        # Marked, so a route whose GET has an effect (a click count) can tell.
-        await self.app({**scope, "method": "GET", "digest.head": True}, receive, headers_only)

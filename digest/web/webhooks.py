@@ -1,9 +1,10 @@
 """``POST /webhooks/{provider}``: verified provider events → suppressions.
 
-One route per provider name (postmark, sendgrid, mailgun, resend, ses). A request is
-verified first (see :mod:`digest.web.webhook_auth`); an unverified one gets 401/403 and
-touches nothing. A verified one is normalised (:mod:`digest.web.webhook_events`) and
-applied (:func:`digest.events.apply_events`); replays are recognised by event id.
+One route per provider name (postmark, sendgrid, mailgun, resend, ses). Each provider
+has its module in :mod:`digest.webhooks`, whose ``receive`` verifies the request first
+(an unverified one gets 401/403 and touches nothing) and then normalises its payload
+into :class:`~digest.webhooks.events.MailEvent` values; the route applies them
+(:func:`digest.webhooks.events.apply_events`); replays are recognised by event id.
 
 The app may set ``app.state.webhook_fetch`` (a ``url -> bytes`` callable) to replace
 the HTTPS fetcher SNS needs for certificates and subscription confirmations; the
@@ -13,89 +14,37 @@ host checks run before any fetch either way.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import requests
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config import Settings
-from digest.events import MailEvent, apply_events
+from digest.core.settings import Settings
 from digest.exceptions import WebhookError, WebhookVerificationError
-from digest.web import webhook_auth as auth
-from digest.web import webhook_events as parse
+from digest.webhooks import mailgun, postmark, resend, sendgrid, ses
+from digest.webhooks.common import claim_nonce
+from digest.webhooks.events import MailEvent, apply_events
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["webhooks"])
 
-PROVIDERS = ("postmark", "sendgrid", "mailgun", "resend", "ses")
+Receiver = Callable[
+    [Settings, Mapping[str, str], bytes, Any], tuple[list[MailEvent], dict[str, Any]]
+]
 
-
-def https_fetch(url: str) -> bytes:
-    """GET an SNS URL (already checked against the SNS host pattern)."""
-    response = requests.get(url, timeout=10, allow_redirects=False)
-    response.raise_for_status()
-    return response.content
-
-
-def _events(
-    provider: str, settings: Settings, headers: dict[str, str], body: bytes, state: Any
-) -> tuple[list[MailEvent], dict[str, Any]]:
-    """Verify and parse; returns the events and anything extra for the answer (a
-    Mailgun signature's token under ``"_nonce"``, to be claimed before applying)."""
-    if provider == "postmark":
-        auth.verify_postmark(settings, headers)
-        return parse.postmark(parse.load_json(body)), {}
-    if provider == "sendgrid":
-        auth.verify_sendgrid(settings, headers, body)
-        return parse.sendgrid(parse.load_json(body)), {}
-    if provider == "mailgun":
-        try:
-            payload = parse.load_json(body)
-        except WebhookError:
-            raise WebhookVerificationError("missing Mailgun signature") from None
-        token = auth.verify_mailgun(
-            settings, payload.get("signature") if isinstance(payload, dict) else None
-        )
-        return parse.mailgun(payload), {"_nonce": token}
-    if provider == "resend":
-        svix_id = auth.verify_svix(settings, headers, body)
-        return parse.resend(parse.load_json(body), svix_id), {}
-    return _sns(settings, body, state)
-
-
-def _sns(settings: Settings, body: bytes, state: Any) -> tuple[list[MailEvent], dict[str, Any]]:
-    try:
-        message = parse.load_json(body)
-    except WebhookError:
-        raise WebhookVerificationError("not an SNS message") from None
-    if not isinstance(message, dict):
-        raise WebhookVerificationError("not an SNS message")
-    fetch = getattr(state, "webhook_fetch", None) or https_fetch
-    cache = getattr(state, "sns_certificates", None)
-    if cache is None:
-        cache = state.sns_certificates = {}
-    auth.verify_sns(settings, message, fetch, cache)
-    kind = message["Type"]
-    if kind == "SubscriptionConfirmation":
-        url = str(message.get("SubscribeURL") or "")
-        if not auth.allowed_sns_url(url, auth.sns_region(message)):
-            raise WebhookError("SubscribeURL is not an Amazon SNS URL", status=400)
-        try:
-            fetch(url)
-        except Exception as exc:
-            # 5xx lets SNS resend the confirmation later.
-            logger.warning("SNS subscription confirmation failed: %s", exc)
-            raise WebhookError("could not confirm the SNS subscription", status=502) from None
-        logger.info("confirmed SNS subscription to %s", message.get("TopicArn"))
-        return [], {"confirmed": True}
-    if kind != "Notification":
-        return [], {}
-    notification = parse.load_json(str(message.get("Message") or "").encode())
-    return parse.ses(notification, str(message["MessageId"])), {}
+#: One module per provider; each ``receive(settings, headers, body, app state)`` verifies
+#: and parses, and returns the events with anything extra for the answer.
+PROVIDERS: dict[str, Receiver] = {
+    "postmark": postmark.receive,
+    "sendgrid": sendgrid.receive,
+    "mailgun": mailgun.receive,
+    "resend": resend.receive,
+    "ses": ses.receive,
+}
 
 
 def _process(
@@ -106,10 +55,10 @@ def _process(
     body: bytes,
     state: Any,
 ) -> dict[str, Any]:
-    events, extra = _events(provider, settings, headers, body, state)
+    events, extra = PROVIDERS[provider](settings, headers, body, state)
     nonce = extra.pop("_nonce", None)
     if nonce is not None:
-        auth.claim_nonce(engine, provider, nonce, body, settings)
+        claim_nonce(engine, provider, nonce, body, settings)
     report = apply_events(engine, events, settings)
     return {"provider": provider, "events": len(events), **report.as_dict(), **extra}
 
@@ -119,7 +68,7 @@ async def webhook(provider: str, request: Request) -> JSONResponse:
     """Receive one provider's events; see docs/providers.md for each provider's URL."""
     if provider not in PROVIDERS:
         return JSONResponse({"detail": f"unknown provider {provider[:40]!r}"}, status_code=404)
-    # At most DIGEST_WEBHOOK_BODY_MAX_BYTES, within DIGEST_BODY_TIMEOUT (digest/web/bodies.py).
+    # At most DIGEST_WEBHOOK_BODY_MAX_BYTES, within DIGEST_BODY_TIMEOUT (digest/http/bodies.py).
     body = await request.body()
     app = request.app
     headers = {k.lower(): v for k, v in request.headers.items()}

@@ -2,7 +2,7 @@
 
 Both ways in (``digest inbound`` and the bounce mailbox poller) hand each message to
 :func:`take_in`, which reads it (:mod:`digest.webhooks.mail_reading`), ties it to a
-delivery and applies it through :func:`digest.events.apply_events` — the same store,
+delivery and applies it through :func:`digest.webhooks.events.apply_events` — the same store,
 suppression list and consent log as the provider webhooks:
 
 - a bounce → ``bounced_hard`` / ``bounced_soft`` (the soft-bounce threshold applies) /
@@ -40,15 +40,15 @@ from typing import Literal
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from digest.config import Settings
-from digest.events import ApplyReport, EventKind, MailEvent, apply_events
+from digest.core.clock import utcnow
+from digest.core.settings import Settings
+from digest.core.tokens import address_matches, read_claims, stable_digester
 from digest.exceptions import TokenError
 from digest.mail.verp import VerpConfig, is_bounce_address, matches, parse, verp_config
-from digest.models import Delivery, InboundMail, Issue
-from digest.timeutil import utcnow
-from digest.tokens import address_matches, read_claims, stable_digester
+from digest.store.models import Delivery, InboundMail, Issue
+from digest.store.subscriber_models import Subscriber
+from digest.webhooks.events import ApplyReport, EventKind, MailEvent, apply_events
 from digest.webhooks.mail_reading import Kind, Reading, Severity, read, worst_failure
-from subscribers.models import Subscriber
 
 logger = logging.getLogger(__name__)
 

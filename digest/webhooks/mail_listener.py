@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.mail.verp import parse, verp_config
 from digest.webhooks.mail_events import (
     Forwarder,

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config import Settings
+from digest.core.settings import Settings
 from digest.exceptions import ConfigError, TransientTransportError
 from digest.webhooks.mail_events import Forwarder, Intake, take_in
 

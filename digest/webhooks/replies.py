@@ -16,11 +16,11 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parseaddr
 
-from digest.config import Settings
+from digest.core.mailsafe import check_address, header_text
+from digest.core.settings import Settings
 from digest.exceptions import AddressError
+from digest.mail.parts import MAIL_POLICY, safe_mailbox
 from digest.mail.verp import verp_config
-from digest.mailsafe import check_address, header_text
-from digest.message import MAIL_POLICY, safe_mailbox
 from digest.transports.smtp import connect
 from digest.webhooks.mail_events import Forwarder
 from digest.webhooks.mail_reading import Reading

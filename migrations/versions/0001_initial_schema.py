@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import digest.timeutil
+import digest.core.clock
 
 
 revision: str = '0001'
@@ -28,9 +28,9 @@ def upgrade() -> None:
     sa.Column('title', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('standfirst', sa.Text(), nullable=False),
     sa.Column('url', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
-    sa.Column('published_at', digest.timeutil.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('created_at', digest.timeutil.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', digest.timeutil.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('published_at', digest.core.clock.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', digest.core.clock.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', digest.core.clock.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('comparison', schema=None) as batch_op:
@@ -40,7 +40,7 @@ def upgrade() -> None:
     op.create_table('issue',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('week', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
-    sa.Column('cutoff', digest.timeutil.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('cutoff', digest.core.clock.UTCDateTime(timezone=True), nullable=False),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('state_reason', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
     sa.Column('subject', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
@@ -48,10 +48,10 @@ def upgrade() -> None:
     sa.Column('intro', sa.Text(), nullable=False),
     sa.Column('html', sa.Text(), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
-    sa.Column('created_at', digest.timeutil.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', digest.timeutil.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('started_at', digest.timeutil.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', digest.timeutil.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', digest.core.clock.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', digest.core.clock.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', digest.core.clock.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', digest.core.clock.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('issue', schema=None) as batch_op:
@@ -64,10 +64,10 @@ def upgrade() -> None:
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('created_at', digest.timeutil.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', digest.timeutil.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('confirmed_at', digest.timeutil.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('unsubscribed_at', digest.timeutil.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', digest.core.clock.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', digest.core.clock.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('confirmed_at', digest.core.clock.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('unsubscribed_at', digest.core.clock.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('subscriber', schema=None) as batch_op:
@@ -81,12 +81,12 @@ def upgrade() -> None:
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('lease_owner', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
-    sa.Column('lease_expires_at', digest.timeutil.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('next_attempt_at', digest.timeutil.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lease_expires_at', digest.core.clock.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_attempt_at', digest.core.clock.UTCDateTime(timezone=True), nullable=True),
     sa.Column('provider_id', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
-    sa.Column('sent_at', digest.timeutil.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('updated_at', digest.timeutil.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', digest.core.clock.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', digest.core.clock.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['issue_id'], ['issue.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscriber.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import digest.timeutil
+import digest.core.clock
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
@@ -35,7 +35,7 @@ def upgrade() -> None:
             sa.Column("confirm_nonce", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True)
         )
         batch_op.add_column(
-            sa.Column("confirm_sent_at", digest.timeutil.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("confirm_sent_at", digest.core.clock.UTCDateTime(timezone=True), nullable=True)
         )
 
     op.create_table(
@@ -47,7 +47,7 @@ def upgrade() -> None:
         sa.Column("ip", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("user_agent", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.Column("detail", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
-        sa.Column("created_at", digest.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", digest.core.clock.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["subscriber_id"], ["subscriber.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -62,7 +62,7 @@ def upgrade() -> None:
         sa.Column("email_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("created_at", digest.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", digest.core.clock.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("suppression", schema=None) as batch_op:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import digest.timeutil
+import digest.core.clock
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0001"
@@ -34,8 +34,8 @@ def upgrade() -> None:
             "provider_message_id", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True
         ),
         sa.Column("detail", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
-        sa.Column("occurred_at", digest.timeutil.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("received_at", digest.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("occurred_at", digest.core.clock.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", digest.core.clock.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("provider", "event_id", name="uq_mail_event_provider_event"),
     )

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import digest.timeutil
+import digest.core.clock
 
 revision: str = "0006"
 down_revision: str | Sequence[str] | None = "0005"
@@ -23,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def _ts(name: str, nullable: bool) -> sa.Column:  # type: ignore[type-arg]
-    return sa.Column(name, digest.timeutil.UTCDateTime(timezone=True), nullable=nullable)
+    return sa.Column(name, digest.core.clock.UTCDateTime(timezone=True), nullable=nullable)
 
 
 def upgrade() -> None:

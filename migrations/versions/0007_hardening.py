@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import digest.timeutil
+import digest.core.clock
 
 revision: str = "0007"
 down_revision: str | Sequence[str] | None = "0011"
@@ -51,7 +51,7 @@ def upgrade() -> None:
         sa.Column("provider", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
         sa.Column("nonce", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("body_sha256", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("seen_at", digest.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("seen_at", digest.core.clock.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("provider", "nonce", name="uq_webhook_nonce_provider_nonce"),
     )

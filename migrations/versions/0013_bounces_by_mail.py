@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import digest.timeutil
+import digest.core.clock
 
 revision: str = "0013"
 down_revision: str | Sequence[str] | None = "0012"
@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("forwarded_to", _text(320), nullable=True),
         sa.Column("forward_error", _text(500), nullable=True),
-        sa.Column("received_at", digest.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", digest.core.clock.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("report_id", name="uq_inbound_mail_report"),
     )

@@ -1,0 +1,392 @@
+"""Issues: freeze the next one, find one, and let editors adjust a draft.
+
+Issues are numbered #1, #2, … in the order they are frozen, and at most one issue is
+open (draft, sending or paused) at a time: the next one is frozen only when the last
+one has been sent or cancelled. Freezing takes a lock first (an UPDATE of the one
+``issue_counter`` row), so two schedulers or senders at once freeze one issue between
+them, on SQLite and PostgreSQL alike.
+
+What an editor previews is byte-for-byte what is sent: the HTML and text are stored on
+the issue, and every edit re-compiles them and is written to the issue's history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, update
+from sqlmodel import Session, col, select
+
+from digest.core.clock import local_text, utcnow, week_bounds, week_of
+from digest.core.settings import Settings
+from digest.exceptions import IssueStateError
+from digest.issue.clicks import linker
+from digest.issue.history import record
+from digest.issue.render import render_issue
+from digest.issue.selection import Selection, addable, select_comparisons
+from digest.mail.message import IssueMessage
+from digest.store.models import (
+    OPEN_ISSUE_STATES,
+    Comparison,
+    Issue,
+    IssueComparison,
+    IssueCounter,
+    IssueState,
+    ReviewState,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- finding issues
+
+
+def find_issue(
+    session: Session, *, number: int | None = None, week: str | None = None
+) -> Issue | None:
+    """Issue ``number``, or the newest issue labelled ``week``."""
+    query = select(Issue)
+    if number is not None:
+        query = query.where(Issue.number == number)
+    if week is not None:
+        query = query.where(Issue.week == week)
+    return session.exec(query.order_by(col(Issue.number).desc())).first()
+
+
+def latest_issue(session: Session) -> Issue | None:
+    return session.exec(select(Issue).order_by(col(Issue.number).desc())).first()
+
+
+def open_issue(session: Session) -> Issue | None:
+    """The issue that is a draft, sending or paused, if any (there is at most one)."""
+    return session.exec(
+        select(Issue)
+        .where(col(Issue.state).in_([s.value for s in OPEN_ISSUE_STATES]))
+        .order_by(col(Issue.number).desc())
+    ).first()
+
+
+def target_issue(
+    session: Session, *, number: int | None = None, week: str | None = None
+) -> Issue | None:
+    """What a command without ``--issue``/``--week`` acts on: the open issue, else the
+    newest; with one of them, that issue (None if there is none)."""
+    if number is not None or week is not None:
+        return find_issue(session, number=number, week=week)
+    return open_issue(session) or latest_issue(session)
+
+
+def issue_rows(session: Session, issue: Issue) -> list[tuple[Comparison, bool]]:
+    """The issue's comparisons in order, each with whether it has a full card."""
+    rows = session.exec(
+        select(Comparison, IssueComparison.full)
+        .join(IssueComparison, col(IssueComparison.comparison_id) == Comparison.id)
+        .where(IssueComparison.issue_id == issue.id)
+        .order_by(col(IssueComparison.position))
+    ).all()
+    return [(c, bool(full)) for c, full in rows]
+
+
+def issue_comparisons(session: Session, issue: Issue) -> tuple[list[Comparison], list[Comparison]]:
+    rows = issue_rows(session, issue)
+    return [c for c, full in rows if full], [c for c, full in rows if not full]
+
+
+def started_in_week(session: Session, settings: Settings, moment: datetime) -> Issue | None:
+    """An issue whose send started in the local ISO week of ``moment``."""
+    start, end = week_bounds(week_of(moment, settings.tz), settings.tz)
+    return session.exec(
+        select(Issue)
+        .where(col(Issue.started_at) >= start, col(Issue.started_at) < end)
+        .order_by(col(Issue.number).desc())
+    ).first()
+
+
+# ---------------------------------------------------------------- freezing
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """What :func:`freeze_next` found or made: ``issue`` (None when nothing is new, and
+    then ``nothing_new`` names the window it looked at) and whether it is new."""
+
+    issue: Issue | None
+    created: bool = False
+    nothing_new: str | None = None
+
+
+def _lock(session: Session) -> int:
+    """Serialise freezes; returns the last number handed out."""
+    locked = session.exec(
+        update(IssueCounter)
+        .where(col(IssueCounter.id) == 1)
+        .values(last_number=IssueCounter.last_number)
+    ).rowcount
+    if not locked:  # a database created before the counter existed
+        highest = session.exec(select(func.max(Issue.number))).one() or 0
+        session.add(IssueCounter(id=1, last_number=highest))
+        session.flush()
+        return int(highest)
+    return int(session.exec(select(IssueCounter.last_number).where(IssueCounter.id == 1)).one())
+
+
+def nothing_new_message(session: Session, settings: Settings, selection: Selection) -> str:
+    last = latest_issue(session)
+    if last is not None:
+        return (
+            f"nothing new since issue #{last.number}, frozen "
+            f"{local_text(last.cutoff, settings.tz)}: no comparison published since "
+            f"{local_text(selection.since, settings.tz)} that no issue featured"
+        )
+    return (
+        f"nothing new: no comparison published between {local_text(selection.since, settings.tz)}"
+        f" and {local_text(selection.cutoff, settings.tz)} (DIGEST_MAX_AGE_DAYS="
+        f"{settings.max_age_days})"
+    )
+
+
+def cutoff_for(week: str | None, settings: Settings, now: datetime) -> datetime:
+    """When an issue frozen ``now`` stops looking: now, or the end of ``week``."""
+    if week is None:
+        return now
+    start, end = week_bounds(week, settings.tz)
+    if start > now:
+        raise IssueStateError(f"week {week} has not begun; an issue is frozen from what is new")
+    return min(now, end)
+
+
+def freeze_next(
+    session: Session,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    week: str | None = None,
+    scheduled_for: datetime | None = None,
+    actor: str = "cli",
+) -> Frozen:
+    """The open issue, or a new draft frozen now from what is new.
+
+    ``week`` (a past or the current ISO week) freezes as of the end of that week and
+    labels the issue with it, for catching up by hand; otherwise the label is the week
+    it is scheduled for (or frozen in). Raises IssueStateError when ``week`` names
+    another week than the open issue's.
+    """
+    now = now or utcnow()
+    cutoff = cutoff_for(week, settings, now)
+    last_number = _lock(session)
+    current = open_issue(session)
+    if current is not None:
+        if week is not None and current.week != week:
+            raise IssueStateError(
+                f"issue {current.label} is still {current.state}; send or cancel it before "
+                f"freezing one for {week}"
+            )
+        return Frozen(current)
+    selection = select_comparisons(session, cutoff, settings)
+    if not selection.all:
+        return Frozen(None, nothing_new=nothing_new_message(session, settings, selection))
+    number = last_number + 1
+    label = week or week_of(scheduled_for or cutoff, settings.tz)
+    issue = Issue(
+        number=number,
+        week=label,
+        cutoff=cutoff,
+        subject="",
+        preheader="",
+        intro="",
+        scheduled_for=scheduled_for,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(issue)
+    session.flush()  # its id names the counted links it renders with
+    assert issue.id is not None
+    rendered = render_issue(
+        week=label,
+        number=number,
+        full=selection.full,
+        links=selection.links,
+        settings=settings,
+        linker=linker(session, settings, issue.id),
+    )
+    issue.subject, issue.preheader = rendered.subject, rendered.preheader
+    issue.html, issue.text = rendered.html, rendered.text
+    session.add(issue)
+    _arrange(session, issue.id, [(c, i < len(selection.full)) for i, c in enumerate(selection.all)])
+    session.exec(update(IssueCounter).where(col(IssueCounter.id) == 1).values(last_number=number))
+    record(
+        session,
+        issue.id,
+        actor,
+        "frozen",
+        cutoff=cutoff.isoformat(),
+        comparisons=[c.slug for c in selection.all],
+        full_cards=len(selection.full),
+    )
+    logger.info("froze issue %s with %d comparisons", issue.label, len(selection.all))
+    return Frozen(issue, created=True)
+
+
+def freeze_issue(session: Session, week: str, settings: Settings) -> Issue | None:
+    """The newest issue labelled ``week``, or one frozen now as of the end of that week
+    (catching up by hand); None when nothing is new."""
+    return find_issue(session, week=week) or freeze_next(session, settings, week=week).issue
+
+
+def _arrange(session: Session, issue_id: int, rows: Sequence[tuple[Comparison, bool]]) -> None:
+    session.exec(delete(IssueComparison).where(col(IssueComparison.issue_id) == issue_id))
+    for position, (comparison, full) in enumerate(rows):
+        assert comparison.id is not None
+        session.add(
+            IssueComparison(
+                issue_id=issue_id, comparison_id=comparison.id, position=position, full=full
+            )
+        )
+    session.flush()
+
+
+# ---------------------------------------------------------------- editing
+
+
+@dataclass(frozen=True)
+class Edit:
+    """What an editor asks to change; None / empty means "leave as it is".
+
+    ``order`` is the new order of the issue's slugs (after ``drop`` and ``add``; slugs
+    it leaves out keep their relative order at the end), ``full`` the slugs that get
+    full cards (the others become links).
+    """
+
+    subject: str | None = None
+    preheader: str | None = None
+    intro: str | None = None
+    order: Sequence[str] | None = None
+    drop: Sequence[str] = ()
+    add: Sequence[str] = ()
+    full: Sequence[str] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.subject is None
+            and self.preheader is None
+            and self.intro is None
+            and self.order is None
+            and not self.drop
+            and not self.add
+            and self.full is None
+        )
+
+
+def _rearranged(
+    session: Session, settings: Settings, current: list[tuple[Comparison, bool]], edit: Edit
+) -> list[tuple[Comparison, bool]]:
+    by_slug = {c.slug: (c, full) for c, full in current}
+    for slug in edit.drop:
+        if slug not in by_slug:
+            raise IssueStateError(f"cannot drop {slug!r}: the issue does not feature it")
+        del by_slug[slug]
+    if edit.add:
+        candidates = {c.slug: c for c in addable(session, settings, utcnow())}
+        for slug in edit.add:
+            if slug in by_slug:
+                raise IssueStateError(f"cannot add {slug!r}: the issue already features it")
+            if slug not in candidates:
+                raise IssueStateError(
+                    f"cannot add {slug!r}: not a new comparison (unknown, featured by "
+                    f"another issue, or older than {settings.max_age_days} days)"
+                )
+            by_slug[slug] = (candidates[slug], False)
+    slugs = list(by_slug)
+    if edit.order is not None:
+        unknown = [s for s in edit.order if s not in by_slug]
+        if unknown:
+            raise IssueStateError(f"cannot order by {', '.join(unknown)}: not in the issue")
+        if len(set(edit.order)) != len(edit.order):
+            raise IssueStateError("the new order names a comparison twice")
+        slugs = list(edit.order) + [s for s in slugs if s not in edit.order]
+    if edit.full is not None:
+        unknown = [s for s in edit.full if s not in by_slug]
+        if unknown:
+            raise IssueStateError(f"cannot give {', '.join(unknown)} a full card: not in the issue")
+        wanted = set(edit.full)
+        return [(by_slug[s][0], s in wanted) for s in slugs]
+    return [by_slug[s] for s in slugs]
+
+
+def edit_issue(
+    session: Session, issue: Issue, settings: Settings, edit: Edit, *, actor: str = "cli"
+) -> dict[str, object]:
+    """Apply ``edit`` to a draft, re-compile it and record who changed what; returns the
+    changes (``field: [old, new]``). An approved draft needs approving again."""
+    if issue.state != IssueState.DRAFT:
+        raise IssueStateError(f"issue {issue.label} is {issue.state}; only drafts can be edited")
+    assert issue.id is not None
+    before = issue_rows(session, issue)
+    after = _rearranged(session, settings, before, edit) if not _words_only(edit) else before
+    if not after:
+        raise IssueStateError("an issue needs at least one comparison; cancel it instead")
+    full = [c for c, f in after if f]
+    links = [c for c, f in after if not f]
+    rendered = render_issue(
+        week=issue.week,
+        number=issue.number,
+        full=full,
+        links=links,
+        settings=settings,
+        subject=edit.subject if edit.subject is not None else issue.subject,
+        preheader=edit.preheader if edit.preheader is not None else issue.preheader,
+        intro=edit.intro if edit.intro is not None else (issue.intro or None),
+        linker=linker(session, settings, issue.id),
+    )
+    changes: dict[str, object] = {}
+    for name, new in (
+        ("subject", rendered.subject),
+        ("preheader", rendered.preheader),
+        ("intro", edit.intro if edit.intro is not None else issue.intro),
+    ):
+        old = getattr(issue, name)
+        if new != old:
+            changes[name] = [old, new]
+            setattr(issue, name, new)
+    old_layout = [(c.slug, f) for c, f in before]
+    new_layout = [(c.slug, f) for c, f in after]
+    if new_layout != old_layout:
+        changes["comparisons"] = {
+            "before": [f"{s}{'' if f else ' (link)'}" for s, f in old_layout],
+            "after": [f"{s}{'' if f else ' (link)'}" for s, f in new_layout],
+        }
+        _arrange(session, issue.id, after)
+    if not changes:
+        return changes
+    issue.html, issue.text = rendered.html, rendered.text
+    issue.updated_at = utcnow()
+    if issue.review == ReviewState.APPROVED:
+        issue.review = ReviewState.PENDING
+        changes["review"] = ["approved", "pending (edited after approval: approve again)"]
+    session.add(issue)
+    session.flush()
+    record(session, issue.id, actor, "edited", **changes)
+    return changes
+
+
+def _words_only(edit: Edit) -> bool:
+    return edit.order is None and not edit.drop and not edit.add and edit.full is None
+
+
+def issue_message(issue: Issue, settings: Settings, *, test: bool = False) -> IssueMessage:
+    assert issue.id is not None
+    return IssueMessage(
+        issue_id=issue.id,
+        week=issue.week,
+        number=issue.number,
+        subject=issue.subject,
+        html=issue.html,
+        text=issue.text,
+        settings=settings,
+        date=issue.started_at or utcnow(),
+        test=test,
+    )

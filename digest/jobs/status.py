@@ -1,0 +1,54 @@
+"""What ``digest status`` and the web console show about an issue."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from digest.delivery.progress import send_progress
+from digest.issue.freeze import target_issue
+from digest.webhooks.events import provider_events
+
+logger = logging.getLogger(__name__)
+
+
+def issue_status(
+    engine: Engine, week: str | None = None, *, number: int | None = None
+) -> dict[str, Any] | None:
+    """The issue's number, week, state and delivery counts by state; None when there is
+    no issue. Without ``week`` or ``number``: the open issue, else the newest.
+
+    While the issue is sending, also ``rate`` (messages/s over the last minute),
+    ``remaining`` and ``eta_seconds`` (None until there is a rate): the figures the
+    console and ``/metrics`` show too (digest/delivery/progress.py).
+    """
+    with Session(engine) as session:
+        issue = target_issue(session, number=number, week=week)
+        if issue is None:
+            return None
+        assert issue.id is not None
+        conn = session.connection()
+        progress = send_progress(conn, issue.id, str(issue.state), issue.started_at)
+        from digest.readers.variants import variant_summary
+        from digest.readers.waves import waves
+
+        return {
+            "number": issue.number,
+            "week": issue.week,
+            "state": issue.state,
+            "state_reason": issue.state_reason,
+            "review": issue.review,
+            "reviewed_by": issue.reviewed_by,
+            "subject": issue.subject,
+            "cutoff": issue.cutoff.isoformat(),
+            "scheduled_for": issue.scheduled_for.isoformat() if issue.scheduled_for else None,
+            "started_at": issue.started_at.isoformat() if issue.started_at else None,
+            "finished_at": issue.finished_at.isoformat() if issue.finished_at else None,
+            **progress.as_dict(),
+            "variants": variant_summary(session, issue.id),
+            "waves": waves(conn, issue.id),
+            **provider_events(conn, issue.id),
+        }
