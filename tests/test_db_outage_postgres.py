@@ -245,7 +245,8 @@ def test_a_worker_that_loses_the_database_past_the_grace_exits_3_in_one_line(
     settings, _ = store
     env = send_env(settings, "127.0.0.1", free_port(), DIGEST_DB_OUTAGE_GRACE_SECONDS="2")
     worker = run_digest(["worker", "--poll", "0.2"], env, tmp_path, "worker")
-    time.sleep(2)  # polling for an issue to send
+    # Its store is open and it polls for an issue to send once it says it waits.
+    wait_for(lambda: "waiting for an issue" in worker.log.read_text(), "the worker to start")
     cluster.restart(1.0)  # shorter than the grace: it lives on
     time.sleep(2)
     assert worker.proc.poll() is None, worker.log.read_text()
