@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -16,7 +17,8 @@ import pytest
 from servers import DIGEST, digest_serve, free_port
 from store_support import REPO
 
-from digest.ops.logging_setup import JsonFormatter
+from digest.core.settings import Settings
+from digest.ops.logging_setup import JsonFormatter, configure_logging
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
@@ -99,3 +101,25 @@ def test_scheduler_logs_json(tmp_path: Path) -> None:
     (record,) = _json_lines(done.stderr)
     assert record["level"] == "ERROR" and record["logger"] == "digest.scheduler"
     assert "DIGEST_SEND_CRON" in record["message"]
+
+
+def test_the_log_follows_stderr_when_it_is_replaced(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    """A process that swaps stderr (pytest's capture did, between tests) must not leave
+    the log writing into the closed one: 'Logging error … I/O operation on closed
+    file' filled the suite's output whenever Alembic logged after such a swap."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        monkeypatch.setattr(sys, "stderr", first)
+        configure_logging(logging.INFO, settings)
+        logging.getLogger("digest.test").info("one")
+        first.close()
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("digest.test").info("two")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert second.getvalue().rstrip().endswith("digest.test: two")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not as it was when the
+    handler was made: a process that swaps stderr (a test runner's capture, a daemon's
+    redirect) must not leave the log writing into a closed stream."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure_logging(default_level: int, settings: Settings | None = None) -> Settings | None:
     """Send every log record to stderr in ``DIGEST_LOG_FORMAT`` at ``DIGEST_LOG_LEVEL``
     (else ``default_level``). Without valid settings it falls back to text: the command
@@ -61,7 +76,7 @@ def configure_logging(default_level: int, settings: Settings | None = None) -> S
             settings = get_settings()
         except DigestError:
             settings = None
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     json_logs = settings is not None and settings.log_format == "json"
     handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
