@@ -21,12 +21,14 @@ from datetime import datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest.core.settings import Settings, get_settings
 from digest.exceptions import DigestError
 from digest.jobs.schedule import RUN_LOCK, cron_trigger, next_send, scheduler_tick
 from digest.jobs.weekly import open_store, weekly_job
 from digest.ops.logging_setup import configure_logging
+from digest.store.outage import describe, ride_out
 
 # Named, not __name__: run as a script this module is "__main__", which says nothing in a log.
 logger = logging.getLogger("digest.scheduler")
@@ -47,12 +49,22 @@ __all__ = [
 
 
 def run_weekly_job(settings: Settings | None = None) -> None:
-    """The scheduled send; errors are logged, never allowed to kill the scheduler."""
+    """The scheduled send; errors are logged in one line, never allowed to kill the
+    scheduler. A database that is away when the job fires (a restart, a failover) is
+    waited for, up to DIGEST_DB_OUTAGE_GRACE_SECONDS: the job is safe to run again."""
+    settings = settings or get_settings()
     with RUN_LOCK:
         try:
-            result = weekly_job(settings or get_settings(), scheduled=True, actor="scheduler")
+            result = ride_out(
+                lambda: weekly_job(settings, scheduled=True, actor="scheduler"),
+                settings.db_outage_grace_seconds,
+                "weekly job",
+            )
         except DigestError as exc:
             logger.error("weekly job failed: %s", exc)
+            return
+        except SQLAlchemyError as exc:
+            logger.error("weekly job failed: database error: %s", describe(exc))
             return
     logger.info(result.summary())
 
@@ -69,6 +81,10 @@ def run_tick(settings: Settings | None = None) -> None:
         said = scheduler_tick(settings, engine=open_store(settings))
     except DigestError as exc:
         said = f"scheduler tick failed: {exc}"
+        logger.error("%s", said)
+    except SQLAlchemyError as exc:
+        # The database went away mid-tick: the next tick looks again (no traceback).
+        said = f"scheduler tick failed: database error: {describe(exc)}"
         logger.error("%s", said)
     finally:
         RUN_LOCK.release()

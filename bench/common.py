@@ -104,3 +104,35 @@ def demo_message(settings: Settings, engine: Engine) -> IssueMessage:
         issue = freeze_issue(session, WEEK, settings)
         assert issue is not None
         return issue_message(issue, settings)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def send_env(database_url: str, port: int, connections: int, **extra: str) -> dict[str, str]:
+    """The environment of a ``digest`` child process sending to a loopback SMTP server
+    on ``port`` with ``connections`` sessions (this environment's DIGEST_* left out)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        DIGEST_DATABASE_URL=database_url,
+        DIGEST_SECRET_KEY=SECRET,
+        DIGEST_BASE_URL="https://verdicts.example.com",
+        DIGEST_FROM="Weekly AI Tool Verdicts <digest@verdicts.example.com>",
+        DIGEST_TRANSPORT="smtp",
+        DIGEST_SMTP_HOST="127.0.0.1",
+        DIGEST_SMTP_PORT=str(port),
+        DIGEST_SMTP_CONNECTIONS=str(connections),
+        # A loopback rig: an example.com sender and no web app to probe.
+        DIGEST_ALLOW_UNSAFE_SEND="true",
+        DIGEST_PREFLIGHT_HEALTH_TIMEOUT="0",
+        **extra,
+    )
+    return env

@@ -22,7 +22,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import ROOT, SECRET, WEEK, PeakRSS, bench_settings, demo_message, seed
+from common import ROOT, WEEK, PeakRSS, bench_settings, demo_message, free_port, seed, send_env
 
 from digest.core.recipient import Recipient
 
@@ -46,12 +45,6 @@ def tool(name: str) -> str | None:
         if candidate.exists():
             return str(candidate)
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -136,20 +129,7 @@ def run_one(
         )
         try:
             time.sleep(0.3)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-            env.update(
-                DIGEST_DATABASE_URL=settings.database_url,
-                DIGEST_SECRET_KEY=SECRET,
-                DIGEST_BASE_URL=settings.base_url,
-                DIGEST_FROM=settings.from_address,
-                DIGEST_TRANSPORT="smtp",
-                DIGEST_SMTP_HOST="127.0.0.1",
-                DIGEST_SMTP_PORT=str(port),
-                DIGEST_SMTP_CONNECTIONS=str(connections),
-                # A loopback rig: an example.com sender and no web app to probe.
-                DIGEST_ALLOW_UNSAFE_SEND="true",
-                DIGEST_PREFLIGHT_HEALTH_TIMEOUT="0",
-            )
+            env = send_env(settings.database_url, port, connections)
             if verp:  # a per-delivery envelope sender (docs/delivery.md, bounces by mail)
                 env["DIGEST_VERP_DOMAIN"] = "bounces.verdicts.example.com"
             digest = Path(sys.executable).parent / "digest"

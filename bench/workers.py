@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import ROOT, SECRET, WEEK, PeakRSS, bench_settings, demo_message, seed
+from common import ROOT, WEEK, PeakRSS, bench_settings, demo_message, seed, send_env
 from e2e_smtp import free_port, smtp_source, tool
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -86,21 +86,7 @@ class Send:
 
 
 def digest_send(database_url: str, port: int, workers: int, connections: int) -> Send:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        DIGEST_DATABASE_URL=database_url,
-        DIGEST_SECRET_KEY=SECRET,
-        DIGEST_BASE_URL="https://verdicts.example.com",
-        DIGEST_FROM="Weekly AI Tool Verdicts <digest@verdicts.example.com>",
-        DIGEST_TRANSPORT="smtp",
-        DIGEST_SMTP_HOST="127.0.0.1",
-        DIGEST_SMTP_PORT=str(port),
-        DIGEST_SMTP_CONNECTIONS=str(connections),
-        DIGEST_BATCH_SIZE="500",
-        # A loopback rig: an example.com sender and no web app to probe.
-        DIGEST_ALLOW_UNSAFE_SEND="true",
-        DIGEST_PREFLIGHT_HEALTH_TIMEOUT="0",
-    )
+    env = send_env(database_url, port, connections, DIGEST_BATCH_SIZE="500")
     digest = Path(sys.executable).parent / "digest"
     command = [str(digest), "send", "--week", WEEK, "--yes", "--again"]
     if workers > 1:

@@ -41,6 +41,10 @@ class StoreError(DigestError):
     """The database could not be opened, migrated or written."""
 
 
+class DatabaseUnavailable(StoreError):
+    """The database stayed unreachable (or locked) past DIGEST_DB_OUTAGE_GRACE_SECONDS."""
+
+
 class BackupError(StoreError):
     """A backup or restore could not be made (bad path, unsupported database)."""
 

@@ -20,21 +20,29 @@ SEEDS = REPO.parent / "shared" / "seeds"
 TEST_SECRET = "test-secret-key-0123456789abcdef"
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=f"sqlite:///{tmp_path / 'digest.db'}",
-        outbox=tmp_path / "outbox",
-        secret_key=TEST_SECRET,
-        transport="memory",
-        base_url="http://digest.test",
-        from_address="Weekly AI Tool Verdicts <digest@verdicts.test>",
-        timezone="UTC",
+def rig_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """The tests' settings: a SQLite file and an outbox in ``tmp_path``, the memory
+    transport, a loopback rig; ``overrides`` (e.g. ``database_url``) on top."""
+    values: dict[str, object] = {
+        "database_url": f"sqlite:///{tmp_path / 'digest.db'}",
+        "outbox": tmp_path / "outbox",
+        "secret_key": TEST_SECRET,
+        "transport": "memory",
+        "base_url": "http://digest.test",
+        "from_address": "Weekly AI Tool Verdicts <digest@verdicts.test>",
+        "timezone": "UTC",
         # A loopback test rig: http links and a .test sender are warnings, not errors,
         # and the preflight does not look up digest.test.
-        allow_unsafe_send=True,
-        preflight_health_timeout=0,
-    )
+        "allow_unsafe_send": True,
+        "preflight_health_timeout": 0,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return rig_settings(tmp_path)
 
 
 @pytest.fixture
@@ -70,6 +78,7 @@ def throwaway_postgres() -> Iterator[str]:
 
 # Shared fixtures defined in helper modules (tests/ is on sys.path, it has no __init__).
 from cli_support import digest_cli  # noqa: E402,F401
+from console_rig import chrome  # noqa: E402,F401
 from console_support import console  # noqa: E402,F401
 from servers import smtp_server  # noqa: E402,F401
 from subscriber_support import sqlite_web, store, web  # noqa: E402,F401

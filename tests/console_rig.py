@@ -63,6 +63,13 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
+@pytest.fixture
+def chrome() -> Iterator[Any]:
+    """A headless Chromium for the test (skips when it cannot be had)."""
+    with browser() as launched:
+        yield launched
+
+
 def axe_source() -> str:
     for place in AXE_PLACES:
         if place.exists():

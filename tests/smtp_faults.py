@@ -275,6 +275,24 @@ def seed_issue_store(
     return emails
 
 
+def start_issue(engine: Engine, settings: Settings, week: str = WEEK) -> int:
+    """Freeze ``week``'s issue and start it sending (its deliveries queued), without
+    delivering anything: for workers to pick up. Returns its number."""
+    from digest.delivery.queue import enqueue
+    from digest.issue.freeze import freeze_issue
+    from digest.store.engine import session_scope
+
+    with session_scope(engine) as session:
+        issue = freeze_issue(session, week, settings)
+        assert issue is not None and issue.id is not None
+        issue.state = "sending"
+        session.add(issue)
+        issue_id, number = issue.id, issue.number
+    with engine.begin() as conn:
+        enqueue(conn, issue_id)
+    return int(number)
+
+
 def smtp_settings(base: Settings, server: FaultServer, **overrides: Any) -> Settings:
     """Settings for a fast test send through ``server``."""
     values: dict[str, Any] = {

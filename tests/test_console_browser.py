@@ -20,7 +20,6 @@ from console_rig import (
     Rig,
     axe_source,
     axe_violations,
-    browser,
     console_rig,
     log_in,
 )
@@ -37,12 +36,6 @@ pytestmark = pytest.mark.slow
 
 READERS = 48  # with the 12 sample subscribers: 60, sent at 30/s
 NEW_SUBJECT = "Two voice agents, one verdict"
-
-
-@pytest.fixture
-def chrome() -> Iterator[Any]:
-    with browser() as launched:
-        yield launched
 
 
 @pytest.fixture

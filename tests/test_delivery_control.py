@@ -41,7 +41,7 @@ def test_pause_mid_send_then_resume_sends_everyone_exactly_once(
         assert first.report is not None and first.report.stopped == "issue is paused"
         info = issue_status(engine, WEEK)
         assert info is not None and info["state"] == "paused"
-        # The batch in flight is finished and recorded, then the sender stops.
+        # What the transport had in hand is finished and recorded; the rest goes back.
         assert 120 <= info["counts"]["sent"] <= 120 + 50
         assert info["counts"]["sent"] == handler.total
         assert info["counts"]["sending"] == 0

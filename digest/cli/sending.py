@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from digest.exceptions import DigestError, TransportConfigError
+from digest.exceptions import DatabaseUnavailable, DigestError, TransportConfigError
 
 if TYPE_CHECKING:
     from digest.jobs.weekly import JobResult
@@ -126,6 +126,8 @@ def _run_job(**kwargs: object) -> JobResult:
         if kwargs.get("test_to"):  # a test copy records nothing and pauses nothing
             fail(str(exc))
         fail(f"{exc} (the issue is paused; `digest resume` after fixing it)", EXIT_STOPPED)
+    except DatabaseUnavailable as exc:  # past DIGEST_DB_OUTAGE_GRACE_SECONDS: stopped short
+        fail(str(exc), EXIT_STOPPED)
     except DigestError as exc:
         fail(str(exc))
 
@@ -177,7 +179,7 @@ def status(
 
 @app.command()
 def pause(week: WeekOpt = None, issue: IssueOpt = None) -> None:
-    """Pause a send: the sender stops after its current batch (default: the open issue).
+    """Pause a send: every sender stops within a second (default: the open issue).
 
     Example: digest pause --issue 12
     """
@@ -324,6 +326,8 @@ def worker(
         report = Worker(s, engine, number=issue, poll_seconds=poll, stop=stop).run(
             until_done=until_done
         )
+    except DatabaseUnavailable as exc:
+        fail(str(exc), EXIT_STOPPED)
     except DigestError as exc:
         fail(str(exc))
     say(report.summary())

@@ -54,7 +54,7 @@ NOTICES = {
     "released": "Hold released.",
     "drafted": "The next issue was frozen as a draft.",
     "sending": "The send started. This page follows its progress.",
-    "paused": "Paused: the sender stops after the batch in flight.",
+    "paused": "Paused: every sender stops within a second; what was not handed over waits.",
     "resumed": "Resumed.",
     "cancelled": "Cancelled: every delivery not yet sent was skipped.",
     "added": "Subscriber added as active.",

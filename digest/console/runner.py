@@ -13,13 +13,14 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fastapi import Request
 from sqlalchemy.engine import Engine
 
 from digest.core.settings import Settings
+from digest.delivery.queue import SendReport
 from digest.exceptions import DigestError, SubscriberError
 from digest.jobs.weekly import weekly_job
 from digest.notices.subscribers import TransportFactory
@@ -29,7 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 class SendRunner:
-    """Runs ``weekly_job`` for one issue in one background thread per process."""
+    """Runs ``weekly_job`` for one issue in one background thread per process.
+
+    ``last_summary`` adds up every run this console made of the issue: a send paused
+    and resumed twice reads "N sent … in T s" with the real totals, not those of the
+    last run alone. A resume that comes while the paused run is still winding down is
+    not lost: the thread runs the issue again when it is done."""
 
     def __init__(
         self, settings: Settings, engine: Engine, transport_factory: TransportFactory | None
@@ -39,6 +45,8 @@ class SendRunner:
         self.transport_factory = transport_factory
         self.last_summary: str | None = None
         self.number: int | None = None
+        self._totals: SendReport | None = None
+        self._again = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -47,11 +55,19 @@ class SendRunner:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self, number: int, *, actor: str, again: bool = False) -> bool:
-        """Send issue ``number`` in the background; False if a send is running already."""
+        """Send issue ``number`` in the background. While a send of the same issue is
+        running, it is run again once that one ends (a resume right after a pause);
+        False while another issue's send runs."""
         with self._lock:
             if self.running:
-                return False
+                if self.number != number:
+                    return False
+                self._again = True
+                return True
+            if self.number != number:
+                self._totals = None
             self.number = number
+            self._again = False
             self._thread = threading.Thread(
                 target=self._run, args=(number, actor, again), name=f"send-{number}", daemon=True
             )
@@ -63,6 +79,14 @@ class SendRunner:
             self._thread.join(timeout)
 
     def _run(self, number: int, actor: str, again: bool) -> None:
+        while True:
+            self._run_once(number, actor, again)
+            with self._lock:
+                if not self._again:
+                    return
+                self._again = False
+
+    def _run_once(self, number: int, actor: str, again: bool) -> None:
         transport = self.transport_factory(self.settings) if self.transport_factory else None
         try:
             result = weekly_job(
@@ -73,6 +97,9 @@ class SendRunner:
                 again=again,
                 actor=actor,
             )
+            if result.report is not None:
+                self._totals = added(self._totals, result.report)
+                result.report = self._totals
             self.last_summary = result.summary()
         except DigestError as exc:
             self.last_summary = f"send of #{number} stopped: {exc}"
@@ -80,6 +107,25 @@ class SendRunner:
         except Exception:  # a console send must never take the web process down
             logger.exception("send of #%s crashed", number)
             self.last_summary = f"send of #{number} crashed; see the server log"
+
+
+def added(before: SendReport | None, run: SendReport) -> SendReport:
+    """``run``'s report with the counts and time of the runs ``before`` it added in;
+    the stop reason is the latest run's."""
+    if before is None:
+        return run
+    return replace(
+        run,
+        sent=before.sent + run.sent,
+        retried=before.retried + run.retried,
+        failed=before.failed + run.failed,
+        skipped=before.skipped + run.skipped,
+        waiting=before.waiting + run.waiting,
+        batches=before.batches + run.batches,
+        throttled=before.throttled + run.throttled,
+        elapsed=before.elapsed + run.elapsed,
+        errors=before.errors + run.errors,
+    )
 
 
 def send_runner(request: Request) -> SendRunner:

@@ -22,7 +22,7 @@ from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, prefligh
 from digest.editorial.review import blocked_reason
 from digest.exceptions import DigestError
 from digest.issue.freeze import issue_message, started_in_week
-from digest.jobs.weekly import active_count
+from digest.jobs.weekly import active_count, weekly_job
 from digest.store.models import IssueState
 
 logger = logging.getLogger(__name__)
@@ -107,8 +107,27 @@ def send(
             f"issue #{already.number if already else '?'} already went out this week; confirm "
             "that a second issue should go out on the send page",
         )
-    if not send_runner(request).start(number, actor=viewer.email, again=second):
+    runner = send_runner(request)
+    if runner.running:
         raise ConsoleProblem(409, "a send is already running in this web process")
+    # Checked, marked sending and queued here, before the answer: the page it leads to
+    # shows every delivery queued from the first second. The sending runs behind it.
+    factory = request.app.state.transport_factory
+    try:
+        started = weekly_job(
+            settings,
+            engine=request.app.state.engine,
+            transport=factory(settings) if factory else None,
+            issue=number,
+            again=second,
+            actor=viewer.email,
+            start_only=True,
+        )
+    except DigestError as exc:
+        raise ConsoleProblem(409, f"issue {issue.label} did not start: {exc}") from exc
+    if started.outcome != "queued":
+        raise ConsoleProblem(409, started.summary())
+    runner.start(number, actor=viewer.email)
     return back(number, "sending", "#progress")
 
 

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///digest.db"
     db_busy_timeout: float = Field(default=30.0, gt=0, le=3600)  # SQLite lock wait, seconds
+    # How long a process waits for a database that went away (a restart, a failover, a
+    # SQLite file locked past the busy timeout) before it stops (digest/db_outage.py).
+    db_outage_grace_seconds: float = Field(default=60.0, ge=0, le=24 * 3600)
     transport: str = "maildir"
     outbox: Path = Path("outbox")
 

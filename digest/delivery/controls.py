@@ -1,7 +1,8 @@
 """Operator controls: pause, resume and cancel an issue's send; re-queue its failures.
 
 The state lives in the database (``issue.state``); a running sender reads it between
-batches and stops cleanly — its in-flight batch is finished and recorded first. Every
+messages (digest/handover.py) and stops within a second: the messages already in the
+transport's hands are finished and recorded, the rest of its batch goes back untouched. Every
 change is one conditional UPDATE, so two operators (or an operator and the sender
 pausing itself) cannot interleave into a state nobody asked for.
 """
@@ -103,18 +104,24 @@ def pause_issue(
     number: int | None = None,
     actor: str = "cli",
 ) -> ControlResult:
-    """Stop sending after the batch in flight; ``resume`` continues where it stopped."""
+    """Stop sending within a second (after the messages already in the transport's
+    hands); ``resume`` continues where it stopped."""
     _, result = _move(engine, week, number, PAUSABLE, IssueState.PAUSED, reason, "paused", actor)
-    return replace(result, detail="the sender stops after its current batch")
+    return replace(result, detail="every sender stops within a second")
 
 
 def resume_issue(
     engine: Engine, week: str | None = None, *, number: int | None = None, actor: str = "cli"
 ) -> ControlResult:
-    """Let a paused issue send again (the caller then runs the send loop)."""
-    _, result = _move(
-        engine, week, number, (IssueState.PAUSED,), IssueState.SENDING, None, "resumed", actor
-    )
+    """Let a paused issue send again (the caller then runs the send loop).
+
+    An issue still marked ``sending`` is taken as it is: a sender that gave up on an
+    unreachable database could not record its pause (docs/delivery.md), and resuming
+    is how the operator continues it."""
+    allowed = (IssueState.PAUSED, IssueState.SENDING)
+    _, result = _move(engine, week, number, allowed, IssueState.SENDING, None, "resumed", actor)
+    if result.previous == IssueState.SENDING:
+        return replace(result, detail="it was still sending; this continues it")
     return result
 
 

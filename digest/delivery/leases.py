@@ -19,18 +19,19 @@ while the batch before it is sent. What stays true:
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from types import TracebackType
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from digest.core.clock import utcnow
+from digest.delivery.handover import Background, Handover
 from digest.delivery.outcomes import release
 from digest.delivery.queue import Claim, S, claim_leased, new_lease, renew_lease, skip_inactive
+from digest.store.outage import describe
 from digest.store.subscriber_models import SubscriberStatus
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def still_active(engine: Engine, claim: Claim, now: datetime | None = None) -> C
     if not gone:
         return claim
     kept = [r for r in claim.recipients if r.subscriber_id in active]
-    return Claim(kept, claim.skipped + len(gone), claim.lease)
+    return Claim(kept, claim.skipped + len(gone), claim.lease, claim.claimed_at)
 
 
 class ClaimAhead:
@@ -68,8 +69,11 @@ class ClaimAhead:
         size: int,
         lease_seconds: int,
         clock: Callable[[], datetime],
+        on_claim: Callable[[Claim], None] | None = None,
     ) -> None:
         self.engine = engine
+        #: told of every batch leased (the hand-over gate starts vouching for it)
+        self.on_claim = on_claim
         self.issue_id = issue_id
         self.owner = owner
         self.size = size
@@ -88,7 +92,7 @@ class ClaimAhead:
         self.close()
 
     def _claim(self, lease: str | None = None) -> Claim:
-        return claim_leased(
+        claim = claim_leased(
             self.engine,
             self.issue_id,
             self.owner,
@@ -97,6 +101,9 @@ class ClaimAhead:
             self.clock(),
             lease=lease,
         )
+        if self.on_claim is not None and (claim.recipients or claim.skipped):
+            self.on_claim(claim)
+        return claim
 
     @property
     def lease(self) -> str | None:
@@ -131,48 +138,62 @@ class ClaimAhead:
         if future is not None:
             try:
                 claim = future.result()
-            except Exception:  # the rows were not leased, or their lease will run out
-                logger.exception("claiming ahead failed")
+                release(self.engine, claim.recipients, lease=claim.lease)
+            except Exception as exc:
+                # The rows were not leased, or their lease runs out by itself and they
+                # go back to the queue then: worth a line, never a traceback.
+                logger.warning("the batch claimed ahead was not given back: %s", describe(exc))
             else:
-                release(self.engine, claim.recipients)
                 self.skipped_on_close += claim.skipped
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
 
 
-class Heartbeat:
-    """Renews the current batch's lease, and the lease of the batch claimed ahead,
-    every third of their length, in a thread."""
+class Heartbeat(Background):
+    """Renews the leases this worker holds (``handover.held()``: the batch being sent
+    and any batch not yet settled) and the lease of the batch claimed ahead, every
+    quarter of their length, in a thread; each renewal that lands is reported to the
+    hand-over gate, which stops handing a lease's rows over half a lease after its last
+    confirmation (digest/delivery/handover.py). A failed renewal is tried again within a second."""
 
-    def __init__(self, engine: Engine, lease_seconds: int, ahead: ClaimAhead | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        lease_seconds: int,
+        ahead: ClaimAhead | None = None,
+        handover: Handover | None = None,
+    ) -> None:
+        super().__init__("lease-heartbeat")
         self.engine = engine
         self.lease_seconds = lease_seconds
         self.lease: str | None = None
         self.ahead = ahead
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+        self.handover = handover
+
+    def _held(self) -> list[str]:
+        leases = [self.lease, self.ahead.lease if self.ahead is not None else None]
+        if self.handover is not None:
+            leases += self.handover.held()
+        return list(dict.fromkeys(lease for lease in leases if lease is not None))
 
     def _run(self) -> None:
-        while not self._stop.wait(max(self.lease_seconds / 3, 0.2)):
-            leases = [self.lease, self.ahead.lease if self.ahead is not None else None]
-            held = [lease for lease in leases if lease is not None]
+        every = max(self.lease_seconds / 4, 0.2)
+        wait, failing = every, False
+        while not self._halt.wait(wait):
+            held = self._held()
             if not held:
                 continue
+            started = time.monotonic()
             try:
                 renew_lease(self.engine, held, self.lease_seconds)
-            except Exception:  # a missed renewal only risks a duplicate; keep beating
-                logger.exception("could not renew leases %s", ", ".join(held))
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+            except Exception as exc:  # the heartbeat must outlive any error
+                # The gate stops handing these rows over before the lease can run out.
+                # Said once per outage; tried again every second meanwhile.
+                log = logger.debug if failing else logger.warning
+                log("could not renew leases %s: %s", ", ".join(held), describe(exc))
+                wait, failing = min(every, 1.0), True
+                continue
+            wait, failing = every, False
+            if self.handover is not None:
+                self.handover.renewed(held, started)

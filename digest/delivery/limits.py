@@ -83,7 +83,7 @@ class SendGate:
         *,
         engine: Engine | None = None,
         clock: Callable[[], datetime] = utcnow,
-        sleep: Callable[[float], None] | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.settings = settings
         self.buckets = buckets
@@ -101,17 +101,18 @@ class SendGate:
 
     # ------------------------------------------------------------ the global rate
 
-    def pace(self, n: int) -> float:
-        """Wait until ``n`` more messages may go under the global rate; returns the wait."""
+    def pace(self, n: int) -> bool:
+        """Wait until ``n`` more messages may go under the global rate. False when the
+        sleep was cut short (the send loop's gate shut): they must not go now."""
         rate = self.settings.rate_limit
         if rate is None or n <= 0:
-            return 0.0
+            return True
         # A burst of one chunk: whatever the number of workers, no one-second window
         # carries more than the rate plus one chunk (a chunk is at most a batch).
         wait = self.buckets.reserve("global", n, rate, burst=float(n))
         if wait > 0:
-            self.sleep(wait)
-        return wait
+            return self.sleep(wait) is not False
+        return True
 
     # ------------------------------------------------------------ domains and warm-up
 

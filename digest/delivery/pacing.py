@@ -63,13 +63,15 @@ class AdaptivePacer:
         self._last_throttle = float("-inf")
         self.throttled = 0
 
-    def acquire(self, n: int = 1) -> None:
-        """Block until ``n`` messages may go."""
+    def acquire(self, n: int = 1, sleep: Callable[[float], object] | None = None) -> bool:
+        """Block until ``n`` messages may go. ``sleep`` replaces the limiter's own (the
+        send loop's hand-over gate ends a wait early on a pause): False when it did, and
+        the messages must not go now (their tokens are spent all the same)."""
         with self._lock:
             self._acquired += n
             rate = self.rate
             if rate is None:
-                return
+                return True
             now = self._clock()
             self._tokens = min(max(rate, 1.0), self._tokens + (now - self._last) * rate)
             self._last = now
@@ -77,7 +79,8 @@ class AdaptivePacer:
             self._tokens -= n
             wait = -self._tokens / rate if self._tokens < 0 else 0.0
         if wait > 0:
-            self._sleep(wait)
+            return (sleep or self._sleep)(wait) is not False
+        return True
 
     def observed(self) -> float:
         elapsed = self._clock() - self._started

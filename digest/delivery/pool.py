@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest.core.settings import Settings
 from digest.delivery.launch import worker_context
@@ -32,6 +33,7 @@ from digest.delivery.queue import SendReport, counts, issue_state
 from digest.delivery.worker import Worker
 from digest.exceptions import ConfigError, DigestError
 from digest.store.engine import make_engine
+from digest.store.outage import describe, is_unreachable, ride_out
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ def _child(settings: Settings, number: int, results: Any, index: int) -> None:
         report = Worker(settings, engine, number=number, stop=stop).run(until_done=True)
     except DigestError as exc:
         error = str(exc)
+    except SQLAlchemyError as exc:  # not an outage (those are ridden out): one line
+        error = f"database error: {describe(exc)}"
     rss_mb = own_peak_rss_mb()
     counted = (report.sent, report.failed, report.skipped, report.retried) if report else (0,) * 4
     results.put((index, *counted, rss_mb, error))
@@ -138,8 +142,14 @@ def run_local_workers(
         while alive := [p.sentinel for p in procs if p.is_alive()]:
             # Woken at once when a worker exits: the last one's exit ends the send.
             multiprocessing.connection.wait(alive, POLL_SECONDS)
-            with engine.connect() as conn:
-                now = _finished(counts(conn, issue_id))
+            try:
+                with engine.connect() as conn:
+                    now = _finished(counts(conn, issue_id))
+            except SQLAlchemyError as exc:
+                # The workers ride a database outage out themselves; the bar waits.
+                if not is_unreachable(exc):
+                    raise
+                continue
             if progress and now > seen:
                 progress(now - seen)
             seen = max(seen, now)
@@ -159,19 +169,25 @@ def run_local_workers(
         report.retried += retried
         if error:
             errors.append(error)
-    with engine.connect() as conn:
-        final = _finished(counts(conn, issue_id))
-    if progress and final > seen:
-        progress(final - seen)
     report.elapsed = time.monotonic() - started
     crashed = [p.name for p in procs if p.exitcode not in (0, None)]
     if errors or crashed:
-        report.stopped = "; ".join(errors + [f"{n} exited abnormally" for n in crashed])
+        # One line per distinct reason: both workers give up on the same outage.
+        reasons = list(dict.fromkeys(errors)) + [f"{n} exited abnormally" for n in crashed]
+        report.stopped = "; ".join(reasons)
         report.errors.extend(errors)
-    else:
-        state = issue_state(engine, issue_id)
-        if state != "sent":
-            report.stopped = f"issue is {state}"
+        return report
+
+    def final() -> tuple[int, str]:
+
+        with engine.connect() as conn:
+            return _finished(counts(conn, issue_id)), issue_state(engine, issue_id)
+
+    done, state = ride_out(final, settings.db_outage_grace_seconds, f"issue {label}")
+    if progress and done > seen:
+        progress(done - seen)
+    if state != "sent":
+        report.stopped = f"issue is {state}"
     return report
 
 

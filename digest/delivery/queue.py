@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -254,6 +255,9 @@ class Claim:
     recipients: list[Recipient]
     skipped: int
     lease: str
+    #: when the claim started (monotonic): the lease is held at least until then plus
+    #: DIGEST_LEASE_SECONDS (digest/handover.py)
+    claimed_at: float = field(default_factory=time.monotonic)
 
 
 def claim_leased(
@@ -271,6 +275,7 @@ def claim_leased(
     because the subscriber is no longer active (unsubscribed mid-send), and the
     lease's name (for :func:`renew_lease`; :func:`new_lease` makes one beforehand).
     """
+    started = time.monotonic()
     now = now or utcnow()
     lease = lease or new_lease(owner)
     with engine.begin() as conn:
@@ -302,7 +307,7 @@ def claim_leased(
             if won == len(picked):
                 break
         if not ids:
-            return Claim([], 0, lease)
+            return Claim([], 0, lease, started)
         rows = conn.execute(
             select(D.c.id, D.c.subscriber_id, D.c.variant_id, S.c.email, S.c.name, S.c.status)
             .join(S, S.c.id == D.c.subscriber_id)
@@ -326,7 +331,7 @@ def claim_leased(
         for r in rows
         if r.status == SubscriberStatus.ACTIVE.value
     ]
-    return Claim(recipients, len(inactive), lease)
+    return Claim(recipients, len(inactive), lease, started)
 
 
 def new_lease(owner: str) -> str:
@@ -334,12 +339,18 @@ def new_lease(owner: str) -> str:
     return f"{owner}/{uuid.uuid4().hex[:8]}"
 
 
-def skip_inactive(conn: Connection, ids: Sequence[int], now: datetime) -> None:
-    """Claimed rows whose subscriber is no longer active: skipped, the lease gone."""
+def skip_inactive(
+    conn: Connection, ids: Sequence[int], now: datetime, lease: str | None = None
+) -> None:
+    """Claimed rows whose subscriber is no longer active: skipped, the lease gone
+    (with ``lease``, only rows still under it)."""
     if ids:
+        mine = D.c.state == DeliveryState.SENDING.value
+        if lease is not None:
+            mine = and_(mine, D.c.lease_owner == lease)
         conn.execute(
             update(D)
-            .where(D.c.id.in_(ids), D.c.state == DeliveryState.SENDING.value)
+            .where(D.c.id.in_(ids), mine)
             .values(
                 state=DeliveryState.SKIPPED.value,
                 lease_owner=None,

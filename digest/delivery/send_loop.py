@@ -1,19 +1,33 @@
-"""The send loop: claim a batch, send it, record every answer, check the controls.
+"""The send loop: claim a batch, hand it to the transport message by message, record
+every answer, and stop within a second when told to. Each batch is sent by a
+:class:`~digest.delivery.batch_sender.BatchSender`; this module claims, reads the controls,
+waits out outages and decides when the run is over.
 
 One batch is in flight at a time, shared out over the transport's connections (the
 SMTP pool), so a crash can duplicate at most that one batch; the next one is claimed
-(leased, not tried) while it is out (digest/delivery/leases.py). Between batches the loop
-reads the issue's state (``digest pause`` / ``cancel`` take effect there), and while a
-batch is out a heartbeat thread renews its lease, so only a dead worker's rows are
-ever taken over. Transient answers go back to the queue with backoff and are retried
-in the same run; throttling also slows the shared rate down.
+(leased, not tried) while it is out (digest/delivery/leases.py). Pause, cancel and an
+unsubscribe are read between messages, not between batches: the transport asks the
+hand-over gate (digest/delivery/handover.py) before every message, so they take effect within
+a second plus the messages already in its hands, and the rest of the batch goes back
+untouched. While a batch is out, a heartbeat renews its lease; the gate stops handing
+out a batch's rows half a lease after the lease was last confirmed, so a worker that
+cannot renew (a partition) fences itself before another worker can take the rows over,
+and every result is recorded only under the lease it was sent under (digest/delivery/outcomes.py).
 
-An outage is different from a transient answer: when no recipient of a chunk reached
-the server (connection refused, timeouts across the pool, a Maildir that cannot be
-written), the rows go back to the queue untouched — no attempt is spent on them — and
-the loop waits and tries again with backoff for up to ``DIGEST_OUTAGE_GRACE_SECONDS``;
-then it pauses the issue with the reason, and ``digest resume`` sends them. A long
-outage therefore never turns a list into ``failed`` rows.
+The database going away (a restart, a failover, a SQLite file locked past the busy
+timeout) is ridden out: the gate shuts, the results in hand stay in memory, the loop
+waits for the database with backoff for up to ``DIGEST_DB_OUTAGE_GRACE_SECONDS``,
+records them and carries on (digest/store/outage.py). Past the grace it pauses the issue
+(when it can still write that) and raises DatabaseUnavailable.
+
+Transient answers go back to the queue with backoff and are retried in the same run;
+throttling also slows the shared rate down. An outage of the transport is different
+from a transient answer: when no recipient of a chunk reached the server (connection
+refused, timeouts across the pool, a Maildir that cannot be written), the rows go back
+to the queue untouched — no attempt is spent on them — and the loop waits and tries
+again with backoff for up to ``DIGEST_OUTAGE_GRACE_SECONDS``; then it pauses the issue
+with the reason, and ``digest resume`` sends them. A long outage therefore never turns
+a list into ``failed`` rows.
 
 The pause after ``DIGEST_PAUSE_AFTER_FAILURES`` permanent failures in a row holds
 inside a batch too: failures past the threshold are given back to the queue instead of
@@ -26,18 +40,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from digest.core.clock import utcnow
-from digest.core.recipient import Recipient
 from digest.core.settings import Settings
+from digest.delivery.batch_sender import BatchSender, DatabaseTrouble, Outage
+from digest.delivery.handover import STATE_POLL_SECONDS, ControlWatch, Why
 from digest.delivery.leases import ClaimAhead, Heartbeat
-from digest.delivery.limits import SendGate, make_buckets
-from digest.delivery.outcomes import hold_back, record_results, release
-from digest.delivery.pacing import AdaptivePacer, is_throttle
 from digest.delivery.queue import (
     Progress,
     SendReport,
@@ -46,27 +58,25 @@ from digest.delivery.queue import (
     set_issue_state,
     worker_id,
 )
-from digest.exceptions import SendStopped, TransientTransportError, TransportConfigError
+from digest.exceptions import (
+    DatabaseUnavailable,
+    TransientTransportError,
+    TransportConfigError,
+)
 from digest.mail.message import IssueMessage
-from digest.store.models import IssueState, IssueVariant
-from digest.transports.base import SendResult, SendStatus, Transport
+from digest.store.models import IssueState
+from digest.store.outage import OutageTimer, describe, is_unreachable
+from digest.transports.base import OPEN_GATE, Transport
 
 logger = logging.getLogger(__name__)
 
 #: Longest wait between two claims while deliveries are due later (retries, or rows
 #: leased by another worker).
 POLL_SECONDS = 1.0
-#: How often a waiting worker reads the issue's state: another worker finishing the
-#: issue, a pause or a cancel ends the wait at once rather than at the next claim.
-STATE_POLL_SECONDS = 0.1
 #: First wait after an outage; doubles per failed probe.
 OUTAGE_FIRST_WAIT = 1.0
 #: How a run that stops with deliveries still due later says so (not "stopped short").
 PENDING = "deliveries pending"
-
-
-class _Outage(Exception):
-    """No recipient of a chunk reached the server; its rows are back in the queue."""
 
 
 def outage_reason(error: str) -> str:
@@ -76,9 +86,21 @@ def outage_reason(error: str) -> str:
     )
 
 
-class SendLoop:
-    """One sender's run over one issue: claim, send, record, check the controls."""
+def database_reason(why: str) -> str:
+    return f"paused: {why}; `digest resume` continues the send once it is back"
 
+
+@dataclass
+class _Waits:
+    """What one run has waited for so far."""
+
+    max_wait: float
+    waited: float = 0.0
+    outage_since: float | None = None
+    outage_wait: float = OUTAGE_FIRST_WAIT
+
+
+class SendLoop:
     def __init__(
         self,
         engine: Engine,
@@ -92,162 +114,19 @@ class SendLoop:
         self.clock = clock
         self.engine = engine
         self.issue_id = issue_id
-        self.message = message
         self.transport = transport
         self.settings = settings
         self.progress = progress
         self.report = SendReport(week=message.label)
-        self.messages: dict[int | None, IssueMessage] = {None: message}
-        self.pacer = AdaptivePacer(settings.rate_limit)
-        # A pooled transport paces each message itself; others are paced per chunk.
-        self.paced_inside = transport.paces_each_message
-        if self.paced_inside:
-            transport.pacer = self.pacer
-        # The limits every worker shares (digest/delivery/limits.py): the global rate is
-        # reserved chunk by chunk in a bucket in the database (or Redis), which holds
-        # it across processes and machines; the local pacer above still adapts to
-        # throttling answers.
-        self.gate = SendGate(settings, make_buckets(settings, engine), engine=engine)
-        self.consecutive_failed = 0
+        self.batches = BatchSender(
+            engine, message, transport, settings, self.report, self._tick, clock
+        )
+        self.handover = self.batches.handover
+        self.db = OutageTimer(settings.db_outage_grace_seconds, f"issue {message.label}")
 
     def _tick(self, n: int) -> None:
         if self.progress and n:
             self.progress(n)
-
-    def _chunks(self, batch: list[Recipient]) -> list[tuple[int, list[Recipient]]]:
-        """Runs of ``batch`` to hand to the transport: one variant each (a transport
-        call carries one message), at most a quarter second's worth when paced."""
-        size = self.transport.max_batch
-        if self.pacer.rate is not None:
-            # About a quarter second's worth per call keeps the pace smooth, and the
-            # shared bucket is never more than that much ahead.
-            size = max(1, min(size, int(self.pacer.rate / 4)))
-        chunks: list[tuple[int, list[Recipient]]] = []
-        start = 0
-        while start < len(batch):
-            variant = batch[start].variant_id
-            end = start + 1
-            while end < len(batch) and end - start < size and batch[end].variant_id == variant:
-                end += 1
-            chunks.append((start, batch[start:end]))
-            start = end
-        return chunks
-
-    def _message_for(self, variant_id: int | None) -> IssueMessage:
-        """The issue's message, or a reader variant's (compiled once per preference set,
-        prepared once per run)."""
-        if variant_id not in self.messages:
-            with Session(self.engine) as session:
-                variant = session.get(IssueVariant, variant_id)
-            if variant is None:
-                raise LookupError(f"issue variant {variant_id} is gone")
-            self.messages[variant_id] = IssueMessage(
-                issue_id=self.message.issue_id,
-                week=self.message.week,
-                number=self.message.number,
-                subject=variant.subject,
-                html=variant.html,
-                text=variant.text,
-                settings=self.settings,
-                date=self.message.date,
-            )
-        return self.messages[variant_id]
-
-    def _admit(self, batch: list[Recipient]) -> list[Recipient]:
-        """Who of a claimed batch may go now; the rest wait (domain limits, warm-up)."""
-        if not self.gate.active:
-            return batch
-        admission = self.gate.admit(batch)
-        if admission.later:
-            held = hold_back(
-                self.engine,
-                admission.later,
-                "waiting: a recipient-domain limit (DIGEST_DOMAIN_LIMITS) or the day's "
-                "warm-up allowance (DIGEST_WARMUP)",
-                self.clock(),
-            )
-            self.report.waiting += held
-        return admission.now
-
-    def send_batch(self, batch: list[Recipient]) -> str | None:
-        """Send and record one claimed batch; returns a reason when the send must stop."""
-        batch = sorted(self._admit(batch), key=lambda r: r.variant_id or 0)
-        for start, chunk in self._chunks(batch):
-            self.gate.pace(len(chunk))
-            if not self.paced_inside:
-                self.pacer.acquire(len(chunk))
-            try:
-                results = self.transport.send_batch(self._message_for(chunk[0].variant_id), chunk)
-            except TransientTransportError as exc:
-                if exc.retry_after is not None or is_throttle(str(exc)):
-                    results = [SendResult.retry(r, str(exc), exc.retry_after) for r in chunk]
-                else:  # the transport as a whole failed: nothing reached anyone
-                    results = [SendResult.unreachable(r, str(exc)) for r in chunk]
-            except SendStopped as exc:
-                done = [r for r in exc.results if isinstance(r, SendResult)]
-                self._record(done)
-                tried = {id(r.recipient) for r in done}
-                release(self.engine, [r for r in batch[start:] if id(r) not in tried])
-                raise
-            except TransportConfigError:
-                release(self.engine, batch[start:])
-                raise
-            if results and all(r.outage for r in results):
-                release(self.engine, batch[start:])
-                raise _Outage(results[0].error or "the transport is unreachable")
-            reason = self._record(results)
-            if reason:
-                release(self.engine, batch[start + len(chunk) :])
-                return reason
-        return None
-
-    def _held_back(self, results: list[SendResult]) -> tuple[list[SendResult], list[Recipient]]:
-        """Split off the permanent failures past the pause threshold: they go back to
-        the queue unrecorded (the server refusing everything is not a verdict on them)."""
-        count, limit = self.consecutive_failed, self.settings.pause_after_failures
-        keep: list[SendResult] = []
-        held: list[Recipient] = []
-        for result in results:
-            if count >= limit and result.status is SendStatus.FAILED:
-                held.append(result.recipient)
-                continue
-            keep.append(result)
-            if result.status is SendStatus.FAILED:
-                count += 1
-            elif result.status is SendStatus.SENT:
-                count = 0
-        return keep, held
-
-    def _record(self, results: list[SendResult]) -> str | None:
-        results, held = self._held_back(results)
-        release(self.engine, held)
-        sent, retried, failed = record_results(self.engine, results, self.settings, self.clock())
-        report = self.report
-        report.sent += sent
-        report.retried += retried
-        report.failed += failed
-        self._tick(sent + failed)
-        throttled = sum(1 for r in results if r.status is SendStatus.RETRY and is_throttle(r.error))
-        if throttled:
-            report.throttled += throttled
-            self.pacer.throttle()
-        elif sent:
-            self.pacer.success(sent)
-        last_error = ""
-        for result in results:
-            if result.status is SendStatus.FAILED:
-                self.consecutive_failed += 1
-                last_error = result.error or ""
-            elif result.status is SendStatus.SENT:
-                self.consecutive_failed = 0
-        limit = self.settings.pause_after_failures
-        if self.consecutive_failed >= limit:
-            return (
-                f"paused after {self.consecutive_failed} permanent failures in a row "
-                f"(last: {last_error[:200]}); check the list or the server, then "
-                "`digest resume`"
-            )
-        return None
 
     def _nap(self, seconds: float) -> float:
         """Sleep up to ``seconds`` in short steps, ending early when the issue is no
@@ -260,13 +139,125 @@ class SendLoop:
             time.sleep(min(left, STATE_POLL_SECONDS))
         return time.monotonic() - start
 
+    def _wait_for_database(self, exc: BaseException, stop: threading.Event | None) -> None:
+        """Nothing goes out until the database answers again (reads and writes); then
+        whatever was done meanwhile is recorded. DatabaseUnavailable past the grace."""
+        self.handover.db_failed("loop", describe(exc))
+        while True:
+            try:
+                wait = self.db.failed(exc)
+            except DatabaseUnavailable as gone:
+                raise self._give_up(str(gone)) from None
+            if stop is not None and stop.is_set():
+                raise self._give_up(f"stopped by a signal while {describe(exc)}") from None
+            time.sleep(wait)
+            try:
+                self.batches.settle()
+                issue_state(self.engine, self.issue_id)
+            except Exception as again:
+                if not is_unreachable(again):
+                    raise
+                exc = again
+                continue
+            shut = self.handover.shut()
+            if shut is not None and shut.why is Why.DATABASE:
+                exc = DatabaseTrouble(shut.reason)
+                continue
+            self.db.ok()
+            return
+
+    def _give_up(self, why: str) -> DatabaseUnavailable:
+        """Past the grace: pause the issue if the database takes that write, and say
+        what could not be recorded; the error to raise."""
+        reason = database_reason(why)
+        self.report.stopped = reason
+        lost = self.batches.unrecorded_sent
+        if lost:
+            logger.warning(
+                "issue %s: %d messages went out but could not be recorded; their readers "
+                "may get a second copy (same Message-ID) when the send is resumed",
+                self.report.week,
+                lost,
+            )
+        try:
+            set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, reason)
+        except Exception as exc:  # down is what we are reporting
+            logger.debug("could not pause the issue: %s", describe(exc))
+        return DatabaseUnavailable(reason)
+
+    def _step(
+        self, ahead: ClaimAhead, beat: Heartbeat, stop: threading.Event | None, waits: _Waits
+    ) -> bool:
+        """One turn of the loop: settle, read the controls, claim, send. True: done."""
+        report = self.report
+        self.batches.settle()
+        if stop is not None and stop.is_set():
+            report.stopped = "worker stopping"
+            return True
+        state = issue_state(self.engine, self.issue_id)
+        if state == IssueState.SENT:
+            return True  # another sender of the same issue finished it: not stopped short
+        if state != IssueState.SENDING:
+            report.stopped = f"issue is {state}"
+            return True
+        claim = ahead.take()
+        report.skipped += claim.skipped
+        self._tick(claim.skipped)
+        if not claim.recipients:
+            if claim.skipped:
+                return False
+            wait = next_wakeup(self.engine, self.issue_id, self.clock())
+            if wait is None:
+                set_issue_state(self.engine, self.issue_id, IssueState.SENT)
+                return True
+            if waits.waited + wait > waits.max_wait:
+                report.stopped = f"{PENDING}; the next is due in {wait:.0f}s"
+                logger.info("issue %s: %s", report.week, report.stopped)
+                return True
+            waits.waited += self._nap(min(wait, POLL_SECONDS) + 0.02)
+            return False
+        report.batches += 1
+        beat.lease = claim.lease
+        ahead.ahead(claim)  # the next claim runs while this batch is out
+        try:
+            reason = self.batches.send(claim)
+            waits.outage_since, waits.outage_wait = None, OUTAGE_FIRST_WAIT
+        except Outage as exc:
+            now = time.monotonic()
+            waits.outage_since = now if waits.outage_since is None else waits.outage_since
+            elapsed = now - waits.outage_since
+            if elapsed + waits.outage_wait <= self.settings.outage_grace_seconds:
+                logger.warning(
+                    "issue %s: transport unreachable (%s); trying again in %.0fs",
+                    report.week,
+                    exc,
+                    waits.outage_wait,
+                )
+                self.batches.settle()
+                self._nap(waits.outage_wait)
+                waits.outage_wait *= 2
+                return False
+            reason = outage_reason(str(exc))
+        except TransportConfigError as exc:
+            self.batches.settle()
+            set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, str(exc))
+            report.stopped = str(exc)
+            report.errors.append(str(exc))
+            raise
+        finally:
+            beat.lease = None
+        if reason:
+            self.batches.settle()
+            set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, reason)
+            report.stopped = reason
+            logger.warning("issue %s: %s", report.week, reason)
+            return True
+        return False
+
     def run(self, max_wait: float, stop: threading.Event | None = None) -> SendReport:
         report = self.report
         owner = worker_id(self.settings)
         started = time.monotonic()
-        waited = 0.0
-        outage_since: float | None = None
-        outage_wait = OUTAGE_FIRST_WAIT
         try:
             self.transport.open()
         except TransientTransportError as exc:  # e.g. a Maildir that cannot be created
@@ -281,72 +272,29 @@ class SendLoop:
             self.settings.batch_size,
             self.settings.lease_seconds,
             self.clock,
+            on_claim=lambda claim: self.handover.claimed(claim.lease, claim.claimed_at),
         )
-        beat = Heartbeat(self.engine, self.settings.lease_seconds, ahead)
-        with self.transport, beat, ahead:
-            while True:
-                if stop is not None and stop.is_set():
-                    report.stopped = "worker stopping"
-                    break
-                state = issue_state(self.engine, self.issue_id)
-                if state == IssueState.SENT:
-                    break  # another sender of the same issue finished it: not stopped short
-                if state != IssueState.SENDING:
-                    report.stopped = f"issue is {state}"
-                    break
-                claim = ahead.take()
-                report.skipped += claim.skipped
-                self._tick(claim.skipped)
-                if not claim.recipients:
-                    if claim.skipped:
-                        continue
-                    wait = next_wakeup(self.engine, self.issue_id, self.clock())
-                    if wait is None:
-                        set_issue_state(self.engine, self.issue_id, IssueState.SENT)
-                        break
-                    if waited + wait > max_wait:
-                        report.stopped = f"{PENDING}; the next is due in {wait:.0f}s"
-                        logger.info("issue %s: %s", report.week, report.stopped)
-                        break
-                    waited += self._nap(min(wait, POLL_SECONDS) + 0.02)
-                    continue
-                report.batches += 1
-                beat.lease = claim.lease
-                ahead.ahead(claim)  # the next claim runs while this batch is out
-                try:
-                    reason = self.send_batch(claim.recipients)
-                    outage_since, outage_wait = None, OUTAGE_FIRST_WAIT
-                except _Outage as exc:
-                    now = time.monotonic()
-                    outage_since = now if outage_since is None else outage_since
-                    if now - outage_since + outage_wait > self.settings.outage_grace_seconds:
-                        reason = outage_reason(str(exc))
-                    else:
-                        logger.warning(
-                            "issue %s: transport unreachable (%s); trying again in %.0fs",
-                            report.week,
-                            exc,
-                            outage_wait,
-                        )
-                        self._nap(outage_wait)
-                        outage_wait *= 2
-                        continue
-                except TransportConfigError as exc:
-                    set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, str(exc))
-                    report.stopped = str(exc)
-                    report.errors.append(str(exc))
-                    report.elapsed = time.monotonic() - started
-                    raise
-                finally:
-                    beat.lease = None
-                if reason:
-                    set_issue_state(self.engine, self.issue_id, IssueState.PAUSED, reason)
-                    report.stopped = reason
-                    logger.warning("issue %s: %s", report.week, reason)
-                    break
+        beat = Heartbeat(self.engine, self.settings.lease_seconds, ahead, self.handover)
+        watch = ControlWatch(self.engine, self.issue_id, self.handover)
+        waits = _Waits(max_wait)
+        try:
+            with self.transport, watch, beat, ahead:
+                while True:
+                    try:
+                        if self._step(ahead, beat, stop, waits):
+                            break
+                    except DatabaseTrouble as exc:
+                        self._wait_for_database(exc, stop)
+                    except Exception as exc:
+                        if not is_unreachable(exc):
+                            raise
+                        self._wait_for_database(exc, stop)
+        finally:
+            report.elapsed = time.monotonic() - started
+            # The transport may outlive this run (a console's test copy): open again.
+            self.transport.handover = OPEN_GATE
         report.skipped += ahead.skipped_on_close
         self._tick(ahead.skipped_on_close)
-        report.elapsed = time.monotonic() - started
         logger.info(report.summary())
         return report
 
@@ -365,14 +313,16 @@ def deliver(
 ) -> SendReport:
     """Send every open delivery of ``issue_id``.
 
-    Returns when none is left open; when the issue is paused or cancelled (checked
-    between batches) or pauses itself after ``DIGEST_PAUSE_AFTER_FAILURES`` permanent
-    failures in a row; or when waiting for retries would exceed ``max_wait`` seconds
-    (default: long enough for every attempt and for a dead worker's leases to expire;
-    the next run picks up whatever is left). Raises
+    Returns when none is left open; when the issue is paused or cancelled (read
+    between messages: within a second) or pauses itself after
+    ``DIGEST_PAUSE_AFTER_FAILURES`` permanent failures in a row; or when waiting for
+    retries would exceed ``max_wait`` seconds (default: long enough for every attempt
+    and for a dead worker's leases to expire; the next run picks up whatever is left). Raises
     :class:`TransportConfigError` (after pausing the issue) when the server refuses the
-    login or the sender. ``stop`` (a long-running worker's SIGTERM) ends the loop after
-    the batch in hand, which is recorded first.
+    login or the sender, and DatabaseUnavailable (after pausing the issue when the
+    database takes that write) when the database stayed away past
+    ``DIGEST_DB_OUTAGE_GRACE_SECONDS``. ``stop`` (a long-running worker's SIGTERM) ends
+    the loop after the batch in hand, which is recorded first.
     """
     if max_wait is None:
         # Long enough for every retry, and for a crashed worker's leases to run out.

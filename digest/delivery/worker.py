@@ -3,10 +3,11 @@ sending, on this machine or any other sharing the database.
 
 Any number of workers may run at once: each claims leased batches (PostgreSQL's
 ``SKIP LOCKED`` on a shared server; SQLite's write lock on one machine), records every
-answer, and renews its lease while it sends. Pause, resume and cancel are read between
-batches, so they reach every worker within one batch; an unsubscribe is seen when its
-batch is claimed, or, for the batch claimed ahead while another is out
-(digest/delivery/leases.py), just before it goes. SIGTERM (or SIGINT) finishes and records the
+answer, and renews its lease while it sends. Pause, cancel and an unsubscribe are read
+between messages (digest/delivery/handover.py), so they reach every worker within a second. A
+worker that cannot reach the database waits for it (DIGEST_DB_OUTAGE_GRACE_SECONDS),
+and one that cannot renew its lease stops handing out that batch before the lease can
+run out. SIGTERM (or SIGINT) finishes and records the
 batch in hand, then exits: nothing is released twice, and a worker killed outright
 leaves its batch to the others once the lease runs out.
 """
@@ -27,6 +28,7 @@ from digest.delivery.queue import SendReport
 from digest.delivery.send_loop import PENDING, deliver
 from digest.issue.freeze import issue_message
 from digest.store.models import Issue, IssueState
+from digest.store.outage import ride_out
 from digest.transports import Transport, make_transport
 
 logger = logging.getLogger(__name__)
@@ -100,7 +102,12 @@ class Worker:
     def run(self, *, until_done: bool = False) -> WorkerReport:
         idle_since = time.monotonic()
         while not self.stop.is_set():
-            issue = sending_issue(self.engine, self.number)
+            issue = ride_out(
+                lambda: sending_issue(self.engine, self.number),
+                self.settings.db_outage_grace_seconds,
+                "worker",
+                stop=self.stop,
+            )
             if issue is None:
                 if until_done:
                     break

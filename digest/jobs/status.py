@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from digest.core.clock import utcnow
-from digest.delivery.queue import OPEN_STATES, D, counts
+from digest.delivery.progress import send_progress
 from digest.issue.freeze import target_issue
-from digest.readers.variants import variant_summary
-from digest.readers.waves import waves
-from digest.store.models import DeliveryState, IssueState
 from digest.webhooks.events import provider_events
 
 logger = logging.getLogger(__name__)
-
-#: The rate is measured over the last minute of sending (or since the start, if shorter).
-RATE_WINDOW_SECONDS = 60
-OPEN = tuple(state.value for state in OPEN_STATES)
-
-
-def send_rate(
-    conn: Connection, issue_id: int, started_at: datetime | None, now: datetime | None = None
-) -> float:
-    """Messages per second recently accepted for ``issue_id``."""
-    now = now or utcnow()
-    since = now - timedelta(seconds=RATE_WINDOW_SECONDS)
-    if started_at is not None:
-        started = started_at if started_at.tzinfo else started_at.replace(tzinfo=now.tzinfo)
-        since = max(since, started)
-    window = (now - since).total_seconds()
-    if window <= 0:
-        return 0.0
-    sent = conn.execute(
-        select(func.count()).where(
-            D.c.issue_id == issue_id,
-            D.c.state == DeliveryState.SENT.value,
-            D.c.sent_at >= since,
-        )
-    ).scalar_one()
-    return float(sent) / window
 
 
 def issue_status(
@@ -54,7 +22,8 @@ def issue_status(
     no issue. Without ``week`` or ``number``: the open issue, else the newest.
 
     While the issue is sending, also ``rate`` (messages/s over the last minute),
-    ``remaining`` and ``eta_seconds`` (None until there is a rate).
+    ``remaining`` and ``eta_seconds`` (None until there is a rate): the figures the
+    console and ``/metrics`` show too (digest/delivery/progress.py).
     """
     with Session(engine) as session:
         issue = target_issue(session, number=number, week=week)
@@ -62,13 +31,10 @@ def issue_status(
             return None
         assert issue.id is not None
         conn = session.connection()
-        by_state = counts(conn, issue.id)
-        remaining = sum(by_state.get(s, 0) for s in OPEN)
-        rate: float | None = None
-        eta: float | None = None
-        if issue.state == IssueState.SENDING:
-            rate = round(send_rate(conn, issue.id, issue.started_at), 2)
-            eta = round(remaining / rate, 1) if rate > 0 else None
+        progress = send_progress(conn, issue.id, str(issue.state), issue.started_at)
+        from digest.readers.variants import variant_summary
+        from digest.readers.waves import waves
+
         return {
             "number": issue.number,
             "week": issue.week,
@@ -81,11 +47,7 @@ def issue_status(
             "scheduled_for": issue.scheduled_for.isoformat() if issue.scheduled_for else None,
             "started_at": issue.started_at.isoformat() if issue.started_at else None,
             "finished_at": issue.finished_at.isoformat() if issue.finished_at else None,
-            "total": sum(by_state.values()),
-            "counts": by_state,
-            "remaining": remaining,
-            "rate": rate,
-            "eta_seconds": eta,
+            **progress.as_dict(),
             "variants": variant_summary(session, issue.id),
             "waves": waves(conn, issue.id),
             **provider_events(conn, issue.id),

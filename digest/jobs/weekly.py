@@ -53,6 +53,7 @@ from digest.readers.variants import plan
 from digest.readers.waves import in_waves
 from digest.store.engine import make_engine, migrate, session_scope
 from digest.store.models import Issue, IssueState
+from digest.store.outage import ride_out
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from digest.transports import Transport, make_transport
 
@@ -186,10 +187,14 @@ def weekly_job(
     workers: int = 1,
     clock: Callable[[], datetime] | None = None,
     max_wait: float | None = None,
+    start_only: bool = False,
 ) -> JobResult:
     """Send the issue (see the module doc) to every active subscriber.
 
     ``workers`` > 1 sends through that many local processes (digest/delivery/pool.py).
+    ``start_only`` stops once the issue is sending and its deliveries are queued
+    (outcome ``queued``): the console does that before its background send starts, so
+    its progress is right from the moment Send is pressed.
 
     ``scheduled`` is the scheduler's run: a draft goes out only once its scheduled time
     has come, and never as a second issue in one ISO week. By hand (``again``) an
@@ -249,13 +254,22 @@ def weekly_job(
     for line in warnings:
         logger.warning("%s: %s", result.label, line)
     enqueue_started = time.monotonic()
-    added = enqueue_audience(engine, settings, issue_id, now, actor)
-    with engine.connect() as conn:
-        by_state = counts(conn, issue_id)
-        open_now = sum(n for s, n in by_state.items() if s in {o.value for o in OPEN_STATES})
+
+    def queue() -> tuple[int, int]:
+        # Safe to repeat (ON CONFLICT DO NOTHING): a database restart here is waited out.
+        added = enqueue_audience(engine, settings, issue_id, now, actor)
+        with engine.connect() as conn:
+            by_state = counts(conn, issue_id)
+        return added, sum(n for s, n in by_state.items() if s in {o.value for o in OPEN_STATES})
+
+    added, open_now = ride_out(queue, settings.db_outage_grace_seconds, result.label)
     progress.start(open_now)
     result.enqueued = added
     result.enqueue_seconds = time.monotonic() - enqueue_started
+    if start_only:
+        result.outcome = "queued"
+        result.reason = f"{plural(open_now, 'delivery', 'deliveries')} queued"
+        return result
     if workers > 1:
         assert result.number is not None
         result.report = run_local_workers(

@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
+#: A database that is away is usually back within seconds (a restart, a failover).
+RETRY_AFTER_SECONDS = 5
+
 
 @cache
 def scripts() -> ScriptDirectory:
@@ -82,4 +85,8 @@ def readyz(request: Request) -> JSONResponse:
     if state.ready:
         return JSONResponse({"status": "ready", "schema": state.revision})
     logger.warning("not ready: %s", state.reason)
-    return JSONResponse({"status": "unavailable", "reason": state.reason}, status_code=503)
+    return JSONResponse(
+        {"status": "unavailable", "reason": state.reason},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

@@ -28,9 +28,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Column, ColumnElement, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from digest.core.clock import utcnow
+from digest.delivery.progress import send_progress
 from digest.delivery.queue import OPEN_STATES
+from digest.issue.freeze import target_issue
 from digest.store.models import Delivery, DeliveryState, Issue, IssueState, MailEventRecord
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from digest.webhooks.events import EventKind
@@ -140,17 +143,40 @@ class StoreCollector(Collector):
         return round(int(sent) / RATE_WINDOW_SECONDS, 3)
 
     def _current_issue(self, conn: Connection) -> Iterator[Metric]:
+        """The issue ``digest status`` and the console show by default (the open one,
+        else the newest), with the very figures they show (digest/delivery/progress.py)."""
         family = GaugeMetricFamily(
             "digest_current_issue_deliveries",
-            "The newest issue's deliveries by state.",
+            "The current issue's deliveries by state (the open issue, else the newest).",
             labels=["week", "state"],
         )
-        newest = conn.execute(select(I.c.id, I.c.week).order_by(I.c.id.desc()).limit(1)).first()
-        if newest is not None:
-            states = [s.value for s in DeliveryState]
-            for state, n in _by(conn, D.c.state, states, D.c.issue_id == newest.id).items():
-                family.add_metric([newest.week, state], n)
+        with Session(bind=conn) as session:
+            issue = target_issue(session)
+        progress = None
+        if issue is not None and issue.id is not None:
+            progress = send_progress(conn, issue.id, str(issue.state), issue.started_at)
+            for state, n in progress.counts.items():
+                family.add_metric([issue.week, state], n)
         yield family
+        if progress is None:
+            return
+        yield GaugeMetricFamily(
+            "digest_current_issue_remaining",
+            "The current issue's deliveries still to send (queued, retry, waiting, sending).",
+            value=progress.remaining,
+        )
+        yield GaugeMetricFamily(
+            "digest_current_issue_send_rate",
+            "The current issue's messages accepted per second over the last minute, since "
+            "it last started or resumed; 0 when it is not sending.",
+            value=progress.rate or 0.0,
+        )
+        if progress.eta_seconds is not None:
+            yield GaugeMetricFamily(
+                "digest_current_issue_eta_seconds",
+                "Seconds until the current issue's deliveries due now are sent, at that rate.",
+                value=progress.eta_seconds,
+            )
 
     def _events(self, conn: Connection) -> Iterator[Metric]:
         rows = conn.execute(

@@ -14,6 +14,12 @@ A transport never decides what happens to a delivery; it reports what the server
 connection, connection lost, a Maildir that cannot be written): when a whole chunk
 comes back like that the send loop pauses instead of burning attempts.
 
+``RETRY`` with ``untried`` set means the message was never handed over: a transport
+asks its :attr:`Transport.handover` gate before each message (or each provider
+request), and the send loop closes the gate on a pause, a cancel, an unsubscribe, a
+database it cannot reach or a lease it can no longer vouch for (digest/delivery/handover.py).
+The loop gives such rows back untouched.
+
 Failures of the whole transport raise from :mod:`digest.exceptions`:
 ``TransientTransportError`` (retry the batch later) or ``TransportConfigError``
 (credentials or sender rejected: stop the send).
@@ -27,8 +33,9 @@ loop gives it the send's :class:`Pacer` instead.
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -48,8 +55,9 @@ logger = logging.getLogger(__name__)
 class Pacer(Protocol):
     """Send pacing as a transport sees it (:class:`digest.delivery.pacing.AdaptivePacer`)."""
 
-    def acquire(self, n: int = 1) -> None:
-        """Block until ``n`` more messages may go."""
+    def acquire(self, n: int = 1, sleep: Callable[[float], object] | None = None) -> bool:
+        """Block until ``n`` more messages may go (``sleep`` may end the wait early:
+        then False, and they must not go now)."""
 
 
 class SendStatus(StrEnum):
@@ -69,6 +77,8 @@ class SendResult:
     bounce: bool = False
     #: RETRY: the server was not reached; nothing was said about this recipient
     outage: bool = False
+    #: RETRY: never handed over (the hand-over gate was closed); no attempt spent
+    untried: bool = False
 
     @classmethod
     def sent(cls, recipient: Recipient, provider_id: str | None = None) -> SendResult:
@@ -87,6 +97,41 @@ class SendResult:
     @classmethod
     def unreachable(cls, recipient: Recipient, error: str) -> SendResult:
         return cls(recipient, SendStatus.RETRY, error=error, outage=True)
+
+    @classmethod
+    def not_handed_over(cls, recipient: Recipient) -> SendResult:
+        return cls(recipient, SendStatus.RETRY, error="not handed over", untried=True)
+
+
+class Gate(Protocol):
+    """What a transport asks before handing a message over (digest/delivery/handover.py)."""
+
+    def allows(self, recipient: Recipient) -> bool:
+        """Whether ``recipient``'s message may be handed over now."""
+
+    def is_open(self) -> bool:
+        """Whether anything may be handed over now (False: stop asking)."""
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep (a rate limit's wait) up to ``seconds``, ending early when the gate
+        closes; whether it is still open."""
+
+
+class OpenGate:
+    """The gate of a transport used outside the send loop (a test copy, tests)."""
+
+    def allows(self, recipient: Recipient) -> bool:
+        return True
+
+    def is_open(self) -> bool:
+        return True
+
+    def sleep(self, seconds: float) -> bool:
+        time.sleep(seconds)
+        return True
+
+
+OPEN_GATE: Gate = OpenGate()
 
 
 def address_refusal(recipient: Recipient) -> SendResult | None:
@@ -127,6 +172,8 @@ class Transport(ABC):
     name: str = "base"
     #: the most recipients one ``send_batch`` call accepts
     max_batch: int = 1000
+    #: asked before each message; the send loop sets its own (digest/delivery/handover.py)
+    handover: Gate = OPEN_GATE
     #: True: the transport calls :attr:`pacer` before each message (its connections
     #: send in parallel); False: the send loop paces each chunk before handing it over.
     paces_each_message: bool = False

@@ -29,7 +29,12 @@ class MaildirTransport(Transport):
         if self._box is not None:
             return
         try:
-            self._box = mailbox.Maildir(self.path, create=True)
+            # mailbox's own create=True races with another thread or process creating
+            # the folder at the same moment (two first sign-ups at once): FileExistsError,
+            # or a folder without its tmp/ yet. makedirs(exist_ok=True) does not.
+            for part in ("tmp", "new", "cur"):
+                (self.path / part).mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._box = mailbox.Maildir(self.path, create=False)
         except OSError as exc:
             raise TransientTransportError(f"cannot open Maildir {self.path}: {exc}") from exc
 
@@ -41,6 +46,9 @@ class MaildirTransport(Transport):
         assert self._box is not None
         results: list[SendResult] = []
         for recipient in recipients:
+            if not self.handover.allows(recipient):
+                results.append(SendResult.not_handed_over(recipient))
+                continue
             raw = message_bytes(message, recipient)
             if isinstance(raw, SendResult):
                 results.append(raw)

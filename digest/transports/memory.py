@@ -31,6 +31,9 @@ class MemoryTransport(Transport):
     ) -> list[SendResult]:
         results: list[SendResult] = []
         for recipient in recipients:
+            if not self.handover.allows(recipient):
+                results.append(SendResult.not_handed_over(recipient))
+                continue
             message_id = message.message_id(recipient)
             raw = message_bytes(message, recipient)
             if isinstance(raw, SendResult):

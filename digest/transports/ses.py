@@ -174,6 +174,9 @@ class SESTransport(Transport):
         results: list[SendResult] = []
         for i, recipient in enumerate(recipients):
             rest = recipients[i:]
+            if not self.handover.allows(recipient):  # one request per message
+                results.append(SendResult.not_handed_over(recipient))
+                continue
             raw = message_bytes(message, recipient)
             if isinstance(raw, SendResult):
                 results.append(raw)

@@ -375,7 +375,9 @@ class SMTPTransport(Transport):
         fatal = next((p for p in problems if isinstance(p, TransportConfigError)), None)
         if fatal is not None:
             raise SendStopped(str(fatal), [r for r in results if r is not None]) from fatal
-        reason = str(problems[0]) if problems else "not attempted"
+        if not problems:  # the gate closed before every session got to them
+            return [r or SendResult.not_handed_over(recipients[i]) for i, r in enumerate(results)]
+        reason = str(problems[0])
         return [
             result if result is not None else SendResult.unreachable(recipients[i], reason)
             for i, result in enumerate(results)
@@ -411,8 +413,15 @@ class SMTPTransport(Transport):
                 if isinstance(data, SendResult):
                     results[index] = data
                     continue
-                if self.pacer is not None:
-                    self.pacer.acquire()
+                paced = self.pacer is None or self.pacer.acquire(sleep=self.handover.sleep)
+                if not paced or not self.handover.allows(recipient):
+                    # Paused, cancelled, unsubscribed, or the loop cannot record: this
+                    # one goes back untouched, and once the gate is shut, whatever no
+                    # session got to as well (left None: see send_batch).
+                    results[index] = SendResult.not_handed_over(recipient)
+                    if not self.handover.is_open():
+                        return
+                    continue
                 try:
                     outcome = session.begin(data, recipient, sender)
                 except TransportConfigError as exc:

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 
 from digest import __version__, console
 from digest.console.gate import SessionFirst
 from digest.core.settings import Settings, get_settings
-from digest.exceptions import StoreError
 from digest.http.bodies import BodyLimits, body_rules
 from digest.http.middleware import HeadAsGet, SecurityHeaders
 from digest.http.throttle import Throttle
@@ -90,22 +87,6 @@ def create_app(
     app.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
     app.add_middleware(HeadAsGet)
     site.install(app, settings)
-
-    @app.exception_handler(StoreError)
-    async def store_unavailable(request: Request, exc: StoreError) -> PlainTextResponse:
-        logger.error("store error on %s: %s", request.url.path, exc)
-        return PlainTextResponse("the service is unavailable; try again shortly", 503)
-
-    @app.exception_handler(OperationalError)
-    async def store_busy(request: Request, exc: OperationalError) -> Response:
-        # A locked SQLite file (another process writing past DIGEST_DB_BUSY_TIMEOUT) or
-        # a database that went away: 503 with Retry-After, nothing half done.
-        logger.error("database unavailable on %s: %s", request.url.path, exc.orig)
-        reason = "the service is busy; try again in a few seconds"
-        headers = {"Retry-After": "5"}
-        if "json" in request.headers.get("content-type", ""):
-            return JSONResponse({"detail": reason}, status_code=503, headers=headers)
-        return PlainTextResponse(reason, 503, headers=headers)
 
     include_routers(app)
     return app

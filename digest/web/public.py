@@ -25,6 +25,7 @@ from digest.exceptions import DigestError, SubscriberError, TokenError
 from digest.http.client import client_ip, user_agent
 from digest.http.throttle import Throttle, rate_key
 from digest.notices.subscribers import TransportFactory, send_confirmation, send_unsubscribe_link
+from digest.store.outage import ride_out
 from digest.web.pages import page
 from subscribers.optin import (
     Requester,
@@ -294,7 +295,12 @@ def _send_confirmation(
 ) -> None:
     try:
         if send_confirmation(settings, recipient, nonce, factory):
-            mark_confirmation_sent(engine, recipient.subscriber_id)
+            # Sent: the mark (the resend cool-down) waits out a database restart.
+            ride_out(
+                lambda: mark_confirmation_sent(engine, recipient.subscriber_id),
+                settings.db_outage_grace_seconds,
+                "confirmation",
+            )
     except DigestError:
         logger.exception(
             "could not send the confirmation to subscriber %s", recipient.subscriber_id

@@ -1,6 +1,7 @@
 """What makes the public web a site rather than an API: HTML pages for 404 and 405 on
-browser routes, HEAD on every GET route, a favicon, and ``/docs`` rendered on the
-server from the OpenAPI spec (no third-party script; off with ``DIGEST_API_DOCS=false``).
+browser routes, a 503 page with Retry-After while the database is unreachable, HEAD on
+every GET route, a favicon, and ``/docs`` rendered on the server from the OpenAPI spec
+(no third-party script; off with ``DIGEST_API_DOCS=false``).
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from digest.core.settings import Settings
+from digest.exceptions import StoreError
+from digest.store.outage import describe, is_unreachable
 from digest.web.pages import page
 
 logger = logging.getLogger(__name__)
@@ -27,6 +31,13 @@ _TITLES = {
     ),
     405: ("Not here", "This address does not answer that kind of request."),
 }
+#: The page while the database is away, and how soon to ask again.
+UNAVAILABLE = (
+    "Back in a moment",
+    "The service is briefly unavailable (its database is restarting or busy). Nothing "
+    "you sent was half done: try again in a few seconds.",
+)
+RETRY_AFTER_SECONDS = 5
 FAVICON = (
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
     '<rect width="32" height="32" rx="7" fill="#111827"/>'
@@ -79,6 +90,37 @@ def install(app: FastAPI, settings: Settings) -> None:
             message=message,
         )
         response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(request: Request, exc: SQLAlchemyError) -> Response:
+        if not is_unreachable(exc):
+            raise exc  # a bug, not an outage: the server's own 500
+        return unavailable(request, describe(exc))
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> Response:
+        return unavailable(request, str(exc))
+
+    def unavailable(request: Request, detail: str) -> Response:
+        """503 with Retry-After while the database is away or locked (a restart, a
+        failover, another process writing past DIGEST_DB_BUSY_TIMEOUT): nothing was
+        half done, the request can simply be made again; the engine reconnects by
+        itself once the database answers (docs/operations.md)."""
+        path = request.url.path
+        logger.warning("database unavailable on %s %s: %s", request.method, path, detail)
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if not _wants_html(request) or "json" in request.headers.get("content-type", ""):
+            return JSONResponse({"detail": UNAVAILABLE[1]}, 503, headers=headers)
+        response = page(
+            request,
+            "error.html",
+            settings,
+            status_code=503,
+            title=UNAVAILABLE[0],
+            message=UNAVAILABLE[1],
+        )
+        response.headers.update(headers)
         return response
 
     @app.get("/favicon.ico", include_in_schema=False)
