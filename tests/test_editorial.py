@@ -30,7 +30,8 @@ from digest.core.settings import SAMPLE_POSTAL_ADDRESS, Settings
 from digest.editorial.preflight import preflight
 from digest.editorial.review import approve, hold, release
 from digest.exceptions import IssueStateError, PreflightError
-from digest.issue.freeze import Edit, edit_issue, find_issue, issue_message, issue_rows
+from digest.issue.editing import Edit, edit_issue
+from digest.issue.freeze import find_issue, issue_message, issue_rows
 from digest.issue.history import history
 from digest.jobs.preview import SAMPLE_RECIPIENT, write_preview
 from digest.jobs.schedule import prepare_draft, scheduler_tick

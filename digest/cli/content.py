@@ -174,7 +174,7 @@ def edit(
     Example: digest edit --issue 12 --subject "Two coding copilots, one verdict" --drop old-slug
     """
     # imported on use, not at start-up: keeps the CLI fast to start
-    from digest.issue.freeze import Edit, edit_issue
+    from digest.issue.editing import Edit, edit_issue
     from digest.jobs.schedule import prepare_draft
     from digest.store.engine import session_scope
 

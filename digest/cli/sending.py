@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from digest.core.wording import plural
 from digest.exceptions import DatabaseUnavailable, DigestError, TransportConfigError
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ def status(
 
     s = settings()
     engine = store_engine(s)
-    info = issue_status(engine, checked_week(week), number=issue)
+    info = issue_status(engine, checked_week(week), number=issue, settings=s)
     if info is None:
         if as_json:
             empty: dict[str, object] = {"number": issue, "week": week, "state": None, "counts": {}}
@@ -166,6 +167,10 @@ def status(
     )
     if info["state"] == "draft":
         say(f"review: {info['review']}")
+        for copy in info["variants"]:
+            if not copy["skipped"]:
+                readers = plural(copy["recipients"], "reader")
+                say(f"copy {copy['label']} ({readers}): {copy['subject']}")
     if info.get("state_reason"):
         say(f"reason: {info['state_reason']}")
     if info.get("rate") is not None:

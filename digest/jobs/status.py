@@ -8,15 +8,22 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from digest.core.settings import Settings
 from digest.delivery.progress import send_progress
 from digest.issue.freeze import target_issue
+from digest.readers.previews import copies
+from digest.store.models import IssueState
 from digest.webhooks.events import provider_events
 
 logger = logging.getLogger(__name__)
 
 
 def issue_status(
-    engine: Engine, week: str | None = None, *, number: int | None = None
+    engine: Engine,
+    week: str | None = None,
+    *,
+    number: int | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any] | None:
     """The issue's number, week, state and delivery counts by state; None when there is
     no issue. Without ``week`` or ``number``: the open issue, else the newest.
@@ -24,6 +31,10 @@ def issue_status(
     While the issue is sending, also ``rate`` (messages/s over the last minute),
     ``remaining`` and ``eta_seconds`` (None until there is a rate): the figures the
     console and ``/metrics`` show too (digest/delivery/progress.py).
+
+    ``variants``: every copy the send produces, with its subject and readers — for a
+    draft (given ``settings``) the copies it would produce now
+    (digest/readers/previews.py), once sending the ones compiled.
     """
     with Session(engine) as session:
         issue = target_issue(session, number=number, week=week)
@@ -48,7 +59,11 @@ def issue_status(
             "started_at": issue.started_at.isoformat() if issue.started_at else None,
             "finished_at": issue.finished_at.isoformat() if issue.finished_at else None,
             **progress.as_dict(),
-            "variants": variant_summary(session, issue.id),
+            "variants": (
+                [c.as_dict() for c in copies(session, settings, issue)]
+                if settings is not None and issue.state == IssueState.DRAFT
+                else variant_summary(session, issue.id, issue.subject)
+            ),
             "waves": waves(conn, issue.id),
             **provider_events(conn, issue.id),
         }
