@@ -5,6 +5,7 @@ Modules by role: ``auth`` (accounts in the browser: login, sessions, CSRF, roles
 ``pages`` (templates, the console's CSP, problem pages), ``runner`` (sends and CSV
 imports in a background thread), ``issues`` and ``sending`` (an issue's pages and its
 send), ``copies`` (every copy a send produces, side by side; one copy's own words),
+``scheduling`` (when a draft goes out),
 ``deliveries`` (outcomes and CSV export), ``subscribers``, ``inbound`` (replies that
 came back by mail), ``charts`` (SVG) and
 ``api`` (the JSON status for scripts). Every page works without JavaScript.
@@ -22,6 +23,7 @@ from digest.console import (
     deliveries,
     inbound,
     issues,
+    scheduling,
     sending,
     subscribers,
 )
@@ -31,6 +33,17 @@ from digest.console.pages import install_handlers, static_router
 def install(app: FastAPI) -> None:
     """Add the console's routers and its problem-page handler to ``app``."""
     install_handlers(app)
-    for module in (auth, issues, copies, sending, deliveries, subscribers, inbound, charts, api):
+    for module in (
+        auth,
+        issues,
+        copies,
+        scheduling,
+        sending,
+        deliveries,
+        subscribers,
+        inbound,
+        charts,
+        api,
+    ):
         app.include_router(module.router)
     app.include_router(static_router)

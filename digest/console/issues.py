@@ -19,6 +19,7 @@ from digest.console.copies import side_by_side
 from digest.console.pages import PREVIEW_CSP, ConsoleProblem, render
 from digest.console.reading import issue_reading
 from digest.console.runner import send_runner
+from digest.console.scheduling import console_now
 from digest.console.views import (
     describe,
     get_issue,
@@ -40,7 +41,7 @@ from digest.issue.editing import Edit, edit_issue
 from digest.issue.freeze import issue_message, issue_rows, issue_takes, started_in_week
 from digest.issue.history import history
 from digest.issue.selection import addable
-from digest.jobs.schedule import prepare_draft
+from digest.jobs.schedule import prepare_draft, when_it_goes
 from digest.jobs.status import issue_status
 from digest.jobs.weekly import active_count, weekly_job
 from digest.readers.previews import copies
@@ -67,13 +68,19 @@ def issues_list(request: Request, viewer: Editor) -> Response:
     lines = issue_lines(engine)
     runner = send_runner(request)
     sending = any(line.issue.state == IssueState.SENDING for line in lines)
+    settings: Settings = request.app.state.settings
+    now = console_now(request)
     with Session(engine) as session:
         subscribers = active_count(session)
+        goes = {
+            line.issue.number: when_it_goes(session, settings, line.issue, now) for line in lines
+        }
     return render(
         request,
         "issues.html",
         viewer,
         lines=lines,
+        goes=goes,
         subscribers=subscribers,
         has_open=any(line.issue.state in ("draft", "sending", "paused") for line in lines),
         last_summary=runner.last_summary,
@@ -127,6 +134,8 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
         reading = issue_reading(session, issue, settings)
         takes = issue_takes(session, issue)
         every = copies(session, settings, issue) if draft else []
+        now = console_now(request)
+        goes = when_it_goes(session, settings, issue, now)
     real = settings.transport not in EXEMPT_TRANSPORTS
     # The health probe waits on the network: it runs on the send confirmation page.
     report = preflight(
@@ -171,6 +180,13 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
         copies=every,
         left=left,
         right=right,
+        goes=goes,
+        schedule_value=(
+            f"{issue.scheduled_for.astimezone(settings.tz):%Y-%m-%dT%H:%M}"
+            if issue.scheduled_for
+            else ""
+        ),
+        schedule_min=f"{now.astimezone(settings.tz):%Y-%m-%dT%H:%M}",
     )
 
 

@@ -51,6 +51,8 @@ PREVIEW_CSP = (
 NOTICES = {
     "edited": "Saved. The issue was re-compiled; the preview below is what will be sent.",
     "unchanged": "Nothing changed.",
+    "scheduled": "Scheduled: the scheduler sends it at that time (once it may go).",
+    "unscheduled": "No time of its own now: it goes with the next regular send.",
     "tested": "A [TEST] copy was accepted by the mail server for the address you gave; "
     "the history records it.",
     "approved": "Approved. It goes out at its time.",
