@@ -23,7 +23,7 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import DigestError, SubscriberError, TokenError
 from digest.http.client import client_ip, user_agent
-from digest.http.throttle import Throttle, rate_key
+from digest.http.throttle import Throttle
 from digest.notices.subscribers import TransportFactory, send_confirmation, send_unsubscribe_link
 from digest.store.outage import ride_out
 from digest.web.pages import page
@@ -211,7 +211,7 @@ def _text_field(data: dict[str, Any], key: str, *, required: bool) -> str | None
 async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
     throttle: Throttle = request.app.state.subscribe_throttle
-    wait = throttle.hit(rate_key(client_ip(request)))
+    wait = throttle.check(request)
     wants_json = "json" in request.headers.get("content-type", "")
     if wait is not None:
         reason = "too many subscribe requests from your network; try again later"
@@ -391,7 +391,7 @@ def unsubscribe_help(request: Request) -> HTMLResponse:
 async def unsubscribe_link_request(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
     throttle: Throttle = request.app.state.subscribe_throttle
-    wait = throttle.hit(client_ip(request))
+    wait = throttle.check(request)
     if wait is not None:
         response = _unsubscribe_help(
             request,
