@@ -15,6 +15,7 @@ import pytest
 from conftest import TEST_SECRET, rig_settings
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from servers import free_port
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
@@ -22,7 +23,7 @@ from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.core.tokens import TokenMinter, make_token
 from digest.exceptions import ConfigError
-from digest.store.engine import session_scope
+from digest.store.engine import make_engine, session_scope
 from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
 from subscribers.service import add_subscriber
@@ -110,3 +111,23 @@ def test_readyz_is_not_ready_when_links_cannot_work(
     assert answer.status_code == 503
     assert "links cannot work" in answer.json()["reason"]
     assert "DIGEST_SECRET_KEY_PREVIOUS" in answer.json()["reason"]
+
+
+# ---------------------------------------------------------------- 12: /readyz says little
+
+
+def test_readyz_says_database_unreachable_and_logs_the_detail(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    url = f"postgresql://digest:hunter2@127.0.0.1:{port}/verdicts_private_db"
+    client = TestClient(create_app(settings, engine=make_engine(url)))
+    with caplog.at_level(logging.WARNING, logger="digest.ops.health"):
+        answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "unavailable", "reason": "database unreachable"}
+    for private in (str(port), "127.0.0.1", "verdicts_private_db", "hunter2"):
+        assert private not in answer.text
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "database unreachable" in logged and str(port) in logged
+    assert "hunter2" not in logged

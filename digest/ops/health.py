@@ -81,7 +81,10 @@ def readiness(engine: Engine, settings: Settings | None = None) -> Readiness:
             conn.execute(text("SELECT 1"))
             current = frozenset(MigrationContext.configure(conn).get_current_heads())
     except SQLAlchemyError as exc:
-        return Readiness(False, f"database unreachable: {_describe(exc)}")
+        # The driver's text names the host, port and database: the log's, not the
+        # probe's (anyone can read /readyz).
+        logger.warning("readiness: database unreachable: %s", _describe(exc))
+        return Readiness(False, "database unreachable")
     expected = code_heads()
     if current != expected:
         have = ", ".join(sorted(current)) or "no schema"
