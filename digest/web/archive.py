@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from digest.core.clock import parse_week, utcnow
 from digest.core.settings import Settings
+from digest.core.textsafe import xml_text
 from digest.issue.render import week_label
 from digest.mail.message import per_issue_values
 from digest.mail.placeholders import placeholder
@@ -113,7 +114,7 @@ def archive_feed(request: Request) -> Response:
             "issues": issues,
         },
     )
-    return Response(body, media_type="application/atom+xml; charset=utf-8")
+    return Response(xml_text(body), media_type="application/atom+xml; charset=utf-8")
 
 
 @router.get(
