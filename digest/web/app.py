@@ -64,11 +64,14 @@ def create_app(
     transport_factory: TransportFactory | None = None,
 ) -> FastAPI:
     """The web app. Refuses to start without a real ``DIGEST_SECRET_KEY`` (outside the
-    demo). ``engine`` and ``transport_factory`` let tests share a store and an in-memory
-    transport; by default the store is opened (and migrated) from the settings and
-    confirmations go through ``DIGEST_TRANSPORT``."""
+    demo) or with an unusable ``DIGEST_SECRET_KEY_PREVIOUS``. ``engine`` and
+    ``transport_factory`` let tests share a store and an in-memory transport; by
+    default the store is opened (and migrated) from the settings and confirmations go
+    through ``DIGEST_TRANSPORT``."""
     settings = settings or get_settings()
-    settings.signing_key()  # refuse to start with a missing or placeholder secret
+    # Refuse to start with a missing or placeholder secret, current or previous: a key
+    # that cannot be used fails every link (unsubscribe, confirm, /r/) at request time.
+    settings.verification_keys()
     app = FastAPI(
         title="Weekly verdict digest",
         version=__version__,
