@@ -109,7 +109,7 @@ def test_every_copy_is_previewed_with_its_readers_two_side_by_side(console: Cons
     assert "no email: nothing in your topics" in robots
     # Two previews side by side: by default the issue and the first other copy; any
     # two on request.
-    assert page.count('<figure class="wide" tabindex="0" data-copy=') == 2
+    assert page.count('<figure tabindex="0" data-copy=') == 2
     words_ident = next(i for i, r in rows.items() if "Productivity, Writing" in r)
     chosen = editor.get(f"/console/issues/1?a={words_ident}&b={sheets_ident}").text
     frames = [
