@@ -21,6 +21,7 @@ import requests
 
 from digest.core.recipient import Recipient
 from digest.core.settings import SAMPLE_POSTAL_ADDRESS, TEST_DOMAIN_SUFFIXES, TEST_DOMAINS, Settings
+from digest.core.wording import plural
 from digest.issue.render import GMAIL_CLIP_BYTES
 from digest.mail.message import IssueMessage
 
@@ -80,8 +81,9 @@ class PreflightReport:
 
     def summary(self) -> str:
         return (
-            f"preflight: {len(self.errors)} errors, {len(self.warnings)} warnings, "
-            f"{sum(1 for c in self.checks if c.status == OK)} checks passed"
+            f"preflight: {plural(len(self.errors), 'error')}, "
+            f"{plural(len(self.warnings), 'warning')}, "
+            f"{plural(sum(1 for c in self.checks if c.status == OK), 'check')} passed"
         )
 
 
@@ -242,7 +244,7 @@ def preflight(
             + ("; allowed by DIGEST_ALLOW_UNSAFE_SEND" if settings.allow_unsafe_send else ""),
         )
     else:
-        report.add("links", OK, f"{len(links)} links, all absolute https or mailto")
+        report.add("links", OK, f"{plural(len(links), 'link')}, all absolute https or mailto")
 
     leftovers = sorted({m.group() for m in _LEFTOVER.finditer(" ".join(parsed.text) + text)})
     if leftovers:

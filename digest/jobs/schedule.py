@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from digest.core.clock import local_text, utcnow, week_bounds, week_of
 from digest.core.settings import Settings
+from digest.core.wording import plural
 from digest.delivery.queue import next_wakeup
 from digest.exceptions import ConfigError, IssueStateError
 from digest.issue.freeze import Frozen, find_issue, freeze_next, open_issue, started_in_week
@@ -283,7 +284,7 @@ def scheduler_tick(
     report = notify_reviewers(engine, settings, issue_id, transport)
     return (
         f"froze issue for review (slot {slot:%Y-%m-%d %H:%M %Z}); notified "
-        f"{len(report.notified)} reviewers"
+        f"{plural(len(report.notified), 'reviewer')}"
         + (f", {len(report.failed)} failed" if report.failed else "")
     )
 
