@@ -165,13 +165,13 @@ def status(
     say(
         f"issue #{info['number']} ({info['week']}): {info['state']} — {counts or 'no deliveries'}",
     )
+    say(f"review: {info['review']}; {info['schedule']['text']}")
     if info["state"] == "draft":
-        say(f"review: {info['review']}")
         for copy in info["variants"]:
             if not copy["skipped"]:
                 readers = plural(copy["recipients"], "reader")
                 say(f"copy {copy['label']} ({readers}): {copy['subject']}")
-    if info.get("state_reason"):
+    if info.get("state_reason") and info["state_reason"] not in info["schedule"]["text"]:
         say(f"reason: {info['state_reason']}")
     if info.get("rate") is not None:
         eta = info.get("eta_seconds")

@@ -44,12 +44,8 @@ from digest.console.pages import ConsoleProblem, console_headers, render
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.exceptions import AccountError
-from digest.http.client import client_ip, user_agent
-<<<<<<< HEAD
+from digest.http.client import client_ip, client_key, user_agent
 from digest.http.throttle import SharedThrottle, Throttle
-=======
-from digest.http.throttle import Throttle, rate_key
->>>>>>> hardening
 from digest.store.account_models import ConsoleSession, ConsoleUser, Role
 from digest.store.engine import session_scope
 
@@ -312,7 +308,7 @@ def login(
             email,
             password,
             lockout=login_lockout(request),
-            client=rate_key(client_ip(request)),
+            client=client_key(request),
         )
     if outcome.user is None:
         logger.warning("console login refused for %r from %s", email[:80], client_ip(request))

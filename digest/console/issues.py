@@ -41,7 +41,7 @@ from digest.issue.editing import Edit, edit_issue
 from digest.issue.freeze import issue_message, issue_rows, issue_takes, started_in_week
 from digest.issue.history import history
 from digest.issue.selection import addable
-from digest.jobs.schedule import prepare_draft, when_it_goes
+from digest.jobs.schedule import prepare_draft
 from digest.jobs.status import issue_status
 from digest.jobs.weekly import active_count, weekly_job
 from digest.readers.previews import copies
@@ -65,22 +65,16 @@ def back(number: int, done: str, anchor: str = "") -> RedirectResponse:
 @router.get("", response_class=HTMLResponse)
 def issues_list(request: Request, viewer: Editor) -> Response:
     engine = request.app.state.engine
-    lines = issue_lines(engine)
+    lines = issue_lines(engine, request.app.state.settings)
     runner = send_runner(request)
     sending = any(line.issue.state == IssueState.SENDING for line in lines)
-    settings: Settings = request.app.state.settings
-    now = console_now(request)
     with Session(engine) as session:
         subscribers = active_count(session)
-        goes = {
-            line.issue.number: when_it_goes(session, settings, line.issue, now) for line in lines
-        }
     return render(
         request,
         "issues.html",
         viewer,
         lines=lines,
-        goes=goes,
         subscribers=subscribers,
         has_open=any(line.issue.state in ("draft", "sending", "paused") for line in lines),
         last_summary=runner.last_summary,
@@ -123,7 +117,7 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
     with Session(engine) as session:
         issue = get_issue(session, number)
         assert issue.id is not None
-        line = issue_line(session, issue)
+        line = issue_line(session, settings, issue)
         rows = issue_rows(session, issue)
         draft = issue.state == IssueState.DRAFT
         featured = {c.slug for c, _full in rows}
@@ -135,7 +129,6 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
         takes = issue_takes(session, issue)
         every = copies(session, settings, issue) if draft else []
         now = console_now(request)
-        goes = when_it_goes(session, settings, issue, now)
     real = settings.transport not in EXEMPT_TRANSPORTS
     # The health probe waits on the network: it runs on the send confirmation page.
     report = preflight(
@@ -151,7 +144,7 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
     live = issue.state == IssueState.SENDING or (runner.running and runner.number == number)
     progress = None
     if live or issue.state == IssueState.PAUSED or line.total:
-        progress = issue_status(engine, number=number)
+        progress = issue_status(engine, number=number, settings=settings)
     return render(
         request,
         "issue.html",
@@ -180,7 +173,6 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
         copies=every,
         left=left,
         right=right,
-        goes=goes,
         schedule_value=(
             f"{issue.scheduled_for.astimezone(settings.tz):%Y-%m-%dT%H:%M}"
             if issue.scheduled_for

@@ -162,7 +162,7 @@ def edit_issue(
         settings=settings,
         subject=subject,
         preheader=preheader,
-        intro=intro or None,
+        intro=intro,
         linker=linker(session, settings, issue.id),
         note=note,
         takes=takes,

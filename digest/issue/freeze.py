@@ -25,7 +25,7 @@ from digest.core.settings import Settings
 from digest.exceptions import IssueStateError
 from digest.issue.clicks import linker
 from digest.issue.history import record
-from digest.issue.render import render_issue
+from digest.issue.render import default_intro
 from digest.issue.screen import Skipped, render_screened
 from digest.issue.selection import Selection, select_comparisons
 from digest.mail.message import IssueMessage
@@ -218,7 +218,8 @@ def freeze_next(
         cutoff=cutoff,
         subject="",
         preheader="",
-        intro="",
+        # Stored as rendered, so the edit form shows it and emptying it means none.
+        intro=default_intro(selection.all),
         scheduled_for=scheduled_for,
         created_at=now,
         updated_at=now,

@@ -65,7 +65,7 @@ def copy_words(
     else:
         subject = default_subject(comparisons) if issue.subject_auto else issue.subject
         preheader = default_preheader(comparisons) if issue.preheader_auto else issue.preheader
-        intro = issue.intro or None
+        intro = issue.intro  # as written: empty means none
         note = issue.note
     own = {k: v for k, v in overrides(issue).get(key, {}).items() if k in FIELDS and v.strip()}
     return Words(
