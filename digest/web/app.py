@@ -24,7 +24,7 @@ from digest.http.throttle import Throttle
 from digest.notices.subscribers import TransportFactory
 from digest.ops import health, metrics
 from digest.store.engine import make_engine, migrate
-from digest.web import archive, public, readers, site, webhooks
+from digest.web import archive, ingest, public, readers, site, webhooks
 from subscribers.optin import CONFIRM_RESEND_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(readers.router)
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.
     app.include_router(webhooks.router)
+    ingest.install(app)
     console.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
