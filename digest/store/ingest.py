@@ -51,6 +51,8 @@ class Change:
     reason: str = ""
     #: open drafts that feature it (their preview is re-compiled after an update)
     drafts: tuple[int, ...] = ()
+    #: a digest of the stored comparison this was planned against ("" for a new one)
+    stored: str = ""
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Plan:
     def fingerprint(self) -> str:
         """Names this plan: the console's confirm step refuses when the store moved on."""
         raw = json.dumps(
-            [[c.slug, c.action, list(c.fields)] for c in self.changes]
+            [[c.slug, c.action, list(c.fields), c.stored] for c in self.changes]
             + [canonical(i) for i in self.items],
             sort_keys=True,
             default=str,
@@ -139,19 +141,22 @@ def plan(session: Session, items: Sequence[ComparisonIn], undated: set[str]) -> 
         assert existing.id is not None
         issues = _featured_by(session, existing.id)
         drafts = tuple(i.number for i in issues if i.state == IssueState.DRAFT)
-        fields = _differences(_stored(existing), canonical(item))
+        before = _stored(existing)
+        stored = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+        fields = _differences(before, canonical(item))
         gone = [i for i in issues if _went_out(i)]
         if not fields:
-            result.changes.append(Change(item.slug, item.title, "unchanged", drafts=drafts))
+            change = Change(item.slug, item.title, "unchanged", drafts=drafts, stored=stored)
         elif gone:
             first = gone[0]
             reason = (
                 f"{item.slug!r} went out in issue {first.label} ({first.state}); what was "
                 f"sent stays as it was sent — publish the change under a new slug"
             )
-            result.changes.append(Change(item.slug, item.title, "conflict", fields, reason))
+            change = Change(item.slug, item.title, "conflict", fields, reason, stored=stored)
         else:
-            result.changes.append(Change(item.slug, item.title, "update", fields, drafts=drafts))
+            change = Change(item.slug, item.title, "update", fields, drafts=drafts, stored=stored)
+        result.changes.append(change)
     return result
 
 
