@@ -82,7 +82,8 @@ def test_a_pasted_page_is_previewed_then_written_on_confirm(console: Console) ->
         listing.text,
         re.S,
     )
-    assert row and f"console:{EDITOR}" in row.group(0) and ">not featured yet</span>" in row.group(0)
+    assert row is not None
+    assert f"console:{EDITOR}" in row.group(0) and ">not featured yet</span>" in row.group(0)
 
     # The same page again: nothing to do, no button.
     again = _preview(client, csrf, text=PAGE.read_text(encoding="utf-8"))
