@@ -5,10 +5,11 @@ Modules by role: ``auth`` (accounts in the browser: login, sessions, CSRF, roles
 ``pages`` (templates, the console's CSP, problem pages), ``runner`` (sends and CSV
 imports in a background thread), ``issues`` and ``sending`` (an issue's pages and its
 send), ``copies`` (every copy a send produces, side by side; one copy's own words),
-``scheduling`` (when a draft goes out),
-``deliveries`` (outcomes and CSV export), ``subscribers``, ``inbound`` (replies that
-came back by mail), ``charts`` (SVG) and
-``api`` (the JSON status for scripts). Every page works without JavaScript.
+``scheduling`` (when a draft goes out), ``comparisons`` (the list and the import page
+with its preview), ``deliveries`` (outcomes and CSV export), ``subscribers``,
+``inbound`` (replies that came back by mail), ``charts`` (SVG) and ``api`` (the JSON
+status for scripts). Every page works without JavaScript (the note's live preview
+needs it; without it the saved note shows).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from digest.console import (
     api,
     auth,
     charts,
+    comparisons,
     copies,
     deliveries,
     inbound,
@@ -38,6 +40,7 @@ def install(app: FastAPI) -> None:
         issues,
         copies,
         scheduling,
+        comparisons,
         sending,
         deliveries,
         subscribers,

@@ -2,7 +2,7 @@
 and whether the subject and preheader follow the comparisons (automatic).
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0019
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0013"
+down_revision: str | Sequence[str] | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
