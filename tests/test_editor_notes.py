@@ -83,7 +83,7 @@ def test_the_note_and_a_take_are_safe_and_everywhere(console: Console) -> None:
     )
     assert answer.status_code == 200
     # The console: the saved note shown as the email shows it, the history says who.
-    assert '<a style="color:#1d4ed8" href="https://example.com/method"' in answer.text
+    assert '<a href="https://example.com/method" rel="noopener">how we score</a>' in answer.text
     assert "note: “”" in answer.text and f"take on {slugs[0]}" in answer.text
     preview = editor.get("/console/issues/1/preview").text
     assert 'href="https://example.com/method"' in preview and TAKE in preview
@@ -123,7 +123,7 @@ def test_the_live_preview_is_the_server_rendered_safe_note(console: Console) -> 
     assert 'data-preview="/console/issues/1/note-preview"' in page
     shown = editor.post("/console/issues/1/note-preview", data={"csrf": csrf, "note": NOTE})
     assert shown.status_code == 200
-    assert shown.text == note_html(NOTE) and _unsafe(shown.text) == []
+    assert shown.text == note_html(NOTE, styled=False) and _unsafe(shown.text) == []
     assert editor.post("/console/issues/1/note-preview", data={"note": NOTE}).status_code == 403
     script = editor.get("/console/static/editor.js")
     assert script.status_code == 200 and "note-preview" in script.text

@@ -137,7 +137,7 @@ def note_preview(
     live preview beside the note's box."""
     with Session(request.app.state.engine) as session:
         get_issue(session, number)
-    response = Response(note_html(note), media_type="text/html; charset=utf-8")
+    response = Response(note_html(note, styled=False), media_type="text/html; charset=utf-8")
     response.headers["Content-Security-Policy"] = "default-src 'none'"
     response.headers["Cache-Control"] = "no-store"
     return response

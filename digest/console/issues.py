@@ -169,7 +169,7 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
         refresh=REFRESH_SECONDS if live else None,
         settings=settings,
         takes=takes,
-        note_preview=note_html(issue.note),
+        note_preview=note_html(issue.note, styled=False),
         copies=every,
         left=left,
         right=right,

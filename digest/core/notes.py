@@ -39,8 +39,9 @@ def _untagged(source: str) -> str:
     return nh3.clean(source, tags=set(), clean_content_tags={"script", "style"})
 
 
-def note_html(source: str) -> str:
-    """The note as safe HTML (empty for an empty note)."""
+def note_html(source: str, *, styled: bool = True) -> str:
+    """The note as safe HTML (empty for an empty note); ``styled`` gives links their
+    colour inline, for mail clients (the console's own CSS colours them there)."""
     if not source.strip():
         return ""
     rendered = _MD.render(_untagged(source))
@@ -52,6 +53,8 @@ def note_html(source: str) -> str:
         link_rel="noopener",
         strip_comments=True,
     )
+    if not styled:
+        return clean.strip()
     # Mail clients ignore <style> blocks unevenly: links carry their colour inline.
     return clean.replace("<a ", f'<a style="{_LINK_STYLE}" ').strip()
 
