@@ -29,7 +29,7 @@ from digest.notices.subscribers import TransportFactory
 from digest.ops import health, metrics
 from digest.ops.logging_setup import configure_logging
 from digest.store.engine import make_engine, migrate
-from digest.web import archive, public, readers, site, webhooks
+from digest.web import archive, ingest, public, readers, site, webhooks
 from digest.web.archive_cache import ArchiveCache
 from digest.web.fast import FastPaths
 from subscribers.oneclick import UnsubscribeWriter
@@ -45,6 +45,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(readers.router)
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.
     app.include_router(webhooks.router)
+    ingest.install(app)
     console.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -65,11 +66,14 @@ def create_app(
     transport_factory: TransportFactory | None = None,
 ) -> FastAPI:
     """The web app. Refuses to start without a real ``DIGEST_SECRET_KEY`` (outside the
-    demo). ``engine`` and ``transport_factory`` let tests share a store and an in-memory
-    transport; by default the store is opened (and migrated) from the settings and
-    confirmations go through ``DIGEST_TRANSPORT``."""
+    demo) or with an unusable ``DIGEST_SECRET_KEY_PREVIOUS``. ``engine`` and
+    ``transport_factory`` let tests share a store and an in-memory transport; by
+    default the store is opened (and migrated) from the settings and confirmations go
+    through ``DIGEST_TRANSPORT``."""
     settings = settings or get_settings()
-    settings.signing_key()  # refuse to start with a missing or placeholder secret
+    # Refuse to start with a missing or placeholder secret, current or previous: a key
+    # that cannot be used fails every link (unsubscribe, confirm, /r/) at request time.
+    settings.verification_keys()
     app = FastAPI(
         title="Weekly verdict digest",
         version=__version__,

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from digest.core.clock import parse_week, utcnow
 from digest.core.settings import Settings
+from digest.core.textsafe import xml_text
 from digest.issue.render import week_label
 from digest.mail.message import per_issue_values
 from digest.mail.placeholders import placeholder
@@ -141,7 +142,7 @@ def _render_feed(request: Request) -> str:
             )
             issues.append(view)
     updated: datetime = max((i["updated"] for i in issues), default=utcnow())
-    return render_template(
+    body = render_template(
         "feed.xml",
         {
             "list_name": settings.list_name,
@@ -153,6 +154,8 @@ def _render_feed(request: Request) -> str:
             "issues": issues,
         },
     )
+    # A stored text the importer let through before it checked must not break the XML.
+    return xml_text(body)
 
 
 @router.get(
