@@ -44,8 +44,8 @@ from digest.console.pages import ConsoleProblem, console_headers, render
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.exceptions import AccountError
-from digest.http.client import client_ip, user_agent
-from digest.http.throttle import Throttle, rate_key
+from digest.http.client import client_ip, client_key, user_agent
+from digest.http.throttle import SharedThrottle, Throttle
 from digest.store.account_models import ConsoleSession, ConsoleUser, Role
 from digest.store.engine import session_scope
 
@@ -83,8 +83,11 @@ def _login_throttle(request: Request) -> Throttle:
     state = request.app.state
     if getattr(state, "console_login_throttle", None) is None:
         settings: Settings = state.settings
-        state.console_login_throttle = Throttle(
-            settings.console_login_limit, settings.console_login_window
+        state.console_login_throttle = SharedThrottle(
+            state.engine,
+            "console-login",
+            settings.console_login_limit,
+            settings.console_login_window,
         )
     throttle: Throttle = state.console_login_throttle
     return throttle
@@ -289,7 +292,7 @@ def login(
             error="The login form expired; please try again.",
             status_code=403,
         )
-    wait = _login_throttle(request).hit(client_ip(request))
+    wait = _login_throttle(request).check(request)
     if wait is not None:
         response = _login_page(
             request,
@@ -305,7 +308,7 @@ def login(
             email,
             password,
             lockout=login_lockout(request),
-            client=rate_key(client_ip(request)),
+            client=client_key(request),
         )
     if outcome.user is None:
         logger.warning("console login refused for %r from %s", email[:80], client_ip(request))
