@@ -109,7 +109,10 @@ def verify(
             "webhook not configured: set DIGEST_SES_SNS_TOPIC_ARNS", status=403
         )
     # Any AWS account can sign SNS messages: only our own topics are believed.
-    if message.get("TopicArn") not in topics:
+    topic = message.get("TopicArn")
+    if not isinstance(topic, str):
+        raise WebhookVerificationError("SNS TopicArn must be a string", status=400)
+    if topic not in topics:
         raise WebhookVerificationError("SNS topic is not ours", status=403)
     region = sns_region(message)
     cert_url = str(message.get("SigningCertURL") or "")
