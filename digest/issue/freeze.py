@@ -25,7 +25,7 @@ from digest.core.settings import Settings
 from digest.exceptions import IssueStateError
 from digest.issue.clicks import linker
 from digest.issue.history import record
-from digest.issue.render import render_issue
+from digest.issue.render import default_intro, render_issue
 from digest.issue.screen import Skipped, render_screened
 from digest.issue.selection import Selection, addable, select_comparisons
 from digest.mail.message import IssueMessage
@@ -210,7 +210,8 @@ def freeze_next(
         cutoff=cutoff,
         subject="",
         preheader="",
-        intro="",
+        # Stored as rendered, so the edit form shows it and emptying it means none.
+        intro=default_intro(selection.all),
         scheduled_for=scheduled_for,
         created_at=now,
         updated_at=now,
@@ -365,7 +366,7 @@ def edit_issue(
         settings=settings,
         subject=edit.subject if edit.subject is not None else issue.subject,
         preheader=edit.preheader if edit.preheader is not None else issue.preheader,
-        intro=edit.intro if edit.intro is not None else (issue.intro or None),
+        intro=edit.intro if edit.intro is not None else issue.intro,
         linker=linker(session, settings, issue.id),
     )
     changes: dict[str, object] = {}

@@ -51,7 +51,7 @@ def _context(session: Session, issue: Issue, settings: Settings, root: str) -> d
         settings=settings,
         subject=issue.subject,
         preheader=issue.preheader,
-        intro=issue.intro or None,
+        intro=issue.intro,
     )
     url = issue_url(settings, issue)
     context.update(
