@@ -131,3 +131,33 @@ def test_readyz_says_database_unreachable_and_logs_the_detail(
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "database unreachable" in logged and str(port) in logged
     assert "hunter2" not in logged
+
+
+# ---------------------------------------------------------------- 8: blank secrets are unset
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_an_empty_admin_token_opens_nothing(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    monkeypatch.setenv("DIGEST_ADMIN_TOKEN", blank)
+    monkeypatch.setenv("DIGEST_POSTMARK_WEBHOOK_USER", "hook")
+    monkeypatch.setenv("DIGEST_POSTMARK_WEBHOOK_PASSWORD", blank)
+    settings = rig_settings(tmp_path)
+    assert settings.admin_token is None and settings.postmark_webhook_password is None
+    client = TestClient(create_app(settings, engine=engine))
+    for header in ("Bearer ", "Bearer", "bearer  ", f"Bearer {blank}"):
+        answer = client.get("/console/api/status", headers={"Authorization": header})
+        assert answer.status_code == 401, header
+    hook = client.post("/webhooks/postmark", json={"RecordType": "Bounce"}, auth=("hook", ""))
+    assert hook.status_code == 403
+
+
+def test_a_set_admin_token_still_works(tmp_path: Path, engine: Engine) -> None:
+    token = "an-admin-token-0123456789"
+    client = TestClient(create_app(rig_settings(tmp_path, admin_token=token), engine=engine))
+    assert (
+        client.get("/console/api/status", headers={"Authorization": "Bearer x"}).status_code == 401
+    )
+    ok = client.get("/console/api/status", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
