@@ -7,22 +7,29 @@ the ASGI app through its HTTP interface) and failed before its fix.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from cli_support import settings_env
 from conftest import TEST_SECRET, rig_settings
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from servers import free_port
+from servers import free_port, serve_process
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from digest.accounts.service import add_user
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.core.tokens import TokenMinter, make_token
 from digest.exceptions import ConfigError
+from digest.http.accesslog import REDACTED, redact
 from digest.store.engine import make_engine, session_scope
 from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
@@ -161,3 +168,45 @@ def test_a_set_admin_token_still_works(tmp_path: Path, engine: Engine) -> None:
     )
     ok = client.get("/console/api/status", headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200
+
+
+# ---------------------------------------------------------------- 9: tokens out of the log
+
+
+def _paths(routes: list[Any], prefix: str = "") -> Iterator[str]:
+    """Every route's path, through included routers (FastAPI includes them lazily)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _paths(included.routes, prefix + route.include_context.prefix)
+        elif isinstance(getattr(route, "path", None), str):
+            yield prefix + route.path
+
+
+def test_every_route_with_a_token_is_redacted_from_the_one_list(
+    settings: Settings, engine: Engine
+) -> None:
+    app = create_app(settings, engine=engine)
+    token_routes = [path for path in _paths(app.routes) if "{token}" in path]
+    assert "/console/setup/{token}" in token_routes and "/r/{token}" in token_routes
+    for path in token_routes:
+        sample = re.sub(r"\{[a-z_]+\}", "1", path.replace("{token}", "Tok3n-VALUE_x"))
+        logged = redact(f"{sample}?next=/console")
+        assert "Tok3n-VALUE_x" not in logged and REDACTED in logged, path
+
+
+def test_digest_serve_never_logs_a_set_password_link(
+    tmp_path: Path, engine: Engine, settings: Settings
+) -> None:
+    with session_scope(engine) as session:
+        token = add_user(session, "new@example.com", "editor").setup_token
+    assert token is not None
+    env = {**settings_env(settings), "PATH": "/usr/bin:/bin"}
+    port = free_port()
+    with serve_process(env, tmp_path, port):
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/console/setup/{token}").status_code == 200
+        assert httpx.get(f"{base}/console/setup/not-a-real-token-at-all").status_code == 404
+    log = (tmp_path / "serve.log").read_text()
+    assert "/console/setup/[token]" in log
+    assert token not in log and "not-a-real-token-at-all" not in log

@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from digest.core.settings import Settings
 from digest.exceptions import StoreError
+from digest.http.accesslog import redact
 from digest.store.outage import describe, is_unreachable
 from digest.web.pages import page
 
@@ -108,7 +109,8 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def out_of_range(request: Request, exc: Exception) -> Response:
         # Every route at once: an id, a page or ?number= past a 64-bit integer is a
         # client's mistake, never a 500 (issue 22).
-        logger.warning("%s %s: %s (%s)", request.method, request.url.path, OUT_OF_RANGE, exc)
+        path = redact(request.url.path)
+        logger.warning("%s %s: %s (%s)", request.method, path, OUT_OF_RANGE, exc)
         return await http_error(request, StarletteHTTPException(400, OUT_OF_RANGE))
 
     @app.exception_handler(StoreError)
