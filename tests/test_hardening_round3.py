@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ from pydantic import SecretStr
 from servers import free_port, serve_process
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from test_webhooks_ses import Fetcher, notification, sign
+from test_webhooks_ses import bounce as ses_bounce
+from test_webhooks_ses import client as ses_client
+from test_webhooks_ses import post as ses_post
+from webhook_helpers import add_reader, event_time, status_of
 
 from digest.accounts.service import add_user
 from digest.core.clock import utcnow
@@ -210,3 +216,33 @@ def test_digest_serve_never_logs_a_set_password_link(
     log = (tmp_path / "serve.log").read_text()
     assert "/console/setup/[token]" in log
     assert token not in log and "not-a-real-token-at-all" not in log
+
+
+# ---------------------------------------------------------------- 13: the SNS Timestamp
+
+
+@pytest.mark.parametrize(
+    ("stamp", "accepted"),
+    [
+        (lambda: event_time(timedelta(seconds=30)), True),
+        (lambda: event_time(timedelta(seconds=400)), False),  # older than 300 s
+        (lambda: event_time(timedelta(seconds=-400)), False),  # from the future
+        (lambda: "nan", False),
+        (lambda: "2026-13-45T99:00:00Z", False),
+        (lambda: event_time().replace("Z", ""), False),  # no zone: not SNS's form
+    ],
+)
+def test_the_sns_timestamp_is_held_to_the_webhook_age(
+    settings: Settings, engine: Engine, stamp: Any, accepted: bool
+) -> None:
+    add_reader(engine, "b@example.com")
+    client = ses_client(settings, engine, Fetcher(), webhook_max_age_seconds=300)
+    message = {**notification(ses_bounce("b@example.com")), "Timestamp": stamp()}
+    answer = ses_post(client, sign(message))
+    if accepted:
+        assert answer.status_code == 200, answer.text
+        assert status_of(engine, "b@example.com") == "bounced"
+    else:
+        assert answer.status_code == 401, answer.text
+        assert "timestamp" in answer.json()["detail"]
+        assert status_of(engine, "b@example.com") == "active"
