@@ -185,7 +185,8 @@ def _page_entry(
     public issue."""
     settings: Settings = request.app.state.settings
     query = select(Issue).where(col(Issue.state).in_(PUBLIC_STATES))
-    by_number = ref.isdigit() and len(ref) < 10
+    # isdigit() alone accepts "²" and other digits int() refuses (a 500, issue 22).
+    by_number = ref.isascii() and ref.isdigit() and len(ref) < 10
     if by_number:
         query = query.where(Issue.number == int(ref))
     else:
