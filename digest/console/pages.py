@@ -63,6 +63,8 @@ NOTICES = {
     "unsubscribed": "Unsubscribed; the address is on the suppression list.",
     "forgotten": "Erased. Only a hash of the address stays, on the suppression list.",
     "password": "Your password is set; you are logged in.",
+    "imported": "Imported. The new comparisons wait for the next issue; drafts that feature "
+    "an updated one were re-compiled.",
 }
 
 _ENV = Environment(

@@ -39,6 +39,8 @@ class Comparison(SQLModel, table=True):
     published_at: datetime = Field(sa_column=_ts(index=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    #: who brought it in last: ``api:<token name>``, ``console:<email>``, ``cli``, ``demo``
+    imported_by: str | None = Field(default=None, max_length=400)
 
     tools: list["Tool"] = Relationship(
         back_populates="comparison",

@@ -29,7 +29,7 @@ from digest.notices.subscribers import TransportFactory
 from digest.ops import health, metrics
 from digest.ops.logging_setup import configure_logging
 from digest.store.engine import make_engine, migrate
-from digest.web import archive, public, readers, site, webhooks
+from digest.web import archive, ingest, public, readers, site, webhooks
 from digest.web.archive_cache import ArchiveCache
 from subscribers.oneclick import UnsubscribeWriter
 from subscribers.optin import CONFIRM_RESEND_SECONDS
@@ -44,6 +44,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(readers.router)
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.
     app.include_router(webhooks.router)
+    ingest.install(app)
     console.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

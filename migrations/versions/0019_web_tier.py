@@ -2,7 +2,7 @@
 de-duplication (issue 28, issue 22 items 3 and 11).
 
 Revision ID: 0019
-Revises: 0013
+Revises: 0016
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0019"
-down_revision: str | Sequence[str] | None = "0013"
+down_revision: str | Sequence[str] | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
