@@ -24,6 +24,7 @@ from jinja2.runtime import Context
 
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
+from digest.core.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def _duration(seconds: float | None) -> str:
 _ENV.filters["local"] = _local
 _ENV.filters["duration"] = _duration
 _ENV.filters["number"] = _number
+_ENV.filters["plural"] = plural
 
 
 def render_template(name: str, context: dict[str, Any]) -> str:

@@ -278,6 +278,15 @@ class Settings(BaseSettings):
 
     demo: bool = False
 
+    @field_validator("secret_key_previous")
+    @classmethod
+    def _unset_when_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # `DIGEST_SECRET_KEY_PREVIOUS=` (an env file's empty line) means "no previous
+        # key"; read as a key it failed every link at request time (issue 22).
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
     @field_validator("domain_limits")
     @classmethod
     def _domain_limits(cls, value: str | None) -> str | None:

@@ -8,6 +8,7 @@ the forms need no CSRF token or JavaScript.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
@@ -23,17 +24,17 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import DigestError, SubscriberError, TokenError
 from digest.http.client import client_ip, user_agent
-from digest.http.throttle import Throttle, rate_key
+from digest.http.throttle import Throttle
 from digest.notices.subscribers import TransportFactory, send_confirmation, send_unsubscribe_link
 from digest.store.outage import ride_out
-from digest.web.pages import page
+from digest.web.pages import fixed_page, page
+from subscribers.oneclick import UnsubscribeWriter
 from subscribers.optin import (
     Requester,
     confirm,
     confirm_status,
     mark_confirmation_sent,
     request_subscription,
-    unsubscribe,
     unsubscribe_link_recipient,
     unsubscribe_status,
 )
@@ -211,7 +212,7 @@ def _text_field(data: dict[str, Any], key: str, *, required: bool) -> str | None
 async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
     throttle: Throttle = request.app.state.subscribe_throttle
-    wait = throttle.hit(rate_key(client_ip(request)))
+    wait = throttle.check(request)
     wants_json = "json" in request.headers.get("content-type", "")
     if wait is not None:
         reason = "too many subscribe requests from your network; try again later"
@@ -241,7 +242,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     def answer() -> Response:
         if wants_json:
             return JSONResponse({"status": "accepted", "detail": ACCEPTED}, status_code=202)
-        return page(request, "subscribe_done.html", settings)
+        return fixed_page(request, "subscribe_done.html", settings)
 
     raw_email = data.get("email") if isinstance(data.get("email"), str) else ""
     raw_name = data.get("name") if isinstance(data.get("name"), str) else ""
@@ -335,8 +336,8 @@ def confirm_page(token: str, request: Request) -> HTMLResponse:
         return _confirm_problem(request, settings, exc)
     if status == "active":
         # A second visit (or a mail scanner's first): say so, do not call it an error.
-        return page(request, "confirmed.html", settings, already=True)
-    return page(request, "confirm.html", settings)
+        return fixed_page(request, "confirmed.html", settings, already=True)
+    return fixed_page(request, "confirm.html", settings)
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse, summary="Confirm a subscription")
@@ -391,7 +392,7 @@ def unsubscribe_help(request: Request) -> HTMLResponse:
 async def unsubscribe_link_request(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
     throttle: Throttle = request.app.state.subscribe_throttle
-    wait = throttle.hit(client_ip(request))
+    wait = throttle.check(request)
     if wait is not None:
         response = _unsubscribe_help(
             request,
@@ -479,10 +480,11 @@ async def one_click(token: str, request: Request) -> HTMLResponse:
         if "page" in fields.get("via", [])
         else "List-Unsubscribe one-click (RFC 8058)"
     )
+    writer: UnsubscribeWriter = request.app.state.unsubscribes
     try:
-        await run_in_threadpool(
-            unsubscribe, _engine(request), settings, token, _who(request, source)
-        )
+        recorded = writer.submit(token, _who(request, source))
     except TokenError as exc:
         return _unsubscribe_help(request, settings, status_code=400, reason=str(exc))
-    return page(request, "unsubscribed.html", settings, already=False)
+    # Answered once committed (in a group with whoever else is unsubscribing now).
+    await asyncio.wrap_future(recorded)
+    return fixed_page(request, "unsubscribed.html", settings, already=False)
