@@ -9,12 +9,14 @@ import re
 from pathlib import Path
 
 import pytest
-from console_support import EDITOR, OPERATOR, Console
+from console_support import EDITOR, OPERATOR, Console, make_console
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from store_support import PAGES_DIR, dump_store, sample_items
 
+from digest.core.settings import Settings
 from digest.issue.freeze import Edit, edit_issue
 from digest.jobs.weekly import weekly_job
 from digest.store.engine import session_scope
@@ -259,3 +261,18 @@ def test_saved_review_site_pages_upload_as_the_cli_reads_them(console: Console) 
         assert html.escape(title, quote=False) in page.text or title in html.unescape(page.text)
         assert '<span class="state ok">new</span>' in page.text
         assert _confirm(client, csrf, page).status_code == 303
+
+
+def test_an_import_over_the_ingest_limit_gets_413(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    small = make_console(settings, engine, tmp_path, ingest_max_bytes=64 * 1024)
+    client, csrf = small.login(EDITOR)
+    before = dump_store(engine)
+    items = [dict(sample_items()[0], slug=f"copy-{i}") for i in range(40)]
+    body = json.dumps(items).encode()
+    assert len(body) > 64 * 1024
+    answer = _preview(client, csrf, upload=body)
+    assert answer.status_code == 413
+    assert "65536" in answer.text
+    assert dump_store(engine) == before
