@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import conftest  # noqa: F401,E402  (first: email_support and the console rig import each other through it)
 from email_support import CHROMIUM, CHROMIUM_ARGS, REPO, comparisons, email_settings_in, issue
 from playwright.sync_api import sync_playwright
 from store_support import WEEK
