@@ -23,9 +23,10 @@ from store_support import WEEK
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.issue.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
+from digest.issue.render import GMAIL_CLIP_BYTES, RenderedIssue, brand_context, mjml_source
 from digest.mail.message import IssueMessage
 from digest.notices.subscribers import ConfirmationMessage, link_email_context
+from digest.notices.welcome import WelcomeMessage, when_line
 from digest.store.engine import make_engine, migrate
 from digest.store.models import Comparison
 
@@ -83,6 +84,30 @@ def test_confirmation_mjml_passes_the_official_validator(email_settings: Setting
     assert mjml_errors(mjml_source("email/confirm", link_email_context(email_settings))) == []
 
 
+def _welcome(settings: Settings) -> WelcomeMessage:
+    return WelcomeMessage(
+        settings,
+        READER,
+        next_send=None,
+        latest_url=f"{settings.base_url}/archive/12",
+    )
+
+
+def test_welcome_mjml_passes_the_official_validator(email_settings: Settings) -> None:
+    context = {
+        **brand_context(email_settings),
+        "subject": "Welcome",
+        "preheader": "What arrives",
+        "greeting": "Hi Ada,",
+        "when": when_line(email_settings, None),
+        "preferences_url": "https://digest.example.org/preferences/T",
+        "unsubscribe_url": "https://digest.example.org/unsubscribe/T",
+        "latest_url": None,
+        "archive_url": "https://digest.example.org/archive",
+    }
+    assert mjml_errors(mjml_source("email/welcome", context)) == []
+
+
 # ---------------------------------------------------------------- chromium
 
 
@@ -97,13 +122,15 @@ def emails(reader_html: str, demo_html: str, email_settings: Settings) -> dict[s
     return {
         "digest": reader_html,
         "demo": demo_html,
+        "welcome": _welcome(email_settings).html,
         "confirm": ConfirmationMessage(email_settings, READER, link).html,
     }
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize(
-    ("email", "width"), [("digest", 375), ("digest", 600), ("demo", 375), ("confirm", 375)]
+    ("email", "width"),
+    [("digest", 375), ("digest", 600), ("demo", 375), ("confirm", 375), ("welcome", 375)],
 )
 def test_text_contrast_in_light_and_dark_mode(
     chromium: Chromium,  # noqa: F811
@@ -114,7 +141,7 @@ def test_text_contrast_in_light_and_dark_mode(
 ) -> None:
     found = chromium.run(emails[email], width, scheme, lambda page: page.evaluate(CONTRAST_JS))
     # The whole email was measured, not an empty page.
-    assert len(found["runs"]) > {"confirm": 8, "demo": 60}.get(email, 100)
+    assert len(found["runs"]) > {"confirm": 8, "welcome": 8, "demo": 60}.get(email, 100)
     low = [run for run in found["runs"] if run["ratio"] < 4.5]
     assert low == [], low[:10]
     page_luminance = luminance(found["page"])
@@ -190,7 +217,7 @@ def test_the_week_at_a_glance_fills_a_phones_first_screen(
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("email", ["digest", "demo", "confirm"])
+@pytest.mark.parametrize("email", ["digest", "demo", "confirm", "welcome"])
 def test_axe_finds_no_serious_or_critical_violation(
     chromium: Chromium,  # noqa: F811
     emails: dict[str, str],
@@ -209,6 +236,11 @@ def test_spamassassin_scores_the_digest_below_one(
     score, report = spam_score(_message(digest, email_settings).as_bytes(READER))
     assert score < 1.0, report
     assert "HTML_FONT_LOW_CONTRAST" not in report  # the preheader is not hidden white text
+
+
+def test_spamassassin_scores_the_welcome_below_one(email_settings: Settings) -> None:
+    score, report = spam_score(_welcome(email_settings).as_bytes(READER))
+    assert score < 1.0, report
 
 
 def test_spamassassin_scores_the_confirmation_below_one(email_settings: Settings) -> None:

@@ -24,7 +24,7 @@ from digest.http.throttle import Throttle
 from digest.notices.subscribers import TransportFactory
 from digest.ops import health, metrics
 from digest.store.engine import make_engine, migrate
-from digest.web import archive, public, readers, site, webhooks
+from digest.web import archive, leaving, public, readers, site, webhooks
 from subscribers.optin import CONFIRM_RESEND_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 def include_routers(app: FastAPI) -> None:
     """Every router the app serves. A feature with its own router adds one line here."""
     app.include_router(public.router)
+    app.include_router(leaving.router)
     app.include_router(archive.router)
     app.include_router(readers.router)
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.

@@ -87,9 +87,29 @@ def archive_index(request: Request) -> HTMLResponse:
     return page(request, "archive_index.html", settings, issues=issues)
 
 
+def wants_page(accept: str) -> bool:
+    """A browser opening the feed (it asks for text/html, not for a feed type) gets a
+    readable page; feed readers, and anything that names no type, get the Atom XML.
+    (An XSLT stylesheet would do it inside the XML, but Chromium is dropping XSLT.)"""
+    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    feeds = {"application/atom+xml", "application/rss+xml"}
+    return "text/html" in types and not types & feeds
+
+
 @router.get("/archive/feed.atom", summary="Atom feed of published issues")
 def archive_feed(request: Request) -> Response:
     settings: Settings = request.app.state.settings
+    if wants_page(request.headers.get("accept", "")):
+        issues = [_issue_view(i, settings) for i in _public_issues(request, FEED_ENTRIES)]
+        response = page(
+            request,
+            "feed_page.html",
+            settings,
+            issues=issues,
+            self_url=f"{settings.base_url}/archive/feed.atom",
+        )
+        response.headers["Vary"] = "Accept"
+        return response
     with Session(request.app.state.engine) as session:
         issues = []
         for issue in _public_issues(request, FEED_ENTRIES):
@@ -113,7 +133,9 @@ def archive_feed(request: Request) -> Response:
             "issues": issues,
         },
     )
-    return Response(body, media_type="application/atom+xml; charset=utf-8")
+    return Response(
+        body, media_type="application/atom+xml; charset=utf-8", headers={"Vary": "Accept"}
+    )
 
 
 @router.get(
