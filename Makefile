@@ -34,15 +34,20 @@ demo: $(STAMP)
 node-tools:
 	@bash tests/node/install.sh
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), a test module to a process:
+# a module's servers and fixtures stay together. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
+
 test: $(STAMP) node-tools
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-clocks
 
 # The tests of dates, schedules, windows, waves, tokens and expiry (marked `clock`) again
 # under shifted clocks: 400 days ahead and the two Sundays of 2027 on which Europe/Berlin
 # changes its clocks (Debian's faketime shifts every process the tests start).
 test-clocks: $(STAMP)
-	$(BIN)/python tests/shifted_clocks.py -q -p no:cacheprovider
+	$(BIN)/python tests/shifted_clocks.py -q -p no:cacheprovider $(XDIST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check digest subscribers tests bench scheduler.py

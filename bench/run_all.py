@@ -11,7 +11,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["build_messages.py", "e2e_smtp.py", "providers.py", "pause_latency.py"]
+BENCHMARKS = [
+    "build_messages.py",
+    "e2e_smtp.py",
+    "providers.py",
+    "pause_latency.py",
+    "web.py",
+]
 
 
 def main() -> int:

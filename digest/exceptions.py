@@ -61,6 +61,15 @@ class ImportValidationError(DigestError):
         super().__init__("\n".join(problems))
 
 
+class ImportConflictError(DigestError):
+    """An import would change a comparison that already went out in an issue (or the
+    store moved on since its preview); nothing was written. ``problems``: one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
 class RenderError(DigestError):
     """A template failed to render or compile."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 from digest.core.clock import utcnow
@@ -54,26 +54,26 @@ def suppress(
     if not subscriber_ids:
         return 0
     ids = list(dict.fromkeys(subscriber_ids))
-    changed_rows: list[tuple[int, str]] = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        query = select(S.c.id, S.c.email).where(S.c.id.in_(chunk), S.c.status.in_(_MOVABLE))
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        changed_rows.extend((int(r.id), str(r.email)) for r in conn.execute(query))
-    if not changed_rows:
-        return 0
     now = utcnow()
     values: dict[str, object] = {"status": status.value, "updated_at": now, "confirm_nonce": None}
     if status == SubscriberStatus.UNSUBSCRIBED:
         values["unsubscribed_at"] = now
-    changed_ids = [sid for sid, _ in changed_rows]
-    for start in range(0, len(changed_ids), 500):
-        conn.execute(
+    # One conditional UPDATE … RETURNING: the rows it moved are the rows this call
+    # changed, even when another transaction (another web process, a SQLite writer
+    # that read before it held the lock) tries the same at the same moment — so the
+    # consent log gets each change exactly once.
+    changed_rows: list[tuple[int, str]] = []
+    for start in range(0, len(ids), 500):
+        moved = conn.execute(
             update(S)
-            .where(S.c.id.in_(changed_ids[start : start + 500]), S.c.status.in_(_MOVABLE))
+            .where(S.c.id.in_(ids[start : start + 500]), S.c.status.in_(_MOVABLE))
             .values(**values)
+            .returning(S.c.id, S.c.email)
         )
+        changed_rows.extend((int(r.id), str(r.email)) for r in moved)
+    if not changed_rows:
+        return 0
+    changed_ids = [sid for sid, _ in changed_rows]
     add_suppressions(conn, [email for _, email in changed_rows], status.value, source=source)
     log_events(
         conn,

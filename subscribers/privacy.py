@@ -4,10 +4,12 @@ person: ``digest subscribers show / export / forget``."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from digest.store.subscriber_models import (
 )
 from subscribers.consent import add_suppressions, events_for, suppression_of
 from subscribers.lifecycle import suppress
+from subscribers.preferences import topics_list
 from subscribers.service import normalize_email, quote_cell
 
 logger = logging.getLogger(__name__)
@@ -39,6 +42,11 @@ EXPORT_COLUMNS = (
     "consent_source",
     "created_at",
     "unsubscribed_at",
+    # the reader's own choices (subscribers/preferences.py): topics joined by ";"
+    # (empty: every topic), weekly or monthly, an IANA zone (empty: the list's)
+    "topics",
+    "frequency",
+    "timezone",
 )
 
 
@@ -83,8 +91,53 @@ def show(engine: Engine, email: str) -> dict[str, Any]:
         }
 
 
+def _export_row(row: Any) -> list[str]:
+    topics = topics_list(row.topics)
+    return [
+        # A valid address may start with "=" too (issue 13).
+        quote_cell(row.email),
+        quote_cell(row.name),
+        row.status,
+        _iso(row.confirmed_at) or "",
+        quote_cell(row.source),
+        _iso(row.created_at) or "",
+        _iso(row.unsubscribed_at) or "",
+        ";".join(topics) if topics else "",
+        row.frequency or "",
+        row.timezone or "",
+    ]
+
+
+def _export_pieces(engine: Engine, batch: int) -> Iterator[tuple[int, str]]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    with engine.connect() as conn:
+        rows = conn.execution_options(stream_results=True, yield_per=batch).execute(
+            select(S).order_by(S.c.id)
+        )
+        for row in rows:
+            writer.writerow(_export_row(row))
+            count += 1
+            if count % batch == 0:
+                yield count, buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield count, buffer.getvalue()
+
+
+def export_lines(engine: Engine, batch: int = 1000) -> Iterator[str]:
+    """The export as CSV text, the header first, then ``batch`` subscribers a piece:
+    streamed from the database, never the whole list in memory (the console's
+    download and :func:`export_csv` both write it)."""
+    for _count, piece in _export_pieces(engine, batch):
+        yield piece
+
+
 def export_csv(engine: Engine, target: Path) -> int:
-    """Write every subscriber with state and consent time; returns the row count.
+    """Write every subscriber with state, consent time and source, and their topics,
+    frequency and time zone; returns the row count.
 
     Written to a temporary file beside ``target`` and renamed, so a failed export
     never leaves half a file under the real name.
@@ -95,26 +148,9 @@ def export_csv(engine: Engine, target: Path) -> int:
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(EXPORT_COLUMNS)
-            with engine.connect() as conn:
-                rows = conn.execution_options(stream_results=True, yield_per=1000).execute(
-                    select(S).order_by(S.c.id)
-                )
-                for row in rows:
-                    writer.writerow(
-                        [
-                            # A valid address may start with "=" too (issue 13).
-                            quote_cell(row.email),
-                            quote_cell(row.name),
-                            row.status,
-                            _iso(row.confirmed_at) or "",
-                            quote_cell(row.source),
-                            _iso(row.created_at) or "",
-                            _iso(row.unsubscribed_at) or "",
-                        ]
-                    )
-                    count += 1
+            for written, piece in _export_pieces(engine, 1000):
+                handle.write(piece)
+                count = written
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

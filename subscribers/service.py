@@ -143,11 +143,36 @@ def add_subscriber(
     return subscriber, True
 
 
+@dataclass(frozen=True)
+class SkippedRow:
+    """A line an import left out (with ``skip_invalid``): its number, the email cell as
+    it was given, and what is wrong with it."""
+
+    line: int
+    email: str
+    problem: str
+
+
 @dataclass
 class CsvImportReport:
     added: int = 0
     existing: int = 0
     suppressed: list[str] = field(default_factory=list)
+    skipped: list[SkippedRow] = field(default_factory=list)
+
+
+SKIPPED_COLUMNS = ("line", "email", "problem")
+
+
+def skipped_csv(skipped: list[SkippedRow]) -> str:
+    """The lines an import skipped as a CSV report (line, email as given, problem);
+    every cell is made safe for spreadsheets (a bad row may well hold a formula)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(SKIPPED_COLUMNS)
+    for row in skipped:
+        writer.writerow([row.line, quote_cell(one_line(row.email, 320)), quote_cell(row.problem)])
+    return buffer.getvalue()
 
 
 def read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
@@ -197,14 +222,19 @@ def import_csv(
     *,
     source: str = "csv import",
     progress: Callable[[int], None] | None = None,
+    skip_invalid: bool = False,
 ) -> CsvImportReport:
     """All-or-nothing: every row is checked first; one bad row → nothing is written.
+    With ``skip_invalid`` the bad rows are left out instead, each reported by line in
+    ``report.skipped``, and the rest is imported; a file that cannot be read as CSV at
+    all (no ``email`` header, invalid UTF-8, a quote never closed) still fails whole.
 
     ``source`` is the consent source (where and how these people agreed); it is
     logged per added row with the file's line number. Addresses that are suppressed
     — by state, or only by hash after ``forget`` — are never added.
     """
     problems: list[str] = []
+    skipped: list[SkippedRow] = []
     rows: dict[str, tuple[int, str]] = {}
     for line, row in read_csv(path):
         try:
@@ -213,11 +243,12 @@ def import_csv(
             name = clean_name(unquote_cell(row.get("name") or ""))
         except SubscriberError as exc:
             problems.append(f"{path}:{line}: {exc}")
+            skipped.append(SkippedRow(line, row.get("email", ""), str(exc)))
             continue
         rows.setdefault(address, (line, name))
-    if problems:
+    if problems and not skip_invalid:
         raise SubscriberError("\n".join(problems))
-    report = CsvImportReport()
+    report = CsvImportReport(skipped=skipped)
     consent_source = one_line(source, 200) or "csv import"
     S = Subscriber.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:

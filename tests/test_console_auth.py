@@ -173,7 +173,7 @@ def test_login_attempts_are_limited_per_client_ip(
     assert "Too many login attempts" in answer.text
 
 
-def test_an_account_locks_after_repeated_wrong_passwords(console: Console) -> None:
+def test_a_client_waits_after_repeated_wrong_passwords(console: Console) -> None:
     client = console.client()
     form = csrf_of(client.get("/console/login"))
     for _ in range(5):
@@ -181,7 +181,7 @@ def test_an_account_locks_after_repeated_wrong_passwords(console: Console) -> No
     answer = client.post(
         "/console/login", data={"email": EDITOR, "password": PASSWORD, "csrf": form}
     )
-    assert answer.status_code == 401 and "too many wrong passwords" in answer.text
+    assert answer.status_code == 401 and "too many wrong attempts" in answer.text
 
 
 def test_the_set_password_link_works_once(console: Console) -> None:

@@ -51,7 +51,7 @@ def test_the_list_shows_each_issue_with_its_figures(console: Console) -> None:
         "Week",
         "State",
         "Review",
-        "Scheduled",
+        "Goes out",
         "Sent",
         "Remaining",
         "Failed",

@@ -11,7 +11,8 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 from cli_support import DigestCLI
-from console_support import EDITOR, OPERATOR, Console, make_console
+from console_support import BASE, EDITOR, OPERATOR, Console, make_console
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -109,10 +110,12 @@ def test_an_issue_page_shows_variants_waves_and_clicks(
     )
     tokens = TOKEN.findall(text)
     assert tokens
-    reader = console.client()
-    for _ in range(3):
+    # Three readers on three networks (one client counts once per link per hour).
+    for n in range(3):
+        reader = TestClient(console.app, base_url=BASE, client=(f"198.51.100.{n + 1}", 1000))
         assert reader.get(f"/r/{tokens[0]}", follow_redirects=False).status_code == 302
     assert reader.get(f"/r/{tokens[-1]}", follow_redirects=False).status_code == 302
+    console.app.state.clicks.flush()
     page = editor.get(f"/console/issues/{result.number}").text
     assert 'id="clicks"' in page and 'aria-labelledby="clicks-t clicks-d"' in page
     clicks = _table(page, "clicks")

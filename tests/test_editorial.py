@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from store_support import sample_items, write_json
 
+from digest.accounts.lockout import LoginLockout
 from digest.accounts.service import add_user, authenticate
 from digest.core.settings import SAMPLE_POSTAL_ADDRESS, Settings
 from digest.editorial.preflight import preflight
@@ -496,14 +497,22 @@ def test_users_cli_and_login_throttling(digest_cli: DigestCLI, engine: Engine) -
         ("ed@example.com", "editor", False),
         ("op@example.com", "operator", True),
     ]
+    lockout, here = LoginLockout(), "192.0.2.1"
     with session_scope(engine) as session:
-        assert authenticate(session, "op@example.com", "a long operator password").user
+        assert authenticate(
+            session, "op@example.com", "a long operator password", lockout=lockout, client=here
+        ).user
     for _ in range(5):
         with session_scope(engine) as session:
-            assert authenticate(session, "op@example.com", "wrong guess").user is None
+            wrong = authenticate(
+                session, "op@example.com", "wrong guess", lockout=lockout, client=here
+            )
+            assert wrong.user is None
     with session_scope(engine) as session:
-        locked = authenticate(session, "op@example.com", "a long operator password")
-    assert locked.user is None and "too many wrong passwords" in (locked.refused or "")
+        locked = authenticate(
+            session, "op@example.com", "a long operator password", lockout=lockout, client=here
+        )
+    assert locked.user is None and "too many wrong attempts" in (locked.refused or "")
     assert "removed" in digest_cli.ok("users", "remove", "ed@example.com").stdout
     assert [r["email"] for r in digest_cli.json("users", "list", "--json")] == ["op@example.com"]
 

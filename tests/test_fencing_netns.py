@@ -208,6 +208,7 @@ def _worker(host: Host, name: str, db_port: int, smtp_port: int, number: int, tm
             "DIGEST_ALLOW_UNSAFE_SEND": "true",
         }
     )
-    log = (tmp / f"{host.name}.log").open("wb")
     argv = [str(DIGEST), "worker", "--issue", str(number), "--until-done"]
-    return host.popen(argv, env, log, tmp)
+    # The worker writes through its own copy of the descriptor.
+    with (tmp / f"{host.name}.log").open("wb") as log:
+        return host.popen(argv, env, log, tmp)

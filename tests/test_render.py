@@ -27,6 +27,7 @@ from digest.issue.render import (
     trim_quote,
 )
 from digest.issue.subject import SUBJECT_TARGET
+from digest.issue.verdict import verdict
 from digest.mail.message import IssueMessage
 from digest.mail.placeholders import placeholder
 from digest.store.importer import import_comparisons
@@ -173,6 +174,17 @@ def test_each_card_carries_every_part(eight: list[Comparison], settings: Setting
     for comparison in eight[5:]:  # the rest are links, not cards
         link = comparison_link(comparison, settings.site_url)
         assert f"{link}\n" in text and f"Read the {comparison.title}" not in text
+        # Compact, nothing lost: the sentence, and each tool's price and readers' vote.
+        a, b = comparison.tools
+        assert verdict(comparison).line in " ".join(text.split())
+        for tool in (a, b):
+            votes = (
+                "no reader votes yet"
+                if tool.community_pct is None
+                else f"readers' vote {tool.community_pct}%"
+            )
+            if "<" not in tool.name:
+                assert f"{tool.name}: {tool.entry}, {votes}" in " ".join(text.split())
     assert "Also new this week" in html and "ALSO NEW THIS WEEK" in text
     assert "no votes yet" in html
     assert "Read the full comparison" not in html  # five identical links told nobody anything

@@ -143,7 +143,10 @@ def test_export_writes_state_and_consent_time(store: Store, tmp_path: Path) -> N
     target = tmp_path / "out" / "subs.csv"
     assert export_csv(store.engine, target) == 2
     lines = target.read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "email,name,status,consent_at,consent_source,created_at,unsubscribed_at"
+    assert lines[0] == (
+        "email,name,status,consent_at,consent_source,created_at,unsubscribed_at,"
+        "topics,frequency,timezone"
+    )
     ada, bob = lines[1], lines[2]
     assert ada.startswith("ada@example.com,\"'=HYPERLINK") and ",active,20" in ada
     assert bob.startswith("bob@example.com,Bob,pending,,test,")

@@ -2,8 +2,8 @@
 
 A new account gets either a password (``digest users add … --password-stdin``) or a
 one-time link to set it (valid ``SETUP_LINK_HOURS``; only its SHA-256 is stored).
-Logins are throttled per account: after ``MAX_FAILED_LOGINS`` wrong passwords in a row
-the account is locked for ``LOCK_MINUTES`` (the web layer also limits per client IP).
+Wrong passwords lock the (account, client) pair with back-off, never the account for
+everyone (digest/accounts/lockout.py); the web layer also limits per client IP.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from digest.accounts.lockout import LoginLockout
 from digest.accounts.passwords import hash_password, needs_rehash, verify
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
@@ -26,8 +27,6 @@ from subscribers.service import normalize_email
 logger = logging.getLogger(__name__)
 
 SETUP_LINK_HOURS = 72
-MAX_FAILED_LOGINS = 5
-LOCK_MINUTES = 15
 
 
 def token_hash(token: str) -> str:
@@ -155,34 +154,42 @@ class Login:
 WRONG = "wrong address or password"
 
 
-def authenticate(session: Session, email: str, password: str) -> Login:
-    """Check a login; counts failures on the account (commit the session either way)."""
+def login_key(email: str) -> str:
+    """The account half of a lock-out pair: the address as stored, or as typed when
+    it is not an address at all (counted the same, existing or not)."""
+    try:
+        return _address(email)
+    except AccountError:
+        return email.strip().lower()[:320]
+
+
+def authenticate(
+    session: Session, email: str, password: str, *, lockout: LoginLockout, client: str
+) -> Login:
+    """Check a login from ``client`` (its rate-limit key). Unknown addresses, wrong
+    passwords and locked pairs are answered alike, whether the account exists or not."""
+    account = login_key(email)
+    wait = lockout.wait(account, client)
+    if wait is not None:
+        verify(None, password)
+        return Login(None, f"too many wrong attempts from here; try again in {int(wait)} seconds")
     try:
         user = find_user(session, email)
     except AccountError:
         user = None
-    now = utcnow()
     if user is None:
         verify(None, password)
+        lockout.failed(account, client)
         return Login(None, WRONG)
-    if user.locked_until is not None and user.locked_until > now:
-        verify(None, password)
-        return Login(
-            None, f"too many wrong passwords; try again after {user.locked_until:%H:%M} UTC"
-        )
     if not verify(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until = now + timedelta(minutes=LOCK_MINUTES)
-            user.failed_logins = 0
-            logger.warning("console account %s locked after repeated failures", user.email)
-        session.add(user)
+        lockout.failed(account, client)
         return Login(None, WRONG)
     assert user.password_hash is not None
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    lockout.succeeded(account, client)
     user.failed_logins = 0
     user.locked_until = None
-    user.last_login_at = now
+    user.last_login_at = utcnow()
     session.add(user)
     return Login(user)

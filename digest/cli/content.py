@@ -147,7 +147,7 @@ def edit(
     issue: IssueOpt = None,
     subject: Annotated[str | None, typer.Option(help="New subject line.")] = None,
     preheader: Annotated[str | None, typer.Option(help="New preheader (inbox preview).")] = None,
-    intro: Annotated[str | None, typer.Option(help="New intro paragraph.")] = None,
+    intro: Annotated[str | None, typer.Option(help='New intro paragraph ("" for none).')] = None,
     add: Annotated[
         list[str] | None,
         typer.Option("--add", help="Add a new comparison by slug (as a link; repeatable)."),

@@ -38,9 +38,8 @@ def draft(
     Example: digest draft
     """
     # imported on use, not at start-up: keeps the CLI fast to start
-    from digest.core.clock import local_text
     from digest.issue.freeze import issue_rows
-    from digest.jobs.schedule import prepare_draft
+    from digest.jobs.schedule import prepare_draft, send_plan
     from digest.notices.reviewers import console_url
     from digest.store.engine import session_scope
 
@@ -54,9 +53,9 @@ def draft(
                 say(f"{frozen.nothing_new}; no draft")
                 return
             rows = [(c.slug, c.title, full) for c, full in issue_rows(session, issue)]
+            plan = send_plan(session, s, issue)
     except DigestError as exc:
         fail(str(exc))
-    when = local_text(issue.scheduled_for, s.tz) if issue.scheduled_for else "not scheduled"
     if as_json:
         info = {
             "number": issue.number,
@@ -66,13 +65,14 @@ def draft(
             "created": frozen.created,
             "subject": issue.subject,
             "scheduled_for": issue.scheduled_for.isoformat() if issue.scheduled_for else None,
+            "schedule": {k: v for k, v in plan.as_dict().items() if k not in ("state", "review")},
             "comparisons": [{"slug": slug, "full": full} for slug, _t, full in rows],
             "console": console_url(s, issue),
         }
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return
     verb = "froze" if frozen.created else "open:"
-    say(f"{verb} issue {issue.label} ({issue.state}, review {issue.review}); goes out {when}")
+    say(f"{verb} issue {issue.label} ({issue.state}, review {plan.review}); {plan.text}")
     say(f"subject: {issue.subject}")
     for slug, title, full in rows:
         say(f"  {'card' if full else 'link'}  {slug}  {title}")
@@ -202,8 +202,10 @@ def history_cmd(
     # imported on use, not at start-up: keeps the CLI fast to start
     from digest.issue.freeze import target_issue
     from digest.issue.history import history
+    from digest.jobs.schedule import send_plan
 
-    engine = store_engine(settings())
+    s = settings()
+    engine = store_engine(s)
     with Session(engine) as session:
         target = target_issue(session, number=issue, week=checked_week(week))
         if target is None:
@@ -211,10 +213,11 @@ def history_cmd(
         assert target.id is not None
         entries = history(session, target.id)
         label = target.label
+        plan = send_plan(session, s, target)
     if as_json:
         sys.stdout.write(json.dumps(entries, indent=2, ensure_ascii=False) + "\n")
         return
-    say(f"issue {label}")
+    say(f"issue {label}: {plan.state}, review {plan.review}; {plan.text}")
     for entry in entries:
         rest = {k: v for k, v in entry.items() if k not in ("at", "actor", "action")}
         detail = json.dumps(rest, ensure_ascii=False) if rest else ""

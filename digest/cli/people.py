@@ -12,6 +12,7 @@ import typer
 from sqlmodel import Session
 
 from digest.cli.common import (
+    err,
     fail,
     fail_import,
     out,
@@ -63,8 +64,24 @@ def subscribers_import(
             "e.g. 'signup sheet, PyCon 2026'. Default: 'CSV import of FILE'.",
         ),
     ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Import the valid rows and leave out the bad ones, each listed by line "
+            "(default: any bad row and nothing is written).",
+        ),
+    ] = False,
+    report_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="With --skip-invalid: write the skipped lines to this CSV (line, email, problem).",
+        ),
+    ] = None,
 ) -> None:
-    """Import active subscribers from CSV; any invalid row → nothing is written.
+    """Import active subscribers from CSV; any invalid row → nothing is written, unless
+    --skip-invalid leaves the bad rows out and lists them.
 
     Suppressed addresses (unsubscribed, bounced, complained, forgotten) are skipped:
     only a new double opt-in brings them back.
@@ -72,20 +89,38 @@ def subscribers_import(
     Example: digest subscribers import readers.csv --consent-source "signup sheet, PyCon 2026"
     """
     # imported on use, not at start-up: keeps the CLI fast to start
-    from subscribers.service import import_csv
+    from subscribers.service import import_csv, skipped_csv
 
     source = consent_source.strip() if consent_source else f"CSV import of {csv_path.name}"
     if not source:
         fail("--consent-source must not be empty", 2)
+    if report_path is not None and not skip_invalid:
+        fail("--report lists the lines --skip-invalid leaves out; add --skip-invalid", 2)
     engine = store_engine(settings())
     try:
         with progress_bar("importing") as bar:
-            report = import_csv(engine, csv_path, source=source, progress=bar.advance)
+            report = import_csv(
+                engine, csv_path, source=source, progress=bar.advance, skip_invalid=skip_invalid
+            )
     except DigestError as exc:
         fail_import(exc)
+    for row in report.skipped:
+        err.print(
+            f"{csv_path}:{row.line}: skipped: {row.problem}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if report_path is not None:
+        try:
+            report_path.write_text(skipped_csv(report.skipped), encoding="utf-8", newline="")
+        except OSError as exc:
+            fail(f"imported, but cannot write {report_path}: {exc.strerror}")
+    skipped = f"; skipped {plural(len(report.skipped), 'bad line')}" if skip_invalid else ""
+    written = f" (listed in {report_path})" if report_path is not None and skipped else ""
     out.print(
         f"imported {plural(report.added, 'new subscriber')}; {report.existing} already known; "
-        f"{len(report.suppressed)} suppressed left as they are",
+        f"{len(report.suppressed)} suppressed left as they are{skipped}{written}",
         highlight=False,
     )
 

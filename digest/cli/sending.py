@@ -148,7 +148,7 @@ def status(
 
     s = settings()
     engine = store_engine(s)
-    info = issue_status(engine, checked_week(week), number=issue)
+    info = issue_status(engine, checked_week(week), number=issue, settings=s)
     if info is None:
         if as_json:
             empty: dict[str, object] = {"number": issue, "week": week, "state": None, "counts": {}}
@@ -164,9 +164,8 @@ def status(
     say(
         f"issue #{info['number']} ({info['week']}): {info['state']} — {counts or 'no deliveries'}",
     )
-    if info["state"] == "draft":
-        say(f"review: {info['review']}")
-    if info.get("state_reason"):
+    say(f"review: {info['review']}; {info['schedule']['text']}")
+    if info.get("state_reason") and info["state_reason"] not in info["schedule"]["text"]:
         say(f"reason: {info['state_reason']}")
     if info.get("rate") is not None:
         eta = info.get("eta_seconds")

@@ -26,38 +26,69 @@ logger = logging.getLogger(__name__)
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes (uvicorn workers). Limits, click counts and caches "
+            "stay correct across them; /metrics adds up all of them.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the web app (subscribe, confirm, unsubscribe, archive) with uvicorn.
 
-    Example: digest serve --host 0.0.0.0 --port 8000
+    Example: digest serve --host 0.0.0.0 --port 8000 --workers 2
     """
     # imported on use, not at start-up: keeps the CLI fast to start
     import uvicorn
 
     from digest.http.accesslog import RedactTokens, log_config
     from digest.ops.logging_setup import configure_logging
-    from digest.web.app import create_app
+    from digest.store.engine import make_engine, migrate
 
     s = settings()
     configure_logging(logging.INFO, s)
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    # X-Forwarded-For is trusted only from DIGEST_FORWARDED_ALLOW_IPS (the rate limit
+    # and the consent log use the client address). Confirm/unsubscribe tokens never
+    # reach the access log. JSON logs: uvicorn's own loggers go through our handler
+    # instead of its text formatter.
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "proxy_headers": True,
+        "forwarded_allow_ips": s.forwarded_allow_ips,
+        "log_config": None if s.log_format == "json" else log_config(),
+    }
+    if workers == 1:
+        from digest.web.app import create_app
+
+        try:
+            application = create_app(s)
+        except DigestError as exc:
+            fail(str(exc))
+        uvicorn.run(application, **options)  # type: ignore[arg-type]
+        return
+    from digest.ops.metrics import multiprocess_dir
+
     try:
-        application = create_app(s)
+        s.signing_key()
+        engine = make_engine(s.database_url, s.db_busy_timeout)
+        migrate(engine)  # once, before the workers start
+        engine.dispose()
     except DigestError as exc:
         fail(str(exc))
-    # X-Forwarded-For is trusted only from DIGEST_FORWARDED_ALLOW_IPS (the rate limit
-    # and the consent log use the client address).
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_level="info",
-        proxy_headers=True,
-        forwarded_allow_ips=s.forwarded_allow_ips,
-        # Confirm/unsubscribe tokens never reach the access log. JSON logs: uvicorn's
-        # own loggers go through our handler instead of its text formatter.
-        log_config=None if s.log_format == "json" else log_config(),
-    )
+    # Each worker builds its own app (digest.web.app.serve_app) from the same
+    # environment; /metrics adds up every worker's counters from this folder.
+    with multiprocess_dir():
+        uvicorn.run(
+            "digest.web.app:serve_app",
+            factory=True,
+            workers=workers,
+            **options,  # type: ignore[arg-type]
+        )
 
 
 @app.command()

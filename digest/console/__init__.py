@@ -4,9 +4,10 @@ issues; operators also send, pause, resume and cancel them and manage subscriber
 Modules by role: ``auth`` (accounts in the browser: login, sessions, CSRF, roles),
 ``pages`` (templates, the console's CSP, problem pages), ``runner`` (sends and CSV
 imports in a background thread), ``issues`` and ``sending`` (an issue's pages and its
-send), ``deliveries`` (outcomes and CSV export), ``subscribers``, ``inbound`` (replies that
-came back by mail), ``charts`` (SVG) and
-``api`` (the JSON status for scripts). Every page works without JavaScript.
+send), ``comparisons`` (the list and the import page with its preview),
+``deliveries`` (outcomes and CSV export), ``subscribers``, ``inbound`` (replies that
+came back by mail), ``charts`` (SVG) and ``api`` (the JSON status for scripts). Every
+page works without JavaScript.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from digest.console import (
     api,
     auth,
     charts,
+    comparisons,
     deliveries,
     inbound,
     issues,
@@ -29,6 +31,16 @@ from digest.console.pages import install_handlers, static_router
 def install(app: FastAPI) -> None:
     """Add the console's routers and its problem-page handler to ``app``."""
     install_handlers(app)
-    for module in (auth, issues, sending, deliveries, subscribers, inbound, charts, api):
+    for module in (
+        auth,
+        issues,
+        comparisons,
+        sending,
+        deliveries,
+        subscribers,
+        inbound,
+        charts,
+        api,
+    ):
         app.include_router(module.router)
     app.include_router(static_router)

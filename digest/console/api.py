@@ -43,7 +43,7 @@ def status(request: Request, number: int | None = None) -> JSONResponse:
                 status_code=401,
                 headers={"WWW-Authenticate": 'Bearer realm="digest console"'},
             )
-    info = issue_status(request.app.state.engine, number=number)
+    info = issue_status(request.app.state.engine, number=number, settings=settings)
     runner = send_runner(request)
     return JSONResponse(
         {"issue": info, "sender_running": runner.running, "last_summary": runner.last_summary},

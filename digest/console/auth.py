@@ -9,8 +9,8 @@ link, server-side sessions, CSRF and roles.
   cookie; on the set-password page one bound to the link) and a post must come from
   the console's own origin (``Origin``, else ``Sec-Fetch-Site``).
 - Logins are limited per client IP (``DIGEST_CONSOLE_LOGIN_LIMIT`` attempts per
-  ``DIGEST_CONSOLE_LOGIN_WINDOW`` seconds) on top of the per-account lock of
-  :mod:`digest.accounts.service`.
+  ``DIGEST_CONSOLE_LOGIN_WINDOW`` seconds) on top of the per (account, client) lock-out
+  with back-off of :mod:`digest.accounts.lockout` (no client can lock anyone else out).
 - Roles are enforced here, server-side: :data:`Editor` is anyone logged in,
   :data:`Operator` only operators; a refused request gets a 403 page with the reason.
 """
@@ -31,14 +31,21 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
+from digest.accounts.lockout import LoginLockout
 from digest.accounts.passwords import MIN_LENGTH
-from digest.accounts.service import authenticate, set_password, token_hash, user_for_setup_token
+from digest.accounts.service import (
+    authenticate,
+    login_key,
+    set_password,
+    token_hash,
+    user_for_setup_token,
+)
 from digest.console.pages import ConsoleProblem, console_headers, render
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.exceptions import AccountError
-from digest.http.client import client_ip, user_agent
-from digest.http.throttle import Throttle
+from digest.http.client import client_ip, client_key, user_agent
+from digest.http.throttle import SharedThrottle, Throttle
 from digest.store.account_models import ConsoleSession, ConsoleUser, Role
 from digest.store.engine import session_scope
 
@@ -76,11 +83,22 @@ def _login_throttle(request: Request) -> Throttle:
     state = request.app.state
     if getattr(state, "console_login_throttle", None) is None:
         settings: Settings = state.settings
-        state.console_login_throttle = Throttle(
-            settings.console_login_limit, settings.console_login_window
+        state.console_login_throttle = SharedThrottle(
+            state.engine,
+            "console-login",
+            settings.console_login_limit,
+            settings.console_login_window,
         )
     throttle: Throttle = state.console_login_throttle
     return throttle
+
+
+def login_lockout(request: Request) -> LoginLockout:
+    state = request.app.state
+    if getattr(state, "console_login_lockout", None) is None:
+        state.console_login_lockout = LoginLockout()
+    lockout: LoginLockout = state.console_login_lockout
+    return lockout
 
 
 def _mac(settings: Settings, purpose: str, value: str) -> str:
@@ -274,7 +292,7 @@ def login(
             error="The login form expired; please try again.",
             status_code=403,
         )
-    wait = _login_throttle(request).hit(client_ip(request))
+    wait = _login_throttle(request).check(request)
     if wait is not None:
         response = _login_page(
             request,
@@ -285,7 +303,13 @@ def login(
         response.headers["Retry-After"] = str(int(wait))
         return response
     with session_scope(request.app.state.engine) as session:
-        outcome = authenticate(session, email, password)
+        outcome = authenticate(
+            session,
+            email,
+            password,
+            lockout=login_lockout(request),
+            client=client_key(request),
+        )
     if outcome.user is None:
         logger.warning("console login refused for %r from %s", email[:80], client_ip(request))
         return _login_page(
@@ -354,6 +378,7 @@ def setup(
                 fresh = session.get(ConsoleUser, user.id)
                 assert fresh is not None
                 set_password(session, fresh, password)
+            login_lockout(request).clear(login_key(user.email))
         except AccountError as exc:
             error = f"Not set: {exc}."
     if error is not None:

@@ -59,7 +59,7 @@ def back(number: int, done: str, anchor: str = "") -> RedirectResponse:
 @router.get("", response_class=HTMLResponse)
 def issues_list(request: Request, viewer: Editor) -> Response:
     engine = request.app.state.engine
-    lines = issue_lines(engine)
+    lines = issue_lines(engine, request.app.state.settings)
     runner = send_runner(request)
     sending = any(line.issue.state == IssueState.SENDING for line in lines)
     with Session(engine) as session:
@@ -111,7 +111,7 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
     with Session(engine) as session:
         issue = get_issue(session, number)
         assert issue.id is not None
-        line = issue_line(session, issue)
+        line = issue_line(session, settings, issue)
         rows = issue_rows(session, issue)
         draft = issue.state == IssueState.DRAFT
         featured = {c.slug for c, _full in rows}
@@ -128,7 +128,7 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
     live = issue.state == IssueState.SENDING or (runner.running and runner.number == number)
     progress = None
     if live or issue.state == IssueState.PAUSED or line.total:
-        progress = issue_status(engine, number=number)
+        progress = issue_status(engine, number=number, settings=settings)
     return render(
         request,
         "issue.html",

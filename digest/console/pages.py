@@ -24,6 +24,7 @@ from jinja2.runtime import Context
 
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
+from digest.core.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ NOTICES = {
     "unsubscribed": "Unsubscribed; the address is on the suppression list.",
     "forgotten": "Erased. Only a hash of the address stays, on the suppression list.",
     "password": "Your password is set; you are logged in.",
+    "imported": "Imported. The new comparisons wait for the next issue; drafts that feature "
+    "an updated one were re-compiled.",
 }
 
 _ENV = Environment(
@@ -103,6 +106,7 @@ def _duration(seconds: float | None) -> str:
 _ENV.filters["local"] = _local
 _ENV.filters["duration"] = _duration
 _ENV.filters["number"] = _number
+_ENV.filters["plural"] = plural
 
 
 def render_template(name: str, context: dict[str, Any]) -> str:

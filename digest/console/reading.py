@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from digest.console.svg import hbar_chart
 from digest.core.settings import Settings
+from digest.core.wording import plural
 from digest.delivery.queue import OPEN_STATES
 from digest.issue.clicks import clicks_by_comparison, most_read
 from digest.readers.variants import variant_summary
@@ -86,7 +87,7 @@ def issue_reading(session: Session, issue: Issue, settings: Settings) -> Reading
         reading.clicks_chart = hbar_chart(
             "clicks",
             f"Clicks per comparison, issue #{issue.number}",
-            f"{reading.total_clicks:,} clicks on issue #{issue.number}'s links, by "
+            f"{plural(reading.total_clicks, 'click')} on issue #{issue.number}'s links, by "
             "comparison (every link to it counted together).",
             [c["title"] for c in reading.clicks],
             [c["clicks"] for c in reading.clicks],
@@ -103,7 +104,7 @@ def most_read_chart(session: Session) -> tuple[list[dict[str, Any]], Markup | No
     chart = hbar_chart(
         "most-read",
         f"Most read over the last {RECENT_ISSUES} issues",
-        f"The {len(rows)} comparisons readers clicked most across the last "
+        f"The {plural(len(rows), 'comparison')} readers clicked most across the last "
         f"{RECENT_ISSUES} issues; {rows[0]['title']} leads with {rows[0]['clicks']:,}.",
         [r["title"] for r in rows],
         [r["clicks"] for r in rows],

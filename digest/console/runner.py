@@ -139,7 +139,8 @@ def send_runner(request: Request) -> SendRunner:
 @dataclass
 class ImportJob:
     """One CSV upload being imported: all-or-nothing, so it either reports every bad
-    line (and wrote nothing) or how many it added."""
+    line (and wrote nothing) or how many it added; with ``skip_invalid``, how many it
+    added and which lines it left out."""
 
     id: str
     filename: str
@@ -149,6 +150,8 @@ class ImportJob:
     finished: bool = False
     report: CsvImportReport | None = None
     problems: list[str] = field(default_factory=list)
+    #: leave bad rows out (the report lists them) rather than refuse the whole file
+    skip_invalid: bool = False
     thread: threading.Thread | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -170,11 +173,14 @@ class ImportRunner:
         with self._lock:
             return self._jobs.get(job_id)
 
-    def start(self, path: Path, *, filename: str, source: str, by: str) -> ImportJob:
-        """Import ``path`` (a private copy the job deletes when done)."""
+    def start(
+        self, path: Path, *, filename: str, source: str, by: str, skip_invalid: bool = False
+    ) -> ImportJob:
+        """Import ``path`` (a private copy the job deletes when done); ``skip_invalid``
+        leaves bad rows out (listed in the report) instead of refusing the file."""
         with path.open("rb") as handle:
             rows = max(0, sum(1 for _ in handle) - 1)
-        job = ImportJob(secrets.token_urlsafe(12), filename, by, rows)
+        job = ImportJob(secrets.token_urlsafe(12), filename, by, rows, skip_invalid=skip_invalid)
         with self._lock:
             self._jobs[job.id] = job
             while len(self._jobs) > self.KEEP:
@@ -190,7 +196,9 @@ class ImportRunner:
             job.done += n
 
         try:
-            job.report = import_csv(self.engine, path, source=source, progress=advance)
+            job.report = import_csv(
+                self.engine, path, source=source, progress=advance, skip_invalid=job.skip_invalid
+            )
         except SubscriberError as exc:
             job.problems = [_without_folder(line, path) for line in str(exc).splitlines()]
         except DigestError as exc:

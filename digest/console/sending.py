@@ -18,7 +18,7 @@ from digest.console.views import get_issue
 from digest.core.clock import utcnow, week_of
 from digest.core.settings import Settings
 from digest.delivery.controls import cancel_issue, pause_issue, resume_issue
-from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, preflight
+from digest.editorial.preflight import EXEMPT_TRANSPORTS, consequence, fetch_health, preflight
 from digest.editorial.review import blocked_reason
 from digest.exceptions import DigestError
 from digest.issue.freeze import issue_message, started_in_week
@@ -61,12 +61,14 @@ def send_confirmation(request: Request, number: int, viewer: Operator) -> Respon
         raise ConsoleProblem(409, f"issue {issue.label} is {issue.state}; only a draft is sent")
     name = transport_name(request)
     real = name not in EXEMPT_TRANSPORTS
+    # The probe runs for the demo's Maildir too: its copies carry the same unsubscribe
+    # links, and the issue page promises the check here.
     report = preflight(
         issue_message(issue, settings),
         settings,
         preheader=issue.preheader,
         real=real,
-        health=fetch_health if real else None,
+        health=fetch_health,
     )
     return render(
         request,
@@ -77,6 +79,10 @@ def send_confirmation(request: Request, number: int, viewer: Operator) -> Respon
         transport=transport_description(settings, name),
         sender=settings.from_address,
         report=report,
+        checks=[(c, consequence(c, real=real)) for c in report.checks],
+        real=real,
+        probe_timeout=settings.preflight_health_timeout,
+        base_url=settings.base_url,
         blocked=(real and not report.passed) or None,
         review_blocked=blocked_reason(issue, settings),
         other_this_week=already if already is not None and already.id != issue.id else None,

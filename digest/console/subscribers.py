@@ -8,20 +8,21 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
 from digest.console.auth import Operator, OperatorPost
 from digest.console.pages import ConsoleProblem, render
 from digest.console.runner import import_runner, private_copy
+from digest.core.clock import utcnow
 from digest.exceptions import DigestError
 from digest.store.engine import session_scope
 from digest.store.models import Delivery, Issue
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from subscribers.preferences import FREQUENCIES, ZONES, catalog, set_preferences, topics_list
-from subscribers.privacy import forget, show, unsubscribe_address
-from subscribers.service import add_subscriber
+from subscribers.privacy import export_lines, forget, show, unsubscribe_address
+from subscribers.service import add_subscriber, skipped_csv
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,22 @@ def subscriber_list(
         total=total,
         page=page,
         pages=max(1, -(-total // PAGE_SIZE)),
+    )
+
+
+@router.get("/export.csv")
+def subscriber_export(request: Request, viewer: Operator) -> Response:
+    """Every subscriber as ``digest subscribers export`` writes them: state, consent
+    time and source, topics, frequency and time zone; streamed, formulas neutralised."""
+    logger.info("subscriber export downloaded by %s", viewer.email)
+    stamp = utcnow().strftime("%Y-%m-%d")
+    return StreamingResponse(
+        export_lines(request.app.state.engine),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="subscribers-{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -208,6 +225,7 @@ async def import_upload(
     viewer: OperatorPost,
     file: Annotated[UploadFile | None, File()] = None,
     consent: Annotated[str, Form(max_length=150)] = "",
+    skip_invalid: Annotated[str, Form()] = "",
 ) -> Response:
     if file is None or not file.filename:
         raise ConsoleProblem(422, "choose a CSV file to import")
@@ -223,6 +241,7 @@ async def import_upload(
         filename=target.name,
         source=f"{consent.strip()} (imported by {viewer.email})",
         by=viewer.email,
+        skip_invalid=skip_invalid == "yes",
     )
     return RedirectResponse(f"/console/subscribers/import/{job.id}", status_code=303)
 
@@ -233,3 +252,22 @@ def import_progress(request: Request, job_id: str, viewer: Operator) -> Response
     if job is None:
         raise ConsoleProblem(404, "no such import (the server forgets old ones)")
     return render(request, "import.html", viewer, job=job, refresh=None if job.finished else 2)
+
+
+@router.get("/import/{job_id}/skipped.csv")
+def import_skipped(request: Request, job_id: str, viewer: Operator) -> Response:
+    """The lines an import with "skip bad rows" left out: line, email as given, problem."""
+    job = import_runner(request).get(job_id)
+    if job is None:
+        raise ConsoleProblem(404, "no such import (the server forgets old ones)")
+    if not job.finished or job.report is None:
+        raise ConsoleProblem(409, "this import has not finished; its report comes at the end")
+    stem = job.filename.rsplit(".", 1)[0] or "import"
+    return Response(
+        skipped_csv(job.report.skipped),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{stem}-skipped.csv"',
+            "Cache-Control": "no-store",
+        },
+    )

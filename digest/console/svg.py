@@ -41,6 +41,31 @@ def nice_max(value: float) -> float:
     return float(10 * power)
 
 
+#: gridlines above the baseline
+STEPS = 4
+
+
+def axis(value: float, *, whole: bool = False) -> tuple[float, int]:
+    """The step between gridlines (``STEPS`` of them reach ``value``) and the decimals
+    that print every gridline's value exactly: each label names its own line, never a
+    rounded neighbour ("1.2%" beside the 1.25% line). ``whole`` counts (subscribers)
+    step by whole numbers."""
+    raw = max(value, 1.0 if whole else 0.0) / STEPS or 0.25
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = 10 * power
+    for mantissa in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8):
+        candidate = mantissa * power
+        if candidate >= raw * (1 - 1e-9) and not (whole and candidate != int(candidate)):
+            step = candidate
+            break
+    decimals = next(
+        d
+        for d in range(7)
+        if all(abs(round(step * i, d) - step * i) < 1e-9 for i in range(STEPS + 1))
+    )
+    return step, decimals
+
+
 def _fmt(value: float, unit: str) -> str:
     if unit == "%":
         return f"{value:.1f}%" if value < 10 and value != int(value) else f"{value:.0f}%"
@@ -57,17 +82,20 @@ def _open(chart_id: str, title: str, desc: str, width: int, height: int) -> list
     ]
 
 
-def _frame(chart_id: str, title: str, desc: str, top: float, unit: str) -> list[str]:
+def _frame(
+    chart_id: str, title: str, desc: str, step: float, decimals: int, unit: str
+) -> list[str]:
     parts = _open(chart_id, title, desc, WIDTH, HEIGHT)
-    for i in range(5):
-        value = top * i / 4
-        y = TOP + PLOT_H - PLOT_H * i / 4
+    for i in range(STEPS + 1):
+        label = f"{step * i:,.{decimals}f}{unit}"
+        y = TOP + PLOT_H - PLOT_H * i / STEPS
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
         )
+        # Centred on its line (dominant-baseline), not sitting a baseline above it.
         parts.append(
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" fill="{MUTED}">'
-            f"{escape(_fmt(value, unit))}</text>"
+            f'<text x="{LEFT - 6}" y="{y:.1f}" text-anchor="end" dominant-baseline="central" '
+            f'fill="{MUTED}">{escape(label)}</text>'
         )
     return parts
 
@@ -101,8 +129,10 @@ def _start(
     top: float | None,
 ) -> tuple[float, list[str]]:
     """The axis top and the chart's opening: frame, grid and legend."""
-    top = top or nice_max(max((v for s in series for v in s.values), default=0.0))
-    return top, _frame(chart_id, title, desc, top, unit) + _legend(series)
+    highest = top or max((float(v) for s in series for v in s.values), default=0.0)
+    step, decimals = axis(highest, whole=unit != "%")
+    top = step * STEPS
+    return top, _frame(chart_id, title, desc, step, decimals, unit) + _legend(series)
 
 
 def _end(parts: list[str], labels: Sequence[str], xs: Sequence[float]) -> Markup:

@@ -11,10 +11,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from digest.console.pages import ConsoleProblem
+from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.delivery.queue import OPEN_STATES, counts
 from digest.issue.freeze import find_issue, issue_message
 from digest.jobs.preview import SAMPLE_RECIPIENT
+from digest.jobs.schedule import SendPlan, send_plan
 from digest.store.models import Issue
 from digest.webhooks.events import provider_events
 
@@ -42,9 +44,11 @@ class IssueLine:
     complained: int
     #: bounces and complaints by how they came: webhook, inbound (digest inbound), mailbox
     by_source: dict[str, dict[str, int]]
+    #: review, when it goes out or why not: the same answer `digest status` gives
+    plan: SendPlan
 
 
-def issue_line(session: Session, issue: Issue) -> IssueLine:
+def issue_line(session: Session, settings: Settings, issue: Issue) -> IssueLine:
     assert issue.id is not None
     conn = session.connection()
     by_state = counts(conn, issue.id)
@@ -59,13 +63,14 @@ def issue_line(session: Session, issue: Issue) -> IssueLine:
         bounced=int(events["bounces"]["total"]),
         complained=int(events["complaints"]),
         by_source=events["by_source"],
+        plan=send_plan(session, settings, issue, utcnow()),
     )
 
 
-def issue_lines(engine: Engine, limit: int = LIST_LIMIT) -> list[IssueLine]:
+def issue_lines(engine: Engine, settings: Settings, limit: int = LIST_LIMIT) -> list[IssueLine]:
     with Session(engine) as session:
         issues = session.exec(select(Issue).order_by(col(Issue.number).desc()).limit(limit)).all()
-        return [issue_line(session, issue) for issue in issues]
+        return [issue_line(session, settings, issue) for issue in issues]
 
 
 def get_issue(session: Session, number: int) -> Issue:

@@ -83,6 +83,29 @@ def parse_local_time(value: str) -> time:
     return time(int(hours), int(minutes))
 
 
+def parse_ingest_tokens(value: str | None) -> dict[str, str]:
+    """``"site=TOKEN,backfill=TOKEN2"`` → ``{"site": "TOKEN", "backfill": "TOKEN2"}``;
+    ValueError naming the bad entry (never the token itself)."""
+    tokens: dict[str, str] = {}
+    for entry in (value or "").split(","):
+        if not entry.strip():
+            continue
+        name, sep, token = entry.strip().partition("=")
+        name, token = name.strip(), token.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,40}", name):
+            raise ValueError(
+                f"entry {len(tokens) + 1} is not NAME=TOKEN (a name of letters, digits, . _ -)"
+            )
+        if name in tokens:
+            raise ValueError(f"the name {name!r} appears twice")
+        if token.lower() in PLACEHOLDER_SECRETS or len(token) < 16 or not token.isprintable():
+            raise ValueError(
+                f"the token of {name!r} is a placeholder or shorter than 16 characters"
+            )
+        tokens[name] = token
+    return tokens
+
+
 MiB = 1024 * 1024
 
 #: Signs links only under ``digest demo`` (``signing_key`` refuses it otherwise).
@@ -248,12 +271,33 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
     metrics_token: SecretStr | None = None  # when set, /metrics wants "Bearer <token>"
 
+    # The ingest API (docs/ingest.md): POST /api/comparisons with "Bearer TOKEN", tokens
+    # named "site=TOKEN,backfill=TOKEN2"; the name is recorded on what each brought in.
+    ingest_tokens: SecretStr | None = None
+    ingest_max_bytes: int = Field(default=5 * MiB, ge=64 * 1024, le=16 * MiB)
+
     demo: bool = False
+
+    @field_validator("secret_key_previous")
+    @classmethod
+    def _unset_when_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # `DIGEST_SECRET_KEY_PREVIOUS=` (an env file's empty line) means "no previous
+        # key"; read as a key it failed every link at request time (issue 22).
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
 
     @field_validator("domain_limits")
     @classmethod
     def _domain_limits(cls, value: str | None) -> str | None:
         parse_domain_limits(value)
+        return value
+
+    @field_validator("ingest_tokens")
+    @classmethod
+    def _ingest_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_ingest_tokens(value.get_secret_value())
         return value
 
     @field_validator("send_local_time")

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from digest.core.settings import Settings
+from digest.core.wording import plural
 from digest.delivery.queue import SendReport
 from digest.delivery.send_loop import PENDING, deliver
 from digest.issue.freeze import issue_message
@@ -58,7 +59,8 @@ class WorkerReport:
     def summary(self) -> str:
         line = (
             f"worker: {self.sent} sent, {self.failed} failed, {self.skipped} skipped, "
-            f"{self.retried} retries in {self.batches} batches"
+            f"{plural(self.retried, 'retry', 'retries')} in "
+            f"{plural(self.batches, 'batch', 'batches')}"
         )
         if self.issues:
             line += f" ({', '.join(self.issues)})"

@@ -21,6 +21,7 @@ import requests
 
 from digest.core.recipient import Recipient
 from digest.core.settings import SAMPLE_POSTAL_ADDRESS, TEST_DOMAIN_SUFFIXES, TEST_DOMAINS, Settings
+from digest.core.wording import plural
 from digest.issue.render import GMAIL_CLIP_BYTES
 from digest.mail.message import IssueMessage
 
@@ -80,8 +81,9 @@ class PreflightReport:
 
     def summary(self) -> str:
         return (
-            f"preflight: {len(self.errors)} errors, {len(self.warnings)} warnings, "
-            f"{sum(1 for c in self.checks if c.status == OK)} checks passed"
+            f"preflight: {plural(len(self.errors), 'error')}, "
+            f"{plural(len(self.warnings), 'warning')}, "
+            f"{plural(sum(1 for c in self.checks if c.status == OK), 'check')} passed"
         )
 
 
@@ -112,6 +114,82 @@ class _Links(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self.in_style:
             self.text.append(data)
+
+
+#: What each check's result means for the readers of this send (the console's send
+#: page shows it beside the result); whether it blocks is said by :func:`consequence`.
+_MEANING: dict[str, dict[str, str]] = {
+    "html size": {
+        OK: "Gmail shows the whole email, footer and unsubscribe link included",
+        WARNING: "Gmail still shows it whole, but a longer edit could get it clipped",
+        ERROR: "Gmail would cut it off, hiding the footer and the unsubscribe link",
+    },
+    "links": {
+        OK: "every link opens, over https",
+        WARNING: "links go out over plain http: their tokens can be read on the way",
+        ERROR: "some links lead nowhere",
+    },
+    "template fields": {
+        OK: "readers see no template markers",
+        ERROR: "readers would see raw template markers",
+    },
+    "images": {
+        OK: "screen readers and clients that block images get a description",
+        WARNING: "an image says nothing to screen readers or with images off",
+        ERROR: "an image has no text for screen readers or with images off",
+    },
+    "subject": {
+        OK: "inboxes show it in full",
+        WARNING: "inboxes cut it short",
+        ERROR: "the subject is empty or far too long",
+    },
+    "preheader": {
+        OK: "the inbox preview shows the line you wrote",
+        WARNING: "inboxes cut the preview line short",
+        ERROR: "inboxes show the email's first words as the preview instead",
+    },
+    "from domain": {
+        OK: "replies and bounces reach a real domain",
+        WARNING: "the sender's domain takes no replies and fails SPF/DMARC at real inboxes",
+        ERROR: "the sender's domain takes no replies and fails SPF/DMARC at real inboxes",
+    },
+    "postal address": {
+        OK: "the footer carries the postal address CAN-SPAM requires",
+        WARNING: "the footer shows the sample postal address",
+        ERROR: "the footer lacks the postal address CAN-SPAM requires",
+    },
+    "base url": {
+        OK: "unsubscribe and archive links use https",
+        WARNING: "unsubscribe and archive links are plain http",
+        ERROR: "unsubscribe and archive links are plain http",
+    },
+    "unsubscribe host": {
+        OK: "readers can unsubscribe and change preferences the moment the issue lands",
+        WARNING: "it can go, but readers' unsubscribe and preference links fail until "
+        "`digest serve` answers at DIGEST_BASE_URL",
+        ERROR: "unsubscribe links would reach something other than this app: readers "
+        "could not unsubscribe",
+    },
+}
+
+
+def consequence(check: Check, *, real: bool) -> str:
+    """What ``check``'s result means for the send at hand: what readers get, and
+    whether it stops the send (an error does, when the transport reaches real people)."""
+    what = _MEANING.get(check.name, {}).get(check.status, "")
+    if check.status == ERROR:
+        stop = (
+            "Blocks this send until it is fixed."
+            if real
+            else "Would block a real send; this transport reaches nobody, so it does not "
+            "block this one."
+        )
+    elif check.status == WARNING:
+        stop = "Does not block this send."
+    else:
+        stop = ""
+    sentence = f"{what[:1].upper()}{what[1:]}." if what else ""
+    return f"{sentence} {stop}".strip()
 
 
 def fetch_health(url: str, timeout: float) -> tuple[int, Any]:
@@ -170,7 +248,7 @@ def preflight(
             + ("; allowed by DIGEST_ALLOW_UNSAFE_SEND" if settings.allow_unsafe_send else ""),
         )
     else:
-        report.add("links", OK, f"{len(links)} links, all absolute https or mailto")
+        report.add("links", OK, f"{plural(len(links), 'link')}, all absolute https or mailto")
 
     leftovers = sorted({m.group() for m in _LEFTOVER.finditer(" ".join(parsed.text) + text)})
     if leftovers:

@@ -58,6 +58,12 @@ def body_rules(settings: Settings) -> tuple[BodyRule, ...]:
             settings.console_import_timeout,
         ),
         BodyRule(
+            "comparisons",
+            ("/api/comparisons", "/console/comparisons/import"),
+            settings.ingest_max_bytes,
+            settings.body_timeout,
+        ),
+        BodyRule(
             "console form", ("/console",), settings.console_body_max_bytes, settings.body_timeout
         ),
         BodyRule("webhook", ("/webhooks",), settings.webhook_body_max_bytes, settings.body_timeout),

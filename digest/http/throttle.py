@@ -1,43 +1,49 @@
-"""Request throttling: a per-client-IP sliding-window limit (the public subscribe
-form, a fresh unsubscribe link, console logins). Not send pacing, which is
-:mod:`digest.delivery.pacing`.
+"""Request throttling: at most N requests per client per window on the routes a
+script could abuse (the public subscribe form, a fresh unsubscribe link, console
+logins). Not send pacing, which is :mod:`digest.delivery.pacing`.
 
-In-process and in memory: each ``digest serve`` process counts on its own, and a
-restart forgets. That is enough to stop a script hammering one form; several
-workers behind a load balancer each allow the limit (docs/subscribers.md).
+Who "a client" is, is decided in one place, :func:`digest.http.client.client_key`
+(an IPv4 address or an IPv6 /64); every throttled route calls :meth:`Throttle.check`
+or :meth:`SharedThrottle.check` with the request, never a key of its own making.
+
+Two kinds, one interface (``hit(key)`` / ``check(request)``: None when allowed, else
+the seconds to wait):
+
+- :class:`SharedThrottle` — what ``digest serve`` uses: the counts live in the
+  store's ``throttle_window`` table, so every server process (``--workers N``) and
+  every restart sees the same budget. A sliding window estimated from two fixed
+  windows (this one, and the last one weighted by how much of it still overlaps).
+- :class:`Throttle` — one process's exact sliding window in memory (tests, tools).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from fastapi import Request
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from digest.http.client import IPV6_PREFIX, client_key, rate_key
+from digest.store.models import ThrottleWindow
+
 logger = logging.getLogger(__name__)
 
-#: An IPv6 client usually holds a whole /64 (SLAAC, privacy addresses): counting per
-#: address would give one person 2**64 budgets.
-IPV6_PREFIX = 64
+__all__ = ["IPV6_PREFIX", "SharedThrottle", "Throttle", "rate_key"]
 
-
-def rate_key(ip: str) -> str:
-    """The key a client is counted under: its IPv4 address, or its IPv6 /64."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX}", strict=False))
-    return str(address)
+T = ThrottleWindow.__table__  # type: ignore[attr-defined]
+#: How often one process clears windows that ended (seconds).
+PRUNE_EVERY = 60.0
 
 
 class Throttle:
-    """At most ``limit`` hits per key per ``window`` seconds."""
+    """At most ``limit`` hits per key per ``window`` seconds, in this process."""
 
     def __init__(
         self,
@@ -53,6 +59,10 @@ class Throttle:
         self.clock = clock
         self._hits: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def check(self, request: Request) -> float | None:
+        """Count one request of this client (:func:`client_key`)."""
+        return self.hit(client_key(request))
 
     def hit(self, key: str) -> float | None:
         """Count one hit; None if allowed, else the seconds until the next is allowed."""
@@ -70,3 +80,74 @@ class Throttle:
             while len(self._hits) > self.max_keys:
                 self._hits.popitem(last=False)
         return None
+
+
+class SharedThrottle(Throttle):
+    """At most about ``limit`` hits per key per ``window`` seconds, counted in the
+    store for every process. ``name`` keeps one route's budget apart from another's.
+    (A :class:`Throttle` by interface: the routes do not know which one they hold.)"""
+
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        limit: int,
+        window: float,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(limit, float(window), clock=clock)
+        self.engine = engine
+        self.name = name
+        self._pruned = 0.0
+
+    def hit(self, key: str) -> float | None:
+        now = self.clock()
+        number = math.floor(now / self.window)
+        into = (now - number * self.window) / self.window
+        full_key = f"{self.name}:{key}"[:200]
+        with self.engine.begin() as conn:
+            # Count first, then judge: two processes at once can refuse one too many,
+            # never let one too many through.
+            values = {
+                "key": full_key,
+                "window": number,
+                "hits": 1,
+                "expires": (number + 2) * self.window,
+            }
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            conn.execute(
+                dialect.insert(T)
+                .values(**values)
+                .on_conflict_do_update(
+                    index_elements=["key", "window"], set_={"hits": T.c.hits + 1}
+                )
+            )
+            rows: dict[int, int] = dict(
+                conn.execute(
+                    select(T.c.window, T.c.hits).where(
+                        T.c.key == full_key, T.c.window.in_((number - 1, number))
+                    )
+                ).all()
+            )
+            estimate = rows.get(number, 1) + rows.get(number - 1, 0) * (1.0 - into)
+            allowed = estimate <= self.limit
+            if not allowed:
+                # Refused requests do not use up budget (as in Throttle).
+                conn.execute(
+                    update(T)
+                    .where(T.c.key == full_key, T.c.window == number)
+                    .values(hits=T.c.hits - 1)
+                )
+        if allowed:
+            self._maybe_prune(now)
+            return None
+        return max(1.0, (1.0 - into) * self.window)
+
+    def _maybe_prune(self, now: float) -> None:
+        with self._lock:
+            if now - self._pruned < PRUNE_EVERY:
+                return
+            self._pruned = now
+        with self.engine.begin() as conn:
+            conn.execute(delete(T).where(T.c.expires < now))

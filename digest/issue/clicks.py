@@ -73,6 +73,7 @@ class Target:
     url: str
     issue_id: int
     comparison_id: int | None
+    link_id: int = 0
 
 
 def follow(conn: Connection, settings: Settings, token: str, *, count: bool = True) -> Target:
@@ -104,7 +105,7 @@ def follow(conn: Connection, settings: Settings, token: str, *, count: bool = Tr
             == 0
         ):
             conn.execute(K.insert().values(**values))
-    return Target(str(row.url), int(row.issue_id), row.comparison_id)
+    return Target(str(row.url), int(row.issue_id), row.comparison_id, claims.subscriber_id)
 
 
 def clicks_by_comparison(conn: Connection, issue_id: int) -> list[dict[str, Any]]:

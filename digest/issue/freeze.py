@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import delete, func, update
@@ -25,7 +25,8 @@ from digest.core.settings import Settings
 from digest.exceptions import IssueStateError
 from digest.issue.clicks import linker
 from digest.issue.history import record
-from digest.issue.render import render_issue
+from digest.issue.render import default_intro, render_issue
+from digest.issue.screen import Skipped, render_screened
 from digest.issue.selection import Selection, addable, select_comparisons
 from digest.mail.message import IssueMessage
 from digest.store.models import (
@@ -116,6 +117,8 @@ class Frozen:
     issue: Issue | None
     created: bool = False
     nothing_new: str | None = None
+    #: New comparisons left out because they cannot be rendered, with the reason.
+    skipped: tuple[Skipped, ...] = ()
 
 
 def _lock(session: Session) -> int:
@@ -134,6 +137,13 @@ def _lock(session: Session) -> int:
 
 
 def nothing_new_message(session: Session, settings: Settings, selection: Selection) -> str:
+    said = _nothing_new(session, settings, selection)
+    if selection.skipped:
+        said += "; " + "; ".join(str(s) for s in selection.skipped)
+    return said
+
+
+def _nothing_new(session: Session, settings: Settings, selection: Selection) -> str:
     last = latest_issue(session)
     if last is not None:
         return (
@@ -187,7 +197,11 @@ def freeze_next(
         return Frozen(current)
     selection = select_comparisons(session, cutoff, settings)
     if not selection.all:
-        return Frozen(None, nothing_new=nothing_new_message(session, settings, selection))
+        return Frozen(
+            None,
+            nothing_new=nothing_new_message(session, settings, selection),
+            skipped=tuple(selection.skipped),
+        )
     number = last_number + 1
     label = week or week_of(scheduled_for or cutoff, settings.tz)
     issue = Issue(
@@ -196,7 +210,8 @@ def freeze_next(
         cutoff=cutoff,
         subject="",
         preheader="",
-        intro="",
+        # Stored as rendered, so the edit form shows it and emptying it means none.
+        intro=default_intro(selection.all),
         scheduled_for=scheduled_for,
         created_at=now,
         updated_at=now,
@@ -204,7 +219,7 @@ def freeze_next(
     session.add(issue)
     session.flush()  # its id names the counted links it renders with
     assert issue.id is not None
-    rendered = render_issue(
+    done = render_screened(
         week=label,
         number=number,
         full=selection.full,
@@ -212,10 +227,21 @@ def freeze_next(
         settings=settings,
         linker=linker(session, settings, issue.id),
     )
+    skipped = (*selection.skipped, *done.skipped)
+    if done.rendered is None:
+        session.delete(issue)
+        session.flush()
+        left = replace(selection, full=[], links=[], skipped=list(skipped))
+        return Frozen(
+            None, nothing_new=nothing_new_message(session, settings, left), skipped=skipped
+        )
+    rendered = done.rendered
     issue.subject, issue.preheader = rendered.subject, rendered.preheader
     issue.html, issue.text = rendered.html, rendered.text
     session.add(issue)
-    _arrange(session, issue.id, [(c, i < len(selection.full)) for i, c in enumerate(selection.all)])
+    _arrange(
+        session, issue.id, [*((c, True) for c in done.full), *((c, False) for c in done.links)]
+    )
     session.exec(update(IssueCounter).where(col(IssueCounter.id) == 1).values(last_number=number))
     record(
         session,
@@ -223,11 +249,12 @@ def freeze_next(
         actor,
         "frozen",
         cutoff=cutoff.isoformat(),
-        comparisons=[c.slug for c in selection.all],
-        full_cards=len(selection.full),
+        comparisons=[c.slug for c in (*done.full, *done.links)],
+        full_cards=len(done.full),
+        **({"skipped": [str(s) for s in skipped]} if skipped else {}),
     )
-    logger.info("froze issue %s with %d comparisons", issue.label, len(selection.all))
-    return Frozen(issue, created=True)
+    logger.info("froze issue %s with %d comparisons", issue.label, len(done.full) + len(done.links))
+    return Frozen(issue, created=True, skipped=skipped)
 
 
 def freeze_issue(session: Session, week: str, settings: Settings) -> Issue | None:
@@ -339,7 +366,7 @@ def edit_issue(
         settings=settings,
         subject=edit.subject if edit.subject is not None else issue.subject,
         preheader=edit.preheader if edit.preheader is not None else issue.preheader,
-        intro=edit.intro if edit.intro is not None else (issue.intro or None),
+        intro=edit.intro if edit.intro is not None else issue.intro,
         linker=linker(session, settings, issue.id),
     )
     changes: dict[str, object] = {}

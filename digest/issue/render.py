@@ -140,6 +140,16 @@ def _tool_view(tool: Tool) -> dict[str, Any]:
     }
 
 
+def _facts(tool: Tool) -> str:
+    """ "QuillCode 3: Free, readers' vote 64%" — a compact entry's facts for one tool."""
+    votes = (
+        "no reader votes yet"
+        if tool.community_pct is None
+        else f"readers' vote {tool.community_pct}%"
+    )
+    return f"{tool.name}: {tool.entry or '—'}, {votes}"
+
+
 def anchor(comparison: Comparison) -> str:
     """The id of a comparison's card, for the week at a glance to link to."""
     return "c-" + re.sub(r"[^a-z0-9-]+", "-", comparison.slug.lower()).strip("-")
@@ -172,10 +182,7 @@ def comparison_view(comparison: Comparison, settings: Settings) -> dict[str, Any
         ],
         "tools": [_tool_view(t) for t in comparison.tools],
         # A compact entry's one line of facts: what each costs and the readers' vote.
-        "facts": (
-            f"Entry: {a.entry or '—'} vs {b.entry or '—'} · "
-            f"Readers: {_pct(a.community_pct)} vs {_pct(b.community_pct)}"
-        ),
+        "facts": f"{_facts(a)} · {_facts(b)}",
     }
 
 

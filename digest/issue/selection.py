@@ -14,13 +14,14 @@ cancelled before anyone was sent it (a scrapped draft gives its comparisons back
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Exists, and_, exists, or_
 from sqlmodel import Session, col, select
 
 from digest.core.settings import Settings
+from digest.issue.screen import Skipped, screen
 from digest.store.models import Comparison, Issue, IssueComparison, IssueState
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class Selection:
     cutoff: datetime
     full: list[Comparison]
     links: list[Comparison]
+    #: New comparisons left out because they cannot be rendered (digest/issue/screen.py).
+    skipped: list[Skipped] = field(default_factory=list)
 
     @property
     def all(self) -> list[Comparison]:
@@ -83,19 +86,21 @@ def unfeatured(
 def select_comparisons(session: Session, cutoff: datetime, settings: Settings) -> Selection:
     """The comparisons an issue frozen at ``cutoff`` features."""
     since = window_start(cutoff, settings)
-    chosen = unfeatured(
-        session, settings, since=since, until=cutoff, limit=settings.max_comparisons
-    )
+    # Unlimited, then screened: a comparison that cannot be rendered must not take one
+    # of the issue's places week after week (the window bounds the list).
+    chosen, skipped = screen(unfeatured(session, settings, since=since, until=cutoff))
+    chosen = chosen[: settings.max_comparisons]
     logger.info("%d new comparisons between %s and %s", len(chosen), since, cutoff)
     return Selection(
         since=since,
         cutoff=cutoff,
         full=chosen[: settings.full_cards],
         links=chosen[settings.full_cards :],
+        skipped=skipped,
     )
 
 
 def addable(session: Session, settings: Settings, now: datetime) -> list[Comparison]:
     """What an editor may add to a draft: comparisons no issue features, published
     within the max age of now (later than the draft's cutoff too: the editor chose)."""
-    return unfeatured(session, settings, since=window_start(now, settings))
+    return screen(unfeatured(session, settings, since=window_start(now, settings)))[0]

@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from digest.core.clock import utcnow
+from digest.core.clock import local_text, utcnow, week_bounds, week_of
 from digest.core.settings import Settings
+from digest.core.wording import plural
 from digest.delivery.queue import next_wakeup
 from digest.exceptions import ConfigError, IssueStateError
 from digest.issue.freeze import Frozen, find_issue, freeze_next, open_issue, started_in_week
 from digest.jobs.weekly import weekly_job
 from digest.notices.reviewers import notify_reviewers
 from digest.store.engine import session_scope
-from digest.store.models import IssueState
+from digest.store.models import Issue, IssueState, ReviewState
 from digest.transports import Transport
 
 logger = logging.getLogger(__name__)
@@ -94,6 +97,139 @@ def next_send(settings: Settings, now: datetime | None = None) -> datetime | Non
     return fire
 
 
+# ---------------------------------------------------------------- the send plan
+
+#: ``SendPlan.why_not``: why the scheduler will not send an issue at its own time.
+WHY_SENT, WHY_SENDING, WHY_PAUSED, WHY_CANCELLED = "sent", "sending", "paused", "cancelled"
+WHY_HELD, WHY_AWAITING = "held", "awaiting-approval"
+WHY_ALREADY, WHY_NO_SLOT = "already-sent-this-week", "no-slot"
+#: Weeks looked ahead for one with no issue yet (more would mean a cron line that
+#: fires in no free week, which ``no-slot`` then says).
+_WEEKS_AHEAD = 8
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """When an issue goes out and, if the scheduler will not send it at its time, why.
+
+    ``review`` is ``pending``, ``approved`` or ``held`` for a draft, and once the send
+    started ``approved`` or ``unreviewed`` (it went out without an editor's approval).
+    ``next_send`` is set only when the scheduler will really send the issue then;
+    ``why_not`` names why it is not sent at its own time (one of the ``WHY_*`` codes);
+    ``text`` says both in one line, in ``DIGEST_TIMEZONE``.
+    """
+
+    state: str
+    review: str
+    next_send: datetime | None
+    why_not: str | None
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "review": self.review,
+            "next_send": self.next_send.isoformat() if self.next_send else None,
+            "why_not": self.why_not,
+            "text": self.text,
+        }
+
+
+def shown_review(issue: Issue) -> str:
+    """The review as it stands: a started issue that no editor approved is
+    ``unreviewed``, never ``pending`` (nothing is waiting any more)."""
+    if issue.state == IssueState.DRAFT or issue.review == ReviewState.APPROVED:
+        return str(issue.review)
+    return "unreviewed"
+
+
+def send_plan(
+    session: Session, settings: Settings, issue: Issue, now: datetime | None = None
+) -> SendPlan:
+    """When does ``issue`` go out, and if not at its time, why not.
+
+    The one place that answers it: the console's issue list and issue page,
+    ``digest status --json``, ``digest history`` and :func:`scheduler_tick` (which sends a
+    draft once its ``next_send`` has come) all ask here, so what they show is what the
+    scheduler does. A draft goes at its ``scheduled_for`` (the slot it was frozen for; a
+    per-issue time set by an editor lands there too), else at the next
+    ``DIGEST_SEND_CRON`` slot; a time that passed while it waited for approval means the
+    next minute. Not when held, or awaiting approval under ``DIGEST_REQUIRE_APPROVAL``;
+    and one issue a week: in a week that already had one it moves to the first slot of
+    the next week that has none.
+    """
+    now = now or utcnow()
+    tz = settings.tz
+    review = shown_review(issue)
+
+    def plan(next_send: datetime | None, why: str | None, text: str) -> SendPlan:
+        return SendPlan(str(issue.state), review, next_send, why, text)
+
+    if issue.state == IssueState.SENT:
+        when = local_text(issue.started_at, tz) if issue.started_at else "at an unknown time"
+        return plan(None, WHY_SENT, f"sent {when}")
+    if issue.state == IssueState.SENDING:
+        since = f" since {local_text(issue.started_at, tz)}" if issue.started_at else ""
+        return plan(None, WHY_SENDING, f"sending{since}")
+    if issue.state == IssueState.PAUSED:
+        why = f" ({issue.state_reason})" if issue.state_reason else ""
+        return plan(None, WHY_PAUSED, f"paused{why}; goes on when an operator resumes it")
+    if issue.state == IssueState.CANCELLED:
+        return plan(None, WHY_CANCELLED, "cancelled; nothing more goes out")
+    if issue.review == ReviewState.HELD:
+        who = f" by {issue.reviewed_by}" if issue.reviewed_by else ""
+        note = f": {issue.review_note}" if issue.review_note else ""
+        return plan(
+            None,
+            WHY_HELD,
+            f"not sent: held{who}{note}; it goes once an editor approves it or releases the hold",
+        )
+    if settings.require_approval and issue.review != ReviewState.APPROVED:
+        return plan(
+            None,
+            WHY_AWAITING,
+            "not sent: awaiting an editor's approval (DIGEST_REQUIRE_APPROVAL=true)",
+        )
+    own = issue.scheduled_for or next_send(settings, now)
+    slot, other = own, None
+    for _ in range(_WEEKS_AHEAD):
+        if slot is None:
+            break
+        # Its own week, and the week it actually goes in when its time passed: each
+        # must have had no other issue, or it waits for the first slot after that week.
+        taken = [
+            (found, moment)
+            for moment in (slot, max(slot, now))
+            if (found := started_in_week(session, settings, moment)) is not None
+            and found.id != issue.id
+        ]
+        if not taken:
+            break
+        other, moment = taken[0]
+        slot = next_send(settings, week_bounds(week_of(moment, tz), tz)[1])
+    else:
+        slot = None
+    if slot is None:
+        return plan(
+            None,
+            WHY_NO_SLOT,
+            "not scheduled: DIGEST_SEND_CRON names no send time ahead; an operator sends it",
+        )
+    at = max(slot, now)
+    if slot <= now:
+        when = f"within a minute (its time, {local_text(slot, tz)}, has passed)"
+    else:
+        when = local_text(slot, tz)
+    if other is not None and own is not None:
+        return plan(
+            at,
+            WHY_ALREADY,
+            f"goes out {when}, not {local_text(own, tz)}: issue "
+            f"#{other.number} already went out that week (one issue a week)",
+        )
+    return plan(at, None, f"goes out {when}")
+
+
 def scheduler_tick(
     settings: Settings,
     *,
@@ -106,11 +242,13 @@ def scheduler_tick(
     with Session(engine) as session:
         current = open_issue(session)
         if current is not None:
-            due = (
-                current.state == IssueState.DRAFT
-                and current.scheduled_for is not None
-                and current.scheduled_for <= now
-            )
+            # A draft goes when its plan says so, and only then: the console and
+            # `digest status` show that same plan. A draft frozen without a slot is the
+            # cron job's (it sends the open issue at the slot).
+            due = False
+            if current.state == IssueState.DRAFT and current.scheduled_for is not None:
+                upcoming = send_plan(session, settings, current, now).next_send
+                due = upcoming is not None and upcoming <= now
             if current.state == IssueState.SENDING and current.id is not None:
                 # A send still in progress with deliveries due now (the next local-time
                 # wave, retries after a restart): carry it on.
@@ -146,7 +284,7 @@ def scheduler_tick(
     report = notify_reviewers(engine, settings, issue_id, transport)
     return (
         f"froze issue for review (slot {slot:%Y-%m-%d %H:%M %Z}); notified "
-        f"{len(report.notified)} reviewers"
+        f"{plural(len(report.notified), 'reviewer')}"
         + (f", {len(report.failed)} failed" if report.failed else "")
     )
 

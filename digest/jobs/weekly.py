@@ -47,7 +47,7 @@ from digest.issue.freeze import (
     started_in_week,
 )
 from digest.issue.history import record
-from digest.issue.render import render_issue
+from digest.issue.screen import render_screened
 from digest.issue.selection import select_comparisons
 from digest.readers.variants import plan
 from digest.readers.waves import in_waves
@@ -420,8 +420,9 @@ def _dry_run(
                     week=week or current_week(settings, now),
                     reason=nothing_new_message(session, settings, selection),
                 )
-            render_issue(
+            render_screened(
                 week=week or current_week(settings, now),
+                number=None,
                 full=selection.full,
                 links=selection.links,
                 settings=settings,

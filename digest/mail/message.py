@@ -82,8 +82,15 @@ class IssueMessage:
         self.label = f"#{number} ({week})" if number is not None else week
         self.settings = settings
         self.subject = header_text(("[TEST] " if test else "") + subject, 250)
-        #: "view in browser": the current DIGEST_BASE_URL, whenever the issue was frozen
-        self.archive_url = f"{settings.base_url}/archive/{number if number is not None else week}"
+        #: "view in browser": the current DIGEST_BASE_URL, whenever the issue was frozen.
+        #: The public archive has only sent issues, so a test copy (an editor's, before
+        #: the send) links to the issue's preview in the console, behind its login.
+        ref = number if number is not None else week
+        self.archive_url = (
+            f"{settings.base_url}/console/issues/{number}/preview"
+            if test and number is not None
+            else f"{settings.base_url}/archive/{ref}"
+        )
         self.html, self.text = per_issue_values(html, text, self.archive_url, settings.base_url)
         self.date = date or utcnow()
         self.date_header = format_datetime(self.date.astimezone(), usegmt=False)

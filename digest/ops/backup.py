@@ -222,7 +222,7 @@ def restore_store(
     if database.is_file():
         if leased := _live_leases(settings):
             raise BackupError(
-                f"a sender is working ({leased} deliveries under a live lease); "
+                f"a sender is working ({plural(leased, 'delivery')} under a live lease); "
                 "`digest pause` it or let it finish, then restore"
             )
         stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")

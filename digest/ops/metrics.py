@@ -10,25 +10,37 @@ Counters are totals of rows (``sent`` deliveries, bounce events …): they only 
 except when ``digest subscribers forget`` erases a person's rows, which Prometheus
 reads as a counter reset. ``DIGEST_METRICS_TOKEN``, when set, is required as
 ``Authorization: Bearer TOKEN`` (Prometheus: ``authorization: {credentials: …}``).
+
+The one thing counted in memory is the web server's own traffic
+(``digest_web_requests_total`` by status). With ``digest serve --workers N`` each
+worker writes its counts to ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
+multiprocess mode) and any worker's ``/metrics`` adds up all of them.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import Column, ColumnElement, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.core.clock import utcnow
 from digest.delivery.progress import send_progress
@@ -205,12 +217,72 @@ class StoreCollector(Collector):
         )
 
 
+#: prometheus-client's own variable: where each server process keeps its counters
+#: when ``digest serve --workers N`` runs several (set before the workers start).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter(
+    "digest_web_requests",
+    "HTTP requests answered by the web server, all processes together, by status.",
+    ["status"],
+    registry=None,
+)
+
+
+class RequestCounter:
+    """Pure ASGI middleware: counts every answer in :data:`REQUESTS`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                REQUESTS.labels(str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counted)
+
+
 def metrics_registry(engine: Engine) -> CollectorRegistry:
-    """A registry with the store's metrics and this process's own (CPU, memory, files)."""
+    """A registry with the store's metrics and the web server's own counters: of this
+    process, or of every worker process when ``PROMETHEUS_MULTIPROC_DIR`` is set
+    (``digest serve --workers N``; then without per-process CPU and memory, which
+    cannot be added up)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(engine))
-    ProcessCollector(registry=registry)
+    if os.environ.get(MULTIPROC_ENV):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(REQUESTS)
+        ProcessCollector(registry=registry)
     return registry
+
+
+@contextmanager
+def multiprocess_dir() -> Iterator[Path]:
+    """A folder for the workers' counters in ``PROMETHEUS_MULTIPROC_DIR``: the one
+    given (emptied: the counts of a previous run must not be added), else a fresh
+    temporary folder, removed afterwards."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.db"):
+            old.unlink()
+        yield folder
+        return
+    folder = Path(tempfile.mkdtemp(prefix="digest-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @router.get("/metrics")

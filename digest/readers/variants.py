@@ -160,7 +160,7 @@ def _compile(
         edited_preheader = issue.preheader != default_preheader(everything)
         subject = issue.subject if edited_subject else default_subject(comparisons)
         preheader = issue.preheader if edited_preheader else default_preheader(comparisons)
-        intro = issue.intro or None
+        intro = issue.intro  # as written: empty means none
     rendered = render_issue(
         week=issue.week,
         number=issue.number,

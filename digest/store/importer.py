@@ -81,8 +81,11 @@ def _pydantic_problems(where: str, exc: ValidationError) -> list[str]:
     return problems
 
 
-def parse_json(where: str, text: str, default_published_at: datetime) -> list[ComparisonIn]:
-    """Canonical JSON (one object or a list) → validated comparisons."""
+def parse_json(
+    where: str, text: str, default_published_at: datetime, undated: set[str] | None = None
+) -> list[ComparisonIn]:
+    """Canonical JSON (one object or a list) → validated comparisons. ``undated``, when
+    given, collects the slugs of items that carried no ``published_at``."""
     try:
         data = jsonsafe.loads(text)
     except json.JSONDecodeError as exc:
@@ -96,6 +99,7 @@ def parse_json(where: str, text: str, default_published_at: datetime) -> list[Co
         raise ImportValidationError([f"{where}: the JSON list is empty"])
     result: list[ComparisonIn] = []
     problems: list[str] = []
+    seen: dict[str, str] = {}
     for index, item in enumerate(items):
         label = f"{where}[{index}]" if isinstance(data, list) else where
         if not isinstance(item, dict):
@@ -104,13 +108,23 @@ def parse_json(where: str, text: str, default_published_at: datetime) -> list[Co
         item = dict(item)
         if "slug" not in item and isinstance(item.get("title"), str):
             item["slug"] = slugify(item["title"])
-        if item.get("published_at") is None:
+        dated = item.get("published_at") is not None
+        if not dated:
             # Optional (DESIGN §2): absent and null both mean "use --published-at".
             item["published_at"] = default_published_at.isoformat()
         try:
-            result.append(ComparisonIn.model_validate(item))
+            parsed = ComparisonIn.model_validate(item)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(label, exc))
+            continue
+        if parsed.slug in seen:
+            problems.append(
+                f"{label}: field slug: {parsed.slug!r} also comes from {seen[parsed.slug]}"
+            )
+        seen[parsed.slug] = label
+        if not dated and undated is not None:
+            undated.add(parsed.slug)
+        result.append(parsed)
     if problems:
         raise ImportValidationError(problems)
     return result
@@ -236,8 +250,36 @@ def parse_file(path: Path, default_published_at: datetime) -> list[ComparisonIn]
         raise ImportValidationError([f"{where}: cannot read: {exc.strerror}"]) from exc
     except ValueError as exc:
         raise ImportValidationError([f"{where}: {exc}"]) from exc
-    if _is_json(path, text):
-        return parse_json(where, text, default_published_at)
+    return parse_text(where, text, default_published_at, json_name=_is_json(path, text))
+
+
+def parse_bytes(
+    where: str, data: bytes, default_published_at: datetime, undated: set[str] | None = None
+) -> list[ComparisonIn]:
+    """An upload or a request body (JSON or one comparison page) → validated comparisons:
+    the checks ``digest import`` runs on a file, without the file."""
+    if len(data) > MAX_FILE_BYTES:
+        raise ImportValidationError([f"{where}: larger than 5 MiB"])
+    try:
+        text = _decode(Path(where), data)
+    except ValueError as exc:
+        raise ImportValidationError([f"{where}: {exc}"]) from exc
+    json_like = text.lstrip()[:1] in ("{", "[")
+    return parse_text(where, text, default_published_at, json_name=json_like, undated=undated)
+
+
+def parse_text(
+    where: str,
+    text: str,
+    default_published_at: datetime,
+    *,
+    json_name: bool,
+    undated: set[str] | None = None,
+) -> list[ComparisonIn]:
+    """Decoded text → validated comparisons: canonical JSON when ``json_name``, else
+    a comparison page (which has no date: it is always undated)."""
+    if json_name:
+        return parse_json(where, text, default_published_at, undated)
     try:
         page = parse_page(text)
     except _PageError as exc:
@@ -245,9 +287,12 @@ def parse_file(path: Path, default_published_at: datetime) -> list[ComparisonIn]
     page["slug"] = slugify(page["title"])
     page["published_at"] = default_published_at
     try:
-        return [ComparisonIn.model_validate(page, strict=False)]
+        parsed = ComparisonIn.model_validate(page, strict=False)
     except ValidationError as exc:
         raise ImportValidationError(_pydantic_problems(where, exc)) from exc
+    if undated is not None:
+        undated.add(parsed.slug)
+    return [parsed]
 
 
 def load_files(paths: Sequence[Path], default_published_at: datetime) -> list[ComparisonIn]:
@@ -276,7 +321,7 @@ def load_files(paths: Sequence[Path], default_published_at: datetime) -> list[Co
 # ---------------------------------------------------------------- writing
 
 
-def _apply(session: Session, item: ComparisonIn) -> bool:
+def apply_comparison(session: Session, item: ComparisonIn, imported_by: str | None) -> bool:
     """Insert or update one comparison; True when it was new."""
     existing = session.exec(select(Comparison).where(Comparison.slug == item.slug)).first()
     comparison = existing or Comparison(
@@ -287,6 +332,7 @@ def _apply(session: Session, item: ComparisonIn) -> bool:
     comparison.url = item.url
     comparison.published_at = item.published_at
     comparison.updated_at = utcnow()
+    comparison.imported_by = imported_by
     if existing is not None:
         # The unit of work inserts before it deletes: drop the old tools first so the
         # new ones can take their (comparison, position) slots.
@@ -322,13 +368,14 @@ def import_comparisons(
     paths: Sequence[Path],
     default_published_at: datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    imported_by: str = "cli",
 ) -> ImportSummary:
     """Validate every file, then write them all in one transaction."""
     items = load_files(paths, default_published_at or utcnow())
     created = updated = 0
     with session_scope(engine) as session:
         for item in items:
-            if _apply(session, item):
+            if apply_comparison(session, item, imported_by):
                 created += 1
             else:
                 updated += 1

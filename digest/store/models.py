@@ -39,6 +39,8 @@ class Comparison(SQLModel, table=True):
     published_at: datetime = Field(sa_column=_ts(index=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    #: who brought it in last: ``api:<token name>``, ``console:<email>``, ``cli``, ``demo``
+    imported_by: str | None = Field(default=None, max_length=400)
 
     tools: list["Tool"] = Relationship(
         back_populates="comparison",
@@ -358,3 +360,27 @@ class ClickCount(SQLModel, table=True):
     link_id: int = Field(foreign_key="issue_link.id", primary_key=True, ondelete="CASCADE")
     clicks: int = 0
     last_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class ThrottleWindow(SQLModel, table=True):
+    """Requests one client made to one throttled route in one fixed window
+    (digest/http/throttle.py ``SharedThrottle``): shared by every web process, pruned
+    once ``expires`` (a Unix time) has passed."""
+
+    __tablename__ = "throttle_window"
+
+    key: str = Field(primary_key=True, max_length=200)
+    window: int = Field(primary_key=True)
+    hits: int = 0
+    expires: float = Field(index=True)
+
+
+class ClickSeen(SQLModel, table=True):
+    """That some client followed some link in one hour (digest/issue/click_buffer.py):
+    a keyed digest that names neither, deleted an hour after its hour, so a client
+    counts once per link per hour across every web process."""
+
+    __tablename__ = "click_seen"
+
+    digest: str = Field(primary_key=True, max_length=40)
+    hour: int = Field(index=True)

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from digest.core.mailsafe import defuse_encoded_words
+from digest.core.textsafe import text_problem, url_problem
 from digest.store.models import LENSES, Comparison
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -47,6 +48,15 @@ def _text(value: str) -> str:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _renderable(cls, value: object) -> object:
+        # Every text field, including any added later: what MJML, PostgreSQL and an
+        # XML feed cannot carry is refused here, not when the newsletter is rendered.
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise ValueError(problem)
+        return value
 
 
 class ReviewIn(_Strict):
@@ -90,13 +100,20 @@ class ComparisonIn(_Strict):
     slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=200)]
     title: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     standfirst: Annotated[str, StringConstraints(max_length=2000)] = ""
-    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)] | None = None
+    url: Annotated[str, StringConstraints(max_length=2000)] | None = None
     published_at: datetime
     tools: list[ToolIn]
 
     _single_lines = field_validator("standfirst")(lambda v: _one_line(v))
     # The title makes the subject (a header): no RFC 2047 encoded word in it.
     _title = field_validator("title")(lambda v: defuse_encoded_words(_one_line(v)))
+
+    @field_validator("url")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        if value is not None and (problem := url_problem(value)):
+            raise ValueError(problem)
+        return value
 
     @field_validator("published_at", mode="before")
     @classmethod

@@ -15,19 +15,24 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Hashable
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
 from digest.core.clock import parse_week, utcnow
 from digest.core.settings import Settings
+from digest.core.textsafe import xml_text
 from digest.issue.render import week_label
 from digest.mail.message import per_issue_values
 from digest.mail.placeholders import placeholder
 from digest.store.models import Issue, IssueState
+from digest.web.archive_cache import ArchiveCache, Entry, cached_response
 from digest.web.issue_page import feed_content, has_selection, issue_url, web_page
 from digest.web.pages import ARCHIVE_CSP, page, render_template
 
@@ -38,6 +43,7 @@ router = APIRouter()
 PUBLIC_STATES = (IssueState.SENDING.value, IssueState.PAUSED.value, IssueState.SENT.value)
 _ANY_PLACEHOLDER = re.compile(r"\[\[%[a-z_]{1,40}%\]\]")
 FEED_ENTRIES = 50
+HTML_TYPE = "text/html; charset=utf-8"
 
 
 def _public_issues(request: Request, limit: int | None = None) -> list[Issue]:
@@ -96,20 +102,64 @@ def wants_page(accept: str) -> bool:
     return "text/html" in types and not types & feeds
 
 
+FEED_KEY = ("feed",)
+FEED_TYPE = "application/atom+xml; charset=utf-8"
+
+
 @router.get("/archive/feed.atom", summary="Atom feed of published issues")
-def archive_feed(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+async def archive_feed(request: Request) -> Response:
     if wants_page(request.headers.get("accept", "")):
-        issues = [_issue_view(i, settings) for i in _public_issues(request, FEED_ENTRIES)]
-        response = page(
-            request,
-            "feed_page.html",
-            settings,
-            issues=issues,
-            self_url=f"{settings.base_url}/archive/feed.atom",
+        return await run_in_threadpool(_feed_page, request)
+    cache: ArchiveCache = request.app.state.archive_cache
+    entry = cache.fresh(FEED_KEY)
+    if entry is None:
+        entry = await run_in_threadpool(_feed_entry, request, cache)
+    response = cached_response(request, entry, FEED_TYPE, "public, max-age=300")
+    response.headers["Vary"] = "Accept"  # a browser gets the page at the same address
+    return response
+
+
+def _feed_page(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    issues = [_issue_view(i, settings) for i in _public_issues(request, FEED_ENTRIES)]
+    response = page(
+        request,
+        "feed_page.html",
+        settings,
+        issues=issues,
+        self_url=f"{settings.base_url}/archive/feed.atom",
+    )
+    response.headers["Vary"] = "Accept"
+    return response
+
+
+def _feed_entry(request: Request, cache: ArchiveCache) -> Entry:
+    """The feed as cached, rendered again only when a public issue came or changed."""
+    table = Issue.__table__  # type: ignore[attr-defined]
+    with request.app.state.engine.connect() as conn:
+        stamp = tuple(
+            tuple(row)
+            for row in conn.execute(
+                sa_select(
+                    table.c.id,
+                    table.c.state,
+                    table.c.updated_at,
+                    table.c.started_at,
+                    table.c.finished_at,
+                )
+                .where(table.c.state.in_(PUBLIC_STATES))
+                .order_by(table.c.number.desc())
+                .limit(FEED_ENTRIES)
+            )
         )
-        response.headers["Vary"] = "Accept"
-        return response
+    entry = cache.confirm(FEED_KEY, stamp)
+    if entry is not None:
+        return entry
+    return cache.put(FEED_KEY, _render_feed(request).encode(), stamp, immutable=False)
+
+
+def _render_feed(request: Request) -> str:
+    settings: Settings = request.app.state.settings
     with Session(request.app.state.engine) as session:
         issues = []
         for issue in _public_issues(request, FEED_ENTRIES):
@@ -133,9 +183,8 @@ def archive_feed(request: Request) -> Response:
             "issues": issues,
         },
     )
-    return Response(
-        body, media_type="application/atom+xml; charset=utf-8", headers={"Vary": "Accept"}
-    )
+    # A stored text the importer let through before it checked must not break the XML.
+    return xml_text(body)
 
 
 @router.get(
@@ -144,32 +193,56 @@ def archive_feed(request: Request) -> Response:
     summary="One issue's web version (the email's 'view in browser' link)",
     responses={404: {"description": "No published issue by that number or week."}},
 )
-def archive_issue(ref: str, request: Request) -> HTMLResponse:
+async def archive_issue(ref: str, request: Request) -> Response:
     """``/archive/12`` (the issue number), or ``/archive/2026-W47`` (links in issues
     sent before issues were numbered: the newest issue of that week)."""
+    cache: ArchiveCache = request.app.state.archive_cache
+    root = request.scope.get("root_path", "").rstrip("/")
+    key = ("page", ref, root)
+    entry = cache.fresh(key)
+    if entry is None:
+        entry = await run_in_threadpool(_page_entry, request, cache, key, ref, root)
+    if entry is None:
+        return _not_found(request, request.app.state.settings)
+    # A sent issue's page never changes; one still sending may (an edit, a pause).
+    cache_control = "public, max-age=3600" if entry.immutable else "public, max-age=60"
+    return cached_response(
+        request, entry, HTML_TYPE, cache_control, {"Content-Security-Policy": ARCHIVE_CSP}
+    )
+
+
+def _page_entry(
+    request: Request, cache: ArchiveCache, key: Hashable, ref: str, root: str
+) -> Entry | None:
+    """The page as cached, rendered again only when its issue changed; None: no such
+    public issue."""
     settings: Settings = request.app.state.settings
     query = select(Issue).where(col(Issue.state).in_(PUBLIC_STATES))
-    if ref.isdigit() and len(ref) < 10:
+    by_number = ref.isdigit() and len(ref) < 10
+    if by_number:
         query = query.where(Issue.number == int(ref))
     else:
         try:
             parse_week(ref)
         except ValueError:
-            return _not_found(request, settings)
+            return None
         query = query.where(Issue.week == ref.strip())
     with Session(request.app.state.engine) as session:
         issue = session.exec(query.order_by(col(Issue.number).desc())).first()
         if issue is None or issue.state not in PUBLIC_STATES:
-            return _not_found(request, settings)
+            return None
+        stamp = (issue.id, issue.state, issue.updated_at)
+        entry = cache.confirm(key, stamp)
+        if entry is not None:
+            return entry
         if has_selection(session, issue):
-            root = request.scope.get("root_path", "").rstrip("/")
             html = web_page(session, issue, settings, root)
         else:
             html = public_html(issue, settings)
-    response = HTMLResponse(html)
-    response.headers["Content-Security-Policy"] = ARCHIVE_CSP
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    # By number, a sent issue's page is final; by week, a newer issue of that week
+    # may still go out and take the address over.
+    immutable = by_number and issue.state == IssueState.SENT.value
+    return cache.put(key, html.encode(), stamp, immutable=immutable)
 
 
 def _not_found(request: Request, settings: Settings) -> HTMLResponse:

@@ -18,7 +18,8 @@ from sqlmodel import Session
 from digest.core.settings import Settings
 from digest.issue.freeze import issue_comparisons
 from digest.issue.render import compile_mjml, issue_context, mjml_source
-from digest.store.models import Issue
+from digest.issue.screen import screen
+from digest.store.models import Comparison, Issue
 from digest.web.pages import render_template
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,16 @@ def issue_url(settings: Settings, issue: Issue) -> str:
     return f"{settings.base_url}/archive/{issue.number}"
 
 
-def _context(session: Session, issue: Issue, settings: Settings, root: str) -> dict[str, Any]:
+def _shown(session: Session, issue: Issue) -> tuple[list[Comparison], list[Comparison]]:
+    # An issue frozen before import refused unrenderable text may still list such a
+    # comparison: the page and the feed leave it out rather than fail (a 500, a feed
+    # that is not XML). Its email went out, or was skipped, when it was frozen.
     full, links = issue_comparisons(session, issue)
+    return screen(full)[0], screen(links)[0]
+
+
+def _context(session: Session, issue: Issue, settings: Settings, root: str) -> dict[str, Any]:
+    full, links = _shown(session, issue)
     context = issue_context(
         week=issue.week,
         number=issue.number,
@@ -42,7 +51,7 @@ def _context(session: Session, issue: Issue, settings: Settings, root: str) -> d
         settings=settings,
         subject=issue.subject,
         preheader=issue.preheader,
-        intro=issue.intro or None,
+        intro=issue.intro,
     )
     url = issue_url(settings, issue)
     context.update(
@@ -82,7 +91,7 @@ def _cached(kind: str, issue: Issue, settings: Settings, root: str, make: Any) -
 
 
 def has_selection(session: Session, issue: Issue) -> bool:
-    full, links = issue_comparisons(session, issue)
+    full, links = _shown(session, issue)
     return bool(full or links)
 
 

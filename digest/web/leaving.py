@@ -8,6 +8,7 @@ undo, with the same link. A GET never changes anything (link scanners follow GET
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,16 +20,15 @@ from starlette.concurrency import run_in_threadpool
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import DigestError, TokenError
-from digest.http.client import client_ip
 from digest.http.throttle import Throttle
 from digest.notices.subscribers import TransportFactory, send_unsubscribe_link
-from digest.web.pages import page
+from digest.web.pages import fixed_page, page
 from digest.web.public import _BadRequest, _engine, _settings, _subscribe_fields, _who
+from subscribers.oneclick import UnsubscribeWriter
 from subscribers.optin import (
     LinkReader,
     link_reader,
     undo_unsubscribe,
-    unsubscribe,
     unsubscribe_link_recipient,
 )
 from subscribers.service import mask_address
@@ -95,7 +95,7 @@ def unsubscribe_help(request: Request) -> HTMLResponse:
 async def unsubscribe_link_request(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
     throttle: Throttle = request.app.state.subscribe_throttle
-    wait = throttle.hit(client_ip(request))
+    wait = throttle.check(request)
     if wait is not None:
         response = _unsubscribe_help(
             request,
@@ -154,7 +154,8 @@ def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
 def _unsubscribed(
     request: Request, settings: Settings, token: str, reader: LinkReader | None, *, already: bool
 ) -> HTMLResponse:
-    """ "You're unsubscribed", with the undo when the reader may take it back."""
+    """ "You're unsubscribed", naming the address, with the undo when the reader may take
+    it back."""
     return page(
         request,
         "unsubscribed.html",
@@ -199,11 +200,19 @@ async def one_click(token: str, request: Request) -> HTMLResponse:
         if "page" in fields.get("via", [])
         else "List-Unsubscribe one-click (RFC 8058)"
     )
+    writer: UnsubscribeWriter = request.app.state.unsubscribes
     try:
-        await run_in_threadpool(
-            unsubscribe, _engine(request), settings, token, _who(request, source)
-        )
-        reader = link_reader(_engine(request), settings, token)
+        recorded = writer.submit(token, _who(request, source))
+    except TokenError as exc:
+        return _unsubscribe_help(request, settings, status_code=400, reason=str(exc))
+    # Answered once committed (in a group with whoever else is unsubscribing now).
+    await asyncio.wrap_future(recorded)
+    if "page" not in fields.get("via", []):
+        # A mail client's RFC 8058 POST (the flood during a send): the same page for all.
+        return fixed_page(request, "unsubscribed.html", settings, already=False)
+    # A person pressed the page's button: name the address and offer the undo.
+    try:
+        reader = await run_in_threadpool(link_reader, _engine(request), settings, token)
     except TokenError as exc:
         return _unsubscribe_help(request, settings, status_code=400, reason=str(exc))
     return _unsubscribed(request, settings, token, reader, already=False)

@@ -67,6 +67,26 @@ def page(
     return response
 
 
+_FIXED: dict[tuple[object, ...], bytes] = {}
+
+
+def fixed_page(request: Request, template: str, settings: Settings, **context: Any) -> HTMLResponse:
+    """A page that is the same for everyone who gets it ("you are unsubscribed", the
+    confirmation button): rendered once per process, then answered from memory — the
+    routes a send floods (issue 28). Not for pages that show anything from the store."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    # Everything page() gives the template besides ``context``.
+    site = (settings.list_name, settings.site_url, settings.base_url, settings.postal_address)
+    key = (template, root, *site, *sorted(context.items()))
+    body = _FIXED.get(key)
+    if body is None:
+        body = bytes(page(request, template, settings, **context).body)
+        if len(_FIXED) > 256:
+            _FIXED.clear()
+        _FIXED[key] = body
+    return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+
+
 def _topics(request: Request) -> list[str]:
     """The topics a reader may choose at sign-up (the comparisons' categories)."""
     engine = getattr(request.app.state, "engine", None)

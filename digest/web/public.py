@@ -24,7 +24,7 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.exceptions import ConfigError, DigestError, SubscriberError, TokenError
 from digest.http.client import client_ip, user_agent
-from digest.http.throttle import Throttle, rate_key
+from digest.http.throttle import Throttle
 from digest.jobs.schedule import next_send
 from digest.notices.subscribers import TransportFactory, send_confirmation
 from digest.notices.welcome import send_welcome
@@ -32,7 +32,7 @@ from digest.store.models import Issue
 from digest.store.outage import ride_out
 from digest.web.archive import PUBLIC_STATES
 from digest.web.issue_page import issue_url
-from digest.web.pages import page
+from digest.web.pages import fixed_page, page
 from subscribers.optin import (
     Requester,
     confirm,
@@ -195,7 +195,7 @@ def _text_field(data: dict[str, Any], key: str, *, required: bool) -> str | None
 async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     settings = _settings(request)
     throttle: Throttle = request.app.state.subscribe_throttle
-    wait = throttle.hit(rate_key(client_ip(request)))
+    wait = throttle.check(request)
     wants_json = "json" in request.headers.get("content-type", "")
     if wait is not None:
         reason = "too many subscribe requests from your network; try again later"
@@ -225,6 +225,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     def answer() -> Response:
         if wants_json:
             return JSONResponse({"status": "accepted", "detail": ACCEPTED}, status_code=202)
+        # Names the address typed (a typo shows): per request, not a fixed page.
         return page(request, "subscribe_done.html", settings, email=str(raw_email).strip()[:320])
 
     raw_email = data.get("email") if isinstance(data.get("email"), str) else ""
@@ -319,8 +320,8 @@ def confirm_page(token: str, request: Request) -> HTMLResponse:
         return _confirm_problem(request, settings, exc)
     if status == "active":
         # A second visit (or a mail scanner's first): say so, do not call it an error.
-        return page(request, "confirmed.html", settings, already=True)
-    return page(request, "confirm.html", settings)
+        return fixed_page(request, "confirmed.html", settings, already=True)
+    return fixed_page(request, "confirm.html", settings)
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse, summary="Confirm a subscription")
