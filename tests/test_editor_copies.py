@@ -4,27 +4,39 @@ words, and a preflight that catches words about a comparison a copy does not car
 
 from __future__ import annotations
 
+import html
 from email import message_from_bytes, policy
 
 import pytest
 from cli_support import DigestCLI
 from console_support import EDITOR, Console
 from readers_support import add_reader
+from sqlmodel import select
 
 from digest.issue.freeze import find_issue, issue_rows
+from digest.issue.render import default_subject
 from digest.jobs.schedule import prepare_draft
 from digest.jobs.weekly import weekly_job
 from digest.store.engine import session_scope
+from digest.store.models import Comparison
 
 pytestmark = pytest.mark.clock  # freezing: the comparisons new since the last issue
 
 SHEETS = "tessellate-vs-gridsage"  # the spreadsheet comparison (Data & Analytics)
 WORDS = ["Productivity", "Writing"]  # a two-topic reader: Cadence Notes, Inkwell Studio
+CADENCE, INKWELL = "cadence-notes-vs-murmur-minutes", "inkwell-studio-vs-paperkite"
 
 
 def _draft(console: Console) -> list[str]:
     with session_scope(console.engine) as session:
         issue = prepare_draft(session, console.settings).issue
+        assert issue is not None
+        return [c.slug for c, _ in issue_rows(session, issue)]
+
+
+def _draft_order(console: Console) -> list[str]:
+    with session_scope(console.engine) as session:
+        issue = find_issue(session, number=1)
         assert issue is not None
         return [c.slug for c, _ in issue_rows(session, issue)]
 
@@ -40,6 +52,13 @@ def _form(csrf: str, slugs: list[str], subject: str, **extra: object) -> dict[st
         "layout": ["full"] * len(slugs),
         **extra,
     }
+
+
+def _automatic(console: Console, slugs: list[str]) -> str:
+    """The automatic subject of a copy carrying ``slugs``, in that order."""
+    with session_scope(console.engine) as session:
+        found = {c.slug: c for c in session.exec(select(Comparison)).all()}
+        return default_subject([found[s] for s in slugs])
 
 
 def _subjects(console: Console) -> dict[str, str]:
@@ -71,16 +90,12 @@ def test_a_two_topic_reader_gets_a_subject_naming_their_own_lead(console: Consol
     result = weekly_job(console.settings, engine=console.engine, transport=console.outbox)
     assert result.report is not None and result.report.sent > 1
     subjects = _subjects(console)
-    theirs = [
-        s for s in order if s in ("cadence-notes-vs-murmur-minutes", "inkwell-studio-vs-paperkite")
-    ]
-    lead = {"cadence-notes-vs-murmur-minutes": "Cadence Notes vs Murmur Minutes"}.get(
-        theirs[0], "Inkwell Studio vs Paperkite"
-    )
-    assert subjects["words@example.com"] == f"{lead} and 1 more"
+    theirs = [s for s in order if s in (CADENCE, INKWELL)]
+    assert subjects["words@example.com"] == _automatic(console, theirs)
+    assert "Tessellate" not in subjects["words@example.com"]
     # Readers of every topic get the issue itself, now led by the spreadsheet comparison.
     everyone = {s for e, s in subjects.items() if e != "words@example.com"}
-    assert everyone == {"Tessellate vs GridSage and 6 more"}
+    assert everyone == {_automatic(console, order)} and "Tessellate" in everyone.pop()
 
 
 def _copies_on_page(page: str) -> dict[str, str]:
@@ -102,9 +117,11 @@ def test_every_copy_is_previewed_with_its_readers_two_side_by_side(console: Cons
     rows = _copies_on_page(page)
     assert len(rows) == 4  # the issue itself, two topic sets, and one that gets nothing
     words = next(r for r in rows.values() if "Weekly · Productivity, Writing" in r)
-    assert " 3 " in words and " and 1 more" in words
+    slugs = _draft_order(console)
+    subject = _automatic(console, [s for s in slugs if s in (CADENCE, INKWELL)])
+    assert " 3 " in words and html.escape(subject, quote=False) in words
     sheets_ident = next(i for i, r in rows.items() if "Data &amp; Analytics" in r)
-    assert "Tessellate vs GridSage" in rows[sheets_ident]
+    assert "Tessellate" in rows[sheets_ident]
     robots = next(r for r in rows.values() if "Robotics" in r)
     assert "no email: nothing in your topics" in robots
     # Two previews side by side: by default the issue and the first other copy; any
@@ -174,8 +191,12 @@ def test_status_json_lists_every_copy_with_its_subject(
     add_reader(console.engine, "sheets@example.com", ["Data & Analytics"])
     status = digest_cli.json("status", "--json")
     subjects = {tuple(v["topics"] or ["*"]): v["subject"] for v in status["variants"]}
-    assert subjects[("Data & Analytics",)] == "Tessellate vs GridSage"
-    assert subjects[tuple(WORDS)].endswith(" and 1 more")
+    sheets = _automatic(console, [SHEETS])
+    assert subjects[("Data & Analytics",)] == sheets and "Tessellate" in sheets
+    slugs = _draft_order(console)
+    assert subjects[tuple(WORDS)] == _automatic(
+        console, [s for s in slugs if s in (CADENCE, INKWELL)]
+    )
     assert subjects[("*",)] == status["subject"]
     text = digest_cli("status")
-    assert "copy Weekly · Data & Analytics (1 reader): Tessellate vs GridSage" in text.output
+    assert f"copy Weekly · Data & Analytics (1 reader): {sheets}" in text.output

@@ -100,7 +100,7 @@ def test_the_note_and_a_take_are_safe_and_everywhere(console: Console) -> None:
         issue = find_issue(session, number=1)
         assert issue is not None
         first = issue_rows(session, issue)[0][0].title
-    assert text.index("how we score") < text.index(first)
+    assert text.index("how we score") < text.index(f"{'-' * 72}\r\n{first}")
     assert html.index("how we score") < html.index(f"{first}</a></h2>")
     assert _unsafe(html) == [] and _unsafe(text) == []
     page = console.client().get("/archive/1").text

@@ -231,7 +231,8 @@ def test_edits_recompile_are_recorded_and_withdraw_an_approval(
             ),
             actor="ed@example.com",
         )
-        assert set(changes) == {"subject", "comparisons", "review"}
+        # The automatic preheader follows the comparisons (it named the dropped c2).
+        assert set(changes) == {"subject", "preheader", "comparisons", "review"}
         assert [(c.slug, f) for c, f in issue_rows(session, draft)] == [
             ("fresh", True),
             ("c3", False),
