@@ -112,9 +112,7 @@ async def archive_feed(request: Request) -> Response:
     entry = cache.fresh(FEED_KEY)
     if entry is None:
         entry = await run_in_threadpool(_feed_entry, request, cache)
-    response = feed_response(request, entry)
-    response.headers["Vary"] = "Accept"  # a browser gets the page at the same address
-    return response
+    return feed_response(request, entry)
 
 
 def _feed_page(request: Request) -> Response:

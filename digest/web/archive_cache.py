@@ -119,4 +119,5 @@ def page_response(request: Request, entry: Entry, csp: str) -> Response:
 
 
 def feed_response(request: Request, entry: Entry) -> Response:
-    return cached_response(request, entry, FEED_TYPE, "public, max-age=300")
+    """The Atom XML; a browser gets a page at the same address (``Vary: Accept``)."""
+    return cached_response(request, entry, FEED_TYPE, "public, max-age=300", {"Vary": "Accept"})

@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest.http.client import client_key
+from digest.web.archive import wants_page
 from digest.web.archive_cache import ArchiveCache, feed_response, page_response
 from digest.web.pages import ARCHIVE_CSP
 
@@ -55,10 +56,13 @@ class FastPaths:
     async def _archive(self, scope: Scope, receive: Receive, send: Send, ref: str) -> bool:
         cache: ArchiveCache = scope["app"].state.archive_cache
         if ref == "feed.atom":
+            request = Request(scope, receive)
+            if wants_page(request.headers.get("accept", "")):
+                return False  # a browser: the readable page, from the route
             entry = cache.fresh(("feed",))
             if entry is None:
                 return False
-            response = feed_response(Request(scope, receive), entry)
+            response = feed_response(request, entry)
         else:
             root = scope.get("root_path", "").rstrip("/")
             entry = cache.fresh(("page", ref, root))
