@@ -26,7 +26,7 @@ from digest.exceptions import IssueStateError
 from digest.issue.clicks import linker
 from digest.issue.history import record
 from digest.issue.render import default_intro, render_issue
-from digest.issue.screen import Skipped, render_screened
+from digest.issue.screen import Skipped, render_screened, words_problem
 from digest.issue.selection import Selection, addable, select_comparisons
 from digest.mail.message import IssueMessage
 from digest.store.models import (
@@ -351,6 +351,8 @@ def edit_issue(
     changes (``field: [old, new]``). An approved draft needs approving again."""
     if issue.state != IssueState.DRAFT:
         raise IssueStateError(f"issue {issue.label} is {issue.state}; only drafts can be edited")
+    if problem := words_problem(edit.subject, edit.preheader, edit.intro):
+        raise IssueStateError(problem)
     assert issue.id is not None
     before = issue_rows(session, issue)
     after = _rearranged(session, settings, before, edit) if not _words_only(edit) else before
