@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -87,6 +88,7 @@ def serve(
 
     try:
         s.signing_key()
+        s.ingest_token_map()
         engine = make_engine(s.database_url, s.db_busy_timeout)
         migrate(engine)  # once, before the workers start
         engine.dispose()
@@ -94,6 +96,8 @@ def serve(
         fail(str(exc))
     # Each worker builds its own app (digest.web.app.serve_app) from the same
     # environment; /metrics adds up every worker's counters from this folder.
+    # ... so the base URL that follows the served port must be in that environment.
+    os.environ["DIGEST_BASE_URL"] = s.base_url
     with multiprocess_dir():
         uvicorn.run(
             "digest.web.app:serve_app",
