@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     console_login_limit: int = Field(default=10, ge=1, le=100_000)
     console_login_window: int = Field(default=900, ge=1)  # seconds
 
-    full_cards: int = Field(default=5, ge=0, le=50)
+    full_cards: int = Field(default=2, ge=0, le=50)  # issue 26: the rest compact, a third shorter
     max_comparisons: int = Field(default=20, ge=1, le=200)
     quote_max_chars: int = Field(default=280, ge=60, le=2000)
 
@@ -278,12 +278,13 @@ class Settings(BaseSettings):
 
     demo: bool = False
 
-    @field_validator("secret_key_previous")
+    @field_validator("*")
     @classmethod
-    def _unset_when_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        # `DIGEST_SECRET_KEY_PREVIOUS=` (an env file's empty line) means "no previous
-        # key"; read as a key it failed every link at request time (issue 22).
-        if value is not None and not value.get_secret_value().strip():
+    def _unset_when_blank(cls, value: object) -> object:
+        # Every secret: `DIGEST_X=` (an env file's empty line) means "not set". Read as a
+        # value, an empty DIGEST_SECRET_KEY_PREVIOUS failed every link at request time
+        # and an empty DIGEST_ADMIN_TOKEN let "Authorization: Bearer" in (issue 22).
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
             return None
         return value
 

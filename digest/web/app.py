@@ -29,8 +29,9 @@ from digest.notices.subscribers import TransportFactory
 from digest.ops import health, metrics
 from digest.ops.logging_setup import configure_logging
 from digest.store.engine import make_engine, migrate
-from digest.web import archive, ingest, public, readers, site, webhooks
+from digest.web import archive, ingest, leaving, public, readers, site, webhooks
 from digest.web.archive_cache import ArchiveCache
+from digest.web.fast import FastPaths
 from subscribers.oneclick import UnsubscribeWriter
 from subscribers.optin import CONFIRM_RESEND_SECONDS
 
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 def include_routers(app: FastAPI) -> None:
     """Every router the app serves. A feature with its own router adds one line here."""
     app.include_router(public.router)
+    app.include_router(leaving.router)
     app.include_router(archive.router)
     app.include_router(readers.router)
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.
@@ -111,6 +113,8 @@ def create_app(
     # console sessions checked before a body is read; every body limited and timed.
     app.add_middleware(BodyLimits, rules=body_rules(settings))
     app.add_middleware(SessionFirst)
+    # Cache hits of the routes a send floods, inside the security headers (web/fast.py).
+    app.add_middleware(FastPaths)
     app.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
     app.add_middleware(HeadAsGet)
     app.add_middleware(metrics.RequestCounter)

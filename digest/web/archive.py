@@ -32,7 +32,7 @@ from digest.issue.render import week_label
 from digest.mail.message import per_issue_values
 from digest.mail.placeholders import placeholder
 from digest.store.models import Issue, IssueState
-from digest.web.archive_cache import ArchiveCache, Entry, cached_response
+from digest.web.archive_cache import ArchiveCache, Entry, feed_response, page_response
 from digest.web.issue_page import feed_content, has_selection, issue_url, web_page
 from digest.web.pages import ARCHIVE_CSP, page, render_template
 
@@ -43,7 +43,6 @@ router = APIRouter()
 PUBLIC_STATES = (IssueState.SENDING.value, IssueState.PAUSED.value, IssueState.SENT.value)
 _ANY_PLACEHOLDER = re.compile(r"\[\[%[a-z_]{1,40}%\]\]")
 FEED_ENTRIES = 50
-HTML_TYPE = "text/html; charset=utf-8"
 
 
 def _public_issues(request: Request, limit: int | None = None) -> list[Issue]:
@@ -93,17 +92,43 @@ def archive_index(request: Request) -> HTMLResponse:
     return page(request, "archive_index.html", settings, issues=issues)
 
 
+def wants_page(accept: str) -> bool:
+    """A browser opening the feed (it asks for text/html, not for a feed type) gets a
+    readable page; feed readers, and anything that names no type, get the Atom XML.
+    (An XSLT stylesheet would do it inside the XML, but Chromium is dropping XSLT.)"""
+    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    feeds = {"application/atom+xml", "application/rss+xml"}
+    return "text/html" in types and not types & feeds
+
+
 FEED_KEY = ("feed",)
-FEED_TYPE = "application/atom+xml; charset=utf-8"
 
 
 @router.get("/archive/feed.atom", summary="Atom feed of published issues")
 async def archive_feed(request: Request) -> Response:
+    if wants_page(request.headers.get("accept", "")):
+        return await run_in_threadpool(_feed_page, request)
     cache: ArchiveCache = request.app.state.archive_cache
     entry = cache.fresh(FEED_KEY)
     if entry is None:
         entry = await run_in_threadpool(_feed_entry, request, cache)
-    return cached_response(request, entry, FEED_TYPE, "public, max-age=300")
+    response = feed_response(request, entry)
+    response.headers["Vary"] = "Accept"  # a browser gets the page at the same address
+    return response
+
+
+def _feed_page(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    issues = [_issue_view(i, settings) for i in _public_issues(request, FEED_ENTRIES)]
+    response = page(
+        request,
+        "feed_page.html",
+        settings,
+        issues=issues,
+        self_url=f"{settings.base_url}/archive/feed.atom",
+    )
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 def _feed_entry(request: Request, cache: ArchiveCache) -> Entry:
@@ -177,11 +202,7 @@ async def archive_issue(ref: str, request: Request) -> Response:
         entry = await run_in_threadpool(_page_entry, request, cache, key, ref, root)
     if entry is None:
         return _not_found(request, request.app.state.settings)
-    # A sent issue's page never changes; one still sending may (an edit, a pause).
-    cache_control = "public, max-age=3600" if entry.immutable else "public, max-age=60"
-    return cached_response(
-        request, entry, HTML_TYPE, cache_control, {"Content-Security-Policy": ARCHIVE_CSP}
-    )
+    return page_response(request, entry, ARCHIVE_CSP)
 
 
 def _page_entry(
@@ -191,7 +212,8 @@ def _page_entry(
     public issue."""
     settings: Settings = request.app.state.settings
     query = select(Issue).where(col(Issue.state).in_(PUBLIC_STATES))
-    by_number = ref.isdigit() and len(ref) < 10
+    # isdigit() alone accepts "²" and other digits int() refuses (a 500, issue 22).
+    by_number = ref.isascii() and ref.isdigit() and len(ref) < 10
     if by_number:
         query = query.where(Issue.number == int(ref))
     else:
