@@ -50,9 +50,9 @@ NOTICES = {
     "unchanged": "Nothing changed.",
     "tested": "A [TEST] copy was accepted by the mail server for the address you gave; "
     "the history records it.",
-    "approved": "Approved. It goes out at its time.",
+    "approved": "Approved. When it goes out is under the title.",
     "held": "Held. It does not go out until an editor approves or releases it.",
-    "released": "Hold released.",
+    "released": "Hold released. When it goes out is under the title.",
     "drafted": "The next issue was frozen as a draft.",
     "sending": "The send started. This page follows its progress.",
     "paused": "Paused: every sender stops within a second; what was not handed over waits.",
