@@ -129,3 +129,18 @@ def test_answers_from_memory_equal_the_routes_answers(sqlite_web: WebApp, tmp_pa
         head = web.client.head(path)
         assert head.status_code == 200 and head.content == b""
         assert head.headers["etag"] == routed.headers["etag"]
+
+
+def test_a_browser_opening_the_feed_still_gets_the_page(sqlite_web: WebApp, tmp_path: Path) -> None:
+    """The feed is cached as XML; a browser (Accept: text/html) gets the readable page
+    at the same address, cached XML or not."""
+    web = sqlite_web
+    _issue(web, tmp_path, "2026-W45", IssueState.SENT)
+    xml = web.client.get("/archive/feed.atom")
+    assert xml.headers["content-type"].startswith("application/atom+xml")
+    browser = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}
+    for _ in range(2):
+        page = web.client.get("/archive/feed.atom", headers=browser)
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["vary"] == "Accept"
+    assert web.client.get("/archive/feed.atom").content == xml.content

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -188,3 +189,70 @@ def test_two_processes_record_every_unsubscribe_once_and_share_every_limit(
         # Whichever process answered the scrape, it counted both processes' redirects.
         for text in scrapes:
             assert 'digest_web_requests_total{status="302"} 50.0' in text, text
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _workers_of(proc: subprocess.Popen[bytes]) -> list[int]:
+    """The server processes (spawned interpreters), not multiprocessing's tracker."""
+    return [
+        child
+        for child in _children(proc.pid)
+        if "spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+        and "resource_tracker" not in Path(f"/proc/{child}/cmdline").read_text(errors="replace")
+    ]
+
+
+def _gone(pids: list[int]) -> bool:
+    return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_a_dead_worker_stops_the_set_and_a_killed_parent_takes_its_workers(
+    tmp_path: Path,
+) -> None:
+    settings = rig_settings(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "PROMETHEUS"))}
+    env.update(DIGEST_DATABASE_URL=settings.database_url, DIGEST_SECRET_KEY=TEST_SECRET)
+    for how in ("worker dies", "parent killed"):
+        port = free_port()
+        with (tmp_path / f"{how}.log").open("wb") as out:
+            proc = subprocess.Popen(
+                [DIGEST, "serve", "--port", str(port), "--workers", "2"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+            )
+
+        def up(port: int = port) -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        try:
+            wait_for(up, "digest serve --workers to answer")
+            wait_for(lambda p=proc: len(_workers_of(p)) == 2, "two worker processes")  # type: ignore[misc]
+            workers = _workers_of(proc)
+            if how == "worker dies":
+                os.kill(workers[0], signal.SIGKILL)
+                assert proc.wait(timeout=60) == 1  # for systemd to restart the set
+            else:
+                proc.kill()
+                proc.wait()
+            wait_for(lambda w=workers: _gone(w), "every worker to stop")  # type: ignore[misc]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

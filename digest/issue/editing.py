@@ -19,11 +19,13 @@ from sqlmodel import Session
 from digest.core.clock import utcnow
 from digest.core.notes import NOTE_MAX_CHARS, one_line_take
 from digest.core.settings import Settings
+from digest.core.textsafe import text_problem
 from digest.exceptions import IssueStateError
 from digest.issue.clicks import linker
 from digest.issue.freeze import arrange, issue_rows, issue_takes
 from digest.issue.history import record
 from digest.issue.render import default_preheader, default_subject, render_issue
+from digest.issue.screen import words_problem
 from digest.issue.selection import addable
 from digest.store.models import Comparison, Issue, IssueState, ReviewState
 
@@ -139,6 +141,14 @@ def edit_issue(
     assert issue.id is not None
     if edit.note is not None and len(edit.note) > NOTE_MAX_CHARS:
         raise IssueStateError(f"the note is {len(edit.note)} characters; at most {NOTE_MAX_CHARS}")
+    # An editor's words meet the same text checks as an imported comparison's.
+    if problem := words_problem(edit.subject, edit.preheader, edit.intro):
+        raise IssueStateError(problem)
+    if edit.note and (problem := text_problem(edit.note)):
+        raise IssueStateError(f"the note {problem}")
+    for slug, take in (edit.takes or {}).items():
+        if take and (problem := text_problem(take, one_line=True)):
+            raise IssueStateError(f"the take on {slug} {problem}")
     before = issue_rows(session, issue)
     after = _rearranged(session, settings, before, edit) if not _words_only(edit) else before
     if not after:

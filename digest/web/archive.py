@@ -32,7 +32,13 @@ from digest.issue.render import week_label
 from digest.mail.message import per_issue_values
 from digest.mail.placeholders import placeholder
 from digest.store.models import Issue, IssueState
-from digest.web.archive_cache import ArchiveCache, Entry, feed_response, page_response
+from digest.web.archive_cache import (
+    ArchiveCache,
+    Entry,
+    feed_response,
+    page_response,
+    wants_page,
+)
 from digest.web.issue_page import feed_content, has_selection, issue_url, web_page
 from digest.web.pages import ARCHIVE_CSP, page, render_template
 
@@ -92,15 +98,6 @@ def archive_index(request: Request) -> HTMLResponse:
     return page(request, "archive_index.html", settings, issues=issues)
 
 
-def wants_page(accept: str) -> bool:
-    """A browser opening the feed (it asks for text/html, not for a feed type) gets a
-    readable page; feed readers, and anything that names no type, get the Atom XML.
-    (An XSLT stylesheet would do it inside the XML, but Chromium is dropping XSLT.)"""
-    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
-    feeds = {"application/atom+xml", "application/rss+xml"}
-    return "text/html" in types and not types & feeds
-
-
 FEED_KEY = ("feed",)
 
 
@@ -112,9 +109,7 @@ async def archive_feed(request: Request) -> Response:
     entry = cache.fresh(FEED_KEY)
     if entry is None:
         entry = await run_in_threadpool(_feed_entry, request, cache)
-    response = feed_response(request, entry)
-    response.headers["Vary"] = "Accept"  # a browser gets the page at the same address
-    return response
+    return feed_response(request, entry)
 
 
 def _feed_page(request: Request) -> Response:

@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest.http.client import client_key
-from digest.web.archive_cache import ArchiveCache, feed_response, page_response
+from digest.web.archive_cache import ArchiveCache, feed_response, page_response, wants_page
 from digest.web.pages import ARCHIVE_CSP
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,9 @@ class FastPaths:
     async def _archive(self, scope: Scope, receive: Receive, send: Send, ref: str) -> bool:
         cache: ArchiveCache = scope["app"].state.archive_cache
         if ref == "feed.atom":
+            accept = Request(scope).headers.get("accept", "")
+            if wants_page(accept):  # a browser: the route answers with a page
+                return False
             entry = cache.fresh(("feed",))
             if entry is None:
                 return False

@@ -13,11 +13,13 @@ that says it is TCP, so every answer waited for the peer's delayed ACK (about 40
 
 The parent only supervises: SIGTERM or SIGINT stops every worker gracefully (each
 writes its pending click counts and unsubscribes); a worker that dies takes the
-others down with it, and the command exits 1 for systemd to restart the whole set.
+others down with it, and the command exits 1 for systemd to restart the whole set;
+a parent killed outright takes its workers with it (Linux ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import signal
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 APP = "digest.web.app:serve_app"
 BACKLOG = 2048
+PR_SET_PDEATHSIG = 1
 
 
 def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
@@ -45,7 +48,18 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
     return sock
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when the supervising process dies, even by SIGKILL
+    (no worker left serving alone, holding the port)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        logger.debug("no prctl here: workers outlive a killed parent")
+
+
 def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+    _die_with_parent()
     sock = listening_socket(host, port)
     config = uvicorn.Config(APP, factory=True, host=host, port=port, **options)
     uvicorn.Server(config).run(sockets=[sock])
