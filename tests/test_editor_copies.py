@@ -225,3 +225,20 @@ def test_upgrading_keeps_a_subject_an_editor_wrote_as_theirs(console: Console) -
         assert issue is not None
         assert issue.subject == "Our own words"
         assert (issue.subject_auto, issue.preheader_auto) == (False, True)
+
+
+def test_a_copys_own_words_meet_the_same_text_checks(console: Console) -> None:
+    _draft(console)
+    add_reader(console.engine, "words@example.com", WORDS)
+    editor, csrf = console.login(EDITOR)
+    page = editor.get("/console/issues/1").text
+    ident = next(i for i, r in _copies_on_page(page).items() if "Productivity, Writing" in r)
+    for field in ("subject", "intro", "note"):
+        refused = editor.post(
+            f"/console/issues/1/copies/{ident}/words",
+            data={"csrf": csrf, field: "Fine words\x00 and a NUL"},
+        )
+        assert refused.status_code == 409 and f"the {field} contains" in refused.text, field
+    with session_scope(console.engine) as session:
+        issue = find_issue(session, number=1)
+        assert issue is not None and issue.variant_words == "{}"

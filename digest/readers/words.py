@@ -19,9 +19,11 @@ from sqlmodel import Session
 from digest.core.clock import utcnow
 from digest.core.mailsafe import header_text, one_line
 from digest.core.notes import NOTE_MAX_CHARS
+from digest.core.textsafe import text_problem
 from digest.exceptions import IssueStateError
 from digest.issue.history import record
 from digest.issue.render import default_preheader, default_subject
+from digest.issue.screen import words_problem
 from digest.store.models import Comparison, Issue, IssueState, ReviewState
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,11 @@ def set_copy_words(
     if issue.state != IssueState.DRAFT:
         raise IssueStateError(f"issue {issue.label} is {issue.state}; only drafts can be edited")
     assert issue.id is not None
+    # A copy's own words meet the same text checks as the issue's (and an import's).
+    if problem := words_problem(words.get("subject"), words.get("preheader"), words.get("intro")):
+        raise IssueStateError(problem)
+    if words.get("note") and (problem := text_problem(words["note"])):
+        raise IssueStateError(f"the note {problem}")
     stored = overrides(issue)
     mine = dict(stored.get(key, {}))
     changes: dict[str, object] = {}
