@@ -8,7 +8,9 @@ once from BENCH_WEB_BODIES), with no store, no template and no token check.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import signal
 from pathlib import Path
 
 import uvicorn
@@ -80,22 +82,45 @@ app = Starlette(
 )
 
 
+OPTIONS = {
+    "log_level": "info",
+    "proxy_headers": True,
+    "forwarded_allow_ips": "127.0.0.1",
+}
+
+
+def _child(port: int) -> None:
+    from digest.web.workers import listening_socket
+
+    sock = listening_socket("127.0.0.1", port)
+    config = uvicorn.Config("web_baseline:app", host="127.0.0.1", port=port, **OPTIONS)  # type: ignore[arg-type]
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    # The options `digest serve` gives uvicorn (digest/cli/server.py), access log included.
-    uvicorn.run(
-        "web_baseline:app",
-        app_dir=str(Path(__file__).resolve().parent),
-        host="127.0.0.1",
-        port=args.port,
-        log_level="info",
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
-        workers=args.workers,
-    )
+    # The options `digest serve` gives uvicorn (digest/cli/server.py), access log
+    # included; several processes the way `digest serve --workers N` starts them
+    # (digest/web/workers.py), so the ratio compares the apps, not the launchers.
+    if args.workers == 1:
+        uvicorn.run(
+            "web_baseline:app",
+            app_dir=str(Path(__file__).resolve().parent),
+            host="127.0.0.1",
+            port=args.port,
+            **OPTIONS,  # type: ignore[arg-type]
+        )
+        return
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_child, args=(args.port,)) for _ in range(args.workers)]
+    for child in children:
+        child.start()
+    signal.signal(signal.SIGTERM, lambda *_: [c.terminate() for c in children])
+    for child in children:
+        child.join()
 
 
 if __name__ == "__main__":

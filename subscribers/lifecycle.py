@@ -49,43 +49,61 @@ def suppress(
     keeps its first reason (a complaint is not downgraded to a bounce). Runs inside the
     caller's transaction.
     """
+    moved = move(conn, subscriber_ids, status)
+    record_moved(conn, moved, status, source=source, detail=detail, ip=ip, user_agent=user_agent)
+    return len(moved)
+
+
+def move(
+    conn: Connection, subscriber_ids: Sequence[int], status: SubscriberStatus
+) -> list[tuple[int, str]]:
+    """The first half of :func:`suppress`: the rows it moved, as (id, email).
+
+    One conditional ``UPDATE … RETURNING``: the rows it moved are the rows this call
+    changed, even when another transaction (another web process, a SQLite writer that
+    read before it held the lock) tries the same at the same moment — so the consent
+    log gets each change exactly once."""
     if status not in SUPPRESSED_STATES:
         raise ValueError(f"{status} is not a suppressed state")
-    if not subscriber_ids:
-        return 0
     ids = list(dict.fromkeys(subscriber_ids))
     now = utcnow()
     values: dict[str, object] = {"status": status.value, "updated_at": now, "confirm_nonce": None}
     if status == SubscriberStatus.UNSUBSCRIBED:
         values["unsubscribed_at"] = now
-    # One conditional UPDATE … RETURNING: the rows it moved are the rows this call
-    # changed, even when another transaction (another web process, a SQLite writer
-    # that read before it held the lock) tries the same at the same moment — so the
-    # consent log gets each change exactly once.
-    changed_rows: list[tuple[int, str]] = []
+    moved: list[tuple[int, str]] = []
     for start in range(0, len(ids), 500):
-        moved = conn.execute(
+        rows = conn.execute(
             update(S)
             .where(S.c.id.in_(ids[start : start + 500]), S.c.status.in_(_MOVABLE))
             .values(**values)
             .returning(S.c.id, S.c.email)
         )
-        changed_rows.extend((int(r.id), str(r.email)) for r in moved)
-    if not changed_rows:
-        return 0
-    changed_ids = [sid for sid, _ in changed_rows]
-    add_suppressions(conn, [email for _, email in changed_rows], status.value, source=source)
+        moved.extend((int(r.id), str(r.email)) for r in rows)
+    return moved
+
+
+def record_moved(
+    conn: Connection,
+    moved: Sequence[tuple[int, str]],
+    status: SubscriberStatus,
+    *,
+    source: str,
+    detail: str = "",
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> None:
+    """The second half of :func:`suppress`: the suppression list and the consent log
+    for the rows :func:`move` moved."""
+    if not moved:
+        return
+    add_suppressions(conn, [email for _, email in moved], status.value, source=source)
     log_events(
         conn,
-        changed_ids,
+        [sid for sid, _ in moved],
         _ACTION[status],
         source=source,
         ip=ip,
         user_agent=user_agent,
         detail=detail,
-        when=now,
     )
-    logger.info(
-        "suppressed %d subscribers as %s (%s: %s)", len(changed_ids), status, source, detail
-    )
-    return len(changed_ids)
+    logger.info("suppressed %d subscribers as %s (%s: %s)", len(moved), status, source, detail)

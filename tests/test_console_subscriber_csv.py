@@ -27,8 +27,13 @@ BAD = (
 
 
 def _people(console: Console) -> dict[str, object]:
-    """The subscriber tables (a login writes its session: that is not the import's)."""
-    return {k: v for k, v in dump_store(console.engine).items() if "console" not in k}
+    """The subscriber tables (a login writes its session and its throttle count: those
+    are not the import's)."""
+    return {
+        k: v
+        for k, v in dump_store(console.engine).items()
+        if "console" not in k and k != "throttle_window"
+    }
 
 
 def _rows(text: str) -> list[dict[str, str]]:

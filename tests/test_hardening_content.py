@@ -8,6 +8,7 @@ Freeze), and the archive page and the Atom feed stay well-formed.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from xml.etree import ElementTree
 
 import pytest
 from cli_support import DigestCLI
-from console_support import Console
+from console_support import Console, make_console
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -191,3 +194,23 @@ def test_an_issue_whose_every_comparison_is_bad_still_has_a_page(
     web = make_web(settings, engine)
     assert web.client.get("/archive/1").status_code == 200
     ElementTree.fromstring(web.client.get("/archive/feed.atom").content)  # noqa: S314
+
+
+def test_the_ingest_api_and_the_console_import_refuse_it_too(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    token = "ingest-token-0123456789abcdef"
+    console = make_console(settings, engine, tmp_path, ingest_tokens=SecretStr(f"site={token}"))
+    before = dump_store(engine)["comparison"]
+    body = _poisoned(settings, "title", "\uffff")
+    api = TestClient(console.app).post(
+        "/api/comparisons", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert api.status_code == 422 and "noncharacter (U+FFFF)" in api.text
+    client, csrf = console.login("ed@example.com")
+    page = client.post(
+        "/console/comparisons/import",
+        data={"csrf": csrf, "text": json.dumps(body, ensure_ascii=False)},
+    )
+    assert "noncharacter (U+FFFF)" in page.text
+    assert dump_store(engine)["comparison"] == before

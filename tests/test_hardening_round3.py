@@ -7,22 +7,35 @@ the ASGI app through its HTTP interface) and failed before its fix.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from cli_support import settings_env
 from conftest import TEST_SECRET, rig_settings
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from servers import free_port
+from servers import free_port, serve_process
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from test_webhooks_ses import Fetcher, notification, sign
+from test_webhooks_ses import bounce as ses_bounce
+from test_webhooks_ses import client as ses_client
+from test_webhooks_ses import post as ses_post
+from webhook_helpers import add_reader, event_time, status_of
 
+from digest.accounts.service import add_user
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.core.tokens import TokenMinter, make_token
 from digest.exceptions import ConfigError
+from digest.http.accesslog import REDACTED, redact
 from digest.store.engine import make_engine, session_scope
 from digest.store.subscriber_models import Subscriber
 from digest.web.app import create_app
@@ -131,3 +144,105 @@ def test_readyz_says_database_unreachable_and_logs_the_detail(
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "database unreachable" in logged and str(port) in logged
     assert "hunter2" not in logged
+
+
+# ---------------------------------------------------------------- 8: blank secrets are unset
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_an_empty_admin_token_opens_nothing(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    monkeypatch.setenv("DIGEST_ADMIN_TOKEN", blank)
+    monkeypatch.setenv("DIGEST_POSTMARK_WEBHOOK_USER", "hook")
+    monkeypatch.setenv("DIGEST_POSTMARK_WEBHOOK_PASSWORD", blank)
+    settings = rig_settings(tmp_path)
+    assert settings.admin_token is None and settings.postmark_webhook_password is None
+    client = TestClient(create_app(settings, engine=engine))
+    for header in ("Bearer ", "Bearer", "bearer  ", f"Bearer {blank}"):
+        answer = client.get("/console/api/status", headers={"Authorization": header})
+        assert answer.status_code == 401, header
+    hook = client.post("/webhooks/postmark", json={"RecordType": "Bounce"}, auth=("hook", ""))
+    assert hook.status_code == 403
+
+
+def test_a_set_admin_token_still_works(tmp_path: Path, engine: Engine) -> None:
+    token = "an-admin-token-0123456789"
+    client = TestClient(create_app(rig_settings(tmp_path, admin_token=token), engine=engine))
+    assert (
+        client.get("/console/api/status", headers={"Authorization": "Bearer x"}).status_code == 401
+    )
+    ok = client.get("/console/api/status", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
+
+
+# ---------------------------------------------------------------- 9: tokens out of the log
+
+
+def _paths(routes: list[Any], prefix: str = "") -> Iterator[str]:
+    """Every route's path, through included routers (FastAPI includes them lazily)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _paths(included.routes, prefix + route.include_context.prefix)
+        elif isinstance(getattr(route, "path", None), str):
+            yield prefix + route.path
+
+
+def test_every_route_with_a_token_is_redacted_from_the_one_list(
+    settings: Settings, engine: Engine
+) -> None:
+    app = create_app(settings, engine=engine)
+    token_routes = [path for path in _paths(app.routes) if "{token}" in path]
+    assert "/console/setup/{token}" in token_routes and "/r/{token}" in token_routes
+    for path in token_routes:
+        sample = re.sub(r"\{[a-z_]+\}", "1", path.replace("{token}", "Tok3n-VALUE_x"))
+        logged = redact(f"{sample}?next=/console")
+        assert "Tok3n-VALUE_x" not in logged and REDACTED in logged, path
+
+
+def test_digest_serve_never_logs_a_set_password_link(
+    tmp_path: Path, engine: Engine, settings: Settings
+) -> None:
+    with session_scope(engine) as session:
+        token = add_user(session, "new@example.com", "editor").setup_token
+    assert token is not None
+    env = {**settings_env(settings), "PATH": "/usr/bin:/bin"}
+    port = free_port()
+    with serve_process(env, tmp_path, port):
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/console/setup/{token}").status_code == 200
+        assert httpx.get(f"{base}/console/setup/not-a-real-token-at-all").status_code == 404
+    log = (tmp_path / "serve.log").read_text()
+    assert "/console/setup/[token]" in log
+    assert token not in log and "not-a-real-token-at-all" not in log
+
+
+# ---------------------------------------------------------------- 13: the SNS Timestamp
+
+
+@pytest.mark.parametrize(
+    ("stamp", "accepted"),
+    [
+        (lambda: event_time(timedelta(seconds=30)), True),
+        (lambda: event_time(timedelta(seconds=400)), False),  # older than 300 s
+        (lambda: event_time(timedelta(seconds=-400)), False),  # from the future
+        (lambda: "nan", False),
+        (lambda: "2026-13-45T99:00:00Z", False),
+        (lambda: event_time().replace("Z", ""), False),  # no zone: not SNS's form
+    ],
+)
+def test_the_sns_timestamp_is_held_to_the_webhook_age(
+    settings: Settings, engine: Engine, stamp: Any, accepted: bool
+) -> None:
+    add_reader(engine, "b@example.com")
+    client = ses_client(settings, engine, Fetcher(), webhook_max_age_seconds=300)
+    message = {**notification(ses_bounce("b@example.com")), "Timestamp": stamp()}
+    answer = ses_post(client, sign(message))
+    if accepted:
+        assert answer.status_code == 200, answer.text
+        assert status_of(engine, "b@example.com") == "bounced"
+    else:
+        assert answer.status_code == 401, answer.text
+        assert "timestamp" in answer.json()["detail"]
+        assert status_of(engine, "b@example.com") == "active"

@@ -114,3 +114,18 @@ def test_another_base_url_is_another_page(sqlite_web: WebApp, tmp_path: Path) ->
     assert f"{web.settings.base_url}/archive/" not in page
     feed = restarted.get("/archive/feed.atom").text
     assert "https://moved.example.net/archive/feed.atom" in feed
+
+
+def test_answers_from_memory_equal_the_routes_answers(sqlite_web: WebApp, tmp_path: Path) -> None:
+    """The first GET goes through the route (and fills the caches); the next ones are
+    answered before routing (digest/web/fast.py): the same status, headers and body."""
+    web = sqlite_web
+    number = _issue(web, tmp_path, "2026-W45", IssueState.SENT)
+    for path in (f"/archive/{number}", "/archive/feed.atom"):
+        routed, fast = (web.client.get(path) for _ in range(2))
+        assert fast.status_code == routed.status_code == 200
+        assert fast.content == routed.content
+        assert dict(fast.headers) == dict(routed.headers), path
+        head = web.client.head(path)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["etag"] == routed.headers["etag"]

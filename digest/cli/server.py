@@ -72,6 +72,7 @@ def serve(
         uvicorn.run(application, **options)  # type: ignore[arg-type]
         return
     from digest.ops.metrics import multiprocess_dir
+    from digest.web.workers import serve_workers
 
     try:
         s.signing_key()
@@ -82,13 +83,14 @@ def serve(
         fail(str(exc))
     # Each worker builds its own app (digest.web.app.serve_app) from the same
     # environment; /metrics adds up every worker's counters from this folder.
+    del options["host"], options["port"]
     with multiprocess_dir():
-        uvicorn.run(
-            "digest.web.app:serve_app",
-            factory=True,
-            workers=workers,
-            **options,  # type: ignore[arg-type]
-        )
+        try:
+            status = serve_workers(host, port, workers, options)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()

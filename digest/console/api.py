@@ -27,8 +27,10 @@ def _bearer_ok(request: Request, settings: Settings) -> bool:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or settings.admin_token is None:
         return False
-    expected = settings.admin_token.get_secret_value()
-    return secrets.compare_digest(value.strip().encode(), expected.encode())
+    expected = settings.admin_token.get_secret_value().strip()
+    # Never an empty token on either side (settings make a blank one unset too).
+    given = value.strip()
+    return bool(expected and given) and secrets.compare_digest(given.encode(), expected.encode())
 
 
 @router.get("/status")

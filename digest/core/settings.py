@@ -278,12 +278,13 @@ class Settings(BaseSettings):
 
     demo: bool = False
 
-    @field_validator("secret_key_previous")
+    @field_validator("*")
     @classmethod
-    def _unset_when_blank(cls, value: SecretStr | None) -> SecretStr | None:
-        # `DIGEST_SECRET_KEY_PREVIOUS=` (an env file's empty line) means "no previous
-        # key"; read as a key it failed every link at request time (issue 22).
-        if value is not None and not value.get_secret_value().strip():
+    def _unset_when_blank(cls, value: object) -> object:
+        # Every secret: `DIGEST_X=` (an env file's empty line) means "not set". Read as a
+        # value, an empty DIGEST_SECRET_KEY_PREVIOUS failed every link at request time
+        # and an empty DIGEST_ADMIN_TOKEN let "Authorization: Bearer" in (issue 22).
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
             return None
         return value
 

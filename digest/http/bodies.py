@@ -187,4 +187,4 @@ def _has_body(scope: Scope) -> bool:
 
 def _declared_length(scope: Scope) -> int | None:
     value = _header(scope, b"content-length")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None

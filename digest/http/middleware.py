@@ -32,8 +32,12 @@ class SecurityHeaders:
             return
         path: str = scope.get("path", "")
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
                 for key, value in self._headers(path):
@@ -42,7 +46,21 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette answers an unhandled error outside every middleware, i.e. without
+            # these headers: answer it here, with them, and let it go on to be logged.
+            if not started:
+                await send_with_headers(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            raise
 
     def _headers(self, path: str) -> list[tuple[bytes, bytes]]:
         headers = [

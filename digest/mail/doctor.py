@@ -56,7 +56,7 @@ def resolver(settings: Settings, timeout: float = 5.0) -> dns.resolver.Resolver:
     else:
         found = dns.resolver.Resolver(configure=False)
         host, _, port = settings.dns_server.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):
             host, port = settings.dns_server, "53"
         found.nameservers = [host.strip("[]")]
         found.port = int(port)

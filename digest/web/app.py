@@ -31,6 +31,7 @@ from digest.ops.logging_setup import configure_logging
 from digest.store.engine import make_engine, migrate
 from digest.web import archive, ingest, public, readers, site, webhooks
 from digest.web.archive_cache import ArchiveCache
+from digest.web.fast import FastPaths
 from subscribers.oneclick import UnsubscribeWriter
 from subscribers.optin import CONFIRM_RESEND_SECONDS
 
@@ -110,6 +111,8 @@ def create_app(
     # console sessions checked before a body is read; every body limited and timed.
     app.add_middleware(BodyLimits, rules=body_rules(settings))
     app.add_middleware(SessionFirst)
+    # Cache hits of the routes a send floods, inside the security headers (web/fast.py).
+    app.add_middleware(FastPaths)
     app.add_middleware(SecurityHeaders, hsts=settings.base_url.startswith("https://"))
     app.add_middleware(HeadAsGet)
     app.add_middleware(metrics.RequestCounter)

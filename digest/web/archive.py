@@ -32,7 +32,7 @@ from digest.issue.render import week_label
 from digest.mail.message import per_issue_values
 from digest.mail.placeholders import placeholder
 from digest.store.models import Issue, IssueState
-from digest.web.archive_cache import ArchiveCache, Entry, cached_response
+from digest.web.archive_cache import ArchiveCache, Entry, feed_response, page_response
 from digest.web.issue_page import feed_content, has_selection, issue_url, web_page
 from digest.web.pages import ARCHIVE_CSP, page, render_template
 
@@ -43,7 +43,6 @@ router = APIRouter()
 PUBLIC_STATES = (IssueState.SENDING.value, IssueState.PAUSED.value, IssueState.SENT.value)
 _ANY_PLACEHOLDER = re.compile(r"\[\[%[a-z_]{1,40}%\]\]")
 FEED_ENTRIES = 50
-HTML_TYPE = "text/html; charset=utf-8"
 
 
 def _public_issues(request: Request, limit: int | None = None) -> list[Issue]:
@@ -94,7 +93,6 @@ def archive_index(request: Request) -> HTMLResponse:
 
 
 FEED_KEY = ("feed",)
-FEED_TYPE = "application/atom+xml; charset=utf-8"
 
 
 @router.get("/archive/feed.atom", summary="Atom feed of published issues")
@@ -103,7 +101,7 @@ async def archive_feed(request: Request) -> Response:
     entry = cache.fresh(FEED_KEY)
     if entry is None:
         entry = await run_in_threadpool(_feed_entry, request, cache)
-    return cached_response(request, entry, FEED_TYPE, "public, max-age=300")
+    return feed_response(request, entry)
 
 
 def _feed_entry(request: Request, cache: ArchiveCache) -> Entry:
@@ -177,11 +175,7 @@ async def archive_issue(ref: str, request: Request) -> Response:
         entry = await run_in_threadpool(_page_entry, request, cache, key, ref, root)
     if entry is None:
         return _not_found(request, request.app.state.settings)
-    # A sent issue's page never changes; one still sending may (an edit, a pause).
-    cache_control = "public, max-age=3600" if entry.immutable else "public, max-age=60"
-    return cached_response(
-        request, entry, HTML_TYPE, cache_control, {"Content-Security-Policy": ARCHIVE_CSP}
-    )
+    return page_response(request, entry, ARCHIVE_CSP)
 
 
 def _page_entry(
@@ -191,7 +185,8 @@ def _page_entry(
     public issue."""
     settings: Settings = request.app.state.settings
     query = select(Issue).where(col(Issue.state).in_(PUBLIC_STATES))
-    by_number = ref.isdigit() and len(ref) < 10
+    # isdigit() alone accepts "²" and other digits int() refuses (a 500, issue 22).
+    by_number = ref.isascii() and ref.isdigit() and len(ref) < 10
     if by_number:
         query = query.where(Issue.number == int(ref))
     else:

@@ -36,6 +36,8 @@ from starlette.responses import Response
 
 logger = logging.getLogger(__name__)
 
+FEED_TYPE = "application/atom+xml; charset=utf-8"
+HTML_TYPE = "text/html; charset=utf-8"
 #: How stale a page of an issue still sending (or the feed) may be, in seconds.
 RECHECK_SECONDS = 1.0
 MAX_ENTRIES = 512
@@ -106,3 +108,15 @@ def cached_response(
     if wanted and (wanted.strip() == "*" or entry.etag in [t.strip() for t in wanted.split(",")]):
         return Response(status_code=304, headers=common)
     return Response(entry.body, media_type=media_type, headers=common)
+
+
+def page_response(request: Request, entry: Entry, csp: str) -> Response:
+    """An issue's page: an hour in caches once sent, a minute while it may change."""
+    cache_control = "public, max-age=3600" if entry.immutable else "public, max-age=60"
+    return cached_response(
+        request, entry, HTML_TYPE, cache_control, {"Content-Security-Policy": csp}
+    )
+
+
+def feed_response(request: Request, entry: Entry) -> Response:
+    return cached_response(request, entry, FEED_TYPE, "public, max-age=300")

@@ -11,12 +11,13 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from digest.core.settings import Settings
 from digest.exceptions import StoreError
+from digest.http.accesslog import redact
 from digest.store.outage import describe, is_unreachable
 from digest.web.pages import page
 
@@ -30,7 +31,11 @@ _TITLES = {
         "There is no page at this address. It may have moved, or the link was cut short.",
     ),
     405: ("Not here", "This address does not answer that kind of request."),
+    400: ("Out of range", "A number in this address is out of range, so there is nothing here."),
 }
+#: What an out-of-range number in a URL or a query answers (an id or a page number
+#: past what the database can hold: SQLite raises OverflowError, PostgreSQL DataError).
+OUT_OF_RANGE = "a number in the request is out of range"
 #: The page while the database is away, and how soon to ask again.
 UNAVAILABLE = (
     "Back in a moment",
@@ -94,9 +99,19 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(SQLAlchemyError)
     async def database_error(request: Request, exc: SQLAlchemyError) -> Response:
+        if isinstance(exc, DataError):
+            return await out_of_range(request, exc)
         if not is_unreachable(exc):
             raise exc  # a bug, not an outage: the server's own 500
         return unavailable(request, describe(exc))
+
+    @app.exception_handler(OverflowError)
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        # Every route at once: an id, a page or ?number= past a 64-bit integer is a
+        # client's mistake, never a 500 (issue 22).
+        path = redact(request.url.path)
+        logger.warning("%s %s: %s (%s)", request.method, path, OUT_OF_RANGE, exc)
+        return await http_error(request, StarletteHTTPException(400, OUT_OF_RANGE))
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> Response:

@@ -55,7 +55,13 @@ def _process(
     body: bytes,
     state: Any,
 ) -> dict[str, Any]:
-    events, extra = PROVIDERS[provider](settings, headers, body, state)
+    try:
+        events, extra = PROVIDERS[provider](settings, headers, body, state)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        # A JSON value of a type or size no parser expected ({"TopicArn": ["x"]}): the
+        # sender's mistake, every provider alike — a 400, never a 500 to retry forever.
+        logger.warning("malformed %s webhook payload: %r", provider, exc)
+        raise WebhookError(f"malformed {provider} payload", status=400) from exc
     nonce = extra.pop("_nonce", None)
     if nonce is not None:
         claim_nonce(engine, provider, nonce, body, settings)

@@ -95,11 +95,14 @@ class ApplyReport:
         }
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
+def _int(value: object) -> int | None:
+    """A row id from provider metadata, or None: anything but 1 to 18 ASCII digits (a
+    list, "²", a number past a 64-bit column) is ignored, never a 500 that the
+    provider would retry forever."""
+    text = str(value).strip() if isinstance(value, str | int) else ""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         return None
+    return int(text)
 
 
 def _resolve(conn: Connection, event: MailEvent) -> tuple[int | None, int | None, int | None]:

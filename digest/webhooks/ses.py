@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import math
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,9 +20,19 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from digest.core.clock import utcnow
 from digest.core.settings import Settings
 from digest.exceptions import WebhookError, WebhookVerificationError
-from digest.webhooks.common import Fetcher, as_dict, as_dicts, as_str, hints, load_json, when
+from digest.webhooks.common import (
+    Fetcher,
+    as_dict,
+    as_dicts,
+    as_str,
+    fresh,
+    hints,
+    load_json,
+    when,
+)
 from digest.webhooks.events import EventKind, MailEvent
 
 logger = logging.getLogger(__name__)
@@ -109,7 +121,10 @@ def verify(
             "webhook not configured: set DIGEST_SES_SNS_TOPIC_ARNS", status=403
         )
     # Any AWS account can sign SNS messages: only our own topics are believed.
-    if message.get("TopicArn") not in topics:
+    topic = message.get("TopicArn")
+    if not isinstance(topic, str):
+        raise WebhookVerificationError("SNS TopicArn must be a string", status=400)
+    if topic not in topics:
         raise WebhookVerificationError("SNS topic is not ours", status=403)
     region = sns_region(message)
     cert_url = str(message.get("SigningCertURL") or "")
@@ -142,6 +157,19 @@ def verify(
         key.verify(signature, sns_string_to_sign(message), padding.PKCS1v15(), algorithm)
     except InvalidSignature:
         raise WebhookVerificationError("bad SNS signature") from None
+    fresh(str(_sns_time(message.get("Timestamp"))), settings, utcnow().timestamp())
+
+
+def _sns_time(value: object) -> float:
+    """SNS's signed ``Timestamp`` (ISO 8601, UTC) as unix seconds; NaN when it is not
+    one, which :func:`fresh` refuses like any malformed timestamp."""
+    if not isinstance(value, str):
+        return math.nan
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return math.nan
+    return moment.timestamp() if moment.tzinfo is not None else math.nan
 
 
 def parse(notification: Any, sns_message_id: str) -> list[MailEvent]:
