@@ -209,5 +209,5 @@ def suppressed_among(conn: Connection, emails: Sequence[str]) -> set[str]:
 
 
 def lift_suppression(conn: Connection, email: str) -> None:
-    """Only a completed double opt-in calls this."""
+    """Only a completed double opt-in (or an unsubscribe undone with its own link) calls this."""
     conn.execute(delete(X).where(X.c.email_hash.in_(_hashes(email))))

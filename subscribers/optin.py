@@ -198,6 +198,7 @@ def mark_confirmation_sent(engine: Engine, subscriber_id: int) -> None:
 class ConfirmOutcome:
     email: str
     name: str
+    subscriber_id: int = 0
 
 
 def confirm_status(engine: Engine, settings: Settings, token: str) -> str:
@@ -257,7 +258,7 @@ def confirm(engine: Engine, settings: Settings, token: str, who: Requester) -> C
         detail = "double opt-in completed" + (f" (was {was})" if was in SUPPRESSED_STATES else "")
         who.log(conn, row.id, ConsentAction.CONFIRM, detail, when=now)
     logger.info("subscriber %s confirmed", row.id)
-    return ConfirmOutcome(row.email, row.name)
+    return ConfirmOutcome(row.email, row.name, int(row.id))
 
 
 def unsubscribe_link_recipient(engine: Engine, email: str) -> Recipient | None:
@@ -309,3 +310,49 @@ def unsubscribe(engine: Engine, settings: Settings, token: str, who: Requester) 
             user_agent=who.user_agent,
         )
     return changed > 0
+
+
+@dataclass(frozen=True)
+class LinkReader:
+    """Whom an unsubscribe link names, for its pages: their state and address."""
+
+    subscriber_id: int
+    email: str
+    status: str
+
+
+def link_reader(engine: Engine, settings: Settings, token: str) -> LinkReader | None:
+    """The subscriber an unsubscribe link names (None: nobody any more); TokenError
+    when the link is forged. Changes nothing."""
+    claims = read_claims(settings, "unsubscribe", token)
+    with engine.connect() as conn:
+        found = _row(conn, S.c.id == claims.subscriber_id)
+    if found is None or not address_matches(claims, found.email):
+        return None
+    return LinkReader(int(found.id), str(found.email), str(found.status))
+
+
+def undo_unsubscribe(engine: Engine, settings: Settings, token: str, who: Requester) -> bool:
+    """Take back an unsubscribe with the same link that made it; True if this call
+    changed a state. Only a reader who had confirmed and then unsubscribed comes back
+    (a bounce or a complaint stays suppressed); the consent log records the undo."""
+    claims = read_claims(settings, "unsubscribe", token)
+    with engine.begin() as conn:
+        row = _row(conn, S.c.id == claims.subscriber_id)
+        if (
+            row is None
+            or not address_matches(claims, row.email)
+            or row.status != SubscriberStatus.UNSUBSCRIBED
+            or row.confirmed_at is None
+        ):
+            return False
+        now = utcnow()
+        conn.execute(
+            update(S)
+            .where(S.c.id == row.id, S.c.status == SubscriberStatus.UNSUBSCRIBED.value)
+            .values(status=SubscriberStatus.ACTIVE.value, updated_at=now, unsubscribed_at=None)
+        )
+        lift_suppression(conn, row.email)
+        who.log(conn, row.id, ConsentAction.CONFIRM, "unsubscribe undone with its link", when=now)
+    logger.info("subscriber %s undid their unsubscribe", row.id)
+    return True

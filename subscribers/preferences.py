@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import func, select, update
@@ -30,10 +31,41 @@ FREQUENCIES = (WEEKLY, MONTHLY)
 S = Subscriber.__table__  # type: ignore[attr-defined]
 T = Tool.__table__  # type: ignore[attr-defined]
 MAX_TOPICS = 50
-#: Zones a reader may pick (the canonical Area/Location names, not the aliases).
-ZONES = sorted(
-    z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/"))
-)
+
+
+def _canonical_zones() -> list[str]:
+    """The zones of the tz database's zone.tab: one canonical Area/Location name per
+    region of a country (Europe/Amsterdam, not the aliases Europe/Busingen or US/Eastern,
+    nor the Etc/ and legacy names), about 420 rather than 600."""
+    try:
+        table = resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):  # no tzdata package: the system's zones
+        return sorted(
+            z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/"))
+        )
+    names = (line.split("\t")[2] for line in table.splitlines() if line and line[0] != "#")
+    return sorted(name for name in names if name in available_timezones())
+
+
+#: Zones a reader may pick (canonical names; an alias stored earlier still works).
+ZONES = _canonical_zones()
+
+
+def _zone_label(zone: str) -> str:
+    return zone.split("/", 1)[1].replace("_", " ").replace("/", " / ")
+
+
+#: The picker's groups: (region, [(zone, label)]), by region, then by place name.
+ZONE_GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
+    (
+        region,
+        sorted(
+            ((z, _zone_label(z)) for z in ZONES if z.split("/")[0] == region),
+            key=lambda pair: pair[1],
+        ),
+    )
+    for region in sorted({z.split("/")[0] for z in ZONES})
+]
 
 
 def catalog(conn: Connection) -> list[str]:

@@ -37,6 +37,16 @@ MAX_NAME = 200
 MAX_CSV_BYTES = 200 * 1024 * 1024
 
 
+def mask_address(email: str) -> str:
+    """An address shown on a page anyone holding the link may see: enough for its owner
+    to know it ("a•••e@example.com"), not enough to harvest it."""
+    local, _, domain = email.rpartition("@")
+    if not local:
+        return "•••"
+    shown = local[0] + "•••" + (local[-1] if len(local) > 2 else "")
+    return f"{shown}@{domain}"
+
+
 def normalize_email(raw: str) -> str:
     """The canonical form of an address, or SubscriberError saying what is wrong."""
     if any(ch in raw for ch in "\r\n\x00"):

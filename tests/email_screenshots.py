@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import conftest  # noqa: F401  (first: email_support and the console rig import each other through it)
 from email_support import CHROMIUM, CHROMIUM_ARGS, REPO, comparisons, email_settings_in, issue
 from playwright.sync_api import sync_playwright
 from store_support import WEEK
@@ -33,7 +34,7 @@ def pages() -> dict[str, str]:
         settings = email_settings_in(Path(tmp))
         engine = make_engine(settings.database_url)
         migrate(engine)
-        rendered = issue(comparisons(engine, settings, Path(tmp), 7), settings)
+        rendered = issue(comparisons(engine, settings, Path(tmp), 7), settings, settings.full_cards)
         with session_scope(engine) as session:
             frozen = freeze_issue(session, WEEK, settings)
             assert frozen is not None

@@ -186,7 +186,7 @@ def test_preview_writes_what_a_subscriber_gets(
     assert "[[%" not in html.get_content()
     # Preview is what will be sent: the subject is the frozen issue's.
     digest_cli.ok("send", "--week", WEEK, "--dry-run")
-    assert str(msg["Subject"]).endswith("and 6 more")
+    assert str(msg["Subject"]).endswith(" — plus 6 more verdicts")
 
 
 def test_preview_with_nothing_new(digest_cli: DigestCLI, tmp_path: Path) -> None:

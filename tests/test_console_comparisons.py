@@ -9,13 +9,17 @@ import re
 from pathlib import Path
 
 import pytest
-from console_support import EDITOR, OPERATOR, Console
+from console_support import EDITOR, OPERATOR, Console, make_console
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from store_support import PAGES_DIR, dump_store, sample_items
 
+from digest.core.settings import Settings
+from digest.issue.freeze import Edit, edit_issue
 from digest.jobs.weekly import weekly_job
+from digest.store.engine import session_scope
 from digest.store.models import Comparison, Issue, IssueEvent
 
 pytestmark = pytest.mark.clock
@@ -191,6 +195,9 @@ def test_an_update_re_compiles_the_draft_that_features_it(console: Console) -> N
     client, csrf = console.login(EDITOR)
     drafted = client.post("/console/draft", data={"csrf": csrf}, follow_redirects=False)
     assert drafted.status_code == 303, drafted.text
+    with session_scope(console.engine) as session:  # an editor wants no intro
+        issue = session.exec(select(Issue)).one()
+        edit_issue(session, issue, console.settings, Edit(intro=""), actor=EDITOR)
     with Session(console.engine) as session:
         issue = session.exec(select(Issue)).one()
         old_html = issue.html
@@ -205,6 +212,15 @@ def test_an_update_re_compiles_the_draft_that_features_it(console: Console) -> N
         event = session.exec(select(IssueEvent).order_by(col(IssueEvent.id).desc())).first()
         assert event is not None and event.action == "recompiled"
         assert event.actor == f"console:{EDITOR}"
+        recompiled, subject = issue.html, issue.subject
+    # The re-compile renders what an editor's own edit renders: edit the subject away
+    # and back, and the issue is byte for byte what the import left.
+    for words in ("A subject for a moment", subject):
+        with session_scope(console.engine) as session:
+            draft = session.exec(select(Issue)).one()
+            assert edit_issue(session, draft, console.settings, Edit(subject=words), actor="t")
+    with Session(console.engine) as session:
+        assert session.exec(select(Issue)).one().html == recompiled
 
 
 PAGE_JSON = json.dumps(
@@ -223,3 +239,40 @@ PAGE_JSON = json.dumps(
         ],
     }
 )
+
+
+def _seed_pages() -> list[Path]:
+    from conftest import SEEDS
+
+    return sorted(SEEDS.glob("*.txt")) if SEEDS.is_dir() else []
+
+
+@pytest.mark.skipif(not _seed_pages(), reason="../shared/seeds is not here")
+def test_saved_review_site_pages_upload_as_the_cli_reads_them(console: Console) -> None:
+    client, csrf = console.login(EDITOR)
+    for path in _seed_pages():
+        page = client.post(
+            "/console/comparisons/import",
+            data={"csrf": csrf},
+            files={"file": (path.name, path.read_bytes(), "text/plain")},
+        )
+        assert page.status_code == 200, (path.name, page.text[:2000])
+        title = path.read_text(encoding="utf-8").splitlines()[1].strip()
+        assert html.escape(title, quote=False) in page.text or title in html.unescape(page.text)
+        assert '<span class="state ok">new</span>' in page.text
+        assert _confirm(client, csrf, page).status_code == 303
+
+
+def test_an_import_over_the_ingest_limit_gets_413(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    small = make_console(settings, engine, tmp_path, ingest_max_bytes=64 * 1024)
+    client, csrf = small.login(EDITOR)
+    before = dump_store(engine)
+    items = [dict(sample_items()[0], slug=f"copy-{i}") for i in range(40)]
+    body = json.dumps(items).encode()
+    assert len(body) > 64 * 1024
+    answer = _preview(client, csrf, upload=body)
+    assert answer.status_code == 413
+    assert "65536" in answer.text
+    assert dump_store(engine) == before

@@ -14,7 +14,13 @@ from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session, col, select
 from store_support import REPO, sample_emails
+
+from digest.core.settings import Settings
+from digest.issue.freeze import freeze_next, issue_rows
+from digest.store.engine import make_engine
+from digest.store.models import Comparison, Issue, IssueComparison
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +75,39 @@ def test_demo_defaults_to_demo_data_in_the_working_folder(tmp_path: Path) -> Non
     assert sum(_recipients(base / "outbox").values()) == len(sample_emails())
     for name in ("digest.html", "digest.txt", "digest.eml"):
         assert (base / "preview" / name).stat().st_size > 0
+
+
+@pytest.mark.skipif(not DIGEST.exists(), reason=f"console script not installed at {DIGEST}")
+def test_demo_sends_the_older_samples_and_leaves_the_newest_for_the_editor(
+    tmp_path: Path,
+) -> None:
+    result = _run_demo(tmp_path)
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(f"sqlite:///{tmp_path / 'demo-data' / 'digest.db'}")
+    with Session(engine) as session:
+        (issue,) = session.exec(select(Issue)).all()
+        featured = set(
+            session.exec(
+                select(Comparison.slug)
+                .join(IssueComparison, col(IssueComparison.comparison_id) == Comparison.id)
+                .where(IssueComparison.issue_id == issue.id)
+            ).all()
+        )
+        everything = session.exec(select(Comparison)).all()
+        waiting = [c for c in everything if c.slug not in featured]
+        assert issue.state == "sent" and len(featured) == 4 and len(waiting) == 3
+        # The ones left over are the newest: what the next issue is made of.
+        newest_sent = max(c.published_at for c in everything if c.slug in featured)
+        assert all(c.published_at > newest_sent for c in waiting)
+        assert {c.imported_by for c in everything} == {"demo"}
+        # ... and the next issue can be frozen from them at once.
+        frozen = freeze_next(session, Settings(database_url="sqlite://", demo=True))
+        assert frozen.issue is not None and frozen.issue.number == 2
+        assert {c.slug for c, _ in issue_rows(session, frozen.issue)} == {c.slug for c in waiting}
+        session.rollback()
+    engine.dispose()
+    assert "waiting: 3 newer comparisons no issue featured yet, for issue #2" in result.stdout
+    assert "Freeze the next issue as a draft" in result.stdout
 
 
 def _normalised(lines: list[str]) -> list[str]:

@@ -375,7 +375,8 @@ def test_preflight_refuses_a_careless_real_send_and_names_the_settings(
     with pytest.raises(PreflightError) as refused:
         weekly_job(careless, engine=engine)
     message = str(refused.value)
-    for setting in ("DIGEST_FROM", "DIGEST_POSTAL_ADDRESS", "DIGEST_BASE_URL"):
+    # Every setting still at its sample default is named (issue 26: the site URL too).
+    for setting in ("DIGEST_FROM", "DIGEST_POSTAL_ADDRESS", "DIGEST_BASE_URL", "DIGEST_SITE_URL"):
         assert setting in message
     assert smtp_server.messages == []
     with Session(engine) as session:
@@ -454,7 +455,20 @@ def test_cli_preflight_reports_and_exits_non_zero_on_errors(
     assert {c["name"] for c in failed["checks"] if c["status"] == "error"} >= {
         "from domain",
         "base url",
+        "postal address",
+        "site url",
     }
+    # An https base URL on a reserved name is still a sample, not a real address.
+    https_sample = digest_cli(
+        "preflight",
+        "--json",
+        "--no-probe",
+        DIGEST_TRANSPORT="smtp",
+        DIGEST_ALLOW_UNSAFE_SEND="false",
+        DIGEST_BASE_URL="https://digest.example.com",
+    )
+    [base] = [c for c in json.loads(https_sample.stdout)["checks"] if c["name"] == "base url"]
+    assert base["status"] == "error" and "sample or local" in base["detail"]
 
 
 # ---------------------------------------------------------------- accounts

@@ -23,9 +23,10 @@ from store_support import WEEK
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.issue.render import GMAIL_CLIP_BYTES, RenderedIssue, mjml_source
+from digest.issue.render import GMAIL_CLIP_BYTES, RenderedIssue, brand_context, mjml_source
 from digest.mail.message import IssueMessage
 from digest.notices.subscribers import ConfirmationMessage, link_email_context
+from digest.notices.welcome import WelcomeMessage, when_line
 from digest.store.engine import make_engine, migrate
 from digest.store.models import Comparison
 
@@ -83,6 +84,30 @@ def test_confirmation_mjml_passes_the_official_validator(email_settings: Setting
     assert mjml_errors(mjml_source("email/confirm", link_email_context(email_settings))) == []
 
 
+def _welcome(settings: Settings) -> WelcomeMessage:
+    return WelcomeMessage(
+        settings,
+        READER,
+        next_send=None,
+        latest_url=f"{settings.base_url}/archive/12",
+    )
+
+
+def test_welcome_mjml_passes_the_official_validator(email_settings: Settings) -> None:
+    context = {
+        **brand_context(email_settings),
+        "subject": "Welcome",
+        "preheader": "What arrives",
+        "greeting": "Hi Ada,",
+        "when": when_line(email_settings, None),
+        "preferences_url": "https://digest.example.org/preferences/T",
+        "unsubscribe_url": "https://digest.example.org/unsubscribe/T",
+        "latest_url": None,
+        "archive_url": "https://digest.example.org/archive",
+    }
+    assert mjml_errors(mjml_source("email/welcome", context)) == []
+
+
 # ---------------------------------------------------------------- chromium
 
 
@@ -92,16 +117,21 @@ def reader_html(digest: RenderedIssue, email_settings: Settings) -> str:
 
 
 @pytest.fixture(scope="module")
-def emails(reader_html: str, email_settings: Settings) -> dict[str, str]:
+def emails(reader_html: str, demo_html: str, email_settings: Settings) -> dict[str, str]:
     link = f"{email_settings.base_url}/confirm/" + "Q" * 50
     return {
         "digest": reader_html,
+        "demo": demo_html,
+        "welcome": _welcome(email_settings).html,
         "confirm": ConfirmationMessage(email_settings, READER, link).html,
     }
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize(("email", "width"), [("digest", 375), ("digest", 600), ("confirm", 375)])
+@pytest.mark.parametrize(
+    ("email", "width"),
+    [("digest", 375), ("digest", 600), ("demo", 375), ("confirm", 375), ("welcome", 375)],
+)
 def test_text_contrast_in_light_and_dark_mode(
     chromium: Chromium,  # noqa: F811
     emails: dict[str, str],
@@ -111,7 +141,7 @@ def test_text_contrast_in_light_and_dark_mode(
 ) -> None:
     found = chromium.run(emails[email], width, scheme, lambda page: page.evaluate(CONTRAST_JS))
     # The whole email was measured, not an empty page.
-    assert len(found["runs"]) > (100 if email == "digest" else 8)
+    assert len(found["runs"]) > {"confirm": 8, "welcome": 8, "demo": 60}.get(email, 100)
     low = [run for run in found["runs"] if run["ratio"] < 4.5]
     assert low == [], low[:10]
     page_luminance = luminance(found["page"])
@@ -139,8 +169,55 @@ def test_tool_cards_are_equal_height_and_stack_on_phones(
         assert first["width"] == second["width"] and first["width"] > 300
 
 
+#: The demo issue's height at 375 px before issue 26 (tests/email_heights.py at commit
+#: 2405765): five full cards, no summary.
+HEIGHT_BEFORE_375 = 6254
+#: A phone's first screen: what shows before any scrolling.
+FIRST_SCREEN = 700
+
+
+@pytest.fixture(scope="module")
+def demo_html(fifteen: list[Comparison], email_settings: Settings) -> str:
+    """The demo issue as the defaults shape it: the seven samples, DIGEST_FULL_CARDS full."""
+    samples = [c for c in fifteen if "(round" not in c.title]
+    assert len(samples) == 7
+    rendered = issue(samples, email_settings, email_settings.full_cards)
+    return _message(rendered, email_settings).html_for(READER)
+
+
+def test_the_week_at_a_glance_fills_a_phones_first_screen(
+    chromium: Chromium,  # noqa: F811
+    demo_html: str,
+) -> None:
+    def measure(page: Any) -> Any:
+        return page.evaluate(
+            """() => ({
+              mast: document.querySelector('h1').getBoundingClientRect().toJSON(),
+              lines: [...document.querySelectorAll('.glance p')].map(p => ({
+                box: p.getBoundingClientRect().toJSON(),
+                target: p.querySelector('a').getAttribute('href'),
+                text: p.textContent,
+              })),
+              ids: [...document.querySelectorAll('[id^="c-"]')].map(e => e.id),
+              height: document.documentElement.scrollHeight,
+            })"""
+        )
+
+    found = chromium.run(demo_html, 375, "light", measure)
+    lines = found["lines"]
+    assert len(lines) == 7  # one per comparison
+    assert found["mast"]["bottom"] < lines[0]["box"]["top"]  # right under the header
+    assert lines[2]["box"]["bottom"] <= FIRST_SCREEN, lines[2]
+    # Each line names the matchup and the pick, and jumps to that comparison's card.
+    assert [line["target"] for line in lines] == [f"#{i}" for i in found["ids"]]
+    assert all(" vs " in line["text"] and ": " in line["text"] for line in lines)
+    assert lines[0]["text"].startswith("Brisé Voice vs Tonal Relay: Ship Brisé Voice — ")
+    # Shorter without losing a comparison: a third off the height before issue 26.
+    assert found["height"] <= HEIGHT_BEFORE_375 * 2 / 3, found["height"]
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("email", ["digest", "confirm"])
+@pytest.mark.parametrize("email", ["digest", "demo", "confirm", "welcome"])
 def test_axe_finds_no_serious_or_critical_violation(
     chromium: Chromium,  # noqa: F811
     emails: dict[str, str],
@@ -159,6 +236,11 @@ def test_spamassassin_scores_the_digest_below_one(
     score, report = spam_score(_message(digest, email_settings).as_bytes(READER))
     assert score < 1.0, report
     assert "HTML_FONT_LOW_CONTRAST" not in report  # the preheader is not hidden white text
+
+
+def test_spamassassin_scores_the_welcome_below_one(email_settings: Settings) -> None:
+    score, report = spam_score(_welcome(email_settings).as_bytes(READER))
+    assert score < 1.0, report
 
 
 def test_spamassassin_scores_the_confirmation_below_one(email_settings: Settings) -> None:

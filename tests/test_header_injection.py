@@ -41,7 +41,10 @@ from subscribers.service import add_subscriber, import_csv
 
 def _issue(engine: Engine, settings: Settings, tmp_path: Path, title: str) -> IssueMessage:
     items = dated(sample_items()[:2], settings)
-    items[-1]["title"] = title  # the newest: its title leads the subject
+    items[-1]["title"] = title  # the newest: its pick leads the subject (issue 26)
+    attack = title.removeprefix("Tool A vs Tool B").strip()
+    items[-1]["tools"][0]["name"] = "Tool A"
+    items[-1]["tools"][1]["name"] = f"Tool B {attack}".strip()  # the pick: 100% vs 50%
     import_comparisons(engine, [write_json(tmp_path / "c.json", items)])
     with session_scope(engine) as session:
         issue = freeze_issue(session, WEEK, settings)
@@ -66,7 +69,7 @@ def test_comparison_title_and_names_cannot_inject_in_either_path(
     recipient = Recipient(subscriber_id=7, email="reader@example.com", name=attack)
     msg = assert_clean(_both_paths(message, recipient), DIGEST_HEADERS)
     subject = str(msg["Subject"]).strip()
-    assert "=?" not in subject and subject.startswith("Tool A vs Tool B")
+    assert "=?" not in subject and subject.startswith("Ship Tool B")
     [to] = msg["To"].addresses
     # (the stdlib's own RFC 2047 round trip may double a space next to an encoded word)
     assert " ".join(to.display_name.split()) == header_text(attack, 100)

@@ -134,7 +134,7 @@ def test_subject_and_names_survive_encoding(delivered: list[tuple[bytes, EmailMe
     assert html is not None and "Hi " not in html.get_content()
     subjects = {str(m["Subject"]) for _raw, m in delivered}
     assert len(subjects) == 1
-    assert re.fullmatch(r".+ vs .+ and 6 more", subjects.pop())
+    assert re.fullmatch(r"Ship .+ over .+ — plus 6 more verdicts", subjects.pop())
 
 
 def test_names_cannot_inject_headers_or_html(

@@ -356,7 +356,10 @@ def test_the_preference_page_is_reached_from_every_email(
     assert client.get(path[:-3] + "xyz").status_code == 400
     with engine.begin() as conn:
         conn.execute(update(S).values(status="unsubscribed"))
-    assert client.get(path).status_code == 400  # no longer a reader: no page
+    gone = client.get(path)  # no longer a reader: no form, and no contradiction
+    assert gone.status_code == 410 and "You're not subscribed" in gone.text
+    assert "Nothing was changed" not in gone.text and "does not work" not in gone.text
+    assert 'name="frequency"' not in gone.text  # no preferences form for a non-reader
 
 
 def test_sign_up_can_choose_topics_frequency_and_zone(

@@ -15,18 +15,23 @@ from store_support import WEEK, dated, sample_items, write_json
 
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
+from digest.editorial.preflight import PREHEADER_WARN_CHARS
 from digest.exceptions import RenderError
 from digest.issue.render import (
     GMAIL_CLIP_BYTES,
     comparison_link,
     compile_mjml,
+    default_preheader,
+    default_subject,
     render_issue,
     trim_quote,
 )
+from digest.issue.subject import SUBJECT_TARGET
+from digest.issue.verdict import verdict
 from digest.mail.message import IssueMessage
 from digest.mail.placeholders import placeholder
 from digest.store.importer import import_comparisons
-from digest.store.models import Comparison
+from digest.store.models import Comparison, Review, Tool
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -84,14 +89,69 @@ def test_eight_comparisons_stay_well_under_gmail_clip(
     assert len(default.html.encode("utf-8")) < size
 
 
-def test_subject_names_lead_and_counts_the_rest(
+def test_subject_names_the_pick_and_counts_the_verdicts(
     eight: list[Comparison], settings: Settings
 ) -> None:
-    rendered = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=settings)
-    assert rendered.subject == f"{eight[0].title} and 7 more"
-    single = render_issue(week=WEEK, full=eight[:1], links=[], settings=settings)
-    assert single.subject == eight[0].title
-    assert rendered.preheader and rendered.preheader in rendered.html
+    by_title = {c.title.split(" vs ")[0]: c for c in eight}
+    quill, lumen = by_title["QuillCode 3"], by_title["Lumen Vision 2"]
+    others = [c for c in eight if c not in (quill, lumen)]
+    rendered = render_issue(
+        week=WEEK, full=[quill, lumen, *others[:3]], links=others[3:], settings=settings
+    )
+    assert rendered.subject == "Ship QuillCode 3 over Ferrous Assist — plus 7 more verdicts"
+    assert len(rendered.subject) <= SUBJECT_TARGET
+    # The preheader adds the other picks and never says the lead matchup again.
+    assert rendered.preheader.startswith("Also: PixelProbe over Lumen Vision 2, ")
+    assert "QuillCode 3 over Ferrous Assist" not in rendered.preheader
+    assert str(escape(rendered.preheader)) in rendered.html
+    assert len(rendered.preheader) <= PREHEADER_WARN_CHARS
+    one = render_issue(week=WEEK, full=[quill], links=[], settings=settings)
+    assert one.subject == "Ship QuillCode 3 over Ferrous Assist"
+    assert one.preheader == (
+        "Why: stands up to rivals. Prices, readers' votes and the reviews inside."
+    )
+    assert default_subject([quill, lumen]) == (
+        "Ship QuillCode 3 over Ferrous Assist — plus 1 more verdict"
+    )
+
+
+def _renamed(comparison: Comparison, a: str, b: str) -> Comparison:
+    """A detached copy of ``comparison`` whose tools are called ``a`` and ``b``."""
+    tools = [
+        Tool(
+            position=t.position,
+            name=name,
+            panel_ship_pct=t.panel_ship_pct,
+            community_pct=t.community_pct,
+            entry=t.entry,
+            reviews=[
+                Review(position=r.position, lens=r.lens, quote=r.quote, verdict=r.verdict)
+                for r in t.reviews
+            ],
+        )
+        for t, name in zip(comparison.tools, (a, b), strict=True)
+    ]
+    return Comparison(slug=f"{a}-{b}".lower(), title=f"{a} vs {b}", tools=tools)
+
+
+def test_subject_within_60_characters_where_the_names_allow(
+    eight: list[Comparison], settings: Settings
+) -> None:
+    quill = next(c for c in eight if c.title.startswith("QuillCode"))
+    long_names = _renamed(quill, "Mistral Medium 3 Instruct", "Ferrous Assist Enterprise Edition")
+    subject = default_subject([long_names, *eight[:6]])
+    assert subject == "Ship Mistral Medium 3 Instruct — plus 6 more verdicts"
+    assert len(subject) <= SUBJECT_TARGET
+    huge = _renamed(quill, "A" * 70, "B")
+    assert default_subject([huge, *eight[:2]]) == f"Ship {'A' * 70} (+2 more)"
+    # A draw leads: both named, called a draw, nothing else implied.
+    draw = _renamed(quill, "Left", "Right")
+    draw.tools[1].panel_ship_pct = 100
+    assert default_subject([draw, *eight[:6]]) == "Left or Right? A draw — plus 6 more verdicts"
+    assert "Left or Right" not in default_preheader([draw, *eight[:6]])
+    # Many matchups: the preheader stops at a length inboxes show and says how many more.
+    many = default_preheader([quill, *eight, *eight])
+    assert len(many) <= PREHEADER_WARN_CHARS and re.search(r", and \d+ more\.$", many)
 
 
 def test_each_card_carries_every_part(eight: list[Comparison], settings: Settings) -> None:
@@ -107,12 +167,24 @@ def test_each_card_carries_every_part(eight: list[Comparison], settings: Setting
             for part in (tool.tagline, tool.entry):
                 if "<" not in part:
                     assert part in html and " ".join(part.split()) in " ".join(text.split())
-            assert f"Panel ship: {tool.panel_ship_pct}%" in text
             community = "no votes yet" if tool.community_pct is None else f"{tool.community_pct}%"
-            assert f"Community: {community}" in text
+            assert f"Readers' vote: {community}" in text
+            # The reviewers' share is said once, in words, in the card's sentence.
+            assert f"{tool.panel_ship_pct}%" not in text
     for comparison in eight[5:]:  # the rest are links, not cards
         link = comparison_link(comparison, settings.site_url)
         assert f"{link}\n" in text and f"Read the {comparison.title}" not in text
+        # Compact, nothing lost: the sentence, and each tool's price and readers' vote.
+        a, b = comparison.tools
+        assert verdict(comparison).line in " ".join(text.split())
+        for tool in (a, b):
+            votes = (
+                "no reader votes yet"
+                if tool.community_pct is None
+                else f"readers' vote {tool.community_pct}%"
+            )
+            if "<" not in tool.name:
+                assert f"{tool.name}: {tool.entry}, {votes}" in " ".join(text.split())
     assert "Also new this week" in html and "ALSO NEW THIS WEEK" in text
     assert "no votes yet" in html
     assert "Read the full comparison" not in html  # five identical links told nobody anything
@@ -125,11 +197,16 @@ def test_verdict_first_with_the_real_lens(eight: list[Comparison], settings: Set
     """QuillCode 3 ships on every lens, Ferrous Assist passes on competition only."""
     quill = next(c for c in eight if c.title.startswith("QuillCode"))
     rendered = render_issue(week=WEEK, full=[quill], links=[], settings=settings)
-    verdict = "The panel would ship QuillCode 3: 4 of 4 lenses, against 3 of 4 for Ferrous Assist."
+    verdict = (
+        "Ship QuillCode 3 — all four reviewers would; three of four would ship Ferrous Assist."
+    )
     assert verdict in rendered.html
-    assert "WHERE THE PANEL SPLIT: COMPETITION" in rendered.text
-    assert "QuillCode 3 · Competition lens: ship" in rendered.text
-    assert "Ferrous Assist · Competition lens: pass" in rendered.text
+    assert "WHERE THE REVIEWERS SPLIT: THE COMPETITION" in rendered.text
+    assert "QuillCode 3 · would ship" in rendered.text
+    assert "Ferrous Assist · would pass" in rendered.text
+    # "Lens" is never shown; the reviewers' sides are explained once, in plain words.
+    assert "lens" not in rendered.text.lower() and "lens" not in rendered.html.lower()
+    assert rendered.html.count("Four reviewers judge every tool") == 1
     competition = {
         t.name: r.quote for t in quill.tools for r in t.reviews if r.lens == "competition"
     }
@@ -138,8 +215,10 @@ def test_verdict_first_with_the_real_lens(eight: list[Comparison], settings: Set
     assert "Developer experience review" not in rendered.html
     # Verdict first: the heading, then the verdict, then the quotes and the cards.
     html = rendered.html
-    assert html.index(str(escape(quill.title))) < html.index(verdict) < html.index("lens: ship")
-    assert html.index("lens: pass") < html.index('class="card"')
+    card = html.index('id="c-')
+    assert html.index(str(escape(quill.title)), card) < html.index(verdict, card)
+    assert html.index(verdict, card) < html.index("would ship</b>") < html.index("would pass</b>")
+    assert html.index("would pass</b>") < html.index('class="card"')
 
 
 def test_headings_one_h1_and_one_per_comparison(
@@ -148,7 +227,7 @@ def test_headings_one_h1_and_one_per_comparison(
     rendered = render_issue(week=WEEK, full=eight[:5], links=eight[5:], settings=settings)
     html = rendered.html
     assert html.count("<h1") == 1
-    assert html.count("<h2") == 5 + 1  # one per card, "Also new this week"
+    assert html.count("<h2") == 1 + 5 + 1  # the glance, one per card, "Also new this week"
     assert html.count("<h3") == 5 + 3  # each card's lens, each linked comparison
 
 

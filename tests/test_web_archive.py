@@ -32,6 +32,8 @@ def _issue(web: WebApp, tmp_path: Path, week: str, state: IssueState) -> int:
     items[0]["published_at"] = start.replace(hour=12).isoformat()
     items[0]["slug"] = f"archive-{week.lower()}"
     items[0]["title"] = f"<b>Bold</b> & friends {week}"
+    # The pick: the automatic subject (the page's h1) names it (issue 26).
+    items[0]["tools"][0]["name"] = f"<b>Bold</b> & friends {week}"
     src = tmp_path / f"{week}.json"
     src.write_text(json.dumps(items), encoding="utf-8")
     import_comparisons(web.engine, [src])
@@ -88,12 +90,14 @@ def test_issue_page_is_a_page_of_the_site(sqlite_web: WebApp, tmp_path: Path) ->
     assert "You get this email" not in html and "View this issue in your browser" not in html
     # The site's header and navigation, the issue as the page's one h1, a subscribe box.
     assert 'href="/archive"' in html and 'href="/subscribe"' in html and 'href="/"' in html
-    assert html.count("<h1") == 1 and "&lt;b&gt;Bold&lt;/b&gt; &amp; friends 2026-W45</h1>" in html
+    assert html.count("<h1") == 1 and (
+        "Ship &lt;b&gt;Bold&lt;/b&gt; &amp; friends 2026-W45 over Ferrous Assist</h1>" in html
+    )
     assert '<form method="post" action="/subscribe">' in html
     # Sharing and feed discovery.
     url = f"{web.settings.base_url}/archive/{number}"
     assert f'<meta property="og:url" content="{url}"' in html
-    assert '<meta property="og:title" content="&lt;b&gt;Bold&lt;/b&gt; &amp; friends' in html
+    assert '<meta property="og:title" content="Ship &lt;b&gt;Bold&lt;/b&gt; &amp; friends' in html
     assert f'<link rel="canonical" href="{url}"' in html
     assert (
         '<link rel="alternate" type="application/atom+xml" title="Weekly AI Tool Verdicts" '
@@ -128,16 +132,19 @@ def test_atom_feed_carries_full_content_and_ids_that_survive_a_move(
     [entry] = entries(web)
     entry_id = entry.findtext(f"{ATOM}id", "")
     assert entry_id.startswith("urn:uuid:") and len(entry_id) == len("urn:uuid:") + 36
-    assert entry.findtext(f"{ATOM}title", "").startswith("<b>Bold</b> & friends")
+    assert entry.findtext(f"{ATOM}title", "").startswith("Ship <b>Bold</b> & friends")
     url = f"{web.settings.base_url}/archive/{number}"
     assert entry.find(f"{ATOM}link").get("href") == url  # type: ignore[union-attr]
     content = entry.find(f"{ATOM}content")
     assert content is not None and content.get("type") == "html"
     body = content.text or ""
-    # The whole issue: verdict, the split lens with both quotes, the cards, the links.
-    assert "The panel would ship QuillCode 3: 4 of 4 lenses" in body
-    assert "Where the panel split: Competition" in body and "Competition lens: pass" in body
-    assert "Panel ship 100%" in body and "Read the &lt;b&gt;Bold&lt;/b&gt;" in body
+    # The whole issue: the picks at a glance, the verdict, the split lens with both
+    # quotes, the cards, the links.
+    assert "all four reviewers would; three of four would ship Ferrous Assist." in body
+    assert 'href="#c-archive-2026-w45"' in body and 'id="c-archive-2026-w45"' in body
+    assert "Where the reviewers split: the competition" in body
+    assert "<strong>Ferrous Assist</strong> · would pass" in body
+    assert "Readers' vote 64%" in body and "Read the &lt;b&gt;Bold&lt;/b&gt;" in body
     assert "<script" not in body
     # Another domain: the same entry id, links that follow the new base URL.
     moved = make_web(

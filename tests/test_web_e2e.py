@@ -95,12 +95,21 @@ def test_subscribe_confirm_send_one_click_unsubscribe_next_send_skips(
         assert r.status_code == 200 and "Confirm</button>" in r.text  # a GET confirms nobody
         r = browser.post(found.group(0))  # the page's one button
         assert r.status_code == 200 and "you're subscribed" in r.text
+        # Then the welcome: what to expect, when, where to choose topics (issue 26).
+        welcome = wait_for(lambda: _to(smtp, reader)[1:], "the welcome email")
+        assert isinstance(welcome, list) and len(welcome) == 1
+        hello = parse(welcome[0])
+        assert str(hello["Subject"]).startswith("Welcome to ")
+        body = hello.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "The next issue goes out on Monday" in body
+        assert re.search(rf"{re.escape(base)}/preferences/[A-Za-z0-9_-]+", body)
+        assert hello["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     engine = make_engine(env["DIGEST_DATABASE_URL"])
     with session_scope(engine) as session:
         add_subscriber(session, other, "Other")
 
     _cli(env, "send", "--week", WEEK, "--yes")
-    digests = _to(smtp, reader)[1:]
+    digests = _to(smtp, reader)[2:]
     assert len(digests) == 1 and len(_to(smtp, other)) == 1
     msg = parse(digests[0])
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -10,7 +10,7 @@ import typer
 from digest.exceptions import DigestError
 
 if TYPE_CHECKING:
-    pass
+    from digest.core.settings import Settings
 
 from digest.cli.common import (
     app,
@@ -20,6 +20,18 @@ from digest.cli.common import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def served_settings(s: Settings, host: str, port: int) -> Settings:
+    """Without DIGEST_BASE_URL, the links in the mails this server sends (confirmations,
+    test copies, console sends) point at the host and port it serves, not at a default
+    port it may not be listening on."""
+    if "base_url" in s.model_fields_set:
+        return s
+    shown = "localhost" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return s.model_copy(update={"base_url": f"http://{shown}:{port}"})
 
 
 @app.command()
@@ -47,7 +59,7 @@ def serve(
     from digest.ops.logging_setup import configure_logging
     from digest.store.engine import make_engine, migrate
 
-    s = settings()
+    s = served_settings(settings(), host, port)
     configure_logging(logging.INFO, s)
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     # X-Forwarded-For is trusted only from DIGEST_FORWARDED_ALLOW_IPS (the rate limit

@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     console_login_limit: int = Field(default=10, ge=1, le=100_000)
     console_login_window: int = Field(default=900, ge=1)  # seconds
 
-    full_cards: int = Field(default=5, ge=0, le=50)
+    full_cards: int = Field(default=2, ge=0, le=50)  # issue 26: the rest compact, a third shorter
     max_comparisons: int = Field(default=20, ge=1, le=200)
     quote_max_chars: int = Field(default=280, ge=60, le=2000)
 

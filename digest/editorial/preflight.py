@@ -94,9 +94,12 @@ class _Links(HTMLParser):
         self.images: list[dict[str, str | None]] = []
         self.in_style = False
         self.text: list[str] = []
+        self.ids: set[str] = set()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(str(values["id"]))
         if tag == "a" and values.get("href") is not None:
             self.links.append(str(values["href"]))
         if tag == "img":
@@ -232,7 +235,8 @@ def preflight(
     parsed = _Links()
     parsed.feed(html)
     links = parsed.links + _TEXT_URL.findall(text)
-    bad = [u for u in links if not _well_formed(u)]
+    # "#c-…": the week at a glance jumps to a card in the same message.
+    bad = [u for u in links if not (_well_formed(u) or (u[1:] in parsed.ids and u[:1] == "#"))]
     insecure = sorted({u for u in links if u.startswith("http://")})
     if bad:
         report.add("links", ERROR, f"{len(bad)} malformed: {', '.join(sorted(set(bad))[:3])}")
@@ -303,12 +307,31 @@ def preflight(
     else:
         report.add("postal address", OK, postal)
 
-    if not settings.base_url.startswith("https://"):
+    base_host = urlsplit(settings.base_url).hostname or ""
+    if is_test_domain(base_host):
+        report.add(
+            "base url",
+            rig,
+            f"DIGEST_BASE_URL {settings.base_url} is a sample or local address: "
+            "no reader can open its unsubscribe and archive links",
+        )
+    elif not settings.base_url.startswith("https://"):
         report.add(
             "base url", rig, f"DIGEST_BASE_URL {settings.base_url} is not https: links leak tokens"
         )
     else:
         report.add("base url", OK, settings.base_url)
+
+    site_host = urlsplit(settings.site_url).hostname or ""
+    if is_test_domain(site_host):
+        report.add(
+            "site url",
+            rig,
+            f"DIGEST_SITE_URL {settings.site_url} is a sample address: every footer and "
+            "comparison link would name it",
+        )
+    else:
+        report.add("site url", OK, settings.site_url)
 
     if health is not None and settings.preflight_health_timeout > 0:
         _probe(report, settings, health)

@@ -31,6 +31,7 @@ from digest.core.mailsafe import header_text, one_line
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
 from digest.exceptions import RenderError
+from digest.issue.subject import default_preheader, default_subject
 from digest.issue.verdict import SHIP, verdict
 from digest.mail.placeholders import ARCHIVE_URL, PER_RECIPIENT, PLACEHOLDER_OPEN, placeholder
 from digest.store.models import Comparison, Tool
@@ -129,57 +130,66 @@ def comparison_link(comparison: Comparison, site_url: str) -> str:
 
 
 def _tool_view(tool: Tool) -> dict[str, Any]:
+    # No reviewers' share here: the card's one sentence already says how many would ship.
     return {
         "name": tool.name,
         "tagline": tool.tagline,
         "category": tool.category,
         "entry": tool.entry or "—",
-        "panel": "not scored" if tool.panel_ship_pct is None else f"{tool.panel_ship_pct}%",
         "community": _pct(tool.community_pct),
     }
 
 
+def _facts(tool: Tool) -> str:
+    """ "QuillCode 3: Free, readers' vote 64%" — a compact entry's facts for one tool."""
+    votes = (
+        "no reader votes yet"
+        if tool.community_pct is None
+        else f"readers' vote {tool.community_pct}%"
+    )
+    return f"{tool.name}: {tool.entry or '—'}, {votes}"
+
+
+def anchor(comparison: Comparison) -> str:
+    """The id of a comparison's card, for the week at a glance to link to."""
+    return "c-" + re.sub(r"[^a-z0-9-]+", "-", comparison.slug.lower()).strip("-")
+
+
 def comparison_view(comparison: Comparison, settings: Settings) -> dict[str, Any]:
-    """What the templates show of one comparison: verdict first, then the lens the
-    panel split on with both tools' quotes, then the two tool cards."""
+    """What the templates show of one comparison: the decisive sentence first, then the
+    lens the reviewers split on with both tools' quotes, then the two tool cards."""
     panel = verdict(comparison, lambda quote: trim_quote(quote, settings.quote_max_chars))
+    a, b = comparison.tools[0], comparison.tools[1]
     return {
         "title": comparison.title,
+        "anchor": anchor(comparison),
         "standfirst": " ".join(comparison.standfirst.split()),
         "link": comparison_link(comparison, settings.site_url),
         "verdict": panel.line,
+        "pick": panel.pick,
+        "reason": panel.reason,
         "lens_heading": panel.lens_heading,
         "quotes": [
             {
                 "tool": q.tool,
                 "quote": q.quote,
-                "label": f"{panel.lens_title} lens"
-                + ("" if q.verdict is None else f": {'ship' if q.verdict == SHIP else 'pass'}"),
+                "label": ""
+                if q.verdict is None
+                else ("would ship" if q.verdict == SHIP else "would pass"),
                 "ships": q.verdict == SHIP,
             }
             for q in panel.quotes
         ],
         "tools": [_tool_view(t) for t in comparison.tools],
+        # A compact entry's one line of facts: what each costs and the readers' vote.
+        "facts": f"{_facts(a)} · {_facts(b)}",
     }
-
-
-def default_subject(comparisons: Sequence[Comparison]) -> str:
-    lead = comparisons[0].title
-    more = len(comparisons) - 1
-    return lead if more == 0 else f"{lead} and {more} more"
-
-
-def default_preheader(comparisons: Sequence[Comparison]) -> str:
-    count = len(comparisons)
-    noun = "head-to-head" if count == 1 else "head-to-heads"
-    text = f"{count} new {noun}: panel verdicts, pricing and where the reviewers split."
-    return text[:200]
 
 
 def default_intro(comparisons: Sequence[Comparison]) -> str:
     return (
-        "Here are this week's newest AI tool comparisons: who the panel would ship, "
-        "what each costs to start, and the one line from each reviewer worth reading."
+        "Here are this week's newest AI tool comparisons: who to ship, what each costs "
+        "to start, and the one line from each reviewer worth reading."
     )
 
 

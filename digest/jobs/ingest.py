@@ -71,7 +71,7 @@ def _recompile(
             settings=settings,
             subject=issue.subject,
             preheader=issue.preheader,
-            intro=issue.intro or None,
+            intro=issue.intro,
             linker=linker(session, settings, issue.id),
         )
         if (rendered.html, rendered.text) == (issue.html, issue.text):

@@ -149,19 +149,26 @@ class UnsubscribeLinkMessage(LinkMessage):
 TransportFactory = Callable[[Settings], Transport]
 
 
-def _send(message: LinkMessage, factory: TransportFactory | None) -> bool:
+def send_one(
+    message: OneOffMessage, recipient: Recipient, factory: TransportFactory | None
+) -> bool:
+    """Hand one email for one person to the transport; True when it was accepted."""
     transport = (factory or make_transport)(message.settings)
     with transport:
-        result = transport.send_batch(message, [message.recipient])[0]
+        result = transport.send_batch(message, [recipient])[0]
     if result.status != SendStatus.SENT:
         logger.warning(
             "%s email to subscriber %s not accepted: %s",
             message.kind,
-            message.recipient.subscriber_id,
+            recipient.subscriber_id,
             result.error,
         )
         return False
     return True
+
+
+def _send(message: LinkMessage, factory: TransportFactory | None) -> bool:
+    return send_one(message, message.recipient, factory)
 
 
 def send_unsubscribe_link(

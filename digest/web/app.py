@@ -29,7 +29,7 @@ from digest.notices.subscribers import TransportFactory
 from digest.ops import health, metrics
 from digest.ops.logging_setup import configure_logging
 from digest.store.engine import make_engine, migrate
-from digest.web import archive, ingest, public, readers, site, webhooks
+from digest.web import archive, ingest, leaving, public, readers, site, webhooks
 from digest.web.archive_cache import ArchiveCache
 from digest.web.fast import FastPaths
 from subscribers.oneclick import UnsubscribeWriter
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 def include_routers(app: FastAPI) -> None:
     """Every router the app serves. A feature with its own router adds one line here."""
     app.include_router(public.router)
+    app.include_router(leaving.router)
     app.include_router(archive.router)
     app.include_router(readers.router)
     # Further routers (e.g. provider webhooks from digest/web/webhooks.py) go below.

@@ -92,16 +92,43 @@ def archive_index(request: Request) -> HTMLResponse:
     return page(request, "archive_index.html", settings, issues=issues)
 
 
+def wants_page(accept: str) -> bool:
+    """A browser opening the feed (it asks for text/html, not for a feed type) gets a
+    readable page; feed readers, and anything that names no type, get the Atom XML.
+    (An XSLT stylesheet would do it inside the XML, but Chromium is dropping XSLT.)"""
+    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    feeds = {"application/atom+xml", "application/rss+xml"}
+    return "text/html" in types and not types & feeds
+
+
 FEED_KEY = ("feed",)
 
 
 @router.get("/archive/feed.atom", summary="Atom feed of published issues")
 async def archive_feed(request: Request) -> Response:
+    if wants_page(request.headers.get("accept", "")):
+        return await run_in_threadpool(_feed_page, request)
     cache: ArchiveCache = request.app.state.archive_cache
     entry = cache.fresh(FEED_KEY)
     if entry is None:
         entry = await run_in_threadpool(_feed_entry, request, cache)
-    return feed_response(request, entry)
+    response = feed_response(request, entry)
+    response.headers["Vary"] = "Accept"  # a browser gets the page at the same address
+    return response
+
+
+def _feed_page(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    issues = [_issue_view(i, settings) for i in _public_issues(request, FEED_ENTRIES)]
+    response = page(
+        request,
+        "feed_page.html",
+        settings,
+        issues=issues,
+        self_url=f"{settings.base_url}/archive/feed.atom",
+    )
+    response.headers["Vary"] = "Accept"
+    return response
 
 
 def _feed_entry(request: Request, cache: ArchiveCache) -> Entry:

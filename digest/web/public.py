@@ -8,35 +8,37 @@ the forms need no CSRF token or JavaScript.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from digest.core import jsonsafe
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.exceptions import DigestError, SubscriberError, TokenError
+from digest.exceptions import ConfigError, DigestError, SubscriberError, TokenError
 from digest.http.client import client_ip, user_agent
 from digest.http.throttle import Throttle
-from digest.notices.subscribers import TransportFactory, send_confirmation, send_unsubscribe_link
+from digest.jobs.schedule import next_send
+from digest.notices.subscribers import TransportFactory, send_confirmation
+from digest.notices.welcome import send_welcome
+from digest.store.models import Issue
 from digest.store.outage import ride_out
+from digest.web.archive import PUBLIC_STATES
+from digest.web.issue_page import issue_url
 from digest.web.pages import fixed_page, page
-from subscribers.oneclick import UnsubscribeWriter
 from subscribers.optin import (
     Requester,
     confirm,
     confirm_status,
     mark_confirmation_sent,
     request_subscription,
-    unsubscribe_link_recipient,
-    unsubscribe_status,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,29 +83,6 @@ _SUBSCRIBE_OPENAPI: dict[str, Any] = {
         "429": {"description": "Too many requests from this client; see Retry-After."},
     },
 }
-_ONE_CLICK = {
-    "type": "object",
-    "required": ["List-Unsubscribe"],
-    "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}},
-}
-_UNSUBSCRIBE_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {"schema": _ONE_CLICK},
-            "multipart/form-data": {"schema": _ONE_CLICK},
-        },
-    },
-    "responses": {
-        "200": {
-            "description": "Unsubscribed (or already not subscribed). Never a redirect.",
-            "content": {"text/html": {}},
-        },
-        "400": {
-            "description": "The link is not valid, or the body is not List-Unsubscribe=One-Click."
-        },
-    },
-}
 
 
 def _settings(request: Request) -> Settings:
@@ -125,8 +104,12 @@ def _who(request: Request, source: str) -> Requester:
 
 @router.get("/", response_class=HTMLResponse, summary="The subscribe page")
 @router.get("/subscribe", response_class=HTMLResponse, summary="The subscribe page")
-def subscribe_page(request: Request) -> HTMLResponse:
-    return page(request, "subscribe.html", _settings(request), error=None, email="", name="")
+def subscribe_page(request: Request, email: str = "") -> HTMLResponse:
+    # ?email=: "Check your inbox" sends a reader who typed a wrong address back here
+    # with what they typed, to correct it.
+    return page(
+        request, "subscribe.html", _settings(request), error=None, email=email[:320], name=""
+    )
 
 
 class _BadRequest(Exception):
@@ -242,7 +225,8 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     def answer() -> Response:
         if wants_json:
             return JSONResponse({"status": "accepted", "detail": ACCEPTED}, status_code=202)
-        return fixed_page(request, "subscribe_done.html", settings)
+        # Names the address typed (a typo shows): per request, not a fixed page.
+        return page(request, "subscribe_done.html", settings, email=str(raw_email).strip()[:320])
 
     raw_email = data.get("email") if isinstance(data.get("email"), str) else ""
     raw_name = data.get("name") if isinstance(data.get("name"), str) else ""
@@ -341,10 +325,10 @@ def confirm_page(token: str, request: Request) -> HTMLResponse:
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse, summary="Confirm a subscription")
-def confirm_link(token: str, request: Request) -> HTMLResponse:
+def confirm_link(token: str, request: Request, background: BackgroundTasks) -> HTMLResponse:
     settings = _settings(request)
     try:
-        confirm(_engine(request), settings, token, _who(request, "confirmation link"))
+        outcome = confirm(_engine(request), settings, token, _who(request, "confirmation link"))
     except TokenError as exc:
         try:
             already = confirm_status(_engine(request), settings, token) == "active"
@@ -353,138 +337,38 @@ def confirm_link(token: str, request: Request) -> HTMLResponse:
         if already:
             return page(request, "confirmed.html", settings, already=True)
         return _confirm_problem(request, settings, exc)
+    background.add_task(
+        _send_welcome,
+        settings,
+        _engine(request),
+        request.app.state.transport_factory,
+        Recipient(outcome.subscriber_id, outcome.email, outcome.name or ""),
+    )
     return page(request, "confirmed.html", settings, already=False)
 
 
-# ---------------------------------------------------------------- unsubscribe
-
-
-def _unsubscribe_help(
-    request: Request,
-    settings: Settings,
-    *,
-    status_code: int = 200,
-    reason: str | None = None,
-    sent: bool = False,
-) -> HTMLResponse:
-    """How to unsubscribe without a working link: ask for a fresh one, or write."""
-    return page(
-        request,
-        "unsubscribe_help.html",
-        settings,
-        status_code=status_code,
-        reason=reason,
-        mailto=settings.effective_unsubscribe_mailto,
-        sent=sent,
-    )
-
-
-@router.get("/unsubscribe", response_class=HTMLResponse, summary="How to unsubscribe")
-def unsubscribe_help(request: Request) -> HTMLResponse:
-    return _unsubscribe_help(request, _settings(request))
-
-
-@router.post(
-    "/unsubscribe",
-    response_class=HTMLResponse,
-    summary="Mail a fresh one-click unsubscribe link (same answer for every address)",
-)
-async def unsubscribe_link_request(request: Request, background: BackgroundTasks) -> Response:
-    settings = _settings(request)
-    throttle: Throttle = request.app.state.subscribe_throttle
-    wait = throttle.check(request)
-    if wait is not None:
-        response = _unsubscribe_help(
-            request,
-            settings,
-            status_code=429,
-            reason="too many requests from your network; try again later",
-        )
-        response.headers["Retry-After"] = str(int(wait) + 1)
-        return response
-    try:
-        data, _json = await _subscribe_fields(request)
-    except _BadRequest as exc:
-        return _unsubscribe_help(request, settings, status_code=exc.status, reason=exc.reason)
-    email = data.get("email")
-    if not isinstance(email, str) or not email.strip():
-        return _unsubscribe_help(request, settings, status_code=422, reason="'email' is required")
-    recipient = await run_in_threadpool(unsubscribe_link_recipient, _engine(request), email)
-    # One link per address per cool-down, whoever asks: the form cannot flood a mailbox.
-    per_address: Throttle = request.app.state.unsubscribe_link_throttle
-    if recipient is not None and per_address.hit(recipient.email) is None:
-        background.add_task(
-            _send_unsubscribe_link, settings, request.app.state.transport_factory, recipient
-        )
-    # The same page whether or not the address is known: it reveals nothing.
-    return _unsubscribe_help(request, settings, sent=True)
-
-
-def _send_unsubscribe_link(
-    settings: Settings, factory: TransportFactory | None, recipient: Recipient
+def _send_welcome(
+    settings: Settings, engine: Engine, factory: TransportFactory | None, recipient: Recipient
 ) -> None:
+    """After the "you're subscribed" page: what to expect, when, the latest issue."""
     try:
-        send_unsubscribe_link(settings, recipient, factory)
-    except DigestError:
-        logger.exception(
-            "could not send an unsubscribe link to subscriber %s", recipient.subscriber_id
-        )
-
-
-@router.get(
-    "/unsubscribe/{token}",
-    response_class=HTMLResponse,
-    summary="The unsubscribe page (one button; a GET never unsubscribes)",
-)
-def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
-    settings = _settings(request)
-    try:
-        status = unsubscribe_status(_engine(request), settings, token)
-    except TokenError as exc:
-        return _unsubscribe_help(request, settings, status_code=400, reason=str(exc))
-    if status in ("active", "pending"):
-        return page(request, "unsubscribe.html", settings)
-    return page(request, "unsubscribed.html", settings, already=True)
-
-
-async def _one_click_fields(request: Request) -> dict[str, list[str]]:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "multipart/form-data":
-        form = await request.form()
-        return {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form}
-    body = (await request.body()).decode("utf-8", "replace")
-    return parse_qs(body, keep_blank_values=True)
-
-
-@router.post(
-    "/unsubscribe/{token}",
-    response_class=HTMLResponse,
-    summary="RFC 8058 one-click unsubscribe (body List-Unsubscribe=One-Click)",
-    openapi_extra=_UNSUBSCRIBE_OPENAPI,
-)
-async def one_click(token: str, request: Request) -> HTMLResponse:
-    settings = _settings(request)
-    fields = await _one_click_fields(request)
-    if "One-Click" not in fields.get("List-Unsubscribe", []):
-        return page(
-            request,
-            "link_problem.html",
+        with Session(engine) as session:
+            latest = session.exec(
+                select(Issue)
+                .where(col(Issue.state).in_(PUBLIC_STATES))
+                .order_by(col(Issue.number).desc())
+                .limit(1)
+            ).first()
+        try:
+            upcoming = next_send(settings)
+        except ConfigError:  # a bad cron line is the operator's to fix; say "weekly"
+            upcoming = None
+        send_welcome(
             settings,
-            status_code=400,
-            title="Nothing was changed",
-            reason="an unsubscribe request must carry List-Unsubscribe=One-Click",
-            subscribe_again=False,
+            recipient,
+            next_send=upcoming,
+            latest_url=issue_url(settings, latest) if latest else None,
+            transport_factory=factory,
         )
-    source = (
-        "unsubscribe page"
-        if "page" in fields.get("via", [])
-        else "List-Unsubscribe one-click (RFC 8058)"
-    )
-    writer: UnsubscribeWriter = request.app.state.unsubscribes
-    try:
-        recorded = writer.submit(token, _who(request, source))
-    except TokenError as exc:
-        return _unsubscribe_help(request, settings, status_code=400, reason=str(exc))
-    # Answered once committed (in a group with whoever else is unsubscribing now).
-    await asyncio.wrap_future(recorded)
-    return fixed_page(request, "unsubscribed.html", settings, already=False)
+    except DigestError:
+        logger.exception("could not send the welcome to subscriber %s", recipient.subscriber_id)

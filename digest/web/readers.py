@@ -22,7 +22,9 @@ from digest.http.client import client_key
 from digest.issue.click_buffer import ClickBuffer
 from digest.store.subscriber_models import Subscriber, SubscriberStatus
 from digest.web.pages import page
-from subscribers.preferences import ZONES, catalog, preferences_of, set_preferences
+from subscribers.optin import link_reader
+from subscribers.preferences import ZONE_GROUPS, ZONES, catalog, preferences_of, set_preferences
+from subscribers.service import mask_address
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,8 @@ def _form(
         token=token,
         chosen=chosen,
         topic_catalog=topics,
-        zones=ZONES,
+        zone_groups=ZONE_GROUPS,
+        zone_names=ZONES,
         default_zone=settings.timezone,
         local_time=settings.send_local_time,
         saved=saved,
@@ -73,14 +76,35 @@ def _form(
     )
 
 
-def _no_such_reader(request: Request, settings: Settings, reason: str) -> HTMLResponse:
+def _no_such_reader(
+    request: Request, settings: Settings, token: str, reason: str | None = None
+) -> HTMLResponse:
+    """A broken link says so; a working link of someone no longer subscribed says
+    that, plainly, with the way back (never "does not work … nothing was changed")."""
+    if reason is None:
+        try:
+            reader = link_reader(request.app.state.engine, settings, token)
+        except TokenError as exc:
+            reason = str(exc)
+        else:
+            return page(
+                request,
+                "unsubscribed.html",
+                settings,
+                status_code=410,
+                already=True,
+                address=mask_address(reader.email) if reader else None,
+                undo=reader is not None and reader.status == "unsubscribed",
+                token=token,
+            )
     return page(
         request,
         "link_problem.html",
         settings,
         status_code=400,
         title="This link does not work",
-        reason=f"{reason}. The newest email you got from us carries a link that does.",
+        reason=reason,
+        hint="The newest email you got from us carries a link that works.",
         subscribe_again=True,
     )
 
@@ -92,9 +116,9 @@ def preferences_page(token: str, request: Request) -> HTMLResponse:
         with request.app.state.engine.connect() as conn:
             reader = _reader(conn, settings, token)
     except TokenError as exc:
-        return _no_such_reader(request, settings, str(exc))
+        return _no_such_reader(request, settings, token, str(exc))
     if reader is None:
-        return _no_such_reader(request, settings, "this address is no longer subscribed")
+        return _no_such_reader(request, settings, token)
     return _form(request, settings, token, reader)
 
 
@@ -106,9 +130,9 @@ async def save_preferences(token: str, request: Request) -> HTMLResponse:
         with engine.connect() as conn:
             reader = _reader(conn, settings, token)
     except TokenError as exc:
-        return _no_such_reader(request, settings, str(exc))
+        return _no_such_reader(request, settings, token, str(exc))
     if reader is None:
-        return _no_such_reader(request, settings, "this address is no longer subscribed")
+        return _no_such_reader(request, settings, token)
     form = await request.form()
     topics = [v for v in form.getlist("topics") if isinstance(v, str)]
     frequency = form.get("frequency")
