@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from digest.core.clock import utcnow
 from digest.core.mailsafe import check_address, header_text, one_line
+from digest.core.problems import MAX_PROBLEMS, Problems, more_line
 from digest.exceptions import AddressError, SubscriberError
 from digest.store.subscriber_models import (
     SUPPRESSED_STATES,
@@ -158,20 +159,25 @@ class CsvImportReport:
     added: int = 0
     existing: int = 0
     suppressed: list[str] = field(default_factory=list)
+    #: The first MAX_PROBLEMS lines left out; ``skipped_total`` counts them all.
     skipped: list[SkippedRow] = field(default_factory=list)
+    skipped_total: int = 0
 
 
 SKIPPED_COLUMNS = ("line", "email", "problem")
 
 
-def skipped_csv(skipped: list[SkippedRow]) -> str:
+def skipped_csv(skipped: list[SkippedRow], total: int | None = None) -> str:
     """The lines an import skipped as a CSV report (line, email as given, problem);
-    every cell is made safe for spreadsheets (a bad row may well hold a formula)."""
+    every cell is made safe for spreadsheets (a bad row may well hold a formula). With
+    ``total`` above the rows given, a last row counts the lines not listed."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(SKIPPED_COLUMNS)
     for row in skipped:
         writer.writerow([row.line, quote_cell(one_line(row.email, 320)), quote_cell(row.problem)])
+    if total is not None and total > len(skipped):
+        writer.writerow(["", "", more_line(total - len(skipped), len(skipped))])
     return buffer.getvalue()
 
 
@@ -233,7 +239,8 @@ def import_csv(
     logged per added row with the file's line number. Addresses that are suppressed
     — by state, or only by hash after ``forget`` — are never added.
     """
-    problems: list[str] = []
+    # Bounded: two million bad lines keep a thousand problems and a count (issue 22).
+    problems = Problems()
     skipped: list[SkippedRow] = []
     rows: dict[str, tuple[int, str]] = {}
     for line, row in read_csv(path):
@@ -242,13 +249,14 @@ def import_csv(
             address = normalize_email(unquote_cell(row.get("email", "")))
             name = clean_name(unquote_cell(row.get("name") or ""))
         except SubscriberError as exc:
-            problems.append(f"{path}:{line}: {exc}")
-            skipped.append(SkippedRow(line, row.get("email", ""), str(exc)))
+            problems.add(f"{path}:{line}: {exc}")
+            if len(skipped) < MAX_PROBLEMS:
+                skipped.append(SkippedRow(line, row.get("email", "")[:320], str(exc)))
             continue
         rows.setdefault(address, (line, name))
     if problems and not skip_invalid:
-        raise SubscriberError("\n".join(problems))
-    report = CsvImportReport(skipped=skipped)
+        raise SubscriberError("\n".join(problems.lines()))
+    report = CsvImportReport(skipped=skipped, skipped_total=problems.total)
     consent_source = one_line(source, 200) or "csv import"
     S = Subscriber.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:

@@ -38,7 +38,7 @@ from store_support import sample_items, write_json
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.issue.freeze import Edit, edit_issue
+from digest.issue.editing import Edit, edit_issue
 from digest.jobs.schedule import prepare_draft
 from digest.jobs.weekly import weekly_job
 from digest.store.engine import make_engine, session_scope

@@ -175,3 +175,21 @@ def test_the_printed_console_command_serves_the_demo_and_its_mail_lands_in_the_d
         assert isinstance(sent, list) and len(sent) == len(sample_emails())
         for msg in sent:
             assert str(msg["List-Unsubscribe"]).startswith(f"<{base}/unsubscribe/"), msg
+
+
+@pytest.mark.skipif(not Path(DIGEST).exists(), reason=f"console script not installed at {DIGEST}")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_without_a_base_url_serve_links_to_the_port_it_serves(tmp_path: Path, workers: int) -> None:
+    port = free_port()
+    command = (
+        "DIGEST_DEMO=true DIGEST_DATABASE_URL=sqlite:///site.db DIGEST_OUTBOX=mail "
+        f"{shlex.quote(DIGEST)} serve --port {port} --workers {workers}"
+    )
+    with _printed_server(command, tmp_path, port) as base:
+        answer = httpx.post(f"{base}/subscribe", json={"email": "reader@example.com"})
+        assert answer.status_code == 202, answer.text
+        outbox = tmp_path / "mail"
+        mail = wait_for(lambda: outbox.is_dir() and _messages(outbox), "the confirmation")
+        assert isinstance(mail, list)
+        link = re.search(r"(http://\S+)/confirm/[A-Za-z0-9_-]+", _body(mail[0]))
+        assert link and link.group(1) == f"http://127.0.0.1:{port}", _body(mail[0])

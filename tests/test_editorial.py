@@ -31,7 +31,8 @@ from digest.core.settings import SAMPLE_POSTAL_ADDRESS, Settings
 from digest.editorial.preflight import preflight
 from digest.editorial.review import approve, hold, release
 from digest.exceptions import IssueStateError, PreflightError
-from digest.issue.freeze import Edit, edit_issue, find_issue, issue_message, issue_rows
+from digest.issue.editing import Edit, edit_issue
+from digest.issue.freeze import find_issue, issue_message, issue_rows
 from digest.issue.history import history
 from digest.jobs.preview import SAMPLE_RECIPIENT, write_preview
 from digest.jobs.schedule import prepare_draft, scheduler_tick
@@ -230,7 +231,8 @@ def test_edits_recompile_are_recorded_and_withdraw_an_approval(
             ),
             actor="ed@example.com",
         )
-        assert set(changes) == {"subject", "comparisons", "review"}
+        # The automatic preheader follows the comparisons (it named the dropped c2).
+        assert set(changes) == {"subject", "preheader", "comparisons", "review"}
         assert [(c.slug, f) for c, f in issue_rows(session, draft)] == [
             ("fresh", True),
             ("c3", False),

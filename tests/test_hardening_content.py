@@ -214,3 +214,26 @@ def test_the_ingest_api_and_the_console_import_refuse_it_too(
     )
     assert "noncharacter (U+FFFF)" in page.text
     assert dump_store(engine)["comparison"] == before
+
+
+def test_an_editors_words_are_held_to_the_same_checks(store: Store, tmp_path: Path) -> None:
+    console = make_console(store.settings, store.engine, tmp_path)
+    client, csrf = console.login("ed@example.com")
+    drafted = client.post("/console/draft", data={"csrf": csrf}, follow_redirects=False)
+    assert drafted.status_code == 303
+    number = drafted.headers["location"].split("/")[3].split("?")[0]
+    with Session(store.engine) as session:
+        slugs = [c.slug for c, _f in issue_rows(session, find_issue(session, number=int(number)))]  # type: ignore[arg-type]
+    rows = {
+        "slug": slugs,
+        "position": [str(i) for i in range(len(slugs))],
+        "layout": ["full"] * len(slugs),
+    }
+    for field, bad, said in (
+        ("subject", "Two tools \uffff", "the subject contains a Unicode noncharacter (U+FFFF)"),
+        ("intro", "A note\x00 with a NUL", "the intro contains a NUL character"),
+        ("preheader", "pre\x85header", "the preheader contains a C1 control"),
+    ):
+        form = {"csrf": csrf, "subject": "A subject", field: bad, **rows}
+        answer = client.post(f"/console/issues/{number}/edit", data=form)
+        assert answer.status_code == 409 and said in answer.text, (field, answer.status_code)

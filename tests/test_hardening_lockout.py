@@ -7,6 +7,7 @@ every lock; and the answers are the same whether the account exists or not.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,19 @@ from console_support import BASE, EDITOR, PASSWORD, Console, csrf_of, make_conso
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy.engine import Engine
+from subscriber_support import Store
 
-from digest.accounts.lockout import BASE_SECONDS, MAX_SECONDS, LoginLockout
+from digest.accounts.lockout import (
+    BASE_SECONDS,
+    FORGET_SECONDS,
+    MAX_SECONDS,
+    LoginLockout,
+    SharedLoginLockout,
+)
 from digest.accounts.service import reset_link
 from digest.core.settings import Settings
 from digest.store.engine import session_scope
+from digest.web.app import create_app
 
 pytestmark = pytest.mark.clock
 
@@ -29,7 +38,8 @@ class Ticks:
     """An injected monotonic clock the test moves by hand."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        # From the real time: the store's throttle rows are pruned by it.
+        self.now = time.time()
 
     def __call__(self) -> float:
         return self.now
@@ -40,7 +50,8 @@ def rig(settings: Settings, engine: Engine, tmp_path: Path) -> tuple[Console, Ti
     # The per-client-IP limit is lifted so the lock-out alone is under test.
     console = make_console(settings, engine, tmp_path, console_login_limit=10_000)
     ticks = Ticks()
-    console.app.state.console_login_lockout = LoginLockout(clock=ticks)
+    # What digest serve uses (the store's table), on the test's clock.
+    console.app.state.console_login_lockout = SharedLoginLockout(engine, clock=ticks)
     return console, ticks
 
 
@@ -132,3 +143,50 @@ def test_a_set_password_link_lifts_the_lock(rig: tuple[Console, Ticks]) -> None:
     )
     assert done.status_code == 303
     assert _login(_client(console, USER), EDITOR, new).status_code == 303
+
+
+def test_every_server_process_sees_the_same_locks(rig: tuple[Console, Ticks]) -> None:
+    console, ticks = rig
+    other = create_app(console.settings, engine=console.engine)  # a second worker
+    other.state.console_login_lockout = SharedLoginLockout(console.engine, clock=ticks)
+    first = _client(console, ATTACKER)
+    for _ in range(5):
+        _login(first, EDITOR, "not the password")
+    assert other.state.console_login_lockout.wait(EDITOR, ATTACKER) == BASE_SECONDS
+    second = TestClient(other, base_url=BASE, client=(ATTACKER, 40001))
+    answer = _login(second, EDITOR, PASSWORD)
+    assert "too many wrong attempts" in answer.text, answer.headers
+    user = TestClient(other, base_url=BASE, client=(USER, 40002))
+    assert _login(user, EDITOR, PASSWORD).status_code == 303
+
+
+@pytest.mark.parametrize("kind", ["memory", "shared"])
+def test_both_lockouts_count_alike(store: Store, kind: str) -> None:
+    ticks = Ticks()
+    lockout = (
+        LoginLockout(clock=ticks)
+        if kind == "memory"
+        else SharedLoginLockout(store.engine, clock=ticks)
+    )
+    pair = ("someone+%_@example.com", "2001:db8::/64")
+    for _ in range(4):
+        lockout.failed(*pair)
+    assert lockout.wait(*pair) is None
+    lockout.failed(*pair)
+    assert lockout.wait(*pair) == BASE_SECONDS
+    assert lockout.wait(pair[0], "192.0.2.1") is None and lockout.wait("x@y.z", pair[1]) is None
+    ticks.now += BASE_SECONDS
+    assert lockout.wait(*pair) is None
+    lockout.failed(*pair)
+    assert lockout.wait(*pair) == 2 * BASE_SECONDS
+    ticks.now += FORGET_SECONDS + 1  # a day quiet: it starts afresh
+    lockout.failed(*pair)
+    assert lockout.wait(*pair) is None
+    for _ in range(5):
+        lockout.failed(*pair)
+    lockout.clear("someone+%_@example.com")
+    assert lockout.wait(*pair) is None
+    for _ in range(5):
+        lockout.failed(*pair)
+    lockout.succeeded(*pair)
+    assert lockout.wait(*pair) is None

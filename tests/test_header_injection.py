@@ -30,7 +30,8 @@ from subscriber_support import WebApp
 from digest.core.mailsafe import fit_display_name, header_text
 from digest.core.recipient import Recipient
 from digest.core.settings import Settings
-from digest.issue.freeze import Edit, edit_issue, freeze_issue, issue_message
+from digest.issue.editing import Edit, edit_issue
+from digest.issue.freeze import freeze_issue, issue_message
 from digest.issue.render import render_issue
 from digest.mail.message import IssueMessage
 from digest.store.engine import session_scope

@@ -22,10 +22,12 @@ from sqlmodel import Session, select
 from store_support import REPO, SAMPLE_CSV, dump_store, sample_items
 
 from digest.core.clock import utcnow
-from digest.core.settings import Settings
+from digest.core.settings import Settings, parse_ingest_tokens
+from digest.exceptions import ConfigError
 from digest.jobs.weekly import weekly_job
 from digest.store.engine import make_engine, migrate
 from digest.store.models import Comparison, Issue, IssueState
+from digest.web.app import create_app
 from subscribers.service import import_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.clock]
@@ -278,3 +280,32 @@ def test_the_readme_curl_example_works_as_written(server: Server) -> None:
     assert done.returncode == 0, done.stderr + done.stdout
     assert json.loads(done.stdout)["created"] == [item["slug"]]
     assert _stored(server)[item["slug"]] == (item["title"], "api:site")
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("site", "not NAME=TOKEN"),
+        ("site=changeme", "placeholder or shorter than 16"),
+        ("site=short-token", "placeholder or shorter than 16"),
+        (f"site={SITE},site={BACKFILL}", "appears twice"),
+        (f"bad name={SITE}", "not NAME=TOKEN"),
+    ],
+)
+def test_unusable_ingest_tokens_stop_the_start_naming_no_token(
+    value: str, says: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        ingest_tokens=value, secret_key=SECRET, database_url=f"sqlite:///{tmp_path / 'd.db'}"
+    )
+    with pytest.raises(ConfigError, match=says) as caught:
+        create_app(settings)
+    assert str(caught.value).startswith("DIGEST_INGEST_TOKENS: ")
+    assert SITE not in str(caught.value) and BACKFILL not in str(caught.value)
+
+
+def test_tokens_are_read_by_name() -> None:
+    assert parse_ingest_tokens(f" site = {SITE} , backfill={BACKFILL},") == {
+        "site": SITE,
+        "backfill": BACKFILL,
+    }

@@ -70,6 +70,22 @@ CASES = [
         id="a 0% tool",
     ),
     pytest.param(
+        _priced("A", 100, [None] * 4, "Free", None),
+        _priced("B", 75, [None] * 4, "$12/mo", 70),
+        "Ship A — all four reviewers would; three of four would ship B.",
+        "Ship A",
+        "free to start, too",
+        id="win with implicit verdicts, told by price",
+    ),
+    pytest.param(
+        _priced("A", 50, [None] * 4, "Paid", None),
+        _priced("B", 100, [None] * 4, "Paid", None),
+        "Ship B — all four reviewers would; two of four would ship A.",
+        "Ship B",
+        "two more reviewers would ship it",
+        id="win with implicit verdicts, told by the margin",
+    ),
+    pytest.param(
         _priced("A", 100, ALL, "Free", 81),
         _priced("B", 100, ALL, "$9/mo", 58),
         "A draw: all four reviewers would ship either. A is free to start; readers lean to A.",

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest.core.clock import parse_week
+from digest.core.problems import total_of
 from digest.core.settings import Settings, get_settings
 from digest.core.wording import plural
 from digest.exceptions import DigestError, ImportValidationError
@@ -100,7 +101,9 @@ def fail_import(exc: DigestError) -> NoReturn:
     problems = exc.problems if isinstance(exc, ImportValidationError) else str(exc).splitlines()
     for problem in problems:
         err.print(escape(problem), highlight=False, markup=False, soft_wrap=True)
-    fail(f"import failed, nothing was written ({plural(len(problems), 'problem')} above)")
+    total = total_of(problems)
+    shown = "" if total == len(problems) else f", the first {len(problems) - 1:,} listed"
+    fail(f"import failed, nothing was written ({plural(total, 'problem')}{shown} above)")
 
 
 def settings() -> Settings:

@@ -164,8 +164,28 @@ def edit(
         str | None,
         typer.Option(help="Comma-separated slugs that get full cards; the others become links."),
     ] = None,
+    note_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--note-file",
+            help="The editor's note above the comparisons: a Markdown file (links, "
+            "emphasis, lists; HTML and images are removed). An empty file removes the note.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    take: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--take",
+            help="SLUG=TEXT: a one-line editor's take on a comparison (SLUG= removes it; "
+            "repeatable).",
+        ),
+    ] = None,
 ) -> None:
-    """Adjust a draft: words, which comparisons, their order, which get full cards.
+    """Adjust a draft: words (subject, preheader, intro, the editor's note and takes),
+    which comparisons, their order, which get full cards.
 
     The email is re-compiled and the change recorded in the issue's history; an approved
     draft needs approving again. Without --issue or --week: the open issue, or the next
@@ -174,12 +194,26 @@ def edit(
     Example: digest edit --issue 12 --subject "Two coding copilots, one verdict" --drop old-slug
     """
     # imported on use, not at start-up: keeps the CLI fast to start
-    from digest.issue.freeze import Edit, edit_issue
+    from digest.issue.editing import Edit, edit_issue
     from digest.jobs.schedule import prepare_draft
     from digest.store.engine import session_scope
 
+    takes: dict[str, str] = {}
+    for given in take or []:
+        slug, sep, text = given.partition("=")
+        if not sep or not slug.strip():
+            fail(f"--take wants SLUG=TEXT, not {given[:40]!r}", 2)
+        takes[slug.strip()] = text
+    note: str | None = None
+    if note_file is not None:
+        try:
+            note = note_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read the note: {exc}", 2)
     change = Edit(
         subject=subject,
+        note=note,
+        takes=takes or None,
         preheader=preheader,
         intro=intro,
         add=_slugs(add),
@@ -189,8 +223,8 @@ def edit(
     )
     if change.empty:
         fail(
-            "nothing to change: give --subject, --preheader, --intro, --add, --drop, "
-            "--order or --full",
+            "nothing to change: give --subject, --preheader, --intro, --note-file, --take, "
+            "--add, --drop, --order or --full",
             2,
         )
     s = settings()

@@ -152,15 +152,19 @@ def preflight_cmd(
     ] = True,
 ) -> None:
     """Check an issue before a real send: size, links, fields, images, subject,
-    sender, postal address, the unsubscribe host. Exit 1 on any error.
+    sender, postal address, the unsubscribe host, and for a draft every readers' copy
+    (words naming a comparison the copy lacks). Exit 1 on any error.
 
     Every real send (SMTP or an API) runs it and refuses on errors.
 
     Example: digest preflight --issue 12 --json
     """
     # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.editorial.copies import check_copies
     from digest.editorial.preflight import EXEMPT_TRANSPORTS, fetch_health, preflight
-    from digest.issue.freeze import issue_message, target_issue
+    from digest.issue.freeze import issue_message, issue_rows, target_issue
+    from digest.readers.previews import copies
+    from digest.store.models import IssueState
 
     s = settings()
     engine = store_engine(s)
@@ -176,6 +180,9 @@ def preflight_cmd(
             real=real,
             health=fetch_health if probe else None,
         )
+        if target.state == IssueState.DRAFT:  # every copy the send would produce now
+            everything = [c for c, _f in issue_rows(session, target)]
+            check_copies(report, copies(session, s, target), everything)
         label = target.label
     if as_json:
         info = {"number": target.number, "week": target.week, "transport": s.transport}

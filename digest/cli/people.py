@@ -89,6 +89,7 @@ def subscribers_import(
     Example: digest subscribers import readers.csv --consent-source "signup sheet, PyCon 2026"
     """
     # imported on use, not at start-up: keeps the CLI fast to start
+    from digest.core.problems import more_line
     from subscribers.service import import_csv, skipped_csv
 
     source = consent_source.strip() if consent_source else f"CSV import of {csv_path.name}"
@@ -111,12 +112,16 @@ def subscribers_import(
             markup=False,
             soft_wrap=True,
         )
+    if report.skipped_total > len(report.skipped):
+        err.print(more_line(report.skipped_total - len(report.skipped), len(report.skipped)))
     if report_path is not None:
         try:
-            report_path.write_text(skipped_csv(report.skipped), encoding="utf-8", newline="")
+            report_path.write_text(
+                skipped_csv(report.skipped, report.skipped_total), encoding="utf-8", newline=""
+            )
         except OSError as exc:
             fail(f"imported, but cannot write {report_path}: {exc.strerror}")
-    skipped = f"; skipped {plural(len(report.skipped), 'bad line')}" if skip_invalid else ""
+    skipped = f"; skipped {plural(report.skipped_total, 'bad line')}" if skip_invalid else ""
     written = f" (listed in {report_path})" if report_path is not None and skipped else ""
     out.print(
         f"imported {plural(report.added, 'new subscriber')}; {report.existing} already known; "

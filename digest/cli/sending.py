@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from digest.core.wording import plural
 from digest.exceptions import DatabaseUnavailable, DigestError, TransportConfigError
 
 if TYPE_CHECKING:
@@ -165,6 +166,11 @@ def status(
         f"issue #{info['number']} ({info['week']}): {info['state']} — {counts or 'no deliveries'}",
     )
     say(f"review: {info['review']}; {info['schedule']['text']}")
+    if info["state"] == "draft":
+        for copy in info["variants"]:
+            if not copy["skipped"]:
+                readers = plural(copy["recipients"], "reader")
+                say(f"copy {copy['label']} ({readers}): {copy['subject']}")
     if info.get("state_reason") and info["state_reason"] not in info["schedule"]["text"]:
         say(f"reason: {info['state_reason']}")
     if info.get("rate") is not None:

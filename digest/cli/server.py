@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -88,6 +89,7 @@ def serve(
 
     try:
         s.signing_key()
+        s.ingest_token_map()
         engine = make_engine(s.database_url, s.db_busy_timeout)
         migrate(engine)  # once, before the workers start
         engine.dispose()
@@ -95,6 +97,8 @@ def serve(
         fail(str(exc))
     # Each worker builds its own app (digest.web.app.serve_app) from the same
     # environment; /metrics adds up every worker's counters from this folder.
+    # ... so the base URL that follows the served port must be in that environment.
+    os.environ["DIGEST_BASE_URL"] = s.base_url
     del options["host"], options["port"]
     with multiprocess_dir():
         try:

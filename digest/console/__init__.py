@@ -4,10 +4,12 @@ issues; operators also send, pause, resume and cancel them and manage subscriber
 Modules by role: ``auth`` (accounts in the browser: login, sessions, CSRF, roles),
 ``pages`` (templates, the console's CSP, problem pages), ``runner`` (sends and CSV
 imports in a background thread), ``issues`` and ``sending`` (an issue's pages and its
-send), ``comparisons`` (the list and the import page with its preview),
-``deliveries`` (outcomes and CSV export), ``subscribers``, ``inbound`` (replies that
-came back by mail), ``charts`` (SVG) and ``api`` (the JSON status for scripts). Every
-page works without JavaScript.
+send), ``copies`` (every copy a send produces, side by side; one copy's own words),
+``scheduling`` (when a draft goes out), ``comparisons`` (the list and the import page
+with its preview), ``deliveries`` (outcomes and CSV export), ``subscribers``,
+``inbound`` (replies that came back by mail), ``charts`` (SVG) and ``api`` (the JSON
+status for scripts). Every page works without JavaScript (the note's live preview
+needs it; without it the saved note shows).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from digest.console import (
     auth,
     charts,
     comparisons,
+    copies,
     deliveries,
     inbound,
     issues,
+    scheduling,
     sending,
     subscribers,
 )
@@ -34,6 +38,8 @@ def install(app: FastAPI) -> None:
     for module in (
         auth,
         issues,
+        copies,
+        scheduling,
         comparisons,
         sending,
         deliveries,

@@ -31,7 +31,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from digest.accounts.lockout import LoginLockout
+from digest.accounts.lockout import LoginLockout, SharedLoginLockout
 from digest.accounts.passwords import MIN_LENGTH
 from digest.accounts.service import (
     authenticate,
@@ -96,7 +96,7 @@ def _login_throttle(request: Request) -> Throttle:
 def login_lockout(request: Request) -> LoginLockout:
     state = request.app.state
     if getattr(state, "console_login_lockout", None) is None:
-        state.console_login_lockout = LoginLockout()
+        state.console_login_lockout = SharedLoginLockout(state.engine)
     lockout: LoginLockout = state.console_login_lockout
     return lockout
 

@@ -15,9 +15,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from digest.console.auth import Editor, EditorPost
+from digest.console.copies import side_by_side
 from digest.console.pages import PREVIEW_CSP, ConsoleProblem, render
 from digest.console.reading import issue_reading
 from digest.console.runner import send_runner
+from digest.console.scheduling import console_now
 from digest.console.views import (
     describe,
     get_issue,
@@ -29,16 +31,20 @@ from digest.console.views import (
     preview_text,
 )
 from digest.core.clock import utcnow
+from digest.core.notes import NOTE_MAX_CHARS, note_html
 from digest.core.settings import Settings
+from digest.editorial.copies import check_copies
 from digest.editorial.preflight import EXEMPT_TRANSPORTS, preflight
 from digest.editorial.review import approve, blocked_reason, hold, release
 from digest.exceptions import DigestError
-from digest.issue.freeze import Edit, edit_issue, issue_message, issue_rows, started_in_week
+from digest.issue.editing import Edit, edit_issue
+from digest.issue.freeze import issue_message, issue_rows, issue_takes, started_in_week
 from digest.issue.history import history
 from digest.issue.selection import addable
 from digest.jobs.schedule import prepare_draft
 from digest.jobs.status import issue_status
 from digest.jobs.weekly import active_count, weekly_job
+from digest.readers.previews import copies
 from digest.store.engine import session_scope
 from digest.store.models import IssueState
 from subscribers.service import normalize_email
@@ -120,10 +126,20 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
         already = started_in_week(session, settings, utcnow())
         subscribers = active_count(session)
         reading = issue_reading(session, issue, settings)
+        takes = issue_takes(session, issue)
+        every = copies(session, settings, issue) if draft else []
+        now = console_now(request)
     real = settings.transport not in EXEMPT_TRANSPORTS
     # The health probe waits on the network: it runs on the send confirmation page.
     report = preflight(
         issue_message(issue, settings), settings, preheader=issue.preheader, real=real, health=None
+    )
+    if every:
+        check_copies(report, every, [c for c, _f in rows])
+    left, right = (
+        side_by_side(every, request.query_params.get("a"), request.query_params.get("b"))
+        if every
+        else (None, None)
     )
     live = issue.state == IssueState.SENDING or (runner.running and runner.number == number)
     progress = None
@@ -152,6 +168,17 @@ def issue_page(request: Request, number: int, viewer: Editor) -> Response:
         last_summary=runner.last_summary if runner.number == number else None,
         refresh=REFRESH_SECONDS if live else None,
         settings=settings,
+        takes=takes,
+        note_preview=note_html(issue.note, styled=False),
+        copies=every,
+        left=left,
+        right=right,
+        schedule_value=(
+            f"{issue.scheduled_for.astimezone(settings.tz):%Y-%m-%dT%H:%M}"
+            if issue.scheduled_for
+            else ""
+        ),
+        schedule_min=f"{now.astimezone(settings.tz):%Y-%m-%dT%H:%M}",
     )
 
 
@@ -209,10 +236,14 @@ def edit_from_form(
     layouts: list[str],
     add_slugs: list[str],
     add_layouts: list[str],
+    note: str | None = None,
+    takes: list[str] | None = None,
 ) -> Edit:
     """The form's rows (one per featured comparison: its position and full card, link
     or drop; one per addable comparison: skip, card or link) as an :class:`Edit`."""
     if not (len(slugs) == len(positions) == len(layouts)) or len(add_slugs) != len(add_layouts):
+        raise ConsoleProblem(422, "the form's rows do not line up; reload the page")
+    if takes is not None and len(takes) != len(slugs):
         raise ConsoleProblem(422, "the form's rows do not line up; reload the page")
     if sorted(slugs) != sorted(current):
         raise ConsoleProblem(409, "the issue changed since this form was loaded; reload the page")
@@ -247,6 +278,12 @@ def edit_from_form(
         drop=drop,
         add=add,
         full=full,
+        note=note.strip() if note is not None else None,
+        takes=(
+            {s: t for s, t, layout in zip(slugs, takes, layouts, strict=True) if layout != "drop"}
+            if takes is not None
+            else None
+        ),
     )
 
 
@@ -266,6 +303,8 @@ def issue_edit(
     layout: Rows = None,
     add_slug: Rows = None,
     add_layout: Rows = None,
+    note: Annotated[str | None, Form(max_length=NOTE_MAX_CHARS)] = None,
+    take: Rows = None,
 ) -> Response:
     settings: Settings = request.app.state.settings
     if not subject.strip():
@@ -284,6 +323,8 @@ def issue_edit(
                 layouts=layout or [],
                 add_slugs=add_slug or [],
                 add_layouts=add_layout or [],
+                note=note,
+                takes=take,
             )
             changes = edit_issue(session, issue, settings, edit, actor=viewer.email)
     except DigestError as exc:

@@ -29,7 +29,11 @@ from digest.core.wording import plural
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-STATIC_FILES = {"console.css": "text/css", "console.js": "text/javascript"}
+STATIC_FILES = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "editor.js": "text/javascript",
+}
 
 CONSOLE_CSP = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
@@ -48,6 +52,8 @@ PREVIEW_CSP = (
 NOTICES = {
     "edited": "Saved. The issue was re-compiled; the preview below is what will be sent.",
     "unchanged": "Nothing changed.",
+    "scheduled": "Scheduled: the scheduler sends it at that time (once it may go).",
+    "unscheduled": "No time of its own now: it goes with the next regular send.",
     "tested": "A [TEST] copy was accepted by the mail server for the address you gave; "
     "the history records it.",
     "approved": "Approved. When it goes out is under the title.",

@@ -19,6 +19,7 @@ from pathlib import Path
 from fastapi import Request
 from sqlalchemy.engine import Engine
 
+from digest.core.problems import total_of
 from digest.core.settings import Settings
 from digest.delivery.queue import SendReport
 from digest.exceptions import DigestError, SubscriberError
@@ -150,6 +151,8 @@ class ImportJob:
     finished: bool = False
     report: CsvImportReport | None = None
     problems: list[str] = field(default_factory=list)
+    #: how many problems ``problems`` stands for (it lists the first MAX_PROBLEMS)
+    problems_total: int = 0
     #: leave bad rows out (the report lists them) rather than refuse the whole file
     skip_invalid: bool = False
     thread: threading.Thread | None = field(default=None, repr=False, compare=False)
@@ -201,6 +204,7 @@ class ImportRunner:
             )
         except SubscriberError as exc:
             job.problems = [_without_folder(line, path) for line in str(exc).splitlines()]
+            job.problems_total = total_of(job.problems)
         except DigestError as exc:
             job.problems = [str(exc)]
         except Exception:

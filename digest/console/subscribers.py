@@ -264,7 +264,7 @@ def import_skipped(request: Request, job_id: str, viewer: Operator) -> Response:
         raise ConsoleProblem(409, "this import has not finished; its report comes at the end")
     stem = job.filename.rsplit(".", 1)[0] or "import"
     return Response(
-        skipped_csv(job.report.skipped),
+        skipped_csv(job.report.skipped, job.report.skipped_total),
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="{stem}-skipped.csv"',

@@ -107,6 +107,14 @@ def has_dark_styles(html: str) -> bool:
     return _DARK_QUERY.search(html) is not None
 
 
+_WORDS = ("subject", "preheader", "intro", "note")
+
+
+def _short(value: object, limit: int = 120) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def describe(entry: dict[str, Any]) -> str:
     """One history entry's details as a short line for people."""
     # The cutoff is on the page already; the ISO timestamp would only be noise.
@@ -115,8 +123,13 @@ def describe(entry: dict[str, Any]) -> str:
     for key, value in rest.items():
         if value in (None, "", [], {}):
             continue
-        if isinstance(value, list) and len(value) == 2 and key in ("subject", "preheader", "intro"):
-            parts.append(f"{key}: “{value[0]}” → “{value[1]}”")
+        if isinstance(value, list) and len(value) == 2 and key in _WORDS:
+            parts.append(f"{key}: “{_short(value[0])}” → “{_short(value[1])}”")
+        elif key == "takes" and isinstance(value, dict):
+            parts.extend(
+                f"take on {slug}: “{_short(new)}”" if new else f"take on {slug} removed"
+                for slug, (_old, new) in value.items()
+            )
         elif isinstance(value, dict) and "after" in value:
             parts.append(f"{key}: {', '.join(value['after'])}")
         elif isinstance(value, list):

@@ -294,13 +294,6 @@ class Settings(BaseSettings):
         parse_domain_limits(value)
         return value
 
-    @field_validator("ingest_tokens")
-    @classmethod
-    def _ingest_tokens(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            parse_ingest_tokens(value.get_secret_value())
-        return value
-
     @field_validator("send_local_time")
     @classmethod
     def _local_time(cls, value: str | None) -> str | None:
@@ -456,6 +449,16 @@ class Settings(BaseSettings):
             "DIGEST_SECRET_KEY is not set; it signs unsubscribe and confirmation links. "
             'Generate one: python -c "import secrets; print(secrets.token_urlsafe(32))"'
         )
+
+    def ingest_token_map(self) -> dict[str, str]:
+        """DIGEST_INGEST_TOKENS by name. Checked here, not by a validator: pydantic's
+        error would quote the whole value, tokens and all."""
+        if self.ingest_tokens is None:
+            return {}
+        try:
+            return parse_ingest_tokens(self.ingest_tokens.get_secret_value())
+        except ValueError as exc:
+            raise ConfigError(f"DIGEST_INGEST_TOKENS: {exc}") from None
 
     def verification_keys(self) -> list[str]:
         """Every secret a link may have been signed with: the current one first, then

@@ -25,9 +25,9 @@ from digest.core.settings import Settings
 from digest.exceptions import IssueStateError
 from digest.issue.clicks import linker
 from digest.issue.history import record
-from digest.issue.render import default_intro, render_issue
+from digest.issue.render import default_intro
 from digest.issue.screen import Skipped, render_screened
-from digest.issue.selection import Selection, addable, select_comparisons
+from digest.issue.selection import Selection, select_comparisons
 from digest.mail.message import IssueMessage
 from digest.store.models import (
     OPEN_ISSUE_STATES,
@@ -35,8 +35,6 @@ from digest.store.models import (
     Issue,
     IssueComparison,
     IssueCounter,
-    IssueState,
-    ReviewState,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,6 +87,16 @@ def issue_rows(session: Session, issue: Issue) -> list[tuple[Comparison, bool]]:
         .order_by(col(IssueComparison.position))
     ).all()
     return [(c, bool(full)) for c, full in rows]
+
+
+def issue_takes(session: Session, issue: Issue) -> dict[str, str]:
+    """The editor's one-line take per comparison slug (only those that have one)."""
+    rows = session.exec(
+        select(Comparison.slug, IssueComparison.take)
+        .join(IssueComparison, col(IssueComparison.comparison_id) == Comparison.id)
+        .where(IssueComparison.issue_id == issue.id)
+    ).all()
+    return {slug: take for slug, take in rows if take}
 
 
 def issue_comparisons(session: Session, issue: Issue) -> tuple[list[Comparison], list[Comparison]]:
@@ -239,9 +247,7 @@ def freeze_next(
     issue.subject, issue.preheader = rendered.subject, rendered.preheader
     issue.html, issue.text = rendered.html, rendered.text
     session.add(issue)
-    _arrange(
-        session, issue.id, [*((c, True) for c in done.full), *((c, False) for c in done.links)]
-    )
+    arrange(session, issue.id, [*((c, True) for c in done.full), *((c, False) for c in done.links)])
     session.exec(update(IssueCounter).where(col(IssueCounter.id) == 1).values(last_number=number))
     record(
         session,
@@ -263,145 +269,27 @@ def freeze_issue(session: Session, week: str, settings: Settings) -> Issue | Non
     return find_issue(session, week=week) or freeze_next(session, settings, week=week).issue
 
 
-def _arrange(session: Session, issue_id: int, rows: Sequence[tuple[Comparison, bool]]) -> None:
+def arrange(
+    session: Session,
+    issue_id: int,
+    rows: Sequence[tuple[Comparison, bool]],
+    takes: dict[str, str] | None = None,
+) -> None:
+    """Store the issue's comparisons in this order (with the editor's takes)."""
+    takes = takes or {}
     session.exec(delete(IssueComparison).where(col(IssueComparison.issue_id) == issue_id))
     for position, (comparison, full) in enumerate(rows):
         assert comparison.id is not None
         session.add(
             IssueComparison(
-                issue_id=issue_id, comparison_id=comparison.id, position=position, full=full
+                issue_id=issue_id,
+                comparison_id=comparison.id,
+                position=position,
+                full=full,
+                take=takes.get(comparison.slug) or None,
             )
         )
     session.flush()
-
-
-# ---------------------------------------------------------------- editing
-
-
-@dataclass(frozen=True)
-class Edit:
-    """What an editor asks to change; None / empty means "leave as it is".
-
-    ``order`` is the new order of the issue's slugs (after ``drop`` and ``add``; slugs
-    it leaves out keep their relative order at the end), ``full`` the slugs that get
-    full cards (the others become links).
-    """
-
-    subject: str | None = None
-    preheader: str | None = None
-    intro: str | None = None
-    order: Sequence[str] | None = None
-    drop: Sequence[str] = ()
-    add: Sequence[str] = ()
-    full: Sequence[str] | None = None
-
-    @property
-    def empty(self) -> bool:
-        return (
-            self.subject is None
-            and self.preheader is None
-            and self.intro is None
-            and self.order is None
-            and not self.drop
-            and not self.add
-            and self.full is None
-        )
-
-
-def _rearranged(
-    session: Session, settings: Settings, current: list[tuple[Comparison, bool]], edit: Edit
-) -> list[tuple[Comparison, bool]]:
-    by_slug = {c.slug: (c, full) for c, full in current}
-    for slug in edit.drop:
-        if slug not in by_slug:
-            raise IssueStateError(f"cannot drop {slug!r}: the issue does not feature it")
-        del by_slug[slug]
-    if edit.add:
-        candidates = {c.slug: c for c in addable(session, settings, utcnow())}
-        for slug in edit.add:
-            if slug in by_slug:
-                raise IssueStateError(f"cannot add {slug!r}: the issue already features it")
-            if slug not in candidates:
-                raise IssueStateError(
-                    f"cannot add {slug!r}: not a new comparison (unknown, featured by "
-                    f"another issue, or older than {settings.max_age_days} days)"
-                )
-            by_slug[slug] = (candidates[slug], False)
-    slugs = list(by_slug)
-    if edit.order is not None:
-        unknown = [s for s in edit.order if s not in by_slug]
-        if unknown:
-            raise IssueStateError(f"cannot order by {', '.join(unknown)}: not in the issue")
-        if len(set(edit.order)) != len(edit.order):
-            raise IssueStateError("the new order names a comparison twice")
-        slugs = list(edit.order) + [s for s in slugs if s not in edit.order]
-    if edit.full is not None:
-        unknown = [s for s in edit.full if s not in by_slug]
-        if unknown:
-            raise IssueStateError(f"cannot give {', '.join(unknown)} a full card: not in the issue")
-        wanted = set(edit.full)
-        return [(by_slug[s][0], s in wanted) for s in slugs]
-    return [by_slug[s] for s in slugs]
-
-
-def edit_issue(
-    session: Session, issue: Issue, settings: Settings, edit: Edit, *, actor: str = "cli"
-) -> dict[str, object]:
-    """Apply ``edit`` to a draft, re-compile it and record who changed what; returns the
-    changes (``field: [old, new]``). An approved draft needs approving again."""
-    if issue.state != IssueState.DRAFT:
-        raise IssueStateError(f"issue {issue.label} is {issue.state}; only drafts can be edited")
-    assert issue.id is not None
-    before = issue_rows(session, issue)
-    after = _rearranged(session, settings, before, edit) if not _words_only(edit) else before
-    if not after:
-        raise IssueStateError("an issue needs at least one comparison; cancel it instead")
-    full = [c for c, f in after if f]
-    links = [c for c, f in after if not f]
-    rendered = render_issue(
-        week=issue.week,
-        number=issue.number,
-        full=full,
-        links=links,
-        settings=settings,
-        subject=edit.subject if edit.subject is not None else issue.subject,
-        preheader=edit.preheader if edit.preheader is not None else issue.preheader,
-        intro=edit.intro if edit.intro is not None else issue.intro,
-        linker=linker(session, settings, issue.id),
-    )
-    changes: dict[str, object] = {}
-    for name, new in (
-        ("subject", rendered.subject),
-        ("preheader", rendered.preheader),
-        ("intro", edit.intro if edit.intro is not None else issue.intro),
-    ):
-        old = getattr(issue, name)
-        if new != old:
-            changes[name] = [old, new]
-            setattr(issue, name, new)
-    old_layout = [(c.slug, f) for c, f in before]
-    new_layout = [(c.slug, f) for c, f in after]
-    if new_layout != old_layout:
-        changes["comparisons"] = {
-            "before": [f"{s}{'' if f else ' (link)'}" for s, f in old_layout],
-            "after": [f"{s}{'' if f else ' (link)'}" for s, f in new_layout],
-        }
-        _arrange(session, issue.id, after)
-    if not changes:
-        return changes
-    issue.html, issue.text = rendered.html, rendered.text
-    issue.updated_at = utcnow()
-    if issue.review == ReviewState.APPROVED:
-        issue.review = ReviewState.PENDING
-        changes["review"] = ["approved", "pending (edited after approval: approve again)"]
-    session.add(issue)
-    session.flush()
-    record(session, issue.id, actor, "edited", **changes)
-    return changes
-
-
-def _words_only(edit: Edit) -> bool:
-    return edit.order is None and not edit.drop and not edit.add and edit.full is None
 
 
 def issue_message(issue: Issue, settings: Settings, *, test: bool = False) -> IssueMessage:

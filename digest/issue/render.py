@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from markupsafe import Markup
 
 from digest.core.clock import parse_week
 from digest.core.mailsafe import header_text, one_line
+from digest.core.notes import note_html, note_text, one_line_take
 from digest.core.resources import TEMPLATES_DIR
 from digest.core.settings import Settings
 from digest.exceptions import RenderError
@@ -291,6 +292,8 @@ def issue_context(
     preheader: str | None = None,
     intro: str | None = None,
     linker: Linker | None = None,
+    note: str = "",
+    takes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """What templates/email/digest.* are rendered with. The email keeps per-recipient
     values and the archive link as placeholders; the web variant
@@ -298,6 +301,13 @@ def issue_context(
     everything = [*full, *links]
     if not everything:
         raise RenderError("email/digest", "an issue needs at least one comparison")
+    takes = takes or {}
+
+    def view(c: Comparison, kind: str) -> dict[str, Any]:
+        shown = _linked(comparison_view(c, settings), c, kind, linker)
+        shown["take"] = one_line_take(takes.get(c.slug) or "") or None
+        return shown
+
     return {
         # The subject is a header: no line break and no RFC 2047 encoded word (mailsafe).
         "subject": header_text(subject or default_subject(everything), 200),
@@ -309,8 +319,14 @@ def issue_context(
         "subscriber": True,
         "web": None,
         "total": len(everything),
-        "full": [_linked(comparison_view(c, settings), c, "card", linker) for c in full],
-        "links": [_linked(comparison_view(c, settings), c, "link", linker) for c in links],
+        "full": [view(c, "card") for c in full],
+        "links": [view(c, "link") for c in links],
+        # The note is Markdown made safe by digest/core/notes.py (nh3): markup we made.
+        "note": (
+            {"html": Markup(note_html(note)), "text": note_text(note)}  # noqa: S704
+            if note.strip()
+            else None
+        ),
         **brand_context(settings),
         # Substituted when the message is built (digest.mail.message), so the link follows
         # DIGEST_BASE_URL at send time, not the one the issue was frozen under.
@@ -332,6 +348,8 @@ def render_issue(
     intro: str | None = None,
     template: str = "email/digest",
     linker: Linker | None = None,
+    note: str = "",
+    takes: Mapping[str, str] | None = None,
 ) -> RenderedIssue:
     """Render one issue once; per-recipient values stay as placeholders."""
     context = issue_context(
@@ -344,6 +362,8 @@ def render_issue(
         preheader=preheader,
         intro=intro,
         linker=linker,
+        note=note,
+        takes=takes,
     )
     subject, preheader = context["subject"], context["preheader"]
     source = mjml_source(template, context)

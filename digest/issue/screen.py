@@ -123,3 +123,16 @@ def render_screened(
         week=week, number=number, full=full, links=links, settings=settings, linker=linker
     )
     return Screened(rendered, list(full), list(links), failures)
+
+
+def words_problem(subject: str | None, preheader: str | None, intro: str | None) -> str | None:
+    """What in an editor's words no renderer, driver or feed can carry, or None (the
+    same checks as an imported comparison's text)."""
+    for name, value, one_line in (
+        ("subject", subject, True),
+        ("preheader", preheader, True),
+        ("intro", intro, False),
+    ):
+        if value and (problem := text_problem(value, one_line=one_line)):
+            return f"the {name} {problem}"
+    return None

@@ -203,14 +203,25 @@ def _draw(
 
 
 def _win_reason(
-    lead: Tool, trail: Tool, nt: int, lead_v: dict[str, str | None], trail_v: dict[str, str | None]
+    lead: Tool,
+    trail: Tool,
+    margin: int,
+    lead_v: dict[str, str | None],
+    trail_v: dict[str, str | None],
 ) -> str:
+    """Why the pick, in a few words: the side it wins on; else (verdicts the page left
+    implicit) what else favours it — price, the readers — or the margin itself."""
     backing = [lens for lens in LENSES if lead_v[lens] == SHIP and trail_v[lens] == PASS]
     if backing:
         return _WINS_ON.get(backing[0], f"stronger on {lens_words(backing[0])}")
-    if nt == 0:
-        return f"no reviewer would ship {trail.name}"
-    return "more reviewers would ship it"
+    price = cheaper(lead, trail)
+    if price == f"{lead.name} is free to start":
+        return "free to start, too"
+    if price == f"{lead.name} costs less":
+        return "costs less, too"
+    if readers_prefer(lead, trail) == f"readers lean to {lead.name}":
+        return "readers agree"
+    return f"{_number(margin)} more reviewer{'s' if margin > 1 else ''} would ship it"
 
 
 def decide(
@@ -243,7 +254,7 @@ def decide(
     lv, tv = (va, vb) if lead is a else (vb, va)
     verb = "Ship" if nl * 2 > len(LENSES) else "Lean to"
     line = f"{verb} {lead.name} — {_reviewers(nl)}; {_and_ship(nt, trail.name)}."
-    return line, lead.name, f"{verb} {lead.name}", _win_reason(lead, trail, nt, lv, tv)
+    return line, lead.name, f"{verb} {lead.name}", _win_reason(lead, trail, nl - nt, lv, tv)
 
 
 def verdict_line(a: Tool, b: Tool) -> tuple[str, str | None]:

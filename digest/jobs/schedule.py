@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.engine import Engine
@@ -26,6 +27,7 @@ from digest.core.wording import plural
 from digest.delivery.queue import next_wakeup
 from digest.exceptions import ConfigError, IssueStateError
 from digest.issue.freeze import Frozen, find_issue, freeze_next, open_issue, started_in_week
+from digest.issue.history import record
 from digest.jobs.weekly import weekly_job
 from digest.notices.reviewers import notify_reviewers
 from digest.store.engine import session_scope
@@ -313,3 +315,68 @@ def prepare_draft(
             return Frozen(issue)
     slot = None if week is not None else next_send(settings, now)
     return freeze_next(session, settings, now=now, week=week, scheduled_for=slot, actor=actor)
+
+
+# ---------------------------------------------------------------- an editor's time
+
+
+def local_moment(text: str, tz: ZoneInfo) -> datetime:
+    """A date and time as a person in ``tz`` writes it (``2026-12-10T09:30``, what a
+    datetime-local field sends) as an instant; ValueError for anything else, or a time
+    the clocks skip that day."""
+    moment = datetime.fromisoformat(text.strip())
+    if moment.tzinfo is not None:
+        raise ValueError("give the local date and time without a zone")
+    aware = moment.replace(tzinfo=tz)
+    if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != moment:
+        raise ValueError(f"{moment:%Y-%m-%d %H:%M} does not exist in {tz.key} (the clocks skip it)")
+    return aware.astimezone(UTC)
+
+
+def schedule_issue(
+    session: Session,
+    settings: Settings,
+    issue: Issue,
+    at: datetime | None,
+    *,
+    now: datetime | None = None,
+    actor: str = "cli",
+) -> bool:
+    """Send draft ``issue`` at ``at`` (None: with the next regular send slot). Refused
+    for a time past, or in a week another issue went out in (one issue a week: an
+    operator sends a second one by hand, ``digest send --again``). Recorded in the
+    issue's history; returns whether anything changed."""
+    now = now or utcnow()
+    if issue.state != IssueState.DRAFT:
+        raise IssueStateError(f"issue {issue.label} is {issue.state}; only a draft is scheduled")
+    assert issue.id is not None
+    tz = settings.tz
+    if at is not None:
+        if at <= now:
+            raise IssueStateError(f"{local_text(at, tz)} has passed; pick a time to come")
+        other = started_in_week(session, settings, at)
+        if other is not None and other.id != issue.id:
+            raise IssueStateError(
+                f"issue #{other.number} went out in the week of {local_text(at, tz)}: one "
+                "issue a week. Pick a time in a later week, or an operator sends this one "
+                "by hand (`digest send --again`)"
+            )
+    if at == issue.scheduled_for:
+        return False
+    before = local_text(issue.scheduled_for, tz) if issue.scheduled_for else None
+    issue.scheduled_for = at
+    issue.updated_at = now
+    session.add(issue)
+    if at is None:
+        slot = next_send(settings, now)
+        record(
+            session,
+            issue.id,
+            actor,
+            "unscheduled",
+            before=before,
+            then=f"with the next regular send, {local_text(slot, tz)}" if slot else None,
+        )
+    else:
+        record(session, issue.id, actor, "scheduled", time=local_text(at, tz), before=before)
+    return True

@@ -13,6 +13,8 @@ from digest.core.settings import Settings, get_settings
 from digest.delivery.progress import send_progress
 from digest.issue.freeze import target_issue
 from digest.jobs.schedule import send_plan
+from digest.readers.previews import copies
+from digest.store.models import IssueState
 from digest.webhooks.events import provider_events
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ def issue_status(
 
     ``review`` and ``schedule`` (``next_send``, ``why_not``, ``text``) come from
     :func:`digest.jobs.schedule.send_plan`, as on the console's pages.
+
+    ``variants``: every copy the send produces, with its subject and readers — for a
+    draft the copies it would produce now (digest/readers/previews.py), once sending
+    the ones compiled.
     """
     settings = settings or get_settings()
     with Session(engine) as session:
@@ -62,7 +68,11 @@ def issue_status(
             "started_at": issue.started_at.isoformat() if issue.started_at else None,
             "finished_at": issue.finished_at.isoformat() if issue.finished_at else None,
             **progress.as_dict(),
-            "variants": variant_summary(session, issue.id),
+            "variants": (
+                [c.as_dict() for c in copies(session, settings, issue)]
+                if issue.state == IssueState.DRAFT
+                else variant_summary(session, issue.id, issue.subject)
+            ),
             "waves": waves(conn, issue.id),
             **provider_events(conn, issue.id),
         }

@@ -28,9 +28,10 @@ from sqlmodel import Session, col, select
 from digest.core.settings import Settings
 from digest.delivery.queue import Audience
 from digest.issue.clicks import linker
-from digest.issue.freeze import issue_rows
+from digest.issue.freeze import issue_rows, issue_takes
 from digest.issue.history import record
-from digest.issue.render import default_preheader, default_subject, render_issue
+from digest.issue.render import render_issue
+from digest.readers.words import copy_words
 from digest.store.models import (
     Comparison,
     Delivery,
@@ -82,9 +83,12 @@ def _month_start(day: date) -> date:
     return day.replace(day=1)
 
 
-def is_roundup(session: Session, settings: Settings, issue: Issue) -> bool:
-    """The first issue to start in its local calendar month."""
-    started = issue.started_at
+def is_roundup(
+    session: Session, settings: Settings, issue: Issue, started: datetime | None = None
+) -> bool:
+    """The first issue to start in its local calendar month (``started``: when a draft
+    would start, for its preview)."""
+    started = started or issue.started_at
     if started is None:
         return False
     tz = settings.tz
@@ -100,13 +104,14 @@ def is_roundup(session: Session, settings: Settings, issue: Issue) -> bool:
 
 
 def roundup_rows(
-    session: Session, settings: Settings, issue: Issue
+    session: Session, settings: Settings, issue: Issue, started: datetime | None = None
 ) -> tuple[str, list[tuple[Comparison, bool]]]:
     """The month before the issue's, and the comparisons its issues featured (newest
     first; the first ``DIGEST_FULL_CARDS`` get cards)."""
-    assert issue.started_at is not None
+    started = started or issue.started_at
+    assert started is not None
     tz = settings.tz
-    this_month = _month_start(issue.started_at.astimezone(tz).date())
+    this_month = _month_start(started.astimezone(tz).date())
     last_month = _month_start(this_month - timedelta(days=1))
     start = datetime.combine(last_month, time(0), tzinfo=tz)
     end = datetime.combine(this_month, time(0), tzinfo=tz)
@@ -122,7 +127,7 @@ def roundup_rows(
     return label, [(c, i < settings.full_cards) for i, c in enumerate(unique)]
 
 
-def _filtered(
+def filtered(
     rows: list[tuple[Comparison, bool]], topics: list[str] | None
 ) -> list[tuple[Comparison, bool]]:
     if topics is None:
@@ -143,34 +148,20 @@ def _compile(
     month: str | None,
 ) -> IssueVariant:
     assert issue.id is not None
-    everything = [c for c, _ in issue_rows(session, issue)]
     comparisons = [c for c, _ in rows]
-    intro: str | None
-    if month is not None:
-        subject = f"The month in verdicts: {month} — {default_subject(comparisons)}"
-        preheader = f"{month} in one email: {default_preheader(comparisons)}"
-        intro = (
-            f"Your monthly round-up: every comparison from {month} in your topics, "
-            "newest first, with who the panel would ship."
-        )
-    else:
-        # The editor's words stay; a subject or preheader they left as the default is
-        # made again for what this reader actually gets.
-        edited_subject = issue.subject != default_subject(everything)
-        edited_preheader = issue.preheader != default_preheader(everything)
-        subject = issue.subject if edited_subject else default_subject(comparisons)
-        preheader = issue.preheader if edited_preheader else default_preheader(comparisons)
-        intro = issue.intro  # as written: empty means none
+    words = copy_words(issue, preferences.key, comparisons, month)
     rendered = render_issue(
         week=issue.week,
         number=issue.number,
         full=[c for c, full in rows if full],
         links=[c for c, full in rows if not full],
         settings=settings,
-        subject=subject,
-        preheader=preheader,
-        intro=intro,
+        subject=words.subject,
+        preheader=words.preheader,
+        intro=words.intro,
         linker=linker(session, settings, issue.id),
+        note=words.note,
+        takes=issue_takes(session, issue) if month is None else None,
     )
     variant = IssueVariant(
         issue_id=issue.id,
@@ -215,7 +206,7 @@ def plan(
         if not monthly and preferences.topics is None:
             slices.append(Slice(preferences, None))  # the issue itself
             continue
-        rows = _filtered(monthly_rows if monthly else weekly_rows, topics_list(preferences.topics))
+        rows = filtered(monthly_rows if monthly else weekly_rows, topics_list(preferences.topics))
         if not rows:
             slices.append(Slice(preferences, None, NOTHING_IN_TOPICS))
             continue
@@ -242,7 +233,9 @@ def plan(
     return slices
 
 
-def variant_summary(session: Session, issue_id: int) -> list[dict[str, object]]:
+def variant_summary(
+    session: Session, issue_id: int, subject: str | None = None
+) -> list[dict[str, object]]:
     """For status and the console: each compiled variant and how many of the issue's
     deliveries it is (the issue itself is the variant ``null``)."""
     D = Delivery.__table__  # type: ignore[attr-defined]
@@ -277,7 +270,7 @@ def variant_summary(session: Session, issue_id: int) -> list[dict[str, object]]:
                 "topics": None,
                 "recipients": int(per_variant[None]),
                 "comparisons": None,
-                "subject": None,
+                "subject": subject,
             },
         )
     return variants

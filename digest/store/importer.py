@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from digest.core import jsonsafe
 from digest.core.clock import utcnow
+from digest.core.problems import Problems
 from digest.exceptions import ImportValidationError
 from digest.store.engine import session_scope
 from digest.store.models import LENSES, Comparison, Review, Tool
@@ -98,7 +99,7 @@ def parse_json(
     if not items:
         raise ImportValidationError([f"{where}: the JSON list is empty"])
     result: list[ComparisonIn] = []
-    problems: list[str] = []
+    problems = Problems()
     seen: dict[str, str] = {}
     for index, item in enumerate(items):
         label = f"{where}[{index}]" if isinstance(data, list) else where
@@ -126,7 +127,7 @@ def parse_json(
             undated.add(parsed.slug)
         result.append(parsed)
     if problems:
-        raise ImportValidationError(problems)
+        raise ImportValidationError(problems.lines())
     return result
 
 
@@ -298,7 +299,7 @@ def parse_text(
 def load_files(paths: Sequence[Path], default_published_at: datetime) -> list[ComparisonIn]:
     """Validate every file; collect every problem before failing."""
     items: list[ComparisonIn] = []
-    problems: list[str] = []
+    problems = Problems()
     seen: dict[str, str] = {}
     if not paths:
         raise ImportValidationError(["no files given"])
@@ -314,7 +315,7 @@ def load_files(paths: Sequence[Path], default_published_at: datetime) -> list[Co
             seen[item.slug] = str(path)
             items.append(item)
     if problems:
-        raise ImportValidationError(problems)
+        raise ImportValidationError(problems.lines())
     return items
 
 

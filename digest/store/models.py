@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Optional
 from uuid import uuid4
 
-from sqlalchemy import Column, Index, Integer, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, Index, Integer, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
 from digest.core.clock import UTCDateTime, utcnow
@@ -147,6 +147,18 @@ class Issue(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: the editor's note (Markdown) above the comparisons; "" = none
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    #: the subject / preheader follow the comparisons (each reader's copy its own lead)
+    #: until an editor writes their own
+    subject_auto: bool = Field(
+        default=True, sa_column=Column(Boolean, nullable=False, default=True)
+    )
+    preheader_auto: bool = Field(
+        default=True, sa_column=Column(Boolean, nullable=False, default=True)
+    )
+    #: per-variant words (JSON: preference-set key → subject / preheader / intro / note)
+    variant_words: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
 
     @property
     def label(self) -> str:
@@ -187,6 +199,8 @@ class IssueComparison(SQLModel, table=True):
     comparison_id: int = Field(foreign_key="comparison.id", primary_key=True, index=True)
     position: int
     full: bool = True
+    #: the editor's one-line take on this comparison in this issue
+    take: str | None = Field(default=None, max_length=200)
 
 
 class DeliveryState(StrEnum):

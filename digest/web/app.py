@@ -75,6 +75,7 @@ def create_app(
     # Refuse to start with a missing or placeholder secret, current or previous: a key
     # that cannot be used fails every link (unsubscribe, confirm, /r/) at request time.
     settings.verification_keys()
+    settings.ingest_token_map()  # and with unusable ingest tokens (digest/web/ingest.py)
     app = FastAPI(
         title="Weekly verdict digest",
         version=__version__,

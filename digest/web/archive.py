@@ -32,7 +32,13 @@ from digest.issue.render import week_label
 from digest.mail.message import per_issue_values
 from digest.mail.placeholders import placeholder
 from digest.store.models import Issue, IssueState
-from digest.web.archive_cache import ArchiveCache, Entry, feed_response, page_response
+from digest.web.archive_cache import (
+    ArchiveCache,
+    Entry,
+    feed_response,
+    page_response,
+    wants_page,
+)
 from digest.web.issue_page import feed_content, has_selection, issue_url, web_page
 from digest.web.pages import ARCHIVE_CSP, page, render_template
 
@@ -90,15 +96,6 @@ def archive_index(request: Request) -> HTMLResponse:
     settings: Settings = request.app.state.settings
     issues = [_issue_view(i, settings) for i in _public_issues(request)]
     return page(request, "archive_index.html", settings, issues=issues)
-
-
-def wants_page(accept: str) -> bool:
-    """A browser opening the feed (it asks for text/html, not for a feed type) gets a
-    readable page; feed readers, and anything that names no type, get the Atom XML.
-    (An XSLT stylesheet would do it inside the XML, but Chromium is dropping XSLT.)"""
-    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
-    feeds = {"application/atom+xml", "application/rss+xml"}
-    return "text/html" in types and not types & feeds
 
 
 FEED_KEY = ("feed",)

@@ -119,5 +119,15 @@ def page_response(request: Request, entry: Entry, csp: str) -> Response:
 
 
 def feed_response(request: Request, entry: Entry) -> Response:
-    """The Atom XML; a browser gets a page at the same address (``Vary: Accept``)."""
-    return cached_response(request, entry, FEED_TYPE, "public, max-age=300", {"Vary": "Accept"})
+    response = cached_response(request, entry, FEED_TYPE, "public, max-age=300")
+    response.headers["Vary"] = "Accept"  # a browser gets a page at the same address
+    return response
+
+
+def wants_page(accept: str) -> bool:
+    """A browser opening the feed (it asks for text/html, not for a feed type) gets a
+    readable page; feed readers, and anything that names no type, get the Atom XML.
+    (An XSLT stylesheet would do it inside the XML, but Chromium is dropping XSLT.)"""
+    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    feeds = {"application/atom+xml", "application/rss+xml"}
+    return "text/html" in types and not types & feeds

@@ -18,8 +18,7 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest.http.client import client_key
-from digest.web.archive import wants_page
-from digest.web.archive_cache import ArchiveCache, feed_response, page_response
+from digest.web.archive_cache import ArchiveCache, feed_response, page_response, wants_page
 from digest.web.pages import ARCHIVE_CSP
 
 logger = logging.getLogger(__name__)
@@ -56,13 +55,13 @@ class FastPaths:
     async def _archive(self, scope: Scope, receive: Receive, send: Send, ref: str) -> bool:
         cache: ArchiveCache = scope["app"].state.archive_cache
         if ref == "feed.atom":
-            request = Request(scope, receive)
-            if wants_page(request.headers.get("accept", "")):
-                return False  # a browser: the readable page, from the route
+            accept = Request(scope).headers.get("accept", "")
+            if wants_page(accept):  # a browser: the route answers with a page
+                return False
             entry = cache.fresh(("feed",))
             if entry is None:
                 return False
-            response = feed_response(request, entry)
+            response = feed_response(Request(scope, receive), entry)
         else:
             root = scope.get("root_path", "").rstrip("/")
             entry = cache.fresh(("page", ref, root))

@@ -18,7 +18,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from digest.core.settings import Settings, parse_ingest_tokens
+from digest.core.settings import Settings
 from digest.exceptions import ImportConflictError, ImportValidationError
 from digest.http.client import client_ip
 from digest.jobs.ingest import read_body, run_import
@@ -116,7 +116,7 @@ def token_name(settings: Settings, header: str | None) -> str | None:
         return None
     offered = given.strip().encode()
     found = None
-    for name, token in parse_ingest_tokens(settings.ingest_tokens.get_secret_value()).items():
+    for name, token in settings.ingest_token_map().items():
         if hmac.compare_digest(offered, token.encode()):
             found = name
     return found

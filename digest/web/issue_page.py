@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel import Session
 
 from digest.core.settings import Settings
-from digest.issue.freeze import issue_comparisons
+from digest.issue.freeze import issue_comparisons, issue_takes
 from digest.issue.render import compile_mjml, issue_context, mjml_source
 from digest.issue.screen import screen
 from digest.store.models import Comparison, Issue
@@ -52,6 +52,8 @@ def _context(session: Session, issue: Issue, settings: Settings, root: str) -> d
         subject=issue.subject,
         preheader=issue.preheader,
         intro=issue.intro,
+        note=issue.note,
+        takes=issue_takes(session, issue),
     )
     url = issue_url(settings, issue)
     context.update(
