@@ -170,3 +170,32 @@ def test_digest_edit_note_file_and_takes(
     assert bad.exit_code == 2 and "SLUG=TEXT" in bad.output and "Traceback" not in bad.output
     unknown = digest_cli("edit", "--take", "not-in-issue=hello")
     assert unknown.exit_code == 1 and "not in the issue" in unknown.output
+
+
+def test_a_browsers_line_ends_are_not_refused(console: Console) -> None:
+    """Browsers send a textarea's lines ending CRLF; the text checks refuse a bare CR,
+    so the note and intro are taken with plain line ends."""
+    slugs = _draft_slugs(console)
+    editor, csrf = console.login(EDITOR)
+    with session_scope(console.engine) as session:
+        issue = find_issue(session, number=1)
+        assert issue is not None
+        subject = issue.subject
+    answer = editor.post(
+        "/console/issues/1/edit",
+        data={
+            "csrf": csrf,
+            "subject": subject,
+            "intro": "First line.\r\nSecond line.",
+            "note": "A *note*\r\n\r\n- one\r\n- two\r\n",
+            "slug": slugs,
+            "position": [str(i) for i in range(len(slugs))],
+            "layout": ["full"] * len(slugs),
+            "take": [""] * len(slugs),
+        },
+    )
+    assert answer.status_code == 200, answer.text[:500]
+    with session_scope(console.engine) as session:
+        issue = find_issue(session, number=1)
+        assert issue is not None
+        assert issue.note == "A *note*\n\n- one\n- two" and "\r" not in issue.intro

@@ -113,6 +113,12 @@ def _inline(children: list[Token]) -> str:
     return "".join(parts)
 
 
+def plain_lines(value: str) -> str:
+    """Line ends as ``\n``: a browser sends a textarea's lines ending ``\r\n``, and the
+    text checks (digest/core/textsafe.py) refuse a bare carriage return."""
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def one_line_take(value: str) -> str:
     """An editor's take: one line, whitespace folded, at most ``TAKE_MAX_CHARS``."""
     return " ".join(value.split())[:TAKE_MAX_CHARS]

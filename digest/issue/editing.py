@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlmodel import Session
 
 from digest.core.clock import utcnow
-from digest.core.notes import NOTE_MAX_CHARS, one_line_take
+from digest.core.notes import NOTE_MAX_CHARS, one_line_take, plain_lines
 from digest.core.settings import Settings
 from digest.core.textsafe import text_problem
 from digest.exceptions import IssueStateError
@@ -144,6 +144,11 @@ def edit_issue(
     if issue.state != IssueState.DRAFT:
         raise IssueStateError(f"issue {issue.label} is {issue.state}; only drafts can be edited")
     assert issue.id is not None
+    edit = replace(
+        edit,
+        intro=plain_lines(edit.intro) if edit.intro is not None else None,
+        note=plain_lines(edit.note) if edit.note is not None else None,
+    )
     if edit.note is not None and len(edit.note) > NOTE_MAX_CHARS:
         raise IssueStateError(f"the note is {len(edit.note)} characters; at most {NOTE_MAX_CHARS}")
     # An editor's words meet the same text checks as an imported comparison's.

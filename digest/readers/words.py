@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from digest.core.clock import utcnow
 from digest.core.mailsafe import header_text, one_line
-from digest.core.notes import NOTE_MAX_CHARS
+from digest.core.notes import NOTE_MAX_CHARS, plain_lines
 from digest.core.textsafe import text_problem
 from digest.exceptions import IssueStateError
 from digest.issue.history import record
@@ -102,6 +102,7 @@ def set_copy_words(
     if issue.state != IssueState.DRAFT:
         raise IssueStateError(f"issue {issue.label} is {issue.state}; only drafts can be edited")
     assert issue.id is not None
+    words = {k: plain_lines(v) for k, v in words.items()}
     # A copy's own words meet the same text checks as the issue's (and an import's).
     if problem := words_problem(words.get("subject"), words.get("preheader"), words.get("intro")):
         raise IssueStateError(problem)
