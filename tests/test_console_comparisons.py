@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from store_support import PAGES_DIR, dump_store, sample_items
 
 from digest.core.settings import Settings
-from digest.issue.freeze import Edit, edit_issue
+from digest.issue.editing import Edit, edit_issue
 from digest.jobs.weekly import weekly_job
 from digest.store.engine import session_scope
 from digest.store.models import Comparison, Issue, IssueEvent
@@ -197,7 +197,8 @@ def test_an_update_re_compiles_the_draft_that_features_it(console: Console) -> N
     assert drafted.status_code == 303, drafted.text
     with session_scope(console.engine) as session:  # an editor wants no intro
         issue = session.exec(select(Issue)).one()
-        edit_issue(session, issue, console.settings, Edit(intro=""), actor=EDITOR)
+        edit = Edit(intro="", note="Our *Zephyrine* pick this week.")
+        edit_issue(session, issue, console.settings, edit, actor=EDITOR)
     with Session(console.engine) as session:
         issue = session.exec(select(Issue)).one()
         old_html = issue.html
@@ -209,6 +210,7 @@ def test_an_update_re_compiles_the_draft_that_features_it(console: Console) -> N
     with Session(console.engine) as session:
         issue = session.exec(select(Issue)).one()
         assert issue.html != old_html and item["title"] in issue.html
+        assert "Zephyrine" in issue.html and "Zephyrine" in issue.text  # the note stays
         event = session.exec(select(IssueEvent).order_by(col(IssueEvent.id).desc())).first()
         assert event is not None and event.action == "recompiled"
         assert event.actor == f"console:{EDITOR}"

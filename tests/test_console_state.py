@@ -64,6 +64,7 @@ def views(client: TestClient, cli: DigestCLI, number: int, **env: str) -> dict[s
     page_review = re.search(r'id="issue-review">review: (.*?)</span>', page)
     page_schedule = re.search(r'<span id="issue-schedule"[^>]*>(.*?)</span>', page)
     assert page_review and page_schedule
+    api = client.get(f"/console/api/status?number={number}").json()["issue"]
     status = cli.json("status", "--issue", str(number), "--json", **env)
     first = cli.ok("history", "--issue", str(number), **env).stdout.splitlines()[0]
     head = re.fullmatch(rf"issue #{number} \(\S+\): (\w+), review (\w+); (.*)", first)
@@ -73,6 +74,7 @@ def views(client: TestClient, cli: DigestCLI, number: int, **env: str) -> dict[s
         "page": (_text(page_review.group(1)), _text(page_schedule.group(1))),
         "status": (status["review"], status["schedule"]["text"]),
         "history": (head.group(2), head.group(3)),
+        "api": (api["review"], api["schedule"]["text"]),
         "why_not": status["schedule"]["why_not"],
         "next_send": status["schedule"]["next_send"],
         "page_html": page,
@@ -80,8 +82,8 @@ def views(client: TestClient, cli: DigestCLI, number: int, **env: str) -> dict[s
 
 
 def agreed(found: dict[str, Any]) -> tuple[str, str]:
-    """The one (review, schedule) the four places agree on."""
-    shown = {found[place] for place in ("list", "page", "status", "history")}
+    """The one (review, schedule) the four places (and the console's JSON) agree on."""
+    shown = {found[place] for place in ("list", "page", "status", "history", "api")}
     assert len(shown) == 1, shown
     return shown.pop()
 

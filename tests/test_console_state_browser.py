@@ -19,7 +19,7 @@ from cli_support import DigestCLI
 from console_rig import EDITOR, OPERATOR, Rig, console_rig, log_in
 from servers import recording_smtp, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.clock]  # send times shown in Berlin time
+pytestmark = pytest.mark.slow
 
 #: Each y-axis label's centre against its gridline, in the SVG's own units.
 _LABEL_OFFSETS = """

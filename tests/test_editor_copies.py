@@ -200,3 +200,28 @@ def test_status_json_lists_every_copy_with_its_subject(
     assert subjects[("*",)] == status["subject"]
     text = digest_cli("status")
     assert f"copy Weekly · Data & Analytics (1 reader): {sheets}" in text.output
+
+
+def test_upgrading_keeps_a_subject_an_editor_wrote_as_theirs(console: Console) -> None:
+    """Migration 0017: a draft whose history shows an edited subject keeps it (not
+    automatic); its untouched preheader stays automatic."""
+    from alembic import command
+
+    from digest.issue.editing import Edit, edit_issue
+    from digest.issue.history import history
+    from digest.store.engine import alembic_config, migrate
+
+    _draft(console)
+    with session_scope(console.engine) as session:
+        issue = find_issue(session, number=1)
+        assert issue is not None
+        edit_issue(session, issue, console.settings, Edit(subject="Our own words"))
+    command.downgrade(alembic_config(console.engine), "0019")
+    with session_scope(console.engine) as session:  # the downgrade kept the history
+        assert [e["action"] for e in history(session, 1)] == ["frozen", "edited"]
+    migrate(console.engine)
+    with session_scope(console.engine) as session:
+        issue = find_issue(session, number=1)
+        assert issue is not None
+        assert issue.subject == "Our own words"
+        assert (issue.subject_auto, issue.preheader_auto) == (False, True)

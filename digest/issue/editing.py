@@ -40,6 +40,9 @@ class Edit:
     it leaves out keep their relative order at the end), ``full`` the slugs that get
     full cards (the others become links). ``takes`` maps slugs to their one-line take
     ("" removes one); ``note`` is the editor's note in Markdown ("" removes it).
+    ``updated`` names comparisons that changed in the store since the issue was compiled
+    (an import, digest/jobs/ingest.py): the issue is re-compiled even when nothing else
+    changes, and the history says *recompiled*.
     """
 
     subject: str | None = None
@@ -51,6 +54,7 @@ class Edit:
     full: Sequence[str] | None = None
     note: str | None = None
     takes: Mapping[str, str] | None = None
+    updated: Sequence[str] = ()
 
     @property
     def empty(self) -> bool:
@@ -64,6 +68,7 @@ class Edit:
             and self.full is None
             and self.note is None
             and not self.takes
+            and not self.updated
         )
 
 
@@ -205,8 +210,11 @@ def edit_issue(
         }
     if new_layout != old_layout or takes != old_takes:
         arrange(session, issue.id, after, takes)
-    if not changes:
+    recompiled = bool(edit.updated) and (rendered.html, rendered.text) != (issue.html, issue.text)
+    if not changes and not recompiled:
         return changes
+    if edit.updated:
+        changes["comparisons updated"] = list(edit.updated)
     issue.html, issue.text = rendered.html, rendered.text
     issue.updated_at = utcnow()
     if issue.review == ReviewState.APPROVED:
@@ -214,5 +222,5 @@ def edit_issue(
         changes["review"] = ["approved", "pending (edited after approval: approve again)"]
     session.add(issue)
     session.flush()
-    record(session, issue.id, actor, "edited", **changes)
+    record(session, issue.id, actor, "recompiled" if edit.updated else "edited", **changes)
     return changes

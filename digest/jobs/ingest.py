@@ -11,14 +11,12 @@ from sqlalchemy.engine import Engine
 
 from digest.core.clock import utcnow
 from digest.core.settings import Settings
-from digest.issue.clicks import linker
+from digest.issue.editing import Edit, edit_issue
 from digest.issue.freeze import find_issue, issue_rows
-from digest.issue.history import record
-from digest.issue.render import render_issue
 from digest.store.engine import session_scope
 from digest.store.importer import parse_bytes
 from digest.store.ingest import Applied, Plan, apply_plan, preview
-from digest.store.models import IssueState, ReviewState
+from digest.store.models import IssueState
 from digest.store.schema import ComparisonIn
 
 logger = logging.getLogger(__name__)
@@ -59,30 +57,10 @@ def _recompile(
 ) -> None:
     with session_scope(engine) as session:
         issue = find_issue(session, number=number)
-        if issue is None or issue.state != IssueState.DRAFT or issue.id is None:
+        if issue is None or issue.state != IssueState.DRAFT:
             return  # sent or cancelled in the meantime: its copy stays as it went out
-        rows = issue_rows(session, issue)
-        featured = [c.slug for c, _ in rows if c.slug in slugs]
-        rendered = render_issue(
-            week=issue.week,
-            number=issue.number,
-            full=[c for c, full in rows if full],
-            links=[c for c, full in rows if not full],
-            settings=settings,
-            subject=issue.subject,
-            preheader=issue.preheader,
-            intro=issue.intro,
-            linker=linker(session, settings, issue.id),
-        )
-        if (rendered.html, rendered.text) == (issue.html, issue.text):
-            return
-        issue.html, issue.text = rendered.html, rendered.text
-        issue.updated_at = utcnow()
-        changes: dict[str, object] = {"comparisons updated": featured}
-        if issue.review == ReviewState.APPROVED:
-            issue.review = ReviewState.PENDING
-            changes["review"] = ["approved", "pending (a comparison changed: approve again)"]
-        session.add(issue)
-        session.flush()
-        record(session, issue.id, actor, "recompiled", **changes)
-    logger.info("draft #%d re-compiled: %s changed", number, ", ".join(featured))
+        featured = [c.slug for c, _ in issue_rows(session, issue) if c.slug in slugs]
+        # The editor's own path: words, note, takes and layout stay as they are.
+        changes = edit_issue(session, issue, settings, Edit(updated=featured), actor=actor)
+    if changes:
+        logger.info("draft #%d re-compiled: %s changed", number, ", ".join(featured))

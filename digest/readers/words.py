@@ -22,6 +22,7 @@ from digest.core.notes import NOTE_MAX_CHARS
 from digest.exceptions import IssueStateError
 from digest.issue.history import record
 from digest.issue.render import default_preheader, default_subject
+from digest.issue.subject import SUBJECT_TARGET, matchup
 from digest.store.models import Comparison, Issue, IssueState, ReviewState
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,21 @@ class Words:
     own: tuple[str, ...] = ()
 
 
+def monthly_words(comparisons: Sequence[Comparison], month: str) -> tuple[str, str]:
+    """The round-up's subject and preheader: the month and its lead matchup within the
+    inbox's width where the names allow (else the count), and the rest after it."""
+    lead = matchup(comparisons[0])[1]
+    subject = f"The month in verdicts: {month} — {lead}"
+    preheader = "Your monthly round-up."
+    if len(subject) > SUBJECT_TARGET:
+        count = len(comparisons)
+        subject = f"The month in verdicts: {month} ({count} verdict{'s' if count != 1 else ''})"
+        preheader += f" Led by {lead}."
+    if len(comparisons) > 1:
+        preheader += f" {default_preheader(comparisons)}"
+    return subject, one_line(preheader, 200)
+
+
 def overrides(issue: Issue) -> dict[str, dict[str, str]]:
     """Per-variant words by preference-set key (``weekly|["Writing"]``)."""
     try:
@@ -55,8 +71,7 @@ def copy_words(
     """What the copy for preference set ``key`` says, carrying ``comparisons``
     (``month`` names the month of a round-up)."""
     if month is not None:
-        subject = f"The month in verdicts: {month} — {default_subject(comparisons)}"
-        preheader = f"{month} in one email: {default_preheader(comparisons)}"
+        subject, preheader = monthly_words(comparisons, month)
         intro: str | None = (
             f"Your monthly round-up: every comparison from {month} in your topics, "
             "newest first, with who the panel would ship."

@@ -5,6 +5,7 @@ Revision ID: 0017
 Revises: 0019
 """
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -17,52 +18,47 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _automatic(lead: str, count: int) -> str:
-    # The automatic subject as it was when these drafts were frozen.
-    return lead if count == 1 else f"{lead} and {count - 1} more"
-
-
 def upgrade() -> None:
-    with op.batch_alter_table("issue") as batch:
-        batch.add_column(sa.Column("note", sa.Text(), nullable=False, server_default=""))
-        batch.add_column(
-            sa.Column("subject_auto", sa.Boolean(), nullable=False, server_default=sa.true())
+    # Plain ADD COLUMN, not batch mode: on SQLite a batch re-creates the issue table, and
+    # dropping the old one cascades to its history, comparisons and deliveries.
+    op.add_column("issue", sa.Column("note", sa.Text(), nullable=False, server_default=""))
+    for name in ("subject_auto", "preheader_auto"):
+        op.add_column(
+            "issue", sa.Column(name, sa.Boolean(), nullable=False, server_default=sa.true())
         )
-        batch.add_column(
-            sa.Column("preheader_auto", sa.Boolean(), nullable=False, server_default=sa.true())
-        )
-        batch.add_column(sa.Column("variant_words", sa.Text(), nullable=False, server_default="{}"))
-    with op.batch_alter_table("issue_comparison") as batch:
-        batch.add_column(
-            sa.Column("take", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)
-        )
-    # A draft whose subject an editor had already written keeps it as theirs.
+    op.add_column(
+        "issue", sa.Column("variant_words", sa.Text(), nullable=False, server_default="{}")
+    )
+    op.add_column(
+        "issue_comparison",
+        sa.Column("take", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    )
+    # A draft whose subject (or preheader) an editor had already written keeps it as
+    # theirs: its history has an edit that changed it.
     conn = op.get_bind()
-    drafts = conn.execute(sa.text("SELECT id, subject FROM issue WHERE state = 'draft'")).all()
-    for issue_id, subject in drafts:
-        titles = (
-            conn.execute(
-                sa.text(
-                    "SELECT c.title FROM issue_comparison ic JOIN comparison c "
-                    "ON c.id = ic.comparison_id WHERE ic.issue_id = :i ORDER BY ic.position"
-                ),
-                {"i": issue_id},
-            )
-            .scalars()
-            .all()
+    edits = conn.execute(
+        sa.text(
+            "SELECT e.issue_id, e.detail FROM issue_event e JOIN issue i ON i.id = e.issue_id "
+            "WHERE i.state = 'draft' AND e.action = 'edited'"
         )
-        if titles and subject != _automatic(titles[0], len(titles)):
-            conn.execute(
-                sa.text("UPDATE issue SET subject_auto = :f WHERE id = :i"),
-                {"f": False, "i": issue_id},
-            )
+    ).all()
+    for issue_id, detail in edits:
+        try:
+            changed = json.loads(detail or "{}")
+        except ValueError:
+            continue
+        for name in ("subject", "preheader"):
+            if isinstance(changed, dict) and name in changed:
+                conn.execute(
+                    sa.text(f"UPDATE issue SET {name}_auto = :f WHERE id = :i"),  # noqa: S608
+                    {"f": False, "i": issue_id},
+                )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("issue_comparison") as batch:
-        batch.drop_column("take")
-    with op.batch_alter_table("issue") as batch:
-        batch.drop_column("variant_words")
-        batch.drop_column("preheader_auto")
-        batch.drop_column("subject_auto")
-        batch.drop_column("note")
+    # Plain DROP COLUMN (SQLite 3.35+), not batch mode: batch mode re-creates the table,
+    # and on SQLite dropping the old issue table cascades to its history, comparisons and
+    # deliveries.
+    op.drop_column("issue_comparison", "take")
+    for name in ("variant_words", "preheader_auto", "subject_auto", "note"):
+        op.drop_column("issue", name)
