@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -256,3 +257,30 @@ def test_a_dead_worker_stops_the_set_and_a_killed_parent_takes_its_workers(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Even by another `digest serve --workers` (whose SO_REUSEPORT sockets ours could
+    otherwise join, splitting its traffic with a stranger)."""
+    settings = rig_settings(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "PROMETHEUS"))}
+    env.update(DIGEST_DATABASE_URL=settings.database_url, DIGEST_SECRET_KEY=TEST_SECRET)
+    port = free_port()
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    try:
+        done = subprocess.run(
+            [DIGEST, "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=tmp_path,
+        )
+    finally:
+        holder.close()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr + done.stdout

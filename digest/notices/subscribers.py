@@ -96,7 +96,26 @@ def confirm_url(settings: Settings, subscriber_id: int, nonce: str) -> str:
     return f"{settings.base_url}/confirm/{token}"
 
 
-class LinkMessage(OneOffMessage):
+class ListNotice(OneOffMessage):
+    """A transactional email to one reader of the list: it carries the list's one-click
+    unsubscribe and a transactional Feedback-ID (Gmail's complaint feedback loop)."""
+
+    def __init__(self, settings: Settings, *, subject: str, html: str, text: str) -> None:
+        super().__init__(settings, subject=subject, html=html, text=text)
+        self.feedback_id = f"{self.kind}:{settings.effective_list_id}:transactional:{self.domain}"
+
+    def headers(self, recipient: Recipient) -> dict[str, str]:
+        return {
+            **super().headers(recipient),
+            # "I never asked for this": one click puts the address on the suppression
+            # list, so nobody can use the form to mail this person again.
+            "List-Unsubscribe": self.list_unsubscribe(recipient),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Feedback-ID": self.feedback_id,
+        }
+
+
+class LinkMessage(ListNotice):
     """One transactional email that carries one link for one recipient (confirm a
     subscription, a fresh unsubscribe link).
 
@@ -122,17 +141,6 @@ class LinkMessage(OneOffMessage):
         )
         self.recipient = recipient
         self.link = link
-        self.feedback_id = f"{self.kind}:{settings.effective_list_id}:transactional:{self.domain}"
-
-    def headers(self, recipient: Recipient) -> dict[str, str]:
-        return {
-            **super().headers(recipient),
-            # "I never asked for this": one click puts the address on the suppression
-            # list, so nobody can use the form to mail this person again.
-            "List-Unsubscribe": self.list_unsubscribe(recipient),
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "Feedback-ID": self.feedback_id,
-        }
 
 
 class ConfirmationMessage(LinkMessage):

@@ -16,9 +16,8 @@ from digest.core.recipient import Recipient
 from digest.core.settings import Settings
 from digest.core.tokens import TokenMinter
 from digest.issue.render import brand_context, render_email
-from digest.mail.oneoff import OneOffMessage
 from digest.mail.parts import greeting, preferences_url
-from digest.notices.subscribers import TransportFactory, send_one
+from digest.notices.subscribers import ListNotice, TransportFactory, send_one
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ def when_line(settings: Settings, next_send: datetime | None) -> str:
     return f"The next issue goes out on {day} at {next_send:%H:%M} ({settings.timezone})."
 
 
-class WelcomeMessage(OneOffMessage):
+class WelcomeMessage(ListNotice):
     """ "You're in": what to expect, when, how to change it, the latest issue."""
 
     kind = "welcome"
@@ -70,15 +69,6 @@ class WelcomeMessage(OneOffMessage):
         html, text = render_email(WELCOME, context)
         super().__init__(settings, subject=context["subject"], html=html, text=text)
         self.recipient = recipient
-        self.feedback_id = f"{self.kind}:{settings.effective_list_id}:transactional:{self.domain}"
-
-    def headers(self, recipient: Recipient) -> dict[str, str]:
-        return {
-            **super().headers(recipient),
-            "List-Unsubscribe": self.list_unsubscribe(recipient),
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "Feedback-ID": self.feedback_id,
-        }
 
 
 def send_welcome(

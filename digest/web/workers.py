@@ -36,15 +36,14 @@ BACKLOG = 2048
 PR_SET_PDEATHSIG = 1
 
 
-def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+def listening_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only for such sockets.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    if listen:
-        sock.listen(BACKLOG)
+    sock.listen(BACKLOG)
     return sock
 
 
@@ -68,8 +67,12 @@ def _worker(host: str, port: int, options: dict[str, Any]) -> None:
 def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
     """Run ``workers`` server processes until a signal or a worker's death; the exit
     status (0 after a signal, 1 when a worker died)."""
-    # The port must be free for us (another program on it would share nothing).
-    listening_socket(host, port, listen=False).close()
+    # The port must be free: a plain bind (no SO_REUSEPORT) fails while anyone listens
+    # there — even another `digest serve --workers`, whose sockets ours would join.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker, args=(host, port, options), name=f"digest-web-{n}")
