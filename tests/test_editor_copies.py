@@ -203,7 +203,7 @@ def test_status_json_lists_every_copy_with_its_subject(
 
 
 def test_upgrading_keeps_a_subject_an_editor_wrote_as_theirs(console: Console) -> None:
-    """Migration 0017: a draft whose history shows an edited subject keeps it (not
+    """Migration 0018: a draft whose history shows an edited subject keeps it (not
     automatic); its untouched preheader stays automatic."""
     from alembic import command
 
@@ -216,7 +216,7 @@ def test_upgrading_keeps_a_subject_an_editor_wrote_as_theirs(console: Console) -
         issue = find_issue(session, number=1)
         assert issue is not None
         edit_issue(session, issue, console.settings, Edit(subject="Our own words"))
-    command.downgrade(alembic_config(console.engine), "0019")
+    command.downgrade(alembic_config(console.engine), "0017")
     with session_scope(console.engine) as session:  # the downgrade kept the history
         assert [e["action"] for e in history(session, 1)] == ["frozen", "edited"]
     migrate(console.engine)

@@ -18,12 +18,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("comparison") as batch:
-        batch.add_column(
-            sa.Column("imported_by", sqlmodel.sql.sqltypes.AutoString(length=400), nullable=True)
-        )
+    # Plain ADD / DROP COLUMN, not batch mode: on SQLite a batch re-creates the table, and
+    # dropping the old comparison table would cascade to the issues that featured it.
+    op.add_column(
+        "comparison",
+        sa.Column("imported_by", sqlmodel.sql.sqltypes.AutoString(length=400), nullable=True),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("comparison") as batch:
-        batch.drop_column("imported_by")
+    op.drop_column("comparison", "imported_by")

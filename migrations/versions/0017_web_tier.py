@@ -1,7 +1,7 @@
 """The web tier across processes: shared request throttles and the hour's click
 de-duplication (issue 28, issue 22 items 3 and 11).
 
-Revision ID: 0019
+Revision ID: 0017
 Revises: 0016
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0019"
+revision: str = "0017"
 down_revision: str | Sequence[str] | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,8 +1,8 @@
 """The editors' words: a note in Markdown, a take per comparison, per-variant words,
 and whether the subject and preheader follow the comparisons (automatic).
 
-Revision ID: 0017
-Revises: 0019
+Revision ID: 0018
+Revises: 0017
 """
 
 import json
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0019"
+revision: str = "0018"
+down_revision: str | Sequence[str] | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
