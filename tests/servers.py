@@ -139,20 +139,23 @@ def wait_for(condition: Callable[[], object], what: str, limit: float = 60.0) ->
 
 
 @contextmanager
-def digest_serve(env: dict[str, str], cwd: Path, port: int) -> Iterator[str]:
-    """``digest serve`` as a subprocess on ``port``; yields its base URL once /healthz
-    answers, stops it on exit. Its output goes to ``cwd/serve.log``."""
-    with serve_process(env, cwd, port):
+def digest_serve(env: dict[str, str], cwd: Path, port: int, *extra: str) -> Iterator[str]:
+    """``digest serve`` as a subprocess on ``port`` (``extra``: more options, e.g.
+    ``--workers 2``); yields its base URL once /healthz answers, stops it on exit. Its
+    output goes to ``cwd/serve.log``."""
+    with serve_process(env, cwd, port, *extra):
         yield f"http://127.0.0.1:{port}"
 
 
 @contextmanager
-def serve_process(env: dict[str, str], cwd: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def serve_process(
+    env: dict[str, str], cwd: Path, port: int, *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """:func:`digest_serve`, yielding the process (its pid, e.g. to read its memory)."""
     log_path = cwd / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [DIGEST, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [DIGEST, "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -174,7 +177,7 @@ def serve_process(env: dict[str, str], cwd: Path, port: int) -> Iterator[subproc
         finally:
             proc.terminate()
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

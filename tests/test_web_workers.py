@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import TEST_SECRET, rig_settings, throwaway_postgres
-from servers import free_port, wait_for
+from servers import digest_serve, free_port, wait_for
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from store_support import WEEK, seed_store
@@ -103,35 +103,9 @@ def _serve(settings: Settings, tmp_path: Path, workers: int) -> Iterator[str]:
         DIGEST_SUBSCRIBE_RATE_LIMIT=str(SIGNUPS),
     )
     port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [DIGEST, "serve", "--port", str(port), "--workers", str(workers)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, "digest serve --workers to answer")
+    with digest_serve(env, tmp_path, port, "--workers", str(workers)) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    text = log.read_text()
+    text = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in text, text
     if workers > 1:
         assert len(set(re.findall(r"Started server process \[(\d+)\]", text))) == workers, text
