@@ -76,8 +76,9 @@ def test_note_copies_side_by_side_schedule_approve(rig: Rig, chrome: Any, tmp_pa
     box = page.get_by_label(re.compile("Editor’s note"))
     box.fill(NOTE)
     shown = page.locator("#note-preview")
+    # The preview asks the server a moment after typing stops: generous on a busy machine.
     expect(shown.get_by_role("link", name="how we score")).to_have_attribute(
-        "href", "https://example.com/method"
+        "href", "https://example.com/method", timeout=30_000
     )
     expect(shown.locator("li em")).to_have_text("voice")
     assert shown.locator("script").count() == 0 and "gotcha" not in shown.inner_html()
