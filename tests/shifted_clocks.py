@@ -35,8 +35,10 @@ CLOCKS: list[tuple[str, datetime | None]] = [
 ]
 IN_MAKE_TEST = 2
 #: Tests marked ``unshiftable`` wait on a thread event with a timeout: Python takes that
-#: deadline on a clock libfaketime does not shift, so under it they wait for ever.
-SELECTION = "clock and not unshiftable"
+#: deadline on a clock libfaketime does not shift, so under it they wait for ever. The
+#: end-to-end tests (``slow``: servers and subprocesses) run once, in the main suite, to
+#: keep CI within its time; the dates they carry are those of the in-process tests.
+SELECTION = "clock and not unshiftable and not slow"
 
 
 def offset_spec(start: datetime | None, now: datetime) -> str:
