@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from digest import __version__, console
+from digest.accounts.passwords import dummy_hash
 from digest.console.gate import SessionFirst
 from digest.core.settings import Settings, get_settings
 from digest.http.accesslog import RedactTokens
@@ -54,6 +55,9 @@ def include_routers(app: FastAPI) -> None:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Before the first request, so the first login for an unknown address takes no
+    # longer than the ones after it.
+    dummy_hash()
     yield
     # A clean stop writes the clicks still counted in memory and the unsubscribes queued.
     app.state.clicks.stop()
