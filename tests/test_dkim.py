@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import socket
 from pathlib import Path
 
 import dkim
@@ -234,6 +235,30 @@ def test_doctor_passes_with_good_records_and_names_each_problem(
     checks = {c.name: c for c in run_checks(s)}
     assert checks["SPF"].status == "fail" and "no v=spf1" in checks["SPF"].detail
     assert checks["DMARC"].status == "fail"
+
+
+def test_doctor_waits_out_a_silent_dns_server_once(settings: Settings, tmp_path: Path) -> None:
+    """A DNS server that never answers fails the first lookup at its timeout; the
+    checks after it say they were not run rather than each waiting as long again."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    with silent:
+        s = settings.model_copy(
+            update={
+                "dkim_selector": SELECTOR,
+                "dkim_private_key_file": _key_file(tmp_path, "rsa"),
+                "dns_server": f"127.0.0.1:{silent.getsockname()[1]}",
+            }
+        )
+        checks = run_checks(s)
+    assert [(c.name, c.status) for c in checks] == [
+        ("SPF", "fail"),
+        ("DKIM", "fail"),
+        ("DMARC", "fail"),
+    ]
+    assert checks[0].detail.startswith("DNS lookup failed")
+    for check in checks[1:]:
+        assert check.detail == "not checked: the DNS server did not answer the SPF lookup"
 
 
 def test_doctor_command_exit_codes(

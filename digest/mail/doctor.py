@@ -242,9 +242,16 @@ def run_checks(settings: Settings) -> list[Check]:
     ]
     if settings.transport == "smtp":
         runs.append(("Bounces", lambda: check_bounces(res, settings)))
+    unreachable = ""
     for name, run in runs:
+        if unreachable:
+            # Each lookup would wait out its own timeout again for the same answer.
+            checks.append(Check(name, FAIL, f"not checked: {unreachable}"))
+            continue
         try:
             checks.append(run())
         except dns.exception.DNSException as exc:
             checks.append(Check(name, FAIL, f"DNS lookup failed: {exc}"))
+            if isinstance(exc, (dns.resolver.NoNameservers, dns.exception.Timeout)):
+                unreachable = f"the DNS server did not answer the {name} lookup"
     return checks
