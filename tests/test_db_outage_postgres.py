@@ -116,6 +116,9 @@ def test_outage_past_the_grace_exits_3_in_one_line_then_resume_finishes(
             DIGEST_SMTP_CONNECTIONS="2",
             DIGEST_BATCH_SIZE="100",
             DIGEST_DB_OUTAGE_GRACE_SECONDS="3",
+            # The batch claimed ahead stays leased after the sender gives up (the
+            # database was down for its release); the resume waits for it to run out.
+            DIGEST_LEASE_SECONDS="10",
         )
         run = run_digest(["send", "--week", WEEK, "--yes"], env, tmp_path, "send")
 

@@ -103,7 +103,12 @@ def test_a_lock_past_the_grace_exits_3_then_resume_finishes(
     db = tmp_path / "digest.db"
     handler = FaultHandler(SLOW)
     with fault_smtp(handler) as server:
-        env = env_for(settings, server, DIGEST_DB_OUTAGE_GRACE_SECONDS="2")
+        # The batch the sender had claimed ahead stays leased after it gives up (the
+        # database refused its release), so the resume waits for that lease to run
+        # out: a short lease keeps that wait short.
+        env = env_for(
+            settings, server, DIGEST_DB_OUTAGE_GRACE_SECONDS="2", DIGEST_LEASE_SECONDS="8"
+        )
         run = run_digest(["send", "--week", WEEK, "--yes"], env, tmp_path, "send")
 
         def until_it_gives_up() -> float:
