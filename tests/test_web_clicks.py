@@ -99,7 +99,6 @@ def test_two_processes_count_a_client_once_and_an_hour_later_again(
     assert hours and min(hours) >= int(now[0] // 3600) - 1
 
 
-@pytest.mark.unshiftable
 def test_the_background_flush_writes_counts_without_a_request(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:

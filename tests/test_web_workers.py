@@ -193,7 +193,6 @@ def _gone(pids: list[int]) -> bool:
     return not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
-@pytest.mark.unshiftable
 def test_a_dead_worker_stops_the_set_and_a_killed_parent_takes_its_workers(
     tmp_path: Path,
 ) -> None:
